@@ -1,0 +1,3 @@
+from gdos_master.cli import main
+
+raise SystemExit(main())

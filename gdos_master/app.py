@@ -1,0 +1,277 @@
+"""The master application: :func:`create_app` wires the domain objects into Quart.
+
+Example::
+
+    settings = load_master_settings([])
+    app = create_app(settings)
+    # hypercorn serves app; tests use app.test_client()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+from quart import Quart, Response, current_app, request, send_from_directory
+from werkzeug.exceptions import HTTPException
+
+from gdos_master import __version__
+from gdos_master.accounts import Accounts
+from gdos_master.agent import register_agent_socket
+from gdos_master.api import api
+from gdos_master.auth import LoginLimiter
+from gdos_master.db import Database
+from gdos_master.fleet import Fleet
+from gdos_master.nodes import Nodes
+from gdos_master.orchestrator import Orchestrator
+from gdos_master.packages import Packages
+from gdos_master.routing import error_response, json_response
+from gdos_master.systems import Systems
+from gdos_sdk.config import MasterSettings
+from gdos_sdk.errors import ConfigError, ConflictError, GdosError
+from gdos_sdk.models import Settings
+from gdos_sdk.protocol import InstanceStatus
+from gdos_sdk.storage import LocalStorage, Storage
+
+__all__ = ["Master", "create_app", "current_master"]
+
+log = logging.getLogger("gdos.master")
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+@attrs.define
+class Master:
+    """Every long-lived object of a running master, built once by :func:`create_app`."""
+
+    settings: MasterSettings
+    db: Database
+    storage: Storage
+    fleet: Fleet
+    accounts: Accounts
+    nodes: Nodes
+    packages: Packages
+    systems: Systems
+    orchestrator: Orchestrator
+    limiter: LoginLimiter
+    join_token: str
+    initial_password: str | None = None
+    tls: bool = False
+    tasks: set[asyncio.Task[Any]] = attrs.field(factory=set)
+
+    def spawn(self, coro: Any) -> None:
+        """Run a background coroutine, keeping a reference so it is not collected."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    def spawn_reconcile(self, node_id: str, inventory: list[InstanceStatus] | None = None) -> None:
+        """Reconcile a node in the background (after hello, or after approval)."""
+
+        async def run() -> None:
+            if inventory is None:
+                conn = self.fleet.connection(node_id)
+                if conn is None:
+                    return
+                # Without a fresh inventory, ask the worker again by reconnecting.
+                await conn.close()
+                return
+            await self.orchestrator.reconcile(node_id, inventory)
+
+        self.spawn(run())
+
+    def cluster_settings(self) -> Settings:
+        return Settings(
+            join_token=self.join_token,
+            require_approval=self.settings.auth.require_approval,
+            heartbeat_interval=self.settings.fleet.heartbeat_interval,
+            offline_after=self.fleet.offline_after,
+            max_package_bytes=self.settings.storage.max_package_bytes,
+            version=__version__,
+        )
+
+    def rotate_join_token(self) -> None:
+        if self.settings.auth.join_token:
+            raise ConflictError("the join token is set in the configuration (auth.join_token)")
+        self.join_token = secrets.token_urlsafe(32)
+        self.db.set_kv("join_token", self.join_token)
+
+    async def run_housekeeping(self, clock: Callable[[], float] = time.monotonic) -> None:
+        """Detect silent nodes twice a second; flush last-seen times now and then."""
+        last_flush = clock()
+        while True:
+            await asyncio.sleep(0.5)
+            await self.fleet.sweep()
+            if clock() - last_flush >= self.settings.database.flush_interval:
+                last_flush = clock()
+                self.nodes.flush_last_seen()
+
+    async def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        for task in list(self.tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        for rt in list(self.fleet.nodes.values()):
+            if rt.connection is not None:
+                await rt.connection.close()
+        with contextlib.suppress(Exception):
+            self.nodes.flush_last_seen()
+        await self.storage.close()
+        self.db.close()
+
+
+def current_master() -> Master:
+    """The :class:`Master` of the app handling the current request."""
+    master: Master = current_app.extensions["gdos"]
+    return master
+
+
+def _make_storage(settings: MasterSettings) -> Storage:
+    if settings.storage.type == "local":
+        return LocalStorage(settings.storage_dir)
+    raise ConfigError(
+        f"storage.type {settings.storage.type!r} is not available in this build"
+        " (MinIO support lands with its own issue)"
+    )
+
+
+def build_master(
+    settings: MasterSettings, *, db: Database | None = None, storage: Storage | None = None
+) -> Master:
+    """Open the database and storage and build the domain objects."""
+    data_dir = Path(settings.server.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    db = db or Database.open(settings.db_path)
+    storage = storage or _make_storage(settings)
+    fleet = Fleet(
+        heartbeat_interval=settings.fleet.heartbeat_interval,
+        offline_grace=settings.fleet.offline_grace,
+    )
+    accounts = Accounts(db, session_hours=settings.auth.session_hours)
+    initial_password = accounts.ensure_admin(
+        settings.auth.admin_username, settings.auth.admin_password
+    )
+    join_token = settings.auth.join_token or db.get_kv("join_token")
+    if not join_token:
+        join_token = secrets.token_urlsafe(32)
+        db.set_kv("join_token", join_token)
+    nodes = Nodes(db, fleet, require_approval=settings.auth.require_approval)
+    packages = Packages(
+        db, storage, max_bytes=settings.storage.max_package_bytes, tmp_dir=data_dir / "tmp"
+    )
+    systems = Systems(db)
+    orchestrator = Orchestrator(
+        db, fleet, systems, packages, command_timeout=settings.fleet.command_timeout
+    )
+    return Master(
+        settings=settings, db=db, storage=storage, fleet=fleet, accounts=accounts, nodes=nodes,
+        packages=packages, systems=systems, orchestrator=orchestrator,
+        limiter=LoginLimiter(settings.auth.login_attempts, settings.auth.login_window),
+        join_token=join_token, initial_password=initial_password,
+        tls=bool(settings.server.tls_cert),
+    )
+
+
+def create_app(
+    settings: MasterSettings, *, db: Database | None = None, storage: Storage | None = None
+) -> Quart:
+    """Build the master's Quart app.
+
+    Parameters:
+        settings: the loaded :class:`~gdos_sdk.config.MasterSettings`.
+        db: an open :class:`Database` (tests pass ``Database.memory()``).
+        storage: a storage back end (default from ``settings.storage``).
+    """
+    master = build_master(settings, db=db, storage=storage)
+    app = Quart("gdos_master", static_folder=None)
+    # Uploads stream through Packages.upload, which enforces the real limit with a
+    # JSON error; this outer bound only stops a body that ignores it entirely.
+    app.config["MAX_CONTENT_LENGTH"] = settings.storage.max_package_bytes + 1024 * 1024
+    app.config["BODY_TIMEOUT"] = 3600
+    app.extensions["gdos"] = master
+
+    api.register(app)
+    register_agent_socket(app)
+    _register_errors(app)
+    _register_web(app)
+
+    @app.route("/healthz")
+    async def healthz() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.before_serving
+    async def start_background() -> None:
+        master.spawn(master.run_housekeeping())
+
+    @app.after_serving
+    async def stop_background() -> None:
+        await master.close()
+
+    return app
+
+
+def _register_errors(app: Quart) -> None:
+    @app.errorhandler(GdosError)
+    async def gdos_error(exc: GdosError) -> Response:
+        return error_response(exc)
+
+    @app.errorhandler(Exception)
+    async def unexpected(exc: Exception) -> Response:
+        if isinstance(exc, HTTPException):
+            return await http_error(exc)
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return json_response(
+            {"error": {"code": "internal_error", "message": "internal error; see the master log"}},
+            500,
+        )
+
+    @app.errorhandler(HTTPException)
+    async def http_error(exc: HTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+            exc.code or 500, "http_error"
+        )
+        message = exc.description or exc.name
+        if exc.code == 404:
+            message = f"no route {request.method} {request.path}"
+        return json_response({"error": {"code": code, "message": message}}, exc.code or 500)
+
+
+def _register_web(app: Quart) -> None:
+    """Serve the built web console; history-mode routes fall back to index.html."""
+
+    @app.route("/", defaults={"path": ""})
+    @app.route("/<path:path>")
+    async def web(path: str) -> Response:
+        if path.startswith("api/"):
+            return json_response(
+                {"error": {"code": "not_found", "message": f"no route GET /{path}"}}, 404
+            )
+        index = STATIC_DIR / "index.html"
+        if not index.is_file():
+            return Response(
+                "<!doctype html><title>GDOS</title><p>The GDOS API is running. The web console"
+                " is not built: run <code>nox -s web</code>.</p>",
+                content_type="text/html",
+            )
+        candidate = (STATIC_DIR / path).resolve()
+        if path and candidate.is_file() and STATIC_DIR.resolve() in candidate.parents:
+            response = await send_from_directory(STATIC_DIR, path)
+            if path.startswith("assets/"):  # content-hashed names: cache for a year
+                response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+            return response
+        response = await send_from_directory(STATIC_DIR, "index.html")
+        response.headers["Cache-Control"] = "no-cache"
+        return response

@@ -1,0 +1,89 @@
+"""``gdos-master``: load settings, build the app, serve it with Hypercorn until a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+
+from gdos_master import __version__
+from gdos_master.app import Master, create_app
+from gdos_sdk.config import load_master_settings, parse_listen
+from gdos_sdk.errors import GdosError
+
+__all__ = ["main"]
+
+log = logging.getLogger("gdos.master")
+
+
+def _url(listen: str, tls: bool) -> str:
+    host, port = parse_listen(listen, default_host="0.0.0.0")
+    shown = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"{'https' if tls else 'http'}://{shown}:{port}"
+
+
+async def _serve(app: object, config: Config) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        # The handler only sets an event; Hypercorn's graceful shutdown does the work.
+        loop.add_signal_handler(sig, stop.set)
+    await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the master. Flags as in docs/configuration.md (``-port :8080`` ...)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in {"-h", "--help", "-help"}:
+        print("usage: gdos-master [-port :8080] [-data_dir DIR] [-db_path FILE] "
+              "[-store_type local|minio] [-config FILE] ...\nsee docs/configuration.md")
+        return 0
+    if args and args[0] in {"-version", "--version"}:
+        print(__version__)
+        return 0
+    try:
+        settings = load_master_settings(args)
+    except GdosError as exc:
+        print(f"gdos-master: {exc.message}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log.level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        app = create_app(settings)
+    except GdosError as exc:
+        print(f"gdos-master: {exc.message}", file=sys.stderr)
+        return 2
+    host, port = parse_listen(settings.server.listen, default_host="0.0.0.0")
+    config = Config()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.accesslog = None
+    config.graceful_timeout = 5
+    config.websocket_ping_interval = None
+    if settings.server.tls_cert:
+        config.certfile = settings.server.tls_cert
+        config.keyfile = settings.server.tls_key
+    url = settings.server.public_url or _url(settings.server.listen, bool(settings.server.tls_cert))
+    master: Master = app.extensions["gdos"]
+    print(f"GDOS master {__version__} listening on {url}", flush=True)
+    print(f"data: {settings.server.data_dir}  database: {settings.db_path}", flush=True)
+    if master.initial_password:
+        # Printed once, on the first start, to the console only (never logged).
+        print(f"admin user: {settings.auth.admin_username}", flush=True)
+        print(f"admin password: {master.initial_password}  (shown once; change it after login)",
+              flush=True)
+    try:
+        asyncio.run(_serve(app, config))
+    except OSError as exc:
+        print(f"gdos-master: cannot listen on {settings.server.listen}: {exc.strerror}",
+              file=sys.stderr)
+        return 1
+    return 0

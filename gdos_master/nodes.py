@@ -1,0 +1,262 @@
+"""Nodes: registration by join token, planned nodes, approval, rename, delete.
+
+A node's durable facts (hostname, fingerprint, credential hash, alias) live
+in SQLite and change rarely; its liveness lives in :class:`Fleet`. Joining
+writes once; heartbeats write nothing; ``last_seen`` is flushed periodically
+and when a channel closes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import time
+import uuid
+from datetime import UTC, datetime
+
+from gdos_master.db import Database
+from gdos_master.fleet import Fleet
+from gdos_master.security import hash_secret, new_secret
+from gdos_sdk.codec import converter, unstructure
+from gdos_sdk.errors import AuthError, ConflictError, NotFoundError, ValidationError
+from gdos_sdk.models import Fingerprint, Node, NodePatch, NodeStatus, PlannedNodeCreate
+from gdos_sdk.protocol import Hello
+
+__all__ = ["Nodes"]
+
+_NODE_ID = re.compile(r"^[A-Za-z0-9-]{8,64}$")
+
+
+def _ts(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _check_labels(labels: dict[str, str]) -> None:
+    for key in labels:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$", key):
+            raise ValidationError(
+                f"invalid label key {key!r}",
+                details=[{"path": f"$.labels.{key}", "message": "invalid key"}],
+            )
+
+
+class Nodes:
+    """Node records joined with live state from the fleet."""
+
+    def __init__(self, db: Database, fleet: Fleet, *, require_approval: bool) -> None:
+        self.db = db
+        self.fleet = fleet
+        self.require_approval = require_approval
+
+    def _status(self, row: sqlite3.Row) -> NodeStatus:
+        if row["planned"]:
+            return NodeStatus.PLANNED
+        if not row["approved"]:
+            return NodeStatus.PENDING
+        return NodeStatus.ONLINE if self.fleet.is_online(row["id"]) else NodeStatus.OFFLINE
+
+    def _model(self, row: sqlite3.Row, instance_count: int = 0) -> Node:
+        rt = self.fleet.nodes.get(row["id"])
+        last_seen = row["last_seen"]
+        if rt is not None and rt.last_seen:
+            last_seen = max(last_seen or 0.0, rt.last_seen)
+        fingerprint = None
+        if row["fingerprint"]:
+            fingerprint = converter.structure(json.loads(row["fingerprint"]), Fingerprint)
+        status = self._status(row)
+        return Node(
+            id=row["id"],
+            hostname=row["hostname"],
+            alias=row["alias"],
+            status=status,
+            addresses=json.loads(row["addresses"]),
+            labels=json.loads(row["labels"]),
+            fingerprint=fingerprint,
+            created_at=_ts(row["created_at"]),
+            last_seen=_ts(last_seen),
+            agent_version=row["agent_version"],
+            approved=bool(row["approved"]),
+            latest=rt.latest if rt is not None and status == NodeStatus.ONLINE else None,
+            instance_count=instance_count,
+        )
+
+    def _counts(self) -> dict[str, int]:
+        rows = self.db.all("SELECT node_id, COUNT(*) AS n FROM instances GROUP BY node_id")
+        return {r["node_id"]: r["n"] for r in rows}
+
+    def list(self, *, status: str | None = None, search: str | None = None) -> list[Node]:
+        counts = self._counts()
+        nodes = [
+            self._model(r, counts.get(r["id"], 0))
+            for r in self.db.all("SELECT * FROM nodes ORDER BY hostname, id")
+        ]
+        if status:
+            nodes = [n for n in nodes if n.status.value == status]
+        if search:
+            needle = search.lower()
+            nodes = [
+                n
+                for n in nodes
+                if needle in n.hostname.lower()
+                or needle in n.alias.lower()
+                or needle in n.id
+                or any(needle in a for a in n.addresses)
+            ]
+        return nodes
+
+    def row(self, node_id: str) -> sqlite3.Row:
+        row = self.db.one("SELECT * FROM nodes WHERE id = ?", (node_id,))
+        if row is None:
+            raise NotFoundError(f"no node with id {node_id!r}")
+        return row
+
+    def get(self, node_id: str) -> Node:
+        count = int(self.db.scalar("SELECT COUNT(*) FROM instances WHERE node_id = ?", (node_id,)))
+        return self._model(self.row(node_id), count)
+
+    def patch(self, node_id: str, body: NodePatch) -> Node:
+        self.row(node_id)
+        with self.db.transaction():
+            if body.alias is not None:
+                if len(body.alias) > 100:
+                    raise ValidationError(
+                        "alias is longer than 100 characters",
+                        details=[{"path": "$.alias", "message": "too long"}],
+                    )
+                self.db.execute("UPDATE nodes SET alias = ? WHERE id = ?", (body.alias, node_id))
+            if body.labels is not None:
+                _check_labels(body.labels)
+                self.db.execute(
+                    "UPDATE nodes SET labels = ? WHERE id = ?", (json.dumps(body.labels), node_id)
+                )
+        return self.get(node_id)
+
+    def plan(self, body: PlannedNodeCreate) -> Node:
+        """Register a node before its worker exists; it joins by matching hostname or address."""
+        if not body.hostname.strip():
+            raise ValidationError(
+                "hostname is required", details=[{"path": "$.hostname", "message": "empty"}]
+            )
+        _check_labels(body.labels)
+        existing = self.db.one("SELECT id FROM nodes WHERE hostname = ?", (body.hostname,))
+        if existing is not None:
+            raise ConflictError(f"a node with hostname {body.hostname!r} already exists")
+        node_id = str(uuid.uuid4())
+        self.db.execute(
+            "INSERT INTO nodes(id, hostname, alias, addresses, labels, planned, approved,"
+            " created_at) VALUES(?,?,?,?,?,1,1,?)",
+            (
+                node_id, body.hostname, body.alias, json.dumps(body.addresses),
+                json.dumps(body.labels), time.time(),
+            ),
+        )
+        return self.get(node_id)
+
+    def approve(self, node_id: str) -> Node:
+        row = self.row(node_id)
+        if row["planned"]:
+            raise ConflictError("a planned node has no worker yet; nothing to approve")
+        self.db.execute("UPDATE nodes SET approved = 1 WHERE id = ?", (node_id,))
+        rt = self.fleet.nodes.get(node_id)
+        if rt is not None:
+            rt.approved = True
+        return self.get(node_id)
+
+    async def delete(self, node_id: str, *, force: bool) -> int:
+        """Delete a node (revoking its credential); instances only with ``force``."""
+        self.row(node_id)
+        count = int(self.db.scalar("SELECT COUNT(*) FROM instances WHERE node_id = ?", (node_id,)))
+        if count and not force:
+            raise ConflictError(
+                f"node has {count} instance(s); destroy them first or pass force=true",
+                details={"instances": count},
+            )
+        with self.db.transaction():
+            self.db.execute("DELETE FROM instances WHERE node_id = ?", (node_id,))
+            self.db.execute("DELETE FROM nodes WHERE id = ?", (node_id,))
+        await self.fleet.forget(node_id)
+        return count
+
+    # --- the agent side -------------------------------------------------------------------
+
+    def join(self, hello: Hello, *, via_join_token: bool, node_id: str) -> tuple[str, str | None]:
+        """Record a worker's hello; return (node id to use, new credential or None).
+
+        With the join token, a brand-new node is created — or a planned node with
+        the same hostname or address is claimed, and the worker takes its id.
+        """
+        if not _NODE_ID.match(hello.node_id):
+            raise ValidationError(f"invalid node id {hello.node_id!r}")
+        fingerprint = json.dumps(unstructure(hello.fingerprint))
+        now = time.time()
+        credential: str | None = None
+        if via_join_token:
+            existing = self.db.one("SELECT * FROM nodes WHERE id = ?", (hello.node_id,))
+            if existing is not None and not existing["planned"]:
+                raise ConflictError(
+                    f"node {hello.node_id} has already joined; it must use its node credential"
+                    " (or an admin deletes the node first)"
+                )
+            planned = existing or self._planned_match(hello)
+            credential = new_secret("gdosn_")
+            approved = 0 if self.require_approval else 1
+            if planned is not None:
+                node_id = planned["id"]
+                self.db.execute(
+                    "UPDATE nodes SET hostname = ?, addresses = ?, fingerprint = ?,"
+                    " credential_hash = ?, planned = 0, approved = ?, agent_version = ?,"
+                    " last_seen = ? WHERE id = ?",
+                    (
+                        hello.hostname, json.dumps(hello.addresses), fingerprint,
+                        hash_secret(credential), approved, hello.agent_version, now, node_id,
+                    ),
+                )
+            else:
+                node_id = hello.node_id
+                self.db.execute(
+                    "INSERT INTO nodes(id, hostname, addresses, fingerprint, credential_hash,"
+                    " approved, agent_version, created_at, last_seen)"
+                    " VALUES(?,?,?,?,?,?,?,?,?)",
+                    (
+                        node_id, hello.hostname, json.dumps(hello.addresses), fingerprint,
+                        hash_secret(credential), approved, hello.agent_version, now, now,
+                    ),
+                )
+            return node_id, credential
+        if hello.node_id != node_id:
+            raise AuthError("node credential does not belong to the node id in hello")
+        self.db.execute(
+            "UPDATE nodes SET hostname = ?, addresses = ?, fingerprint = ?, agent_version = ?,"
+            " last_seen = ? WHERE id = ?",
+            (hello.hostname, json.dumps(hello.addresses), fingerprint, hello.agent_version, now,
+             node_id),
+        )
+        return node_id, None
+
+    def _planned_match(self, hello: Hello) -> sqlite3.Row | None:
+        for row in self.db.all("SELECT * FROM nodes WHERE planned = 1"):
+            if row["hostname"] == hello.hostname:
+                return row
+            if set(json.loads(row["addresses"])) & set(hello.addresses):
+                return row
+        return None
+
+    def is_approved(self, node_id: str) -> bool:
+        return bool(self.db.scalar("SELECT approved FROM nodes WHERE id = ?", (node_id,)))
+
+    def flush_last_seen_one(self, node_id: str) -> None:
+        rt = self.fleet.nodes.get(node_id)
+        if rt is not None and rt.last_seen:
+            self.db.execute("UPDATE nodes SET last_seen = ? WHERE id = ?", (rt.last_seen, node_id))
+
+    def flush_last_seen(self) -> None:
+        """Write in-memory last-seen times; one transaction, only for connected nodes."""
+        updates = [
+            (rt.last_seen, rt.node_id)
+            for rt in self.fleet.nodes.values()
+            if rt.connection is not None and rt.last_seen
+        ]
+        if updates:
+            with self.db.transaction():
+                self.db.conn.executemany("UPDATE nodes SET last_seen = ? WHERE id = ?", updates)

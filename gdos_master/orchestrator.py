@@ -1,0 +1,317 @@
+"""Instances: desired state kept here, actual state reported by workers, reconciled.
+
+Every action first records the desired state, then — if the node is online —
+sends the command and waits for the worker's answer. When the node is
+offline the action is accepted (the API answers 202) and applied when the
+worker reconnects: on every ``hello`` the master compares the worker's
+inventory with its own records and sends what closes the gap:
+
+* an instance the master has and the worker lacks is deployed again;
+* an instance whose desired state differs on the worker is started or stopped;
+* an instance the worker has and the master does not (destroyed or deleted
+  while the node was away) is destroyed on the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+import uuid
+from datetime import UTC, datetime
+
+from gdos_master.db import Database
+from gdos_master.fleet import Fleet
+from gdos_master.packages import Packages
+from gdos_master.systems import Systems
+from gdos_sdk.errors import ConflictError, GdosError, NotFoundError, RemoteError
+from gdos_sdk.models import DeployRequest, Instance, SystemActionResult
+from gdos_sdk.protocol import (
+    Command,
+    DeployCommand,
+    DestroyCommand,
+    InstanceSpec,
+    InstanceStatus,
+    RestartCommand,
+    StartCommand,
+    StopCommand,
+)
+from gdos_sdk.states import DesiredState, Health, InstanceState
+
+__all__ = ["Orchestrator"]
+
+log = logging.getLogger("gdos.master.orchestrator")
+
+_STATUS_FIELDS = ("state", "health", "pid", "started_at", "restarts", "exit_code", "reason")
+
+
+def _ts(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+class Orchestrator:
+    """Deploy, start, stop, restart, destroy and reconcile instances."""
+
+    def __init__(
+        self,
+        db: Database,
+        fleet: Fleet,
+        systems: Systems,
+        packages: Packages,
+        *,
+        command_timeout: float,
+    ) -> None:
+        self.db = db
+        self.fleet = fleet
+        self.systems = systems
+        self.packages = packages
+        self.command_timeout = command_timeout
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def _model(self, row: sqlite3.Row) -> Instance:
+        online = self.fleet.connection(row["node_id"]) is not None
+        state = InstanceState(row["state"])
+        reason = row["reason"]
+        if not online and state != InstanceState.UNKNOWN:
+            reason = f"node offline; last reported {state.value}"
+            state = InstanceState.UNKNOWN
+        return Instance(
+            id=row["id"],
+            module_id=row["module_id"],
+            system_id=row["system_id"],
+            node_id=row["node_id"],
+            package=row["package"],
+            version=row["version"],
+            desired_state=DesiredState(row["desired_state"]),
+            state=state,
+            health=Health(row["health"]),
+            pid=row["pid"],
+            started_at=row["started_at"],
+            restarts=row["restarts"],
+            exit_code=row["exit_code"],
+            reason=reason,
+            node_online=online,
+            created_at=_ts(row["created_at"]),
+            updated_at=_ts(row["updated_at"]),
+            metrics=self.fleet.instance_sample(row["node_id"], row["id"]) if online else None,
+        )
+
+    def _row(self, instance_id: str) -> sqlite3.Row:
+        row = self.db.one("SELECT * FROM instances WHERE id = ?", (instance_id,))
+        if row is None:
+            raise NotFoundError(f"no instance with id {instance_id!r}")
+        return row
+
+    def get(self, instance_id: str) -> Instance:
+        return self._model(self._row(instance_id))
+
+    def list(
+        self,
+        *,
+        system_id: str | None = None,
+        module_id: str | None = None,
+        node_id: str | None = None,
+        state: str | None = None,
+    ) -> list[Instance]:
+        where, args = [], []
+        for column, value in (("system_id", system_id), ("module_id", module_id),
+                              ("node_id", node_id)):
+            if value:
+                where.append(f"{column} = ?")
+                args.append(value)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self.db.all(f"SELECT * FROM instances {clause} ORDER BY created_at", args)  # noqa: S608
+        found = [self._model(r) for r in rows]
+        if state:
+            found = [i for i in found if i.state.value == state]
+        return found
+
+    # --- worker reports ---------------------------------------------------------------------
+
+    def apply_status(self, node_id: str, status: InstanceStatus) -> None:
+        """Record a worker's report; writes only when something changed."""
+        row = self.db.one(
+            "SELECT * FROM instances WHERE id = ? AND node_id = ?", (status.instance_id, node_id)
+        )
+        if row is None:
+            return
+        new = {
+            "state": status.state.value,
+            "health": status.health.value,
+            "pid": status.pid,
+            "started_at": status.started_at,
+            "restarts": status.restarts,
+            "exit_code": status.exit_code,
+            "reason": status.reason,
+        }
+        if all(row[k] == new[k] for k in _STATUS_FIELDS):
+            return
+        self.db.execute(
+            "UPDATE instances SET state = ?, health = ?, pid = ?, started_at = ?, restarts = ?,"
+            " exit_code = ?, reason = ?, updated_at = ? WHERE id = ?",
+            (*[new[k] for k in _STATUS_FIELDS], time.time(), status.instance_id),
+        )
+
+    # --- actions ----------------------------------------------------------------------------
+
+    def spec_for(self, row: sqlite3.Row) -> InstanceSpec:
+        package = self.packages.get(row["package"], row["version"])
+        module = self.systems.get_module(row["module_id"])
+        return InstanceSpec(
+            instance_id=row["id"],
+            module_id=row["module_id"],
+            system_id=row["system_id"],
+            module_name=module.name,
+            package=package.name,
+            version=package.version,
+            sha256=package.sha256,
+            size=package.size,
+            download_path=f"/api/v1/agent/packages/{package.sha256}",
+            manifest=package.manifest,
+            env=module.env,
+            args=module.args,
+        )
+
+    async def deploy(self, body: DeployRequest) -> tuple[Instance, bool]:
+        """Create an instance of a module on a node; return (instance, applied now)."""
+        module = self.systems.get_module(body.module_id)
+        node = self.db.one("SELECT * FROM nodes WHERE id = ?", (body.node_id,))
+        if node is None:
+            raise NotFoundError(f"no node with id {body.node_id!r}")
+        if not node["approved"]:
+            raise ConflictError("node is waiting for approval; approve it before deploying")
+        package = self.packages.get(module.package, module.version)
+        instance_id = str(uuid.uuid4())
+        conn = self.fleet.connection(body.node_id)
+        now = time.time()
+        desired = DesiredState.RUNNING if body.start else DesiredState.STOPPED
+        self.db.execute(
+            "INSERT INTO instances(id, module_id, system_id, node_id, package, version, sha256,"
+            " desired_state, state, created_at, updated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                instance_id, module.id, module.system_id, body.node_id, package.name,
+                package.version, package.sha256, desired.value,
+                (InstanceState.DEPLOYING if conn else InstanceState.UNKNOWN).value, now, now,
+            ),
+        )
+        if conn is None:
+            return self.get(instance_id), False
+        command = DeployCommand(spec=self.spec_for(self._row(instance_id)), start=body.start)
+        try:
+            status = await conn.request(command, self.command_timeout)
+        except GdosError:
+            # The worker removed what it unpacked; keep the plan clean as well.
+            self.db.execute("DELETE FROM instances WHERE id = ?", (instance_id,))
+            raise
+        if status is not None:
+            self.apply_status(body.node_id, status)
+        return self.get(instance_id), True
+
+    async def _act(
+        self, instance_id: str, desired: DesiredState | None, command: Command
+    ) -> tuple[Instance, bool]:
+        row = self._row(instance_id)
+        if desired is not None and row["desired_state"] != desired.value:
+            self.db.execute(
+                "UPDATE instances SET desired_state = ?, updated_at = ? WHERE id = ?",
+                (desired.value, time.time(), instance_id),
+            )
+        conn = self.fleet.connection(row["node_id"])
+        if conn is None:
+            return self.get(instance_id), False
+        status = await conn.request(command, self.command_timeout)
+        if status is not None:
+            self.apply_status(row["node_id"], status)
+        return self.get(instance_id), True
+
+    async def start(self, instance_id: str) -> tuple[Instance, bool]:
+        return await self._act(instance_id, DesiredState.RUNNING, StartCommand(instance_id))
+
+    async def stop(self, instance_id: str) -> tuple[Instance, bool]:
+        return await self._act(instance_id, DesiredState.STOPPED, StopCommand(instance_id))
+
+    async def restart(self, instance_id: str) -> tuple[Instance, bool]:
+        row = self._row(instance_id)
+        if self.fleet.connection(row["node_id"]) is None:
+            raise ConflictError("node is offline; a restart needs a running worker")
+        return await self._act(instance_id, DesiredState.RUNNING, RestartCommand(instance_id))
+
+    async def destroy(self, instance_id: str) -> bool:
+        """Stop and remove an instance; return True if the worker confirmed it now."""
+        row = self._row(instance_id)
+        conn = self.fleet.connection(row["node_id"])
+        applied = False
+        if conn is not None:
+            try:
+                await conn.request(DestroyCommand(instance_id), self.command_timeout)
+            except RemoteError as exc:
+                if (exc.details or {}).get("code") != "not_found":
+                    raise
+            applied = True
+        self.db.execute("DELETE FROM instances WHERE id = ?", (instance_id,))
+        return applied
+
+    async def batch(self, system_id: str, action: str) -> list[SystemActionResult]:
+        """Start or stop every instance of a system, concurrently."""
+        self.systems.get_system(system_id)
+        ids = [r["id"] for r in self.db.all(
+            "SELECT id FROM instances WHERE system_id = ? ORDER BY created_at", (system_id,))]
+        run = self.start if action == "start" else self.stop
+
+        async def one(instance_id: str) -> SystemActionResult:
+            try:
+                instance, _ = await run(instance_id)
+            except GdosError as exc:
+                return SystemActionResult(instance_id=instance_id, ok=False, error=exc.message)
+            return SystemActionResult(instance_id=instance_id, ok=True, state=instance.state)
+
+        return list(await asyncio.gather(*(one(i) for i in ids)))
+
+    # --- reconciliation ---------------------------------------------------------------------
+
+    def plan_reconcile(self, node_id: str, inventory: list[InstanceStatus]) -> list[Command]:
+        """The commands that bring a worker in line with the master (pure given the DB)."""
+        reported = {s.instance_id: s for s in inventory}
+        rows = self.db.all("SELECT * FROM instances WHERE node_id = ?", (node_id,))
+        commands: list[Command] = []
+        for row in rows:
+            desired = DesiredState(row["desired_state"])
+            status = reported.pop(row["id"], None)
+            if status is None:
+                try:
+                    spec = self.spec_for(row)
+                except NotFoundError as exc:
+                    log.error("cannot redeploy instance %s: %s", row["id"], exc.message)
+                    continue
+                commands.append(DeployCommand(spec=spec, start=desired == DesiredState.RUNNING))
+            elif status.desired_state != desired:
+                if desired == DesiredState.RUNNING:
+                    commands.append(StartCommand(row["id"]))
+                else:
+                    commands.append(StopCommand(row["id"]))
+        commands.extend(DestroyCommand(instance_id) for instance_id in reported)
+        return commands
+
+    async def reconcile(self, node_id: str, inventory: list[InstanceStatus]) -> list[Command]:
+        """Record the inventory, then send the commands that close the gap."""
+        for status in inventory:
+            self.apply_status(node_id, status)
+        commands = self.plan_reconcile(node_id, inventory)
+        conn = self.fleet.connection(node_id)
+        if conn is None or not commands:
+            return commands
+
+        async def send(command: Command) -> None:
+            try:
+                status = await conn.request(command, self.command_timeout)
+            except GdosError as exc:
+                log.warning("reconcile %s on node %s failed: %s", command.kind, node_id,
+                            exc.message)
+                return
+            if status is not None:
+                self.apply_status(node_id, status)
+
+        await asyncio.gather(*(send(c) for c in commands))
+        return commands

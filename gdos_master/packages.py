@@ -1,0 +1,211 @@
+"""Packages: streaming upload with a size limit, validation, versions, deletion.
+
+An upload is streamed to a temporary file while its SHA-256 is computed and
+its size counted; the archive is then inspected (zip-slip, links, bombs,
+``service.json``) before anything is stored. Only after the object is in
+storage is the row inserted; if the insert fails the object is removed. So a
+rejected upload leaves no row, no object and no temporary file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import tempfile
+import time
+from collections.abc import AsyncIterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio.to_thread
+
+from gdos_master.db import Database
+from gdos_sdk.archive import ArchiveLimits, inspect_archive
+from gdos_sdk.errors import ConflictError, NotFoundError, TooLargeError, ValidationError
+from gdos_sdk.models import Package, PackageSummary
+from gdos_sdk.storage import Storage
+from gdos_sdk.versions import sort_versions
+
+__all__ = ["Packages", "package_key"]
+
+
+def package_key(sha256: str) -> str:
+    """Storage key of a package: content-addressed, so workers cache by digest."""
+    return f"packages/{sha256}.zip"
+
+
+class Packages:
+    """Package records in SQLite, bytes in a storage back end."""
+
+    def __init__(
+        self, db: Database, storage: Storage, *, max_bytes: int, tmp_dir: Path
+    ) -> None:
+        self.db = db
+        self.storage = storage
+        self.max_bytes = max_bytes
+        self.tmp_dir = tmp_dir
+        self.limits = ArchiveLimits()
+
+    def _model(self, row: sqlite3.Row) -> Package:
+        return Package(
+            name=row["name"],
+            version=row["version"],
+            sha256=row["sha256"],
+            size=row["size"],
+            uploaded_at=datetime.fromtimestamp(row["uploaded_at"], UTC),
+            uploaded_by=row["uploaded_by"],
+            description=row["description"],
+            manifest=json.loads(row["manifest"]),
+        )
+
+    def _too_large(self) -> TooLargeError:
+        return TooLargeError(
+            f"package is larger than the limit of {self.max_bytes} bytes",
+            details={"limit": self.max_bytes},
+        )
+
+    async def upload(
+        self,
+        chunks: AsyncIterable[bytes],
+        *,
+        content_length: int | None,
+        force: bool,
+        uploaded_by: str,
+    ) -> tuple[Package, bool]:
+        """Store an uploaded zip; return (package, created). Same bytes again is a no-op."""
+        if content_length is not None and content_length > self.max_bytes:
+            raise self._too_large()
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix="upload-", suffix=".zip", dir=self.tmp_dir)
+        tmp = Path(tmp_name)
+        out = os.fdopen(fd, "wb")
+        try:
+            digest = hashlib.sha256()
+            size = 0
+            with out:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        raise self._too_large()
+                    digest.update(chunk)
+                    out.write(chunk)
+            if size == 0:
+                raise ValidationError("the upload is empty; send the zip file as the body")
+            sha256 = digest.hexdigest()
+            info = await anyio.to_thread.run_sync(inspect_archive, tmp, self.limits)
+            manifest = info.manifest
+            existing = self.db.one(
+                "SELECT * FROM packages WHERE name = ? AND version = ?",
+                (manifest.name, manifest.version),
+            )
+            if existing is not None and existing["sha256"] == sha256:
+                return self._model(existing), False
+            if existing is not None and not force:
+                raise ConflictError(
+                    f"{manifest.name}@{manifest.version} already exists with different content;"
+                    " bump the version or upload with force=true",
+                    details={"sha256": existing["sha256"]},
+                )
+            key = package_key(sha256)
+            await self.storage.put_file(key, tmp)
+            try:
+                with self.db.transaction():
+                    self.db.execute(
+                        "INSERT INTO packages(name, version, sha256, size, description, manifest,"
+                        " storage_key, uploaded_by, uploaded_at) VALUES(?,?,?,?,?,?,?,?,?)"
+                        " ON CONFLICT(name, version) DO UPDATE SET sha256 = excluded.sha256,"
+                        " size = excluded.size, description = excluded.description,"
+                        " manifest = excluded.manifest, storage_key = excluded.storage_key,"
+                        " uploaded_by = excluded.uploaded_by, uploaded_at = excluded.uploaded_at",
+                        (
+                            manifest.name, manifest.version, sha256, size, manifest.description,
+                            json.dumps(manifest.to_dict()), key, uploaded_by, time.time(),
+                        ),
+                    )
+            except BaseException:
+                await self._drop_object_if_unused(key)
+                raise
+            if existing is not None:
+                await self._drop_object_if_unused(existing["storage_key"])
+            return self.get(manifest.name, manifest.version), True
+        finally:
+            out.close()
+            tmp.unlink(missing_ok=True)
+
+    async def _drop_object_if_unused(self, key: str) -> None:
+        if not self.db.scalar("SELECT 1 FROM packages WHERE storage_key = ?", (key,)):
+            await self.storage.delete(key)
+
+    def list(self, search: str | None = None) -> list[PackageSummary]:
+        rows = self.db.all("SELECT name, version, description FROM packages ORDER BY name")
+        by_name: dict[str, list[sqlite3.Row]] = {}
+        for row in rows:
+            by_name.setdefault(row["name"], []).append(row)
+        summaries: list[PackageSummary] = []
+        for name, group in by_name.items():
+            if search and search.lower() not in name.lower():
+                continue
+            versions = sort_versions([r["version"] for r in group], newest_first=True)
+            latest_row = next(r for r in group if r["version"] == versions[0])
+            summaries.append(
+                PackageSummary(
+                    name=name, latest=versions[0], versions=versions,
+                    description=latest_row["description"],
+                )
+            )
+        return summaries
+
+    def versions(self, name: str) -> list[Package]:
+        rows = self.db.all("SELECT * FROM packages WHERE name = ?", (name,))
+        if not rows:
+            raise NotFoundError(f"no package named {name!r}")
+        order = {v: i for i, v in enumerate(sort_versions([r["version"] for r in rows],
+                                                          newest_first=True))}
+        return sorted((self._model(r) for r in rows), key=lambda p: order[p.version])
+
+    def get(self, name: str, version: str) -> Package:
+        row = self.db.one(
+            "SELECT * FROM packages WHERE name = ? AND version = ?", (name, version)
+        )
+        if row is None:
+            raise NotFoundError(f"no package {name}@{version}")
+        return self._model(row)
+
+    def storage_key(self, name: str, version: str) -> str:
+        self.get(name, version)
+        return str(
+            self.db.scalar(
+                "SELECT storage_key FROM packages WHERE name = ? AND version = ?", (name, version)
+            )
+        )
+
+    def by_sha256(self, sha256: str) -> Package:
+        row = self.db.one("SELECT * FROM packages WHERE sha256 = ? LIMIT 1", (sha256,))
+        if row is None:
+            raise NotFoundError(f"no package with sha256 {sha256}")
+        return self._model(row)
+
+    async def delete(self, name: str, version: str) -> None:
+        """Delete one version unless a module or an instance still uses it."""
+        self.get(name, version)
+        modules = int(
+            self.db.scalar(
+                "SELECT COUNT(*) FROM modules WHERE package = ? AND version = ?", (name, version)
+            )
+        )
+        instances = int(
+            self.db.scalar(
+                "SELECT COUNT(*) FROM instances WHERE package = ? AND version = ?",
+                (name, version),
+            )
+        )
+        if modules or instances:
+            raise ConflictError(
+                f"{name}@{version} is used by {modules} module(s) and {instances} instance(s)",
+                details={"modules": modules, "instances": instances},
+            )
+        key = self.storage_key(name, version)
+        self.db.execute("DELETE FROM packages WHERE name = ? AND version = ?", (name, version))
+        await self._drop_object_if_unused(key)

@@ -1,0 +1,273 @@
+"""Declarative API routes: authentication, roles, body parsing, rendering and audit in one place.
+
+Every REST endpoint is declared with :meth:`Api.route`, which records what the
+OpenAPI document needs and wraps the handler so that it only sees an
+authenticated :class:`Ctx` and a parsed body::
+
+    @api.route("/nodes/<node_id>", "PATCH", role=Role.ADMIN, body=NodePatch,
+               response=Node, audit="node.update", target="node:{node_id}",
+               summary="Rename or relabel a node")
+    async def patch_node(ctx: Ctx, node_id: str, body: NodePatch) -> Node:
+        return ctx.master.nodes.patch(node_id, body)
+
+Because the wrapper is the only way in, no route can forget its role check
+or its audit entry.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+from quart import Quart, Response, request
+
+from gdos_master.audit import record_audit
+from gdos_master.auth import Principal, authenticate, check_csrf
+from gdos_master.security import redact
+from gdos_sdk.codec import structure, unstructure
+from gdos_sdk.errors import BadRequestError, GdosError, PermissionDenied, ValidationError
+from gdos_sdk.models import Role
+
+__all__ = ["Api", "Ctx", "Endpoint", "QueryParam", "error_response", "json_response"]
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+@attrs.frozen
+class QueryParam:
+    name: str
+    type: type
+    description: str
+    required: bool = False
+
+
+@attrs.frozen
+class Endpoint:
+    """One documented route."""
+
+    path: str
+    method: str
+    handler: Handler
+    summary: str
+    tag: str
+    role: Role | None
+    body: type | None
+    response: Any
+    status: int
+    audit: str | None
+    target: str | None
+    query: tuple[QueryParam, ...]
+    raw_body: str | None  # content type of a streamed body (uploads)
+    raw_response: str | None  # content type of a streamed response (downloads)
+    agent: bool  # node credentials only (the worker's side of the API)
+
+    @property
+    def operation_id(self) -> str:
+        return self.handler.__name__
+
+
+@attrs.define
+class Ctx:
+    """What a handler gets: the master, who is calling, and audit hooks."""
+
+    master: Any  # gdos_master.app.Master (Any to keep the import graph acyclic)
+    principal: Principal | None
+    ip: str
+    target: str = ""
+    audit_params: dict[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def actor(self) -> Principal:
+        assert self.principal is not None, "route declared without a role"
+        return self.principal
+
+    def page(self) -> tuple[int, int]:
+        """``limit`` and ``offset`` from the query string, validated."""
+        limit = query_int("limit", 100, minimum=1, maximum=1000)
+        offset = query_int("offset", 0, minimum=0, maximum=10**12)
+        return limit, offset
+
+
+def query_int(name: str, default: int, *, minimum: int, maximum: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationError(
+            f"query parameter {name!r} must be an integer",
+            details=[{"path": f"query.{name}", "message": "expected an integer"}],
+        ) from None
+    if not minimum <= value <= maximum:
+        raise ValidationError(
+            f"query parameter {name!r} must be between {minimum} and {maximum}",
+            details=[{"path": f"query.{name}", "message": "out of range"}],
+        )
+    return value
+
+
+def query_bool(name: str) -> bool:
+    return request.args.get(name, "").lower() in {"1", "true", "yes"}
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    body = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return Response(body, status=status, content_type="application/json")
+
+
+def error_response(exc: GdosError) -> Response:
+    return json_response(exc.to_body(), exc.status)
+
+
+def client_ip() -> str:
+    return request.remote_addr or ""
+
+
+class Api:
+    """A registry of endpoints that becomes Quart URL rules and an OpenAPI document."""
+
+    def __init__(self, prefix: str = "/api/v1") -> None:
+        self.prefix = prefix
+        self.endpoints: list[Endpoint] = []
+
+    def route(
+        self,
+        path: str,
+        method: str,
+        *,
+        summary: str,
+        tag: str,
+        role: Role | None,
+        body: type | None = None,
+        response: Any = None,
+        status: int = 200,
+        audit: str | None = None,
+        target: str | None = None,
+        query: tuple[QueryParam, ...] = (),
+        raw_body: str | None = None,
+        raw_response: str | None = None,
+        agent: bool = False,
+    ) -> Callable[[Handler], Handler]:
+        """Declare an endpoint; see the module docstring."""
+        if method != "GET" and audit is None and role is not None and not agent:
+            raise ValueError(f"{method} {path} mutates and must name an audit action")
+
+        def decorate(handler: Handler) -> Handler:
+            self.endpoints.append(
+                Endpoint(
+                    path=path, method=method, handler=handler, summary=summary, tag=tag,
+                    role=role, body=body, response=response, status=status, audit=audit,
+                    target=target, query=query, raw_body=raw_body, raw_response=raw_response,
+                    agent=agent,
+                )
+            )
+            return handler
+
+        return decorate
+
+    def register(self, app: Quart) -> None:
+        """Add every endpoint to ``app`` as a URL rule."""
+        for endpoint in self.endpoints:
+            app.add_url_rule(
+                self.prefix + endpoint.path,
+                endpoint=f"api.{endpoint.operation_id}",
+                view_func=_make_view(endpoint),
+                methods=[endpoint.method],
+            )
+
+
+def _make_view(endpoint: Endpoint) -> Handler:
+    async def view(**kwargs: Any) -> Response:
+        from gdos_master.app import current_master
+
+        master = current_master()
+        ctx = Ctx(master=master, principal=None, ip=client_ip())
+        if endpoint.target:
+            ctx.target = endpoint.target.format(**kwargs)
+        params: dict[str, Any] = dict(kwargs)
+        if request.args:
+            params["query"] = dict(request.args)
+        try:
+            if endpoint.agent:
+                ctx.principal = await authenticate(master)
+                if ctx.principal.kind != "node":
+                    raise PermissionDenied("this endpoint is for workers (node credentials) only")
+            elif endpoint.role is not None:
+                ctx.principal = await authenticate(master)
+                _authorise(ctx.principal, endpoint)
+            if endpoint.body is not None:
+                raw = await _read_json()
+                params["body"] = redact(raw)
+                kwargs["body"] = structure(raw, endpoint.body)
+            result = await endpoint.handler(ctx, **kwargs)
+            response = _render(result, endpoint.status)
+        except GdosError as exc:
+            response = error_response(exc)
+            if endpoint.audit:
+                _audit(master, ctx, endpoint, params, response.status_code, exc.message)
+            return response
+        if endpoint.audit:
+            _audit(master, ctx, endpoint, params, response.status_code, "")
+        return response
+
+    view.__name__ = endpoint.operation_id
+    return view
+
+
+def _authorise(principal: Principal, endpoint: Endpoint) -> None:
+    assert endpoint.role is not None
+    if principal.kind == "node":
+        raise PermissionDenied("node credentials are accepted only on agent endpoints")
+    if not principal.role.allows(endpoint.role):
+        raise PermissionDenied(
+            f"this action needs the {endpoint.role.value} role; "
+            f"{principal.username} is {principal.role.value}"
+        )
+    if endpoint.method not in {"GET", "HEAD", "OPTIONS"}:
+        check_csrf(principal)
+
+
+async def _read_json() -> Any:
+    raw = await request.get_data(as_text=False)
+    if not raw:
+        raise ValidationError(
+            "request body is empty; send a JSON object",
+            details=[{"path": "$", "message": "empty body"}],
+        )
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequestError(
+            f"request body is not valid JSON: {exc}",
+            details=[{"path": "$", "message": f"invalid JSON: {exc}"}],
+        ) from exc
+
+
+def _render(result: Any, status: int) -> Response:
+    if isinstance(result, Response):
+        return result
+    if result is None:
+        return Response("", status=204)
+    if isinstance(result, tuple):  # (model, status): e.g. 202 when a node is offline
+        value, status = result
+        return json_response(unstructure(value), status)
+    return json_response(unstructure(result), status)
+
+
+def _audit(
+    master: Any, ctx: Ctx, endpoint: Endpoint, params: dict[str, Any], status: int, message: str
+) -> None:
+    params = {**params, **ctx.audit_params}
+    record_audit(
+        master.db,
+        principal=ctx.principal,
+        ip=ctx.ip,
+        action=endpoint.audit or "",
+        target=ctx.target,
+        params=params,
+        status=status,
+        message=message,
+    )

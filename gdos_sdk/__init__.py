@@ -1,0 +1,60 @@
+"""GDOS SDK: models, protocol, configuration, storage, executors, metrics and API clients.
+
+Example::
+
+    from gdos_sdk import Client
+    with Client("http://127.0.0.1:8080", token="gdos_...") as gdos:
+        print([n.hostname for n in gdos.list_nodes()])
+"""
+
+from __future__ import annotations
+
+from gdos_sdk.client import AsyncClient, Client
+from gdos_sdk.errors import (
+    AuthError,
+    BadRequestError,
+    ConfigError,
+    ConflictError,
+    GdosError,
+    ManifestError,
+    NotFoundError,
+    PermissionDenied,
+    ProtocolError,
+    RateLimitedError,
+    RemoteError,
+    SpawnError,
+    StorageError,
+    TooLargeError,
+    TransportError,
+    ValidationError,
+)
+from gdos_sdk.manifest import Manifest
+from gdos_sdk.states import DesiredState, Health, InstanceState
+
+__all__ = [
+    "AsyncClient",
+    "AuthError",
+    "BadRequestError",
+    "Client",
+    "ConfigError",
+    "ConflictError",
+    "DesiredState",
+    "GdosError",
+    "Health",
+    "InstanceState",
+    "Manifest",
+    "ManifestError",
+    "NotFoundError",
+    "PermissionDenied",
+    "ProtocolError",
+    "RateLimitedError",
+    "RemoteError",
+    "SpawnError",
+    "StorageError",
+    "TooLargeError",
+    "TransportError",
+    "ValidationError",
+    "__version__",
+]
+
+__version__ = "0.1.0"

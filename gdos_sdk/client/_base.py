@@ -1,0 +1,329 @@
+"""What both clients share: every endpoint as a request description, and response parsing.
+
+No I/O happens here. Each method returns a :class:`Call` (method, path,
+query, body and how to parse the answer); :class:`~gdos_sdk.Client` sends it
+with a blocking ``httpx.Client`` and :class:`~gdos_sdk.AsyncClient` with an
+``httpx.AsyncClient``. So an endpoint is described once and both clients
+stay in step.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import attrs
+import httpx
+
+from gdos_sdk.codec import structure, unstructure
+from gdos_sdk.errors import GdosError, TransportError, error_from_body
+from gdos_sdk.models import (
+    ApiToken,
+    AuditEntry,
+    DeployRequest,
+    Instance,
+    LoginRequest,
+    Me,
+    Module,
+    ModuleCreate,
+    ModulePatch,
+    Node,
+    NodePatch,
+    Package,
+    PackageSummary,
+    Page,
+    PlannedNodeCreate,
+    Role,
+    Settings,
+    System,
+    SystemActionResult,
+    SystemCreate,
+    SystemPatch,
+    TokenCreate,
+    TokenCreated,
+    User,
+    UserCreate,
+    UserPatch,
+)
+
+__all__ = ["API_PREFIX", "CSRF_HEADER", "Call", "Calls", "map_transport_error", "raise_for_error"]
+
+T = TypeVar("T")
+
+API_PREFIX = "/api/v1"
+CSRF_HEADER = "X-CSRF-Token"
+
+
+@attrs.frozen
+class Call(Generic[T]):
+    """One HTTP request and how to turn its response into a ``T``."""
+
+    method: str
+    path: str
+    parse: Callable[[httpx.Response], T]
+    params: dict[str, Any] | None = None
+    json: Any = None
+    headers: dict[str, str] | None = None
+
+    @property
+    def mutating(self) -> bool:
+        return self.method not in {"GET", "HEAD", "OPTIONS"}
+
+
+def raise_for_error(response: httpx.Response) -> None:
+    """Turn a master error response into the matching :class:`GdosError`."""
+    if response.status_code < 400:
+        return
+    try:
+        body = response.json()
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    raise error_from_body(response.status_code, body)
+
+
+def map_transport_error(exc: httpx.HTTPError) -> GdosError:
+    """httpx's network errors become :class:`TransportError` (translated once, here)."""
+    return TransportError(f"cannot reach the master: {exc}")
+
+
+def _model(cls: Any) -> Callable[[httpx.Response], Any]:
+    def parse(response: httpx.Response) -> Any:
+        return structure(response.json(), cls, what="response")
+
+    return parse
+
+
+def _none(response: httpx.Response) -> None:
+    return None
+
+
+def _json(response: httpx.Response) -> Any:
+    return response.json()
+
+
+def _clean(**params: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if value is None:
+            continue
+        out[key] = ("true" if value else "false") if isinstance(value, bool) else value
+    return out
+
+
+class Calls:
+    """Every endpoint of the master API as a :class:`Call` factory."""
+
+    # --- auth -------------------------------------------------------------------------------
+
+    def login(self, username: str, password: str) -> Call[Me]:
+        body = unstructure(LoginRequest(username=username, password=password))
+        return Call("POST", "/auth/login", _model(Me), json=body)
+
+    def logout(self) -> Call[None]:
+        return Call("POST", "/auth/logout", _none)
+
+    def me(self) -> Call[Me]:
+        return Call("GET", "/auth/me", _model(Me))
+
+    # --- users and tokens -------------------------------------------------------------------
+
+    def list_users(self) -> Call[list[User]]:
+        return Call("GET", "/users", _model(list[User]))
+
+    def create_user(self, username: str, password: str, role: Role | str) -> Call[User]:
+        body = UserCreate(username=username, password=password, role=Role(role))
+        return Call("POST", "/users", _model(User), json=unstructure(body))
+
+    def get_user(self, user_id: str) -> Call[User]:
+        return Call("GET", f"/users/{user_id}", _model(User))
+
+    def update_user(
+        self, user_id: str, *, role: Role | str | None = None, password: str | None = None,
+        disabled: bool | None = None,
+    ) -> Call[User]:
+        patch = UserPatch(role=Role(role) if role else None, password=password, disabled=disabled)
+        body = {k: v for k, v in unstructure(patch).items() if v is not None}
+        return Call("PATCH", f"/users/{user_id}", _model(User), json=body)
+
+    def delete_user(self, user_id: str) -> Call[None]:
+        return Call("DELETE", f"/users/{user_id}", _none)
+
+    def list_tokens(self) -> Call[list[ApiToken]]:
+        return Call("GET", "/tokens", _model(list[ApiToken]))
+
+    def create_token(
+        self, name: str, *, role: Role | str | None = None, expires_in_days: int | None = None
+    ) -> Call[TokenCreated]:
+        body = TokenCreate(name=name, role=Role(role) if role else None,
+                           expires_in_days=expires_in_days)
+        return Call("POST", "/tokens", _model(TokenCreated), json=unstructure(body))
+
+    def revoke_token(self, token_id: str) -> Call[ApiToken]:
+        return Call("DELETE", f"/tokens/{token_id}", _model(ApiToken))
+
+    # --- nodes ------------------------------------------------------------------------------
+
+    def list_nodes(self, *, status: str | None = None, search: str | None = None
+                   ) -> Call[list[Node]]:
+        return Call("GET", "/nodes", _model(list[Node]), params=_clean(status=status,
+                                                                         search=search))
+
+    def get_node(self, node_id: str) -> Call[Node]:
+        return Call("GET", f"/nodes/{node_id}", _model(Node))
+
+    def update_node(
+        self, node_id: str, *, alias: str | None = None, labels: dict[str, str] | None = None
+    ) -> Call[Node]:
+        body = {k: v for k, v in unstructure(NodePatch(alias=alias, labels=labels)).items()
+                if v is not None}
+        return Call("PATCH", f"/nodes/{node_id}", _model(Node), json=body)
+
+    def plan_node(
+        self, hostname: str, *, alias: str = "", addresses: list[str] | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> Call[Node]:
+        body = PlannedNodeCreate(hostname=hostname, alias=alias, addresses=addresses or [],
+                                 labels=labels or {})
+        return Call("POST", "/nodes", _model(Node), json=unstructure(body))
+
+    def approve_node(self, node_id: str) -> Call[Node]:
+        return Call("POST", f"/nodes/{node_id}/approve", _model(Node))
+
+    def delete_node(self, node_id: str, *, force: bool = False) -> Call[None]:
+        return Call("DELETE", f"/nodes/{node_id}", _none, params=_clean(force=force or None))
+
+    # --- packages ---------------------------------------------------------------------------
+
+    def upload_package(self, *, force: bool = False) -> Call[Package]:
+        """The body (zip bytes or a stream) is attached by the client."""
+        return Call("POST", "/packages", _model(Package), params=_clean(force=force or None),
+                    headers={"Content-Type": "application/zip"})
+
+    def list_packages(self, *, search: str | None = None) -> Call[list[PackageSummary]]:
+        return Call("GET", "/packages", _model(list[PackageSummary]),
+                    params=_clean(search=search))
+
+    def package_versions(self, name: str) -> Call[list[Package]]:
+        return Call("GET", f"/packages/{name}", _model(list[Package]))
+
+    def get_package(self, name: str, version: str) -> Call[Package]:
+        return Call("GET", f"/packages/{name}/{version}", _model(Package))
+
+    def get_manifest(self, name: str, version: str) -> Call[dict[str, Any]]:
+        return Call("GET", f"/packages/{name}/{version}/manifest", _json)
+
+    def download_package_path(self, name: str, version: str) -> str:
+        return f"/packages/{name}/{version}/download"
+
+    def delete_package(self, name: str, version: str) -> Call[None]:
+        return Call("DELETE", f"/packages/{name}/{version}", _none)
+
+    # --- systems and modules ----------------------------------------------------------------
+
+    def list_systems(self) -> Call[list[System]]:
+        return Call("GET", "/systems", _model(list[System]))
+
+    def create_system(self, name: str, description: str = "") -> Call[System]:
+        body = SystemCreate(name=name, description=description)
+        return Call("POST", "/systems", _model(System), json=unstructure(body))
+
+    def get_system(self, system_id: str) -> Call[System]:
+        return Call("GET", f"/systems/{system_id}", _model(System))
+
+    def update_system(
+        self, system_id: str, *, name: str | None = None, description: str | None = None
+    ) -> Call[System]:
+        body = {k: v for k, v in unstructure(SystemPatch(name=name, description=description))
+                .items() if v is not None}
+        return Call("PATCH", f"/systems/{system_id}", _model(System), json=body)
+
+    def delete_system(self, system_id: str) -> Call[None]:
+        return Call("DELETE", f"/systems/{system_id}", _none)
+
+    def start_system(self, system_id: str) -> Call[list[SystemActionResult]]:
+        return Call("POST", f"/systems/{system_id}/start", _model(list[SystemActionResult]))
+
+    def stop_system(self, system_id: str) -> Call[list[SystemActionResult]]:
+        return Call("POST", f"/systems/{system_id}/stop", _model(list[SystemActionResult]))
+
+    def list_modules(self, system_id: str) -> Call[list[Module]]:
+        return Call("GET", f"/systems/{system_id}/modules", _model(list[Module]))
+
+    def create_module(
+        self, system_id: str, name: str, package: str, version: str, *,
+        env: dict[str, str] | None = None, args: list[str] | None = None, start_order: int = 0,
+    ) -> Call[Module]:
+        body = ModuleCreate(name=name, package=package, version=version, env=env or {},
+                            args=args, start_order=start_order)
+        return Call("POST", f"/systems/{system_id}/modules", _model(Module),
+                    json=unstructure(body))
+
+    def get_module(self, module_id: str) -> Call[Module]:
+        return Call("GET", f"/modules/{module_id}", _model(Module))
+
+    def update_module(
+        self, module_id: str, *, version: str | None = None, env: dict[str, str] | None = None,
+        args: list[str] | None = None, start_order: int | None = None,
+    ) -> Call[Module]:
+        patch = ModulePatch(version=version, env=env, args=args, start_order=start_order)
+        body = {k: v for k, v in unstructure(patch).items() if v is not None}
+        return Call("PATCH", f"/modules/{module_id}", _model(Module), json=body)
+
+    def delete_module(self, module_id: str) -> Call[None]:
+        return Call("DELETE", f"/modules/{module_id}", _none)
+
+    # --- instances --------------------------------------------------------------------------
+
+    def list_instances(
+        self, *, system_id: str | None = None, module_id: str | None = None,
+        node_id: str | None = None, state: str | None = None,
+    ) -> Call[list[Instance]]:
+        params = _clean(system_id=system_id, module_id=module_id, node_id=node_id, state=state)
+        return Call("GET", "/instances", _model(list[Instance]), params=params)
+
+    def deploy(self, module_id: str, node_id: str, *, start: bool = True) -> Call[Instance]:
+        body = DeployRequest(module_id=module_id, node_id=node_id, start=start)
+        return Call("POST", "/instances", _model(Instance), json=unstructure(body))
+
+    def get_instance(self, instance_id: str) -> Call[Instance]:
+        return Call("GET", f"/instances/{instance_id}", _model(Instance))
+
+    def start_instance(self, instance_id: str) -> Call[Instance]:
+        return Call("POST", f"/instances/{instance_id}/start", _model(Instance))
+
+    def stop_instance(self, instance_id: str) -> Call[Instance]:
+        return Call("POST", f"/instances/{instance_id}/stop", _model(Instance))
+
+    def restart_instance(self, instance_id: str) -> Call[Instance]:
+        return Call("POST", f"/instances/{instance_id}/restart", _model(Instance))
+
+    def destroy_instance(self, instance_id: str) -> Call[None]:
+        return Call("DELETE", f"/instances/{instance_id}", _none)
+
+    # --- audit, settings, meta --------------------------------------------------------------
+
+    def list_audit(
+        self, *, actor: str | None = None, action: str | None = None, target: str | None = None,
+        since: float | str | None = None, until: float | str | None = None, limit: int = 100,
+        offset: int = 0,
+    ) -> Call[Page[AuditEntry]]:
+        params = _clean(actor=actor, action=action, target=target, since=since, until=until,
+                        limit=limit, offset=offset)
+        return Call("GET", "/audit", _model(Page[AuditEntry]), params=params)
+
+    def get_settings(self) -> Call[Settings]:
+        return Call("GET", "/settings", _model(Settings))
+
+    def rotate_join_token(self) -> Call[Settings]:
+        return Call("POST", "/settings/join-token", _model(Settings))
+
+    def health(self) -> Call[dict[str, Any]]:
+        return Call("GET", "/health", _json)
+
+    def openapi(self) -> Call[dict[str, Any]]:
+        return Call("GET", "/openapi.json", _json)
+
+
+def dump_json(value: Any) -> str:
+    return json.dumps(value)

@@ -1,0 +1,435 @@
+"""Settings for the master and the worker, and the one loader that fills them.
+
+Each setting has a key ``section.name``. Four sources fill it, the first that
+has it wins::
+
+    flag      -port :9090   or  --port=:9090      (seed flags, one or two dashes)
+    env       OPS_MASTER_SERVER_LISTEN=:9090      (OPS_WORKER_... for the worker)
+    file      ./config.yaml  (master) / ./worker.yaml (worker), or -config PATH
+    default   the value in the class below
+
+Unknown keys in a file or unknown flags are errors that suggest the closest
+valid name. The settings classes are plain attrs values: servers take them in
+their constructors and never read the environment themselves.
+
+Example::
+
+    settings = load_master_settings(["-port", ":9090"], env=os.environ)
+    settings.server.listen  # ":9090"
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+import yaml
+
+from gdos_sdk.codec import suggest
+from gdos_sdk.errors import ConfigError
+
+__all__ = [
+    "FLAG",
+    "HELP",
+    "SECRET",
+    "MasterSettings",
+    "WorkerSettings",
+    "iter_options",
+    "load_master_settings",
+    "load_settings",
+    "load_worker_settings",
+    "parse_listen",
+]
+
+FLAG = "gdos_flag"
+HELP = "gdos_help"
+SECRET = "gdos_secret"
+
+S = TypeVar("S")
+
+
+def _opt(default: Any, help: str, *, flag: str | None = None, secret: bool = False) -> Any:
+    # Secrets stay out of repr() so a logged settings object never leaks them.
+    return attrs.field(
+        default=default, repr=not secret, metadata={FLAG: flag, HELP: help, SECRET: secret}
+    )
+
+
+# --- master ---------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class MasterServer:
+    listen: str = _opt(":8080", "address to listen on: ':8080', '127.0.0.1:8080'", flag="port")
+    data_dir: str = _opt("./data", "folder for the database, packages and state", flag="data_dir")
+    tls_cert: str = _opt("", "PEM certificate file; with tls_key, serve HTTPS", flag="tls_cert")
+    tls_key: str = _opt("", "PEM private key file for tls_cert", flag="tls_key")
+    public_url: str = _opt("", "URL workers and browsers use; printed at start")
+
+
+@attrs.frozen
+class MasterDatabase:
+    path: str = _opt("", "SQLite file; default {data_dir}/ops.db", flag="db_path")
+    flush_interval: float = _opt(30.0, "seconds between flushes of in-memory node state")
+
+
+@attrs.frozen
+class MasterStorage:
+    type: str = _opt("local", "package storage back end: local or minio", flag="store_type")
+    local_dir: str = _opt("", "folder for the local back end; default {data_dir}/storage")
+    max_package_bytes: int = _opt(512 * 1024 * 1024, "largest package upload accepted, in bytes")
+    minio_endpoint: str = _opt("", "MinIO/S3 host:port", flag="minio_endpoint")
+    minio_access_key: str = _opt("", "MinIO access key", flag="minio_access_key", secret=True)
+    minio_secret_key: str = _opt("", "MinIO secret key", flag="minio_secret_key", secret=True)
+    minio_bucket: str = _opt("gdos", "MinIO bucket (created if missing)", flag="minio_bucket")
+    minio_secure: bool = _opt(False, "use TLS to reach MinIO")
+
+
+@attrs.frozen
+class MasterAuth:
+    admin_username: str = _opt("admin", "name of the admin created on first start")
+    admin_password: str = _opt(
+        "", "password of the admin created on first start; random and printed once if empty",
+        secret=True,
+    )
+    join_token: str = _opt(
+        "", "cluster join token for workers; generated and kept in the database if empty",
+        flag="join_token", secret=True,
+    )
+    require_approval: bool = _opt(False, "new nodes wait for an admin's approval")
+    session_hours: float = _opt(12.0, "browser session lifetime")
+    login_attempts: int = _opt(10, "failed logins allowed per client and user per window")
+    login_window: float = _opt(300.0, "seconds of the login rate-limit window")
+
+
+@attrs.frozen
+class MasterFleet:
+    heartbeat_interval: float = _opt(1.0, "seconds between worker heartbeats")
+    offline_grace: float = _opt(5.0, "a node is offline after heartbeat_interval + this")
+    command_timeout: float = _opt(60.0, "seconds to wait for a worker to answer a command")
+
+
+@attrs.frozen
+class MasterLog:
+    level: str = _opt("info", "debug, info, warning or error", flag="log_level")
+
+
+@attrs.frozen
+class MasterSettings:
+    """Everything the master can be told. See docs/configuration.md."""
+
+    server: MasterServer = attrs.field(factory=MasterServer)
+    database: MasterDatabase = attrs.field(factory=MasterDatabase)
+    storage: MasterStorage = attrs.field(factory=MasterStorage)
+    auth: MasterAuth = attrs.field(factory=MasterAuth)
+    fleet: MasterFleet = attrs.field(factory=MasterFleet)
+    log: MasterLog = attrs.field(factory=MasterLog)
+
+    @property
+    def db_path(self) -> Path:
+        return Path(self.database.path or Path(self.server.data_dir) / "ops.db")
+
+    @property
+    def storage_dir(self) -> Path:
+        return Path(self.storage.local_dir or Path(self.server.data_dir) / "storage")
+
+
+# --- worker ---------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class WorkerServer:
+    listen: str = _opt(":8081", "address of the worker's own status port", flag="port")
+
+
+@attrs.frozen
+class WorkerConnect:
+    master_url: str = _opt("http://127.0.0.1:8080", "URL of the master", flag="master")
+    join_token: str = _opt("", "cluster join token (first contact only)", flag="join_token",
+                           secret=True)
+    reconnect_initial: float = _opt(0.5, "first reconnect delay, seconds")
+    reconnect_max: float = _opt(30.0, "longest reconnect delay, seconds")
+    ca_file: str = _opt("", "CA bundle to verify an HTTPS master")
+
+
+@attrs.frozen
+class WorkerRuntime:
+    work_dir: str = _opt("./work", "folder for instances, package cache and state",
+                         flag="work_dir")
+    sample_interval: float = _opt(1.0, "seconds between metric samples")
+    node_name: str = _opt("", "hostname to report; default the machine's")
+
+
+@attrs.frozen
+class WorkerLog:
+    level: str = _opt("info", "debug, info, warning or error", flag="log_level")
+
+
+@attrs.frozen
+class WorkerSettings:
+    """Everything a worker can be told. See docs/configuration.md."""
+
+    server: WorkerServer = attrs.field(factory=WorkerServer)
+    connect: WorkerConnect = attrs.field(factory=WorkerConnect)
+    runtime: WorkerRuntime = attrs.field(factory=WorkerRuntime)
+    log: WorkerLog = attrs.field(factory=WorkerLog)
+
+
+# --- loader ---------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Option:
+    """One setting: where it lives and how it is spelt in each source."""
+
+    section: str
+    name: str
+    type: type
+    default: Any
+    flag: str | None
+    help: str
+    secret: bool
+
+    @property
+    def key(self) -> str:
+        return f"{self.section}.{self.name}"
+
+    def env_name(self, prefix: str) -> str:
+        return f"{prefix}{self.section.upper()}_{self.name.upper()}"
+
+
+def iter_options(cls: type[Any]) -> list[Option]:
+    """Every option of a settings class, in declaration order."""
+    found: list[Option] = []
+    for section in attrs.fields(cls):
+        section_cls = type(section.default.factory())
+        for f in attrs.fields(section_cls):
+            md = f.metadata
+            found.append(
+                Option(
+                    section=section.name,
+                    name=f.name,
+                    type=type(f.default),
+                    default=f.default,
+                    flag=md.get(FLAG),
+                    help=md.get(HELP, ""),
+                    secret=bool(md.get(SECRET)),
+                )
+            )
+    return found
+
+
+def _coerce(option: Option, raw: Any, source: str) -> Any:
+    where = f"{option.key} (from {source})"
+    if option.type is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in {"1", "true", "yes", "on"}:
+            return True
+        if text in {"0", "false", "no", "off", ""}:
+            return False
+        raise ConfigError(f"{where}: expected true/false, got {raw!r}")
+    if option.type is int:
+        if isinstance(raw, bool):
+            raise ConfigError(f"{where}: expected an integer, got {raw!r}")
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected an integer, got {raw!r}") from None
+    if option.type is float:
+        if isinstance(raw, bool):
+            raise ConfigError(f"{where}: expected a number, got {raw!r}")
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {raw!r}") from None
+    if isinstance(raw, dict | list):
+        raise ConfigError(f"{where}: expected a single value, got {type(raw).__name__}")
+    return "" if raw is None else str(raw)
+
+
+def _parse_flags(
+    argv: Sequence[str], options: list[Option], extra_flags: Sequence[str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Split argv into option values by key and extra flags (like ``config``) by name."""
+    by_flag = {o.flag: o for o in options if o.flag}
+    values: dict[str, str] = {}
+    extras: dict[str, str] = {}
+    known = sorted([*by_flag, *extra_flags])
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if not token.startswith("-") or token in {"-", "--"}:
+            raise ConfigError(f"unexpected argument {token!r}; flags look like -port :8080")
+        name = token.lstrip("-")
+        value: str | None = None
+        if "=" in name:
+            name, value = name.split("=", 1)
+        if name not in by_flag and name not in extra_flags:
+            hint = suggest(name, known)
+            tip = f"; did you mean -{hint}?" if hint else f"; known flags: -{', -'.join(known)}"
+            raise ConfigError(f"unknown flag {token!r}{tip}")
+        if value is None:
+            if i + 1 >= len(args):
+                raise ConfigError(f"flag -{name} needs a value")
+            value = args[i + 1]
+            i += 1
+        if name in by_flag:
+            values[by_flag[name].key] = value
+        else:
+            extras[name] = value
+        i += 1
+    return values, extras
+
+
+def _read_file(path: Path, options: list[Option]) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections")
+    sections = {o.section for o in options}
+    keys = {o.key for o in options}
+    flat: dict[str, Any] = {}
+    for section, body in data.items():
+        if section not in sections:
+            hint = suggest(str(section), sections)
+            tip = f"; did you mean {hint!r}?" if hint else ""
+            raise ConfigError(f"{path}: unknown section {section!r}{tip}")
+        if body is None:
+            continue
+        if not isinstance(body, dict):
+            raise ConfigError(f"{path}: section {section!r} must be a mapping")
+        for name, value in body.items():
+            key = f"{section}.{name}"
+            if key not in keys:
+                names = [o.name for o in options if o.section == section]
+                hint = suggest(str(name), names)
+                tip = f"; did you mean {section}.{hint}?" if hint else ""
+                raise ConfigError(f"{path}: unknown key {key!r}{tip}")
+            flat[key] = value
+    return flat
+
+
+def load_settings(
+    cls: type[S],
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    env_prefix: str,
+    default_file: str,
+    cwd: Path | None = None,
+) -> S:
+    """Fill ``cls`` from flags > env > file > defaults.
+
+    Parameters:
+        cls: :class:`MasterSettings` or :class:`WorkerSettings`.
+        argv: command-line flags (without the program name).
+        env: the environment to read (pass ``os.environ`` explicitly).
+        env_prefix: ``OPS_MASTER_`` or ``OPS_WORKER_``.
+        default_file: file read when no ``-config`` flag is given, if it exists.
+    """
+    options = iter_options(cls)
+    flag_values, extras = _parse_flags(argv, options, extra_flags=("config",))
+    base = cwd or Path.cwd()
+    file_values: dict[str, Any] = {}
+    config_path = extras.get("config") or env.get(f"{env_prefix}CONFIG")
+    if config_path:
+        file_values = _read_file(base / config_path, options)
+    elif (base / default_file).is_file():
+        file_values = _read_file(base / default_file, options)
+
+    env_names = {o.env_name(env_prefix): o for o in options}
+    for name in env:
+        if name.startswith(env_prefix) and name not in env_names and name != f"{env_prefix}CONFIG":
+            hint = suggest(name, list(env_names))
+            if hint:  # a near miss is almost certainly a typo worth stopping for
+                raise ConfigError(f"unknown environment variable {name}; did you mean {hint}?")
+
+    sections: dict[str, dict[str, Any]] = {}
+    for option in options:
+        if option.key in flag_values:
+            value = _coerce(option, flag_values[option.key], f"flag -{option.flag}")
+        elif option.env_name(env_prefix) in env:
+            value = _coerce(option, env[option.env_name(env_prefix)], option.env_name(env_prefix))
+        elif option.key in file_values:
+            value = _coerce(option, file_values[option.key], "config file")
+        else:
+            value = option.default
+        sections.setdefault(option.section, {})[option.name] = value
+
+    built: dict[str, Any] = {}
+    for section in attrs.fields(cls):  # type: ignore[arg-type]
+        section_cls = type(section.default.factory())
+        built[section.name] = section_cls(**sections.get(section.name, {}))
+    return cls(**built)
+
+
+def load_master_settings(
+    argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> MasterSettings:
+    """Master settings from flags, ``OPS_MASTER_*``, ``./config.yaml`` and defaults."""
+    settings = load_settings(
+        MasterSettings, argv, env=os.environ if env is None else env,
+        env_prefix="OPS_MASTER_", default_file="config.yaml", cwd=cwd,
+    )
+    if settings.storage.type not in {"local", "minio"}:
+        raise ConfigError(f"storage.type must be 'local' or 'minio', not {settings.storage.type!r}")
+    parse_listen(settings.server.listen, default_host="0.0.0.0")
+    return settings
+
+
+def load_worker_settings(
+    argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> WorkerSettings:
+    """Worker settings from flags, ``OPS_WORKER_*``, ``./worker.yaml`` and defaults."""
+    settings = load_settings(
+        WorkerSettings, argv, env=os.environ if env is None else env,
+        env_prefix="OPS_WORKER_", default_file="worker.yaml", cwd=cwd,
+    )
+    parse_listen(settings.server.listen, default_host="0.0.0.0")
+    if not settings.connect.master_url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"connect.master_url must start with http:// or https://, "
+            f"got {settings.connect.master_url!r}"
+        )
+    return settings
+
+
+def parse_listen(value: str, *, default_host: str) -> tuple[str, int]:
+    """``":8080"``, ``"8080"``, ``"127.0.0.1:8080"`` or ``"[::1]:8080"`` to (host, port).
+
+    Example::
+
+        parse_listen(":9090", default_host="0.0.0.0")  # ("0.0.0.0", 9090)
+    """
+    text = value.strip()
+    host = default_host
+    port_text = text
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or not text[end + 1 :].startswith(":"):
+            raise ConfigError(f"listen address {value!r} is not [host]:port")
+        host, port_text = text[1:end], text[end + 2 :]
+    elif ":" in text:
+        head, port_text = text.rsplit(":", 1)
+        host = head or default_host
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError(f"listen address {value!r} has no valid port") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"port {port} in {value!r} is out of range")
+    return host, port

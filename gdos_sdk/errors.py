@@ -1,0 +1,227 @@
+"""The GDOS error tree.
+
+Every error the SDK, the servers and the pack tool raise on purpose is a
+:class:`GdosError`. The branches are chosen by who can act on the error::
+
+    GdosError
+    ├── ValidationError        the input is wrong; fix the request (422)
+    │   ├── BadRequestError    not even well-formed, e.g. not JSON (400)
+    │   └── ManifestError      service.json or package content is wrong
+    ├── NotFoundError          the thing does not exist (404); also a LookupError
+    ├── ConflictError          the request clashes with current state (409)
+    ├── AuthError              who you are (401)
+    │   └── PermissionDenied   what you may do (403)
+    ├── TooLargeError          the body is over a configured limit (413)
+    ├── RateLimitedError       slow down (429)
+    ├── StorageError           the package store failed (503)
+    ├── TransportError         the network between two GDOS parts failed
+    │   └── ProtocolError      the peer speaks something else
+    ├── RemoteError            the worker answered a command with an error (502)
+    ├── SpawnError             the OS refused to start a process
+    └── ConfigError            a setting is missing or malformed
+
+Each class carries a stable machine-readable ``code`` and an HTTP ``status``.
+The master renders any :class:`GdosError` as
+``{"error": {"code", "message", "details"}}``; :func:`error_from_body` turns
+that body back into the same class, so a script catches
+``gdos_sdk.NotFoundError`` whether the error happened locally or over HTTP.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "AuthError",
+    "BadRequestError",
+    "ConfigError",
+    "ConflictError",
+    "GdosError",
+    "ManifestError",
+    "NotFoundError",
+    "PermissionDenied",
+    "ProtocolError",
+    "RateLimitedError",
+    "RemoteError",
+    "SpawnError",
+    "StorageError",
+    "TooLargeError",
+    "TransportError",
+    "ValidationError",
+    "error_from_body",
+]
+
+
+class GdosError(Exception):
+    """Root of every error GDOS raises on purpose.
+
+    Parameters:
+        message: a sentence for a human.
+        details: optional JSON-safe data for a program (field paths, limits, ids).
+
+    Example::
+
+        try:
+            client.get_node("nope")
+        except gdos_sdk.NotFoundError as exc:
+            print(exc.code, exc.message)
+    """
+
+    code: ClassVar[str] = "error"
+    status: ClassVar[int] = 500
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON error body the master sends for this error."""
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details is not None:
+            body["details"] = self.details
+        return {"error": body}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+class ValidationError(GdosError, ValueError):
+    """The input is malformed; ``details`` names the field paths at fault."""
+
+    code = "validation_error"
+    status = 422
+
+
+class ManifestError(ValidationError):
+    """A ``service.json`` or a package's content is invalid."""
+
+    code = "invalid_package"
+    status = 422
+
+
+class NotFoundError(GdosError, LookupError):
+    """The named object does not exist."""
+
+    code = "not_found"
+    status = 404
+
+
+class ConflictError(GdosError):
+    """The request clashes with the current state (duplicate, in use, offline)."""
+
+    code = "conflict"
+    status = 409
+
+
+class AuthError(GdosError):
+    """Missing, expired or wrong credentials."""
+
+    code = "unauthenticated"
+    status = 401
+
+
+class PermissionDenied(AuthError):
+    """Authenticated, but the role or credential kind does not allow this."""
+
+    code = "forbidden"
+    status = 403
+
+
+class TooLargeError(GdosError):
+    """A body or an archive is over a configured size limit."""
+
+    code = "too_large"
+    status = 413
+
+
+class RateLimitedError(GdosError):
+    """Too many attempts; retry later."""
+
+    code = "rate_limited"
+    status = 429
+
+
+class StorageError(GdosError):
+    """The package storage back end failed or is unreachable."""
+
+    code = "storage_unavailable"
+    status = 503
+
+
+class TransportError(GdosError):
+    """A connection between GDOS parts failed (timeout, refused, reset)."""
+
+    code = "transport_error"
+    status = 503
+
+
+class ProtocolError(TransportError):
+    """The peer sent something this side does not understand."""
+
+    code = "protocol_error"
+    status = 502
+
+
+class RemoteError(GdosError):
+    """A worker answered a command with an error; ``details`` has its code."""
+
+    code = "worker_error"
+    status = 502
+
+
+class SpawnError(GdosError):
+    """The operating system refused to start a process."""
+
+    code = "spawn_failed"
+    status = 500
+
+
+class ConfigError(GdosError):
+    """A configuration value is missing or malformed."""
+
+    code = "config_error"
+    status = 500
+
+
+class BadRequestError(ValidationError):
+    """The request is not even well-formed (e.g. its body is not JSON)."""
+
+    code = "bad_request"
+    status = 400
+
+
+def _all_subclasses(cls: type[GdosError]) -> list[type[GdosError]]:
+    found: list[type[GdosError]] = []
+    for sub in cls.__subclasses__():
+        found.append(sub)
+        found.extend(_all_subclasses(sub))
+    return found
+
+
+def error_from_body(status: int, body: Any) -> GdosError:
+    """Rebuild the error a master sent, choosing the class by ``code`` then by status.
+
+    Example::
+
+        error_from_body(404, {"error": {"code": "not_found", "message": "no node x"}})
+    """
+    code = None
+    message = f"HTTP {status}"
+    details = None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        err = body["error"]
+        code = err.get("code")
+        message = str(err.get("message", message))
+        details = err.get("details")
+    by_code = {c.code: c for c in reversed(_all_subclasses(GdosError))}
+    cls: type[GdosError] | None = by_code.get(code) if code else None
+    if cls is None:
+        by_status: dict[int, type[GdosError]] = {
+            400: BadRequestError, 401: AuthError, 403: PermissionDenied, 404: NotFoundError,
+            409: ConflictError, 413: TooLargeError, 422: ValidationError, 429: RateLimitedError,
+            502: RemoteError, 503: TransportError,
+        }
+        cls = by_status.get(status, GdosError)
+    err_obj = cls(message, details=details)
+    return err_obj

@@ -1,0 +1,427 @@
+"""Domain models shared by the master's API, the SDK client and the UI.
+
+Everything here is an ``attrs`` class that the one converter in
+:mod:`gdos_sdk.codec` turns into JSON and back. Frozen classes are values on
+the wire; the servers keep their mutable runtime state elsewhere.
+
+Example::
+
+    from gdos_sdk.codec import converter
+    node = converter.structure(payload, Node)
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+import attrs
+
+from gdos_sdk.states import DesiredState, Health, InstanceState
+
+__all__ = [
+    "ApiToken",
+    "AuditEntry",
+    "DeployRequest",
+    "Disk",
+    "DiskUsage",
+    "Fingerprint",
+    "Instance",
+    "InstanceSample",
+    "LoginRequest",
+    "Me",
+    "Module",
+    "ModuleCreate",
+    "ModulePatch",
+    "NetRate",
+    "Node",
+    "NodePatch",
+    "NodeSample",
+    "NodeStatus",
+    "Package",
+    "PackageSummary",
+    "Page",
+    "PlannedNodeCreate",
+    "Role",
+    "Settings",
+    "System",
+    "SystemActionResult",
+    "SystemCreate",
+    "SystemPatch",
+    "TokenCreate",
+    "TokenCreated",
+    "User",
+    "UserCreate",
+    "UserPatch",
+]
+
+T = TypeVar("T")
+
+
+class Role(enum.StrEnum):
+    """What a user may do: ``viewer`` reads, ``operator`` also acts, ``admin`` also governs."""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return {"viewer": 0, "operator": 1, "admin": 2}[self.value]
+
+    def allows(self, needed: Role) -> bool:
+        """True when this role is at least ``needed``."""
+        return self.rank >= needed.rank
+
+
+class NodeStatus(enum.StrEnum):
+    """``planned``: registered by an admin, no worker yet; ``pending``: awaiting approval."""
+
+    ONLINE = "online"
+    OFFLINE = "offline"
+    PENDING = "pending"
+    PLANNED = "planned"
+
+
+# --- metrics and fingerprint --------------------------------------------------------------
+
+
+@attrs.frozen
+class Disk:
+    """A mounted file system as seen when the worker started."""
+
+    device: str
+    mountpoint: str
+    fstype: str
+    total_bytes: int
+
+
+@attrs.frozen
+class Fingerprint:
+    """Hardware and OS facts a worker reports in its ``hello``."""
+
+    os: str
+    os_version: str
+    kernel: str
+    arch: str
+    cpu_model: str
+    cpu_cores: int
+    cpu_physical_cores: int
+    memory_bytes: int
+    disks: list[Disk] = attrs.field(factory=list)
+    macs: list[str] = attrs.field(factory=list)
+    machine_id: str | None = None
+    boot_time: float = 0.0
+    python: str = ""
+
+
+@attrs.frozen
+class DiskUsage:
+    mountpoint: str
+    total_bytes: int
+    used_bytes: int
+    percent: float
+
+
+@attrs.frozen
+class NetRate:
+    interface: str
+    rx_bps: float
+    tx_bps: float
+
+
+@attrs.frozen
+class NodeSample:
+    """One second of a node's vital signs."""
+
+    ts: float
+    cpu_percent: float
+    load1: float
+    load5: float
+    load15: float
+    mem_total: int
+    mem_used: int
+    mem_percent: float
+    swap_total: int
+    swap_used: int
+    disk_read_bps: float
+    disk_write_bps: float
+    uptime_seconds: float
+    disks: list[DiskUsage] = attrs.field(factory=list)
+    net: list[NetRate] = attrs.field(factory=list)
+
+
+@attrs.frozen
+class InstanceSample:
+    """One second of an instance's process tree, summed over every process in it."""
+
+    ts: float
+    instance_id: str
+    cpu_percent: float
+    rss_bytes: int
+    read_bps: float
+    write_bps: float
+    threads: int
+    open_files: int
+    processes: int
+
+
+# --- resources ------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Page(Generic[T]):
+    """One page of a list endpoint."""
+
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+@attrs.frozen
+class User:
+    id: str
+    username: str
+    role: Role
+    created_at: datetime
+    disabled: bool = False
+
+
+@attrs.frozen
+class Me:
+    """Who the current credential belongs to."""
+
+    user: User
+    auth: str  # "session" or "token"
+    csrf_token: str | None = None
+
+
+@attrs.frozen
+class ApiToken:
+    id: str
+    name: str
+    user_id: str
+    username: str
+    role: Role
+    prefix: str
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked: bool = False
+
+
+@attrs.frozen
+class TokenCreated:
+    """A new API token; ``secret`` is shown this once and never again."""
+
+    token: ApiToken
+    secret: str
+
+
+@attrs.frozen
+class Node:
+    id: str
+    hostname: str
+    alias: str
+    status: NodeStatus
+    addresses: list[str] = attrs.field(factory=list)
+    labels: dict[str, str] = attrs.field(factory=dict)
+    fingerprint: Fingerprint | None = None
+    created_at: datetime | None = None
+    last_seen: datetime | None = None
+    agent_version: str | None = None
+    approved: bool = True
+    latest: NodeSample | None = None
+    instance_count: int = 0
+
+
+@attrs.frozen
+class Package:
+    """One uploaded version of a package."""
+
+    name: str
+    version: str
+    sha256: str
+    size: int
+    uploaded_at: datetime
+    uploaded_by: str
+    description: str = ""
+    manifest: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class PackageSummary:
+    """A package name with its versions, newest first."""
+
+    name: str
+    latest: str
+    versions: list[str]
+    description: str = ""
+
+
+@attrs.frozen
+class System:
+    id: str
+    name: str
+    description: str
+    created_at: datetime
+    module_count: int = 0
+    instance_count: int = 0
+
+
+@attrs.frozen
+class Module:
+    id: str
+    system_id: str
+    name: str
+    package: str
+    version: str
+    env: dict[str, str] = attrs.field(factory=dict)
+    args: list[str] | None = None
+    start_order: int = 0
+    created_at: datetime | None = None
+
+
+@attrs.frozen
+class Instance:
+    """A module deployed on a node: desired state plus the worker's last report."""
+
+    id: str
+    module_id: str
+    system_id: str
+    node_id: str
+    package: str
+    version: str
+    desired_state: DesiredState
+    state: InstanceState
+    health: Health = Health.NONE
+    pid: int | None = None
+    started_at: float | None = None
+    restarts: int = 0
+    exit_code: int | None = None
+    reason: str = ""
+    node_online: bool = False
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    metrics: InstanceSample | None = None
+
+
+@attrs.frozen
+class AuditEntry:
+    id: int
+    ts: datetime
+    actor_kind: str  # user, token, node, system, anonymous
+    actor: str
+    ip: str
+    action: str
+    target: str
+    params: dict[str, Any]
+    result: str  # ok, error
+    status: int
+    message: str = ""
+
+
+@attrs.frozen
+class SystemActionResult:
+    """Outcome of a batch action on one instance of a system."""
+
+    instance_id: str
+    ok: bool
+    state: InstanceState | None = None
+    error: str | None = None
+
+
+@attrs.frozen
+class Settings:
+    """Cluster settings an admin can read (the join token is a secret: admins only)."""
+
+    join_token: str
+    require_approval: bool
+    heartbeat_interval: float
+    offline_after: float
+    max_package_bytes: int
+    version: str
+
+
+# --- request bodies -------------------------------------------------------------------------
+
+
+@attrs.frozen
+class LoginRequest:
+    username: str
+    password: str
+
+
+@attrs.frozen
+class UserCreate:
+    username: str
+    password: str
+    role: Role = Role.VIEWER
+
+
+@attrs.frozen
+class UserPatch:
+    role: Role | None = None
+    password: str | None = None
+    disabled: bool | None = None
+
+
+@attrs.frozen
+class TokenCreate:
+    name: str
+    role: Role | None = None
+    expires_in_days: int | None = None
+
+
+@attrs.frozen
+class NodePatch:
+    alias: str | None = None
+    labels: dict[str, str] | None = None
+
+
+@attrs.frozen
+class PlannedNodeCreate:
+    hostname: str
+    alias: str = ""
+    addresses: list[str] = attrs.field(factory=list)
+    labels: dict[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class SystemCreate:
+    name: str
+    description: str = ""
+
+
+@attrs.frozen
+class SystemPatch:
+    name: str | None = None
+    description: str | None = None
+
+
+@attrs.frozen
+class ModuleCreate:
+    name: str
+    package: str
+    version: str
+    env: dict[str, str] = attrs.field(factory=dict)
+    args: list[str] | None = None
+    start_order: int = 0
+
+
+@attrs.frozen
+class ModulePatch:
+    version: str | None = None
+    env: dict[str, str] | None = None
+    args: list[str] | None = None
+    start_order: int | None = None
+
+
+@attrs.frozen
+class DeployRequest:
+    """Deploy ``module_id`` onto ``node_id``; ``start`` sets the desired state to running."""
+
+    module_id: str
+    node_id: str
+    start: bool = True

@@ -1,0 +1,257 @@
+"""The agent protocol: messages on the worker <-> master WebSocket.
+
+One JSON object per text frame, tagged by ``type``. The worker dials
+``/api/v1/agent/ws`` with ``Authorization: Bearer <credential>`` (its
+per-node credential, or the cluster join token on first contact, together
+with ``X-GDOS-Node-Id``) and then::
+
+    worker -> master   hello            protocol version, fingerprint, full inventory
+    master -> worker   welcome          credential (first join), heartbeat interval
+    worker -> master   heartbeat        node sample + instance samples (every second)
+    worker -> master   instance_state   an instance changed state
+    master -> worker   request          a command with an id and a timeout
+    worker -> master   response         the command's result or error, same id
+    either             error            fatal problem; the sender closes after it
+
+After ``welcome`` the master reconciles: it compares the inventory with the
+desired state it holds and sends the commands that close the gap.
+
+Example::
+
+    from gdos_sdk.protocol import decode, encode, Heartbeat
+    text = encode(Heartbeat(ts=..., node=sample, instances=[]))
+    msg = decode(text)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+import attrs
+
+from gdos_sdk.codec import converter, structure, unstructure
+from gdos_sdk.errors import ProtocolError, ValidationError
+from gdos_sdk.models import Fingerprint, InstanceSample, NodeSample
+from gdos_sdk.states import DesiredState, Health, InstanceState
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "Command",
+    "DeployCommand",
+    "DestroyCommand",
+    "ErrorInfo",
+    "ErrorMessage",
+    "Heartbeat",
+    "Hello",
+    "InstanceEvent",
+    "InstanceSpec",
+    "InstanceStatus",
+    "Message",
+    "Request",
+    "Response",
+    "RestartCommand",
+    "StartCommand",
+    "StopCommand",
+    "Welcome",
+    "decode",
+    "encode",
+]
+
+PROTOCOL_VERSION = 1
+
+
+@attrs.frozen
+class InstanceSpec:
+    """Everything a worker needs to deploy an instance, independent of the master's DB."""
+
+    instance_id: str
+    module_id: str
+    system_id: str
+    module_name: str
+    package: str
+    version: str
+    sha256: str
+    size: int
+    download_path: str  # relative to the master URL, or an absolute presigned URL
+    manifest: dict[str, Any]
+    env: dict[str, str] = attrs.field(factory=dict)
+    args: list[str] | None = None
+
+
+@attrs.frozen
+class InstanceStatus:
+    """A worker's report of one instance."""
+
+    instance_id: str
+    desired_state: DesiredState
+    state: InstanceState
+    health: Health = Health.NONE
+    pid: int | None = None
+    started_at: float | None = None
+    restarts: int = 0
+    exit_code: int | None = None
+    reason: str = ""
+    package: str = ""
+    version: str = ""
+
+
+@attrs.frozen
+class ErrorInfo:
+    code: str
+    message: str
+
+
+# --- commands (master -> worker, inside a request) ------------------------------------------
+
+
+@attrs.frozen
+class DeployCommand:
+    spec: InstanceSpec
+    start: bool = False
+    kind: Literal["deploy"] = "deploy"
+
+
+@attrs.frozen
+class StartCommand:
+    instance_id: str
+    kind: Literal["start"] = "start"
+
+
+@attrs.frozen
+class StopCommand:
+    instance_id: str
+    kind: Literal["stop"] = "stop"
+
+
+@attrs.frozen
+class RestartCommand:
+    instance_id: str
+    kind: Literal["restart"] = "restart"
+
+
+@attrs.frozen
+class DestroyCommand:
+    instance_id: str
+    kind: Literal["destroy"] = "destroy"
+
+
+Command = DeployCommand | StartCommand | StopCommand | RestartCommand | DestroyCommand
+
+_COMMANDS: dict[str, type[Any]] = {
+    "deploy": DeployCommand,
+    "start": StartCommand,
+    "stop": StopCommand,
+    "restart": RestartCommand,
+    "destroy": DestroyCommand,
+}
+
+# --- messages -------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Hello:
+    protocol: int
+    node_id: str
+    hostname: str
+    agent_version: str
+    fingerprint: Fingerprint
+    addresses: list[str] = attrs.field(factory=list)
+    instances: list[InstanceStatus] = attrs.field(factory=list)
+    type: Literal["hello"] = "hello"
+
+
+@attrs.frozen
+class Welcome:
+    node_id: str
+    heartbeat_interval: float
+    server_time: float
+    credential: str | None = None  # only on first join; the worker stores it
+    approved: bool = True
+    type: Literal["welcome"] = "welcome"
+
+
+@attrs.frozen
+class Heartbeat:
+    ts: float
+    node: NodeSample
+    instances: list[InstanceSample] = attrs.field(factory=list)
+    type: Literal["heartbeat"] = "heartbeat"
+
+
+@attrs.frozen
+class InstanceEvent:
+    status: InstanceStatus
+    type: Literal["instance_state"] = "instance_state"
+
+
+@attrs.frozen
+class Request:
+    id: str
+    command: Command
+    timeout: float = 30.0
+    type: Literal["request"] = "request"
+
+
+@attrs.frozen
+class Response:
+    id: str
+    ok: bool
+    result: InstanceStatus | None = None
+    error: ErrorInfo | None = None
+    type: Literal["response"] = "response"
+
+
+@attrs.frozen
+class ErrorMessage:
+    code: str
+    message: str
+    type: Literal["error"] = "error"
+
+
+Message = Hello | Welcome | Heartbeat | InstanceEvent | Request | Response | ErrorMessage
+
+_MESSAGES: dict[str, type[Any]] = {
+    "hello": Hello,
+    "welcome": Welcome,
+    "heartbeat": Heartbeat,
+    "instance_state": InstanceEvent,
+    "request": Request,
+    "response": Response,
+    "error": ErrorMessage,
+}
+
+
+def _structure_command(data: Any, _: Any) -> Command:
+    if not isinstance(data, dict):
+        raise TypeError("command must be an object")
+    cls = _COMMANDS.get(data.get("kind", ""))
+    if cls is None:
+        raise ValueError(f"unknown command kind {data.get('kind')!r}")
+    result: Command = converter.structure(data, cls)
+    return result
+
+
+converter.register_structure_hook(Command, _structure_command)  # type: ignore[arg-type]
+
+
+def encode(message: Message) -> str:
+    """A message as one JSON text frame."""
+    return json.dumps(unstructure(message), separators=(",", ":"))
+
+
+def decode(text: str | bytes) -> Message:
+    """Parse one frame; anything malformed raises :class:`ProtocolError`."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ProtocolError(f"frame is not JSON: {exc}") from exc
+    kind = data.get("type") if isinstance(data, dict) else None
+    cls = _MESSAGES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ProtocolError(f"unknown message type {kind!r}")
+    try:
+        message: Message = structure(data, cls, what=f"{kind} message")
+    except ValidationError as exc:
+        raise ProtocolError(exc.message, details=exc.details) from exc
+    return message

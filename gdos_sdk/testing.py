@@ -1,0 +1,251 @@
+"""Helpers to run a real master and workers on loopback, for tests and notebooks.
+
+:class:`LocalCluster` starts ``gdos-master`` and ``gdos-worker`` as separate
+processes on free ports under one folder and stops all of them — and every
+service process they started — when it closes, even after a failure.
+
+Example::
+
+    with LocalCluster(Path("/tmp/c1")) as cluster:
+        cluster.start_master()
+        cluster.start_worker()
+        with cluster.client() as gdos:
+            print(gdos.list_nodes())
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+import httpx
+import psutil
+
+from gdos_sdk.client import Client
+
+__all__ = [
+    "LocalCluster",
+    "ManagedProcess",
+    "ProcessExited",
+    "free_port",
+    "kill_instances_under",
+    "wait_until",
+]
+
+
+class ProcessExited(RuntimeError):
+    """A server process died while we waited for it; waiting longer cannot help."""
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(
+    predicate: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.05, what: str = ""
+) -> T:
+    """Call ``predicate`` until it returns something truthy; raise TimeoutError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except ProcessExited:
+            raise
+        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+            last_exc = exc
+        if time.monotonic() > deadline:
+            detail = f" (last error: {last_exc!r})" if last_exc else ""
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}{detail}")
+        time.sleep(interval)
+
+
+def _script(name: str) -> list[str]:
+    beside = Path(sys.executable).with_name(name)
+    if beside.exists():
+        return [str(beside)]
+    return [sys.executable, "-m", name.replace("-", "_")]
+
+
+def kill_instances_under(root: Path) -> list[int]:
+    """SIGKILL every process whose environment says it belongs to a work dir under ``root``."""
+    killed: list[int] = []
+    prefix = str(root)
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            env = proc.environ()
+        except (psutil.Error, OSError):
+            continue
+        if env.get("GDOS_WORK_DIR", "").startswith(prefix):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+                killed.append(proc.pid)
+    return killed
+
+
+@attrs.define
+class ManagedProcess:
+    """A started server process with its log file."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    port: int
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def terminate(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout``; always reaps."""
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.popen.wait()
+
+    def kill(self) -> None:
+        """SIGKILL (a crash, as far as the process can tell) and reap."""
+        with contextlib.suppress(ProcessLookupError):
+            self.popen.kill()
+        self.popen.wait()
+
+
+class LocalCluster:
+    """A master and any number of workers on loopback, all under ``root``."""
+
+    def __init__(self, root: Path, *, admin_password: str | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.root = Path(root).absolute()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.admin_password = admin_password or secrets.token_urlsafe(12)
+        self.join_token = secrets.token_urlsafe(24)
+        self.env = dict(os.environ if env is None else env)
+        self.master: ManagedProcess | None = None
+        self.master_port = 0
+        self.workers: list[ManagedProcess] = []
+        self._admin_token: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.master_port}"
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str], port: int,
+               log_name: str) -> ManagedProcess:
+        log_path = self.root / f"{log_name}.log"
+        with open(log_path, "ab") as log:
+            popen = subprocess.Popen(
+                argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=self.root, start_new_session=True,
+            )
+        return ManagedProcess(name=name, popen=popen, log_path=log_path, port=port)
+
+    def start_master(self, *extra: str, port: int | None = None,
+                     env: dict[str, str] | None = None, wait: bool = True) -> ManagedProcess:
+        """Start (or restart) the master; waits until /healthz answers."""
+        self.master_port = port or self.master_port or free_port()
+        menv = {
+            **self.env,
+            "OPS_MASTER_AUTH_ADMIN_PASSWORD": self.admin_password,
+            "OPS_MASTER_AUTH_JOIN_TOKEN": self.join_token,
+            "OPS_MASTER_LOG_LEVEL": "info",
+            **(env or {}),
+        }
+        argv = [*_script("gdos-master"), "-port", f"127.0.0.1:{self.master_port}",
+                "-data_dir", str(self.root / "master"), *extra]
+        self.master = self._spawn("master", argv, menv, self.master_port, "master")
+        if wait:
+            self.wait_healthy(self.master)
+        return self.master
+
+    def start_worker(self, *extra: str, work_dir: Path | None = None, port: int | None = None,
+                     env: dict[str, str] | None = None, wait: bool = True) -> ManagedProcess:
+        """Start a worker joined to the master; waits until it reports connected."""
+        index = len(self.workers)
+        work = work_dir or self.root / f"worker{index}"
+        wport = port or free_port()
+        wenv = {**self.env, "OPS_WORKER_CONNECT_JOIN_TOKEN": self.join_token,
+                "OPS_WORKER_CONNECT_RECONNECT_MAX": "2", **(env or {})}
+        argv = [*_script("gdos-worker"), "-master", self.url, "-port", f"127.0.0.1:{wport}",
+                "-work_dir", str(work), *extra]
+        worker = self._spawn(f"worker{index}", argv, wenv, wport, f"worker{index}")
+        self.workers.append(worker)
+        if wait:
+            self.wait_worker_connected(worker)
+        return worker
+
+    def worker_health(self, worker: ManagedProcess) -> dict[str, Any]:
+        response = httpx.get(f"http://127.0.0.1:{worker.port}/healthz", timeout=2)
+        data: dict[str, Any] = response.json()
+        return data
+
+    def wait_healthy(self, proc: ManagedProcess, timeout: float = 30.0) -> None:
+        def ready() -> bool:
+            if not proc.alive():
+                raise ProcessExited(f"{proc.name} exited:\n{proc.output()[-3000:]}")
+            return httpx.get(f"http://127.0.0.1:{proc.port}/healthz", timeout=2).status_code == 200
+
+        wait_until(ready, timeout=timeout, what=f"{proc.name} health")
+
+    def wait_worker_connected(self, worker: ManagedProcess, timeout: float = 30.0) -> str:
+        """Wait until the worker's channel is up; return its node id."""
+
+        def connected() -> str | None:
+            if not worker.alive():
+                raise ProcessExited(f"{worker.name} exited:\n{worker.output()[-3000:]}")
+            health = self.worker_health(worker)
+            return str(health["node_id"]) if health.get("connected") else None
+
+        return wait_until(connected, timeout=timeout, what=f"{worker.name} to connect")
+
+    def admin_token(self) -> str:
+        """An admin API token (created once by logging in as admin)."""
+        if self._admin_token is None:
+            with Client(self.url) as client:
+                client.login("admin", self.admin_password)
+                self._admin_token = client.create_token("tests").secret
+        return self._admin_token
+
+    def client(self, token: str | None = None) -> Client:
+        return Client(self.url, token=token or self.admin_token(), timeout=60)
+
+    def close(self) -> None:
+        """Stop every worker, the master and every service process under ``root``."""
+        for worker in self.workers:
+            worker.terminate()
+        if self.master is not None:
+            self.master.terminate()
+        kill_instances_under(self.root)
+
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

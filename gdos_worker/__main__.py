@@ -1,0 +1,3 @@
+from gdos_worker.cli import main
+
+raise SystemExit(main())

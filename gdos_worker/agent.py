@@ -1,0 +1,245 @@
+"""The worker's end of the agent channel: dial out, hello, heartbeats, commands, reconnect.
+
+The worker always dials the master (never the reverse). After any failure it
+waits a jittered, exponentially growing delay (capped by
+``connect.reconnect_max``) and dials again; its ``hello`` carries the full
+instance inventory, so the master can reconcile whatever happened meanwhile.
+Instances never depend on the channel: they keep running while it is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus, WebSocketException
+
+from gdos_sdk.backoff import Backoff
+from gdos_sdk.config import WorkerSettings
+from gdos_sdk.errors import AuthError, GdosError, ProtocolError, TransportError
+from gdos_sdk.metrics import NodeSampler, ProcessTreeSampler, collect_fingerprint, local_addresses
+from gdos_sdk.protocol import (
+    PROTOCOL_VERSION,
+    ErrorInfo,
+    ErrorMessage,
+    Heartbeat,
+    Hello,
+    InstanceEvent,
+    InstanceStatus,
+    Request,
+    Response,
+    Welcome,
+    decode,
+    encode,
+)
+from gdos_worker.state import Identity, WorkDir
+from gdos_worker.supervisor import Supervisor
+
+__all__ = ["Agent"]
+
+log = logging.getLogger("gdos.worker.agent")
+
+
+class Agent:
+    """Holds the channel to the master and feeds the supervisor its commands."""
+
+    def __init__(self, settings: WorkerSettings, workdir: WorkDir, identity: Identity,
+                 version: str) -> None:
+        self.settings = settings
+        self.workdir = workdir
+        self.identity = identity
+        self.version = version
+        self.supervisor: Supervisor | None = None
+        self.connected = asyncio.Event()
+        self.ws: ClientConnection | None = None
+        self.heartbeat_interval = settings.runtime.sample_interval
+        self.node_sampler = NodeSampler()
+        self.tree_sampler = ProcessTreeSampler()
+        self.last_error = ""
+        self._tasks: set[asyncio.Task[Any]] = set()
+        base = settings.connect.master_url.rstrip("/")
+        self.master_url = base
+        self.ws_url = "ws" + base[len("http"):] + "/api/v1/agent/ws"
+        self._ssl: ssl.SSLContext | None = None
+        if base.startswith("https://"):
+            self._ssl = ssl.create_default_context(cafile=settings.connect.ca_file or None)
+
+    # --- identity ---------------------------------------------------------------------------
+
+    def _auth_headers(self) -> dict[str, str]:
+        secret = self.identity.credential or self.settings.connect.join_token
+        if not secret:
+            raise AuthError(
+                "this worker has no node credential yet; give it the cluster join token"
+                " (-join_token or OPS_WORKER_CONNECT_JOIN_TOKEN)"
+            )
+        return {"Authorization": f"Bearer {secret}", "X-GDOS-Node-Id": self.identity.node_id}
+
+    # --- package downloads ------------------------------------------------------------------
+
+    async def download(self, path: str, dest: Path) -> None:
+        """Fetch a package from the master (or a presigned URL) into ``dest``."""
+        url = path if path.startswith(("http://", "https://")) else self.master_url + path
+        headers = {} if path.startswith(("http://", "https://")) else self._auth_headers()
+        verify: ssl.SSLContext | bool = self._ssl if self._ssl is not None else True
+        try:
+            async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=120.0),
+                                         verify=verify) as client:
+                async with client.stream("GET", url, headers=headers) as response:
+                    if response.status_code != 200:
+                        body = (await response.aread())[:300].decode(errors="replace")
+                        raise TransportError(f"download failed: HTTP {response.status_code} {body}")
+                    with open(dest, "wb") as out:
+                        async for chunk in response.aiter_bytes(256 * 1024):
+                            out.write(chunk)
+        except httpx.HTTPError as exc:
+            raise TransportError(f"download failed: {exc}") from exc
+
+    # --- the channel ------------------------------------------------------------------------
+
+    def on_instance_change(self, status: InstanceStatus) -> None:
+        """Report a state change now if connected; the next hello covers it otherwise."""
+        ws = self.ws
+        if ws is None:
+            return
+        self._spawn(self._send(ws, encode(InstanceEvent(status=status))))
+
+    async def _send(self, ws: ClientConnection, text: str) -> None:
+        with contextlib.suppress(WebSocketException, OSError):
+            await ws.send(text)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _hello(self) -> Hello:
+        assert self.supervisor is not None
+        return Hello(
+            protocol=PROTOCOL_VERSION,
+            node_id=self.identity.node_id,
+            hostname=self.settings.runtime.node_name or socket.gethostname(),
+            agent_version=self.version,
+            fingerprint=collect_fingerprint(),
+            addresses=local_addresses(),
+            instances=self.supervisor.inventory(),
+        )
+
+    async def run(self) -> None:
+        """Connect, serve, and reconnect forever (until cancelled)."""
+        backoff = Backoff(
+            initial=self.settings.connect.reconnect_initial,
+            maximum=self.settings.connect.reconnect_max,
+        )
+        while True:
+            try:
+                await self._session(backoff)
+            except asyncio.CancelledError:
+                raise
+            except InvalidStatus as exc:
+                self.last_error = f"master refused the connection: HTTP {exc.response.status_code}"
+                body = exc.response.body.decode(errors="replace")[:300] if exc.response.body else ""
+                log.error("%s %s", self.last_error, body)
+            except (OSError, WebSocketException, TimeoutError, GdosError) as exc:
+                self.last_error = str(exc) or type(exc).__name__
+                log.warning("agent channel: %s", self.last_error)
+            finally:
+                self.ws = None
+                self.connected.clear()
+            delay = backoff.next()
+            log.info("reconnecting to %s in %.1f s", self.ws_url, delay)
+            await asyncio.sleep(delay)
+
+    async def _session(self, backoff: Backoff) -> None:
+        async with connect(
+            self.ws_url,
+            additional_headers=self._auth_headers(),
+            open_timeout=10,
+            ping_interval=None,  # heartbeats every second are our liveness check
+            max_size=16 * 1024 * 1024,
+            ssl=self._ssl,
+        ) as ws:
+            await ws.send(encode(self._hello()))
+            reply = decode(await asyncio.wait_for(ws.recv(), 15))
+            if isinstance(reply, ErrorMessage):
+                raise ProtocolError(f"master refused hello: {reply.message}")
+            if not isinstance(reply, Welcome):
+                raise ProtocolError(f"expected welcome, got {reply.type}")
+            self._accept_welcome(reply)
+            backoff.reset()
+            self.ws = ws
+            self.last_error = ""
+            self.connected.set()
+            log.info("connected to %s as node %s", self.master_url, self.identity.node_id)
+            beats = asyncio.get_running_loop().create_task(self._heartbeats(ws))
+            try:
+                async for frame in ws:
+                    self._dispatch(ws, frame)
+            finally:
+                beats.cancel()
+                with contextlib.suppress(BaseException):
+                    await beats
+            raise TransportError("master closed the agent channel")
+
+    def _accept_welcome(self, welcome: Welcome) -> None:
+        self.heartbeat_interval = welcome.heartbeat_interval
+        changed = False
+        node_id = self.identity.node_id
+        credential = self.identity.credential
+        if welcome.credential:
+            credential, changed = welcome.credential, True
+        if welcome.node_id != node_id:  # the master matched us to a planned node
+            node_id, changed = welcome.node_id, True
+        if changed:
+            self.identity = Identity(node_id=node_id, credential=credential)
+            self.workdir.save_identity(self.identity)
+            if self.supervisor is not None:
+                self.supervisor.node_id = node_id
+        if not welcome.approved:
+            log.warning("node %s is waiting for an admin's approval", node_id)
+
+    def _dispatch(self, ws: ClientConnection, frame: str | bytes) -> None:
+        try:
+            message = decode(frame)
+        except ProtocolError as exc:
+            log.warning("bad frame from master: %s", exc.message)
+            return
+        if isinstance(message, Request):
+            self._spawn(self._handle(ws, message))
+        elif isinstance(message, ErrorMessage):
+            log.warning("master reported: %s", message.message)
+
+    async def _handle(self, ws: ClientConnection, request: Request) -> None:
+        assert self.supervisor is not None
+        try:
+            result = await self.supervisor.execute(request.command)
+            response = Response(id=request.id, ok=True, result=result)
+        except GdosError as exc:
+            response = Response(id=request.id, ok=False,
+                                error=ErrorInfo(code=exc.code, message=exc.message))
+        except Exception as exc:  # a bug must not kill the channel; report it
+            log.exception("command %s failed", request.command.kind)
+            response = Response(id=request.id, ok=False,
+                                error=ErrorInfo(code="internal", message=str(exc)))
+        await self._send(ws, encode(response))
+
+    async def _heartbeats(self, ws: ClientConnection) -> None:
+        assert self.supervisor is not None
+        while True:
+            ts = time.time()
+            node = self.node_sampler.sample()
+            instances = self.supervisor.samples(self.tree_sampler)
+            await ws.send(encode(Heartbeat(ts=ts, node=node, instances=instances)))
+            await asyncio.sleep(max(0.05, self.heartbeat_interval - (time.time() - ts)))
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()

@@ -1,0 +1,392 @@
+"""One instance's supervisor: spawn, watch, restart with backoff, stop, destroy, re-attach.
+
+All state changes go through :meth:`InstanceRunner._set_state`, which checks
+the transition, persists the record and reports the change. Operator actions
+hold the runner's lock, so a stop and a crash-restart can never interleave;
+the exit watcher takes the same lock and ignores a process that an action has
+already replaced or stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import string
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from gdos_sdk.errors import SpawnError
+from gdos_sdk.executors import Executor, ExitInfo, ProcessHandle, SpawnSpec
+from gdos_sdk.manifest import Manifest
+from gdos_sdk.protocol import InstanceStatus
+from gdos_sdk.restart import RestartTracker
+from gdos_sdk.states import DesiredState, InstanceState, check_transition
+from gdos_worker.logs import rotate_if_needed
+from gdos_worker.state import InstancePaths, InstanceRecord, WorkDir
+
+__all__ = ["InstanceRunner", "build_env", "resolve_argv"]
+
+log = logging.getLogger("gdos.worker.runner")
+
+S = InstanceState
+
+# Variables of the worker's own configuration (join token!) never reach a service.
+_PRIVATE_ENV_PREFIXES = ("OPS_WORKER_", "OPS_MASTER_")
+
+
+def build_env(
+    base: dict[str, str],
+    manifest: Manifest,
+    overrides: dict[str, str],
+    gdos: dict[str, str],
+) -> dict[str, str]:
+    """worker env < manifest env < module overrides < GDOS_* variables."""
+    env = {k: v for k, v in base.items() if not k.startswith(_PRIVATE_ENV_PREFIXES)}
+    env.update(manifest.env)
+    env.update(overrides)
+    env.update(gdos)
+    return env
+
+
+def resolve_argv(
+    app_dir: Path, entrypoint: str, args: list[str], env: dict[str, str]
+) -> list[str]:
+    """The command line: entrypoint from the package root if it is there, else from PATH.
+
+    ``${VAR}`` in arguments is replaced from the instance's environment, so a
+    module can pass ``--port ${PORT}`` with ``PORT`` set per module.
+    """
+    candidate = (app_dir / entrypoint).resolve()
+    if app_dir.resolve() in candidate.parents and candidate.is_file():
+        program = str(candidate)
+    else:
+        found = shutil.which(entrypoint, path=env.get("PATH", os.defpath))
+        if found is None:
+            raise SpawnError(
+                f"entrypoint {entrypoint!r} is neither a file in the package nor on PATH"
+            )
+        program = found
+    expanded = [string.Template(a).safe_substitute(env) for a in args]
+    return [program, *expanded]
+
+
+def _signal_number(name: str) -> int:
+    name = name.upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    return int(getattr(signal, name, signal.SIGTERM))
+
+
+class InstanceRunner:
+    """Keeps one instance's process in its desired state."""
+
+    def __init__(
+        self,
+        record: InstanceRecord,
+        *,
+        workdir: WorkDir,
+        executor: Executor,
+        node_id: str,
+        on_change: Callable[[InstanceStatus], None],
+        base_env: dict[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.record = record
+        self.workdir = workdir
+        self.paths: InstancePaths = workdir.paths(record.spec.instance_id)
+        self.executor = executor
+        self.node_id = node_id
+        self.on_change = on_change
+        self.base_env = dict(os.environ if base_env is None else base_env)
+        self.clock = clock
+        self.manifest = Manifest.from_dict(record.spec.manifest)
+        policy = self.manifest.restart
+        self.tracker = RestartTracker(
+            policy=policy.policy,
+            max_restarts=policy.max_restarts,
+            window_seconds=policy.window_seconds,
+            backoff_initial=policy.backoff_initial,
+            backoff_max=policy.backoff_max,
+            start_seconds=policy.start_seconds,
+        )
+        self.lock = asyncio.Lock()
+        self.handle: ProcessHandle | None = None
+        self._started_mono = 0.0
+        self._watcher: asyncio.Task[None] | None = None
+        self._backoff_task: asyncio.Task[None] | None = None
+        self.destroyed = False
+
+    @property
+    def instance_id(self) -> str:
+        return self.record.spec.instance_id
+
+    # --- state ------------------------------------------------------------------------------
+
+    def status(self) -> InstanceStatus:
+        r = self.record
+        return InstanceStatus(
+            instance_id=self.instance_id,
+            desired_state=r.desired_state,
+            state=r.state,
+            health=r.health,
+            pid=r.process.pid if r.process is not None else None,
+            started_at=r.started_at,
+            restarts=r.restarts,
+            exit_code=r.exit_code,
+            reason=r.reason,
+            package=r.spec.package,
+            version=r.spec.version,
+        )
+
+    def _save(self) -> None:
+        if not self.destroyed:
+            self.workdir.save_record(self.record)
+
+    def _set_state(self, new: InstanceState, reason: str | None = None) -> None:
+        """The only place the state changes: check, persist, report."""
+        check_transition(self.record.state, new)
+        self.record.state = new
+        if reason is not None:
+            self.record.reason = reason
+        self._save()
+        log.info("instance %s -> %s %s", self.instance_id, new.value, self.record.reason)
+        self.on_change(self.status())
+
+    def _set_desired(self, desired: DesiredState) -> None:
+        if self.record.desired_state != desired:
+            self.record.desired_state = desired
+            self._save()
+
+    # --- process control --------------------------------------------------------------------
+
+    def _spawn_spec(self) -> SpawnSpec:
+        spec = self.record.spec
+        gdos = {
+            "GDOS_INSTANCE_ID": spec.instance_id,
+            "GDOS_NODE_ID": self.node_id,
+            "GDOS_MODULE": spec.module_name,
+            "GDOS_SYSTEM_ID": spec.system_id,
+            "GDOS_PACKAGE": spec.package,
+            "GDOS_VERSION": spec.version,
+            "GDOS_INSTANCE_DIR": str(self.paths.root),
+            "GDOS_APP_DIR": str(self.paths.app),
+            "GDOS_LOG_DIR": str(self.paths.logs),
+            "GDOS_WORK_DIR": str(self.workdir.root),
+        }
+        env = build_env(self.base_env, self.manifest, spec.env, gdos)
+        entrypoint = self.manifest.entrypoint
+        if not entrypoint:
+            raise SpawnError("the manifest has no entrypoint")
+        args = spec.args if spec.args is not None else list(self.manifest.args)
+        argv = resolve_argv(self.paths.app, entrypoint, args, env)
+        self.paths.logs.mkdir(parents=True, exist_ok=True)
+        return SpawnSpec(
+            argv=argv, cwd=str(self.paths.app), env=env,
+            log_path=str(self.paths.console_log), tag=spec.instance_id,
+        )
+
+    def _spawn(self) -> None:
+        """STOPPED/BACKOFF/FAILED -> STARTING -> RUNNING (or FAILED). Caller holds the lock."""
+        self._set_state(S.STARTING, "starting")
+        try:
+            handle = self.executor.spawn(self._spawn_spec())
+        except SpawnError as exc:
+            self.record.process = None
+            self._set_state(S.FAILED, f"cannot start: {exc.message}")  # STARTING -> FAILED
+            raise
+        self._adopt(handle, fresh=True)
+        self._set_state(S.RUNNING, "running")  # STARTING -> RUNNING
+
+    def _adopt(self, handle: ProcessHandle, *, fresh: bool) -> None:
+        self.handle = handle
+        self.record.process = handle.ref
+        if fresh:
+            self.record.started_at = time.time()
+            self.record.exit_code = None
+            self._started_mono = self.clock()
+        else:  # re-attached: the run began before this worker did
+            started = self.record.started_at or time.time()
+            self._started_mono = self.clock() - max(0.0, time.time() - started)
+        self._watcher = asyncio.get_running_loop().create_task(self._watch(handle))
+
+    async def _watch(self, handle: ProcessHandle) -> None:
+        info = await handle.wait()
+        async with self.lock:
+            if self.handle is not handle or self.destroyed:
+                return  # an operator action already took care of this process
+            self._on_unexpected_exit(info)
+
+    def _on_unexpected_exit(self, info: ExitInfo) -> None:
+        self.handle = None
+        self.record.process = None
+        self.record.exit_code = info.code
+        now = self.clock()
+        decision = self.tracker.on_exit(
+            now=now, ran_for=now - self._started_mono, exit_code=info.code
+        )
+        if decision.restart:
+            # RUNNING -> BACKOFF
+            self._set_state(S.BACKOFF, f"{info.reason}; restarting in {decision.delay:.1f} s")
+            self._backoff_task = asyncio.get_running_loop().create_task(
+                self._restart_later(decision.delay)
+            )
+        elif decision.give_up:
+            self._set_state(S.FAILED, f"{info.reason}; {decision.reason}")  # RUNNING -> FAILED
+        else:
+            self._set_state(S.STOPPED, f"{info.reason}; {decision.reason}")  # RUNNING -> STOPPED
+
+    async def _restart_later(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        async with self.lock:
+            if self.record.state != S.BACKOFF or self.record.desired_state != DesiredState.RUNNING:
+                return
+            self._backoff_task = None
+            self.record.restarts += 1
+            with contextlib.suppress(SpawnError):  # already recorded as FAILED
+                self._spawn()
+
+    def _cancel_backoff(self) -> None:
+        if self._backoff_task is not None:
+            self._backoff_task.cancel()
+            self._backoff_task = None
+
+    async def _run_stop_command(self) -> None:
+        entry = self.manifest.stop_entrypoint
+        if not entry:
+            return
+        try:
+            spec = self._spawn_spec()
+            argv = resolve_argv(self.paths.app, entry, list(self.manifest.stop_args), spec.env)
+        except SpawnError as exc:
+            log.warning("instance %s: stop command unusable: %s", self.instance_id, exc.message)
+            return
+        proc = await asyncio.create_subprocess_exec(
+            *argv, cwd=spec.cwd, env=spec.env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            await asyncio.wait_for(proc.wait(), self.manifest.stop_timeout)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+
+    async def _stop_process(self, reason: str) -> None:
+        """RUNNING -> STOPPING -> STOPPED. Caller holds the lock."""
+        handle = self.handle
+        if handle is None:
+            return
+        self._set_state(S.STOPPING, "stopping")
+        await self._run_stop_command()
+        result = await self.executor.stop(
+            handle,
+            stop_signal=_signal_number(self.manifest.stop_signal),
+            timeout=self.manifest.stop_timeout,
+        )
+        self.handle = None
+        self.record.process = None
+        if result.exit is not None:
+            self.record.exit_code = result.exit.code
+        suffix = f" (killed {len(result.killed_pids)} process(es) after timeout)" \
+            if result.forced else ""
+        self._set_state(S.STOPPED, reason + suffix)
+
+    # --- operator actions -------------------------------------------------------------------
+
+    async def start(self) -> InstanceStatus:
+        """Desired state running; spawn unless already running."""
+        async with self.lock:
+            self._set_desired(DesiredState.RUNNING)
+            if self.record.state in (S.RUNNING, S.STARTING) and self.handle is not None:
+                return self.status()
+            self._cancel_backoff()
+            self.tracker.reset()
+            self._spawn()
+            return self.status()
+
+    async def stop(self) -> InstanceStatus:
+        """Desired state stopped; stop the whole process tree. Never restarted after."""
+        async with self.lock:
+            self._set_desired(DesiredState.STOPPED)
+            self._cancel_backoff()
+            if self.handle is not None:
+                await self._stop_process("stopped by operator")
+            elif self.record.state in (S.BACKOFF, S.FAILED, S.RUNNING, S.STARTING):
+                self._set_state(S.STOPPED, "stopped by operator")
+            return self.status()
+
+    async def restart(self) -> InstanceStatus:
+        async with self.lock:
+            self._set_desired(DesiredState.RUNNING)
+            self._cancel_backoff()
+            if self.handle is not None:
+                await self._stop_process("restarting")
+            elif self.record.state in (S.BACKOFF, S.FAILED):
+                self._set_state(S.STOPPED, "restarting")
+            self.tracker.reset()
+            self._spawn()
+            return self.status()
+
+    async def destroy(self) -> None:
+        """Stop everything the instance started and delete its folder."""
+        async with self.lock:
+            self._cancel_backoff()
+            self._set_desired(DesiredState.STOPPED)
+            if self.handle is not None:
+                await self._stop_process("destroying")
+            self.destroyed = True
+            # Stragglers that escaped the tree (double-forked daemons) carry the tag.
+            self.executor.kill_tag(self.instance_id)
+            if self._watcher is not None:
+                self._watcher.cancel()
+            await asyncio.to_thread(shutil.rmtree, self.paths.root, True)
+
+    # --- worker start -----------------------------------------------------------------------
+
+    def resume(self) -> None:
+        """After a worker (re)start: re-attach to a live process or converge to desired state."""
+        ref = self.record.process
+        if ref is not None:
+            handle = self.executor.attach(ref)
+            if handle is not None:
+                self._adopt(handle, fresh=False)
+                if self.record.state != S.RUNNING:
+                    self.record.state = S.RUNNING
+                    self.record.reason = "running (re-attached)"
+                    self._save()
+                log.info("instance %s re-attached to pid %d", self.instance_id, ref.pid)
+                return
+            self.record.process = None
+            self.record.exit_code = None
+            self.record.reason = "exited while the worker was down"
+        # Transient states from a crash mid-action settle to a resting state first.
+        if self.record.state not in (S.STOPPED, S.FAILED):
+            self.record.state = S.STOPPED
+        self._save()
+        if self.record.desired_state == DesiredState.RUNNING and self.record.state != S.FAILED:
+            # Leftovers of the old run (orphaned children) must not double the service.
+            self.executor.kill_tag(self.instance_id)
+            self.record.restarts += 1 if ref is not None else 0
+            with contextlib.suppress(SpawnError):
+                self._spawn()
+
+    def rotate_logs(self) -> None:
+        rotate_if_needed(
+            self.paths.console_log,
+            max_bytes=self.manifest.log.max_bytes,
+            backups=self.manifest.log.backups,
+        )
+
+    async def close(self) -> None:
+        """Forget the process without stopping it (worker shutdown: services keep running)."""
+        self._cancel_backoff()
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(BaseException):
+                await self._watcher

@@ -1,0 +1,171 @@
+"""What a worker keeps on disk: its identity and one record per instance.
+
+Layout under ``work_dir``::
+
+    node.json                       node id + credential (mode 0600)
+    worker.lock                     held while a worker runs here
+    cache/<sha256>.zip              packages by digest
+    instances/<id>/instance.json    spec, desired state, process ref, counters
+    instances/<id>/app/             the extracted package
+    instances/<id>/logs/            console.log (+ .1, .2 ... after rotation)
+
+Every file is written to a temporary name, flushed and renamed, so a worker
+killed mid-write leaves the previous version intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from gdos_sdk.codec import converter
+from gdos_sdk.errors import ConfigError
+from gdos_sdk.executors import ProcessRef
+from gdos_sdk.protocol import InstanceSpec
+from gdos_sdk.states import DesiredState, Health, InstanceState
+
+__all__ = ["Identity", "InstancePaths", "InstanceRecord", "WorkDir", "atomic_write"]
+
+
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` so readers see the old or the new file, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@attrs.frozen
+class Identity:
+    """The node's id (made once, kept forever) and the credential the master issued."""
+
+    node_id: str
+    credential: str = attrs.field(default="", repr=False)
+
+
+@attrs.define
+class InstanceRecord:
+    """The persisted state of one instance."""
+
+    spec: InstanceSpec
+    desired_state: DesiredState
+    state: InstanceState
+    process: ProcessRef | None = None
+    started_at: float | None = None
+    restarts: int = 0
+    exit_code: int | None = None
+    reason: str = ""
+    health: Health = Health.NONE
+
+
+@attrs.frozen
+class InstancePaths:
+    root: Path
+
+    @property
+    def record(self) -> Path:
+        return self.root / "instance.json"
+
+    @property
+    def app(self) -> Path:
+        return self.root / "app"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def console_log(self) -> Path:
+        return self.logs / "console.log"
+
+
+class WorkDir:
+    """The worker's folder: identity, lock, package cache, instance records."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).absolute()
+        self.instances_dir = self.root / "instances"
+        self.cache_dir = self.root / "cache"
+        self._lock_fd: int | None = None
+
+    def prepare(self) -> None:
+        for folder in (self.root, self.instances_dir, self.cache_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def lock(self) -> None:
+        """Take the work dir's lock; two workers on one folder would fight over instances."""
+        fd = os.open(self.root / "worker.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConfigError(f"another worker is already running in {self.root}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        os.set_inheritable(fd, False)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # --- identity ---------------------------------------------------------------------------
+
+    def load_identity(self) -> Identity:
+        path = self.root / "node.json"
+        if path.is_file():
+            data = json.loads(path.read_text())
+            return Identity(node_id=data["node_id"], credential=data.get("credential", ""))
+        identity = Identity(node_id=str(uuid.uuid4()))
+        self.save_identity(identity)
+        return identity
+
+    def save_identity(self, identity: Identity) -> None:
+        data = {"node_id": identity.node_id, "credential": identity.credential}
+        atomic_write(self.root / "node.json", json.dumps(data).encode(), mode=0o600)
+
+    # --- instances --------------------------------------------------------------------------
+
+    def paths(self, instance_id: str) -> InstancePaths:
+        return InstancePaths(self.instances_dir / instance_id)
+
+    def save_record(self, record: InstanceRecord) -> None:
+        paths = self.paths(record.spec.instance_id)
+        data: Any = converter.unstructure(record)
+        atomic_write(paths.record, json.dumps(data).encode())
+
+    def load_records(self) -> tuple[list[InstanceRecord], list[tuple[Path, str]]]:
+        """Every readable record, plus (folder, problem) for the unreadable ones."""
+        records: list[InstanceRecord] = []
+        broken: list[tuple[Path, str]] = []
+        for folder in sorted(self.instances_dir.iterdir()):
+            path = folder / "instance.json"
+            if not path.is_file():
+                broken.append((folder, "no instance.json"))
+                continue
+            try:
+                records.append(converter.structure(json.loads(path.read_text()), InstanceRecord))
+            except (ValueError, TypeError, KeyError, Exception) as exc:  # noqa: BLE001
+                broken.append((folder, f"unreadable instance.json: {exc}"))
+        return records, broken
+
+    def cached_package(self, sha256: str) -> Path:
+        return self.cache_dir / f"{sha256}.zip"

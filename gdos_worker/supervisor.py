@@ -1,0 +1,218 @@
+"""All instances of this worker: deploy, act, re-attach, sample, rotate logs.
+
+Deploy fetches the package into the digest cache (verifying SHA-256),
+extracts it safely into the instance folder and records the instance; if any
+step fails, everything it created is removed before the error is reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from gdos_sdk.archive import safe_extract
+from gdos_sdk.codec import unstructure
+from gdos_sdk.errors import ConflictError, GdosError, NotFoundError, TransportError
+from gdos_sdk.executors import Executor
+from gdos_sdk.manifest import Manifest
+from gdos_sdk.metrics import ProcessTreeSampler
+from gdos_sdk.models import InstanceSample
+from gdos_sdk.protocol import (
+    Command,
+    DeployCommand,
+    DestroyCommand,
+    InstanceSpec,
+    InstanceStatus,
+    RestartCommand,
+    StartCommand,
+    StopCommand,
+)
+from gdos_sdk.states import DesiredState, InstanceState
+from gdos_worker.runner import InstanceRunner
+from gdos_worker.state import InstanceRecord, WorkDir
+
+__all__ = ["Downloader", "Supervisor"]
+
+log = logging.getLogger("gdos.worker.supervisor")
+
+# (download_path, destination file) -> None; raises TransportError on failure
+Downloader = Callable[[str, Path], Awaitable[None]]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1024 * 1024), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class Supervisor:
+    """The set of instance runners on this node."""
+
+    def __init__(
+        self,
+        workdir: WorkDir,
+        executor: Executor,
+        *,
+        node_id: str,
+        download: Downloader,
+        on_change: Callable[[InstanceStatus], None],
+        base_env: dict[str, str] | None = None,
+    ) -> None:
+        self.workdir = workdir
+        self.executor = executor
+        self.node_id = node_id
+        self.download = download
+        self.on_change = on_change
+        self.base_env = base_env
+        self.runners: dict[str, InstanceRunner] = {}
+        self._fetch_locks: dict[str, asyncio.Lock] = {}
+
+    def _runner(self, record: InstanceRecord) -> InstanceRunner:
+        return InstanceRunner(
+            record, workdir=self.workdir, executor=self.executor, node_id=self.node_id,
+            on_change=self._changed, base_env=self.base_env,
+        )
+
+    def _changed(self, status: InstanceStatus) -> None:
+        self.on_change(status)
+
+    def load(self) -> None:
+        """Read every instance record and re-attach or converge (call on the event loop)."""
+        records, broken = self.workdir.load_records()
+        for folder, problem in broken:
+            log.error("ignoring %s: %s", folder, problem)
+        for record in records:
+            try:
+                runner = self._runner(record)
+            except GdosError as exc:
+                log.error("instance %s cannot be loaded: %s", record.spec.instance_id, exc)
+                continue
+            self.runners[runner.instance_id] = runner
+            runner.resume()
+
+    def inventory(self) -> list[InstanceStatus]:
+        return [r.status() for r in self.runners.values()]
+
+    def get(self, instance_id: str) -> InstanceRunner:
+        runner = self.runners.get(instance_id)
+        if runner is None:
+            raise NotFoundError(f"no instance {instance_id} on this node")
+        return runner
+
+    # --- commands ---------------------------------------------------------------------------
+
+    async def execute(self, command: Command) -> InstanceStatus | None:
+        """Run one command from the master."""
+        if isinstance(command, DeployCommand):
+            return await self.deploy(command.spec, start=command.start)
+        if isinstance(command, StartCommand):
+            return await self.get(command.instance_id).start()
+        if isinstance(command, StopCommand):
+            return await self.get(command.instance_id).stop()
+        if isinstance(command, RestartCommand):
+            return await self.get(command.instance_id).restart()
+        if isinstance(command, DestroyCommand):
+            await self.destroy(command.instance_id)
+            return None
+        raise NotFoundError(f"unknown command {command!r}")
+
+    async def deploy(self, spec: InstanceSpec, *, start: bool) -> InstanceStatus:
+        existing = self.runners.get(spec.instance_id)
+        if existing is not None:
+            if existing.record.spec.sha256 != spec.sha256:
+                raise ConflictError(f"instance {spec.instance_id} exists with another package")
+            return await existing.start() if start else existing.status()
+        Manifest.from_dict(spec.manifest)  # refuse a bad manifest before fetching anything
+        paths = self.workdir.paths(spec.instance_id)
+        if paths.root.exists():  # debris of an interrupted deploy
+            await asyncio.to_thread(shutil.rmtree, paths.root, True)
+        try:
+            archive = await self._fetch(spec)
+            paths.root.mkdir(parents=True)
+            await asyncio.to_thread(safe_extract, archive, paths.app)
+            paths.logs.mkdir()
+            record = InstanceRecord(
+                spec=spec, desired_state=DesiredState.STOPPED, state=InstanceState.DEPLOYING
+            )
+            self.workdir.save_record(record)
+            runner = self._runner(record)
+        except BaseException:
+            await asyncio.to_thread(shutil.rmtree, paths.root, True)
+            raise
+        self.runners[spec.instance_id] = runner
+        runner._set_state(InstanceState.STOPPED, "deployed")  # DEPLOYING -> STOPPED
+        if start:
+            return await runner.start()
+        return runner.status()
+
+    async def _fetch(self, spec: InstanceSpec) -> Path:
+        """The package zip from the cache, downloading and verifying it if needed."""
+        target = self.workdir.cached_package(spec.sha256)
+        lock = self._fetch_locks.setdefault(spec.sha256, asyncio.Lock())
+        async with lock:
+            if target.is_file():
+                return target
+            last: GdosError | None = None
+            for attempt in range(3):
+                fd, tmp_name = tempfile.mkstemp(prefix=".dl-", dir=self.workdir.cache_dir)
+                tmp = Path(tmp_name)
+                os.close(fd)
+                try:
+                    await self.download(spec.download_path, tmp)
+                    digest = await asyncio.to_thread(_sha256, tmp)
+                    if digest != spec.sha256:
+                        raise TransportError(
+                            f"downloaded package has sha256 {digest}, expected {spec.sha256}"
+                        )
+                    tmp.replace(target)
+                    return target
+                except GdosError as exc:
+                    last = exc
+                    log.warning("download of %s failed (attempt %d): %s", spec.package,
+                                attempt + 1, exc.message)
+                    await asyncio.sleep(0.5 * 2**attempt)
+                finally:
+                    tmp.unlink(missing_ok=True)
+            assert last is not None
+            raise TransportError(f"cannot fetch package {spec.package}@{spec.version}:"
+                                 f" {last.message}")
+
+    async def destroy(self, instance_id: str) -> None:
+        runner = self.get(instance_id)
+        await runner.destroy()
+        self.runners.pop(instance_id, None)
+
+    # --- periodic work ----------------------------------------------------------------------
+
+    def samples(self, sampler: ProcessTreeSampler) -> list[InstanceSample]:
+        found: list[InstanceSample] = []
+        for runner in self.runners.values():
+            handle = runner.handle
+            if handle is None:
+                continue
+            sample = sampler.sample(runner.instance_id, handle.pid)
+            if sample is not None:
+                found.append(sample)
+        return found
+
+    def rotate_logs(self) -> None:
+        for runner in self.runners.values():
+            try:
+                runner.rotate_logs()
+            except OSError as exc:
+                log.warning("log rotation for %s failed: %s", runner.instance_id, exc)
+
+    async def close(self) -> None:
+        for runner in self.runners.values():
+            await runner.close()
+
+    def describe(self) -> list[dict[str, object]]:
+        return [unstructure(r.status()) for r in self.runners.values()]

@@ -1,0 +1,76 @@
+"""Every developer task is a session: ``nox -l`` lists them.
+
+    nox -s tests       the whole test suite (unit, e2e with real processes)
+    nox -s lint        ruff check + format check
+    nox -s typecheck   mypy --strict on the packages
+    nox -s e2e         only the end-to-end tests
+    nox -s bench       benchmarks; prints figures next to raw baselines
+    nox -s up          master + one local worker on embedded defaults
+    nox -s docs        regenerate docs/api.md from the OpenAPI document
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "typecheck", "tests"]
+
+PYTHON = "3.11"
+
+
+def install(session: nox.Session, *extras: str) -> None:
+    """Install the project (editable) with the given extras."""
+    spec = f".[{','.join(extras)}]" if extras else "."
+    session.install("-q", "-e", spec)
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Run the whole test suite (pass pytest options after --)."""
+    install(session, "test")
+    session.run("pytest", *(session.posargs or ["-q"]))
+
+
+@nox.session(python=PYTHON)
+def e2e(session: nox.Session) -> None:
+    """Run only the end-to-end tests (real master and worker processes)."""
+    install(session, "test")
+    session.run("pytest", "tests/e2e", *(session.posargs or ["-q"]))
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("-q", "ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on gdos_sdk, gdos_master, gdos_worker and gdos_pack."""
+    install(session, "typecheck")
+    session.run("mypy", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks with raw baselines measured in the same run."""
+    install(session, "test")
+    session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def up(session: nox.Session) -> None:
+    """Start a master and one local worker (data under .gdos/up); Ctrl-C stops both."""
+    install(session)
+    session.run("python", "tools/up.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Regenerate docs/api.md and the option tables of docs/configuration.md."""
+    install(session)
+    session.run("python", "tools/gen_docs.py")

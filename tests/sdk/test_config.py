@@ -1,0 +1,104 @@
+"""Configuration: flags (one or two dashes) > env > file > defaults; unknown names suggested."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gdos_sdk.config import (
+    MasterSettings,
+    WorkerSettings,
+    iter_options,
+    load_master_settings,
+    load_worker_settings,
+    parse_listen,
+)
+from gdos_sdk.errors import ConfigError
+
+
+def test_defaults(tmp_path: Path) -> None:
+    settings = load_master_settings([], env={}, cwd=tmp_path)
+    assert settings == MasterSettings()
+    assert settings.server.listen == ":8080"
+    assert settings.db_path == Path("./data/ops.db")
+    worker = load_worker_settings([], env={}, cwd=tmp_path)
+    assert worker.connect.master_url == "http://127.0.0.1:8080"
+    assert worker.server.listen == ":8081"
+
+
+def test_precedence_flag_over_env_over_file(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text(
+        "server:\n  listen: ':7000'\n  data_dir: /srv/file\nstorage:\n  minio_bucket: fromfile\n"
+    )
+    env = {"OPS_MASTER_SERVER_LISTEN": ":7100", "OPS_MASTER_SERVER_DATA_DIR": "/srv/env"}
+    settings = load_master_settings(["--port", ":7200"], env=env, cwd=tmp_path)
+    assert settings.server.listen == ":7200"  # flag
+    assert settings.server.data_dir == "/srv/env"  # env over file
+    assert settings.storage.minio_bucket == "fromfile"  # file over default
+    assert settings.fleet.heartbeat_interval == 1.0  # default
+
+
+def test_seed_flags_with_one_or_two_dashes_and_equals(tmp_path: Path) -> None:
+    a = load_master_settings(["-port", ":9090", "-db_path", "/data/ops.db", "-store_type",
+                              "minio", "-minio_endpoint", "10.0.0.5:9000"], env={}, cwd=tmp_path)
+    b = load_master_settings(["--port=:9090", "--db_path=/data/ops.db", "--store_type=minio",
+                              "--minio_endpoint=10.0.0.5:9000"], env={}, cwd=tmp_path)
+    assert a == b
+    assert a.storage.type == "minio" and a.db_path == Path("/data/ops.db")
+    w = load_worker_settings(["-port", "8082", "-master", "http://10.0.0.1:8080", "-work_dir",
+                              "/opt/instances"], env={}, cwd=tmp_path)
+    assert w.server.listen == "8082" and w.runtime.work_dir == "/opt/instances"
+    assert parse_listen(w.server.listen, default_host="0.0.0.0") == ("0.0.0.0", 8082)
+
+
+def test_seed_env_example(tmp_path: Path) -> None:
+    env = {"OPS_WORKER_CONNECT_MASTER_URL": "http://10.0.0.1:8080"}
+    assert load_worker_settings([], env=env, cwd=tmp_path).connect.master_url == \
+        "http://10.0.0.1:8080"
+
+
+def test_worker_yaml_and_explicit_config(tmp_path: Path) -> None:
+    (tmp_path / "worker.yaml").write_text("runtime:\n  work_dir: /w\n")
+    assert load_worker_settings([], env={}, cwd=tmp_path).runtime.work_dir == "/w"
+    (tmp_path / "other.yaml").write_text("runtime:\n  work_dir: /other\n")
+    settings = load_worker_settings(["-config", "other.yaml"], env={}, cwd=tmp_path)
+    assert settings.runtime.work_dir == "/other"
+
+
+@pytest.mark.parametrize(("argv", "env", "yaml", "needle"), [
+    (["-prot", "1"], {}, None, "did you mean -port"),
+    (["-port"], {}, None, "needs a value"),
+    ([], {"OPS_MASTER_SERVER_LISTN": "x"}, None, "OPS_MASTER_SERVER_LISTEN"),
+    ([], {}, "servr:\n  listen: x\n", "did you mean 'server'"),
+    ([], {}, "server:\n  lisen: x\n", "server.listen"),
+    ([], {"OPS_MASTER_FLEET_HEARTBEAT_INTERVAL": "fast"}, None, "expected a number"),
+    ([], {"OPS_MASTER_AUTH_REQUIRE_APPROVAL": "maybe"}, None, "true/false"),
+    (["-store_type", "ftp"], {}, None, "storage.type"),
+    (["-port", "http"], {}, None, "port"),
+    ([], {}, "- a list\n", "mapping"),
+])
+def test_bad_configuration_is_a_clear_error(tmp_path: Path, argv: list[str],
+                                            env: dict[str, str], yaml: str | None,
+                                            needle: str) -> None:
+    if yaml is not None:
+        (tmp_path / "config.yaml").write_text(yaml)
+    with pytest.raises(ConfigError) as caught:
+        load_master_settings(argv, env=env, cwd=tmp_path)
+    assert needle in caught.value.message
+
+
+def test_secrets_stay_out_of_repr(tmp_path: Path) -> None:
+    settings = load_master_settings(["-minio_secret_key", "s3cr3t-value"], env={}, cwd=tmp_path)
+    assert settings.storage.minio_secret_key == "s3cr3t-value"
+    assert "s3cr3t-value" not in repr(settings)
+
+
+def test_every_option_has_help_and_a_documented_env_name() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+    for cls, prefix in ((MasterSettings, "OPS_MASTER_"), (WorkerSettings, "OPS_WORKER_")):
+        for option in iter_options(cls):
+            assert option.help, option.key
+            assert option.env_name(prefix) in doc, option.env_name(prefix)
+            if option.flag:
+                assert f"-{option.flag}" in doc

@@ -1,0 +1,129 @@
+"""Regenerate the generated parts of docs/ (``nox -s docs``).
+
+* docs/configuration.md: the option tables between the GENERATED markers;
+* docs/api.md: the endpoint reference from the OpenAPI document.
+
+``python tools/gen_docs.py --check`` fails when a file is stale (used by the tests).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gdos_master.api import api  # noqa: E402
+from gdos_master.openapi import build_openapi  # noqa: E402
+from gdos_sdk.config import MasterSettings, WorkerSettings, iter_options  # noqa: E402
+
+BEGIN = "<!-- BEGIN GENERATED -->"
+END = "<!-- END GENERATED -->"
+
+
+def _default(value: Any) -> str:
+    if value == "":
+        return '`""`'
+    return f"`{json.dumps(value)}`" if not isinstance(value, str) else f"`{value}`"
+
+
+def option_tables() -> str:
+    out: list[str] = []
+    for title, cls, prefix, file in (
+        ("Master", MasterSettings, "OPS_MASTER_", "config.yaml"),
+        ("Worker", WorkerSettings, "OPS_WORKER_", "worker.yaml"),
+    ):
+        out.append(f"### {title} (`./{file}`, `{prefix}*`)\n")
+        out.append("| key | flag | environment | default | meaning |")
+        out.append("|---|---|---|---|---|")
+        for o in iter_options(cls):
+            flag = f"`-{o.flag}`" if o.flag else ""
+            secret = " (secret: never logged)" if o.secret else ""
+            out.append(f"| `{o.key}` | {flag} | `{o.env_name(prefix)}` | {_default(o.default)} |"
+                       f" {o.help}{secret} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def api_reference() -> str:
+    doc = build_openapi(api)
+    lines = [
+        "# API reference",
+        "",
+        "Generated from the OpenAPI document the master serves at `/api/v1/openapi.json`",
+        "(`nox -s docs` regenerates this file; a test fails when it is stale).",
+        "",
+        "Conventions: JSON bodies; errors are",
+        '`{"error": {"code": "...", "message": "...", "details": ...}}` with real HTTP status',
+        "codes (400 malformed, 401 no/invalid credentials, 403 role or credential kind, 404,",
+        "409 conflict, 413 too large, 422 invalid field — `details` lists `{path, message}`,",
+        "429 rate limited, 502 worker error, 503 storage or worker unreachable).",
+        "Authentication: `Authorization: Bearer gdos_...` (API token) or the browser session",
+        "cookie plus `X-CSRF-Token` on mutating calls. Actions on an instance whose node is",
+        "offline answer **202**: the desired state is recorded and applied when the worker",
+        "reconnects.",
+        "",
+        "| method | path | role | summary |",
+        "|---|---|---|---|",
+    ]
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            if op["security"] == []:
+                role = "none"
+            elif "x-required-role" in op:
+                role = op["x-required-role"]
+            else:
+                role = "node credential"
+            lines.append(f"| {method.upper()} | `{path}` | {role} | {op['summary']} |")
+    lines += [
+        "",
+        "## WebSocket",
+        "",
+        "| path | who | purpose |",
+        "|---|---|---|",
+        "| `/api/v1/agent/ws` | workers (node credential or join token) | the agent channel;"
+        " see architecture.md |",
+        "",
+        "## Schemas",
+        "",
+        "Request and response bodies are the attrs models of `gdos_sdk.models`; the",
+        "OpenAPI document carries their JSON Schemas under `components.schemas`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def render_configuration(current: str) -> str:
+    head, _, rest = current.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    return f"{head}{BEGIN}\n{option_tables()}{END}{tail}"
+
+
+def main() -> int:
+    check = "--check" in sys.argv
+    targets = {
+        ROOT / "docs" / "configuration.md": render_configuration(
+            (ROOT / "docs" / "configuration.md").read_text()
+        ),
+        ROOT / "docs" / "api.md": api_reference(),
+    }
+    stale = []
+    for path, text in targets.items():
+        if path.exists() and path.read_text() == text:
+            continue
+        if check:
+            stale.append(str(path.relative_to(ROOT)))
+        else:
+            path.write_text(text)
+            print(f"wrote {path.relative_to(ROOT)}")
+    if stale:
+        print("stale (run nox -s docs): " + ", ".join(stale), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
