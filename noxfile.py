@@ -1,12 +1,12 @@
 """Every developer task is a session: ``nox -l`` lists them.
 
-    nox -s tests       the whole test suite (unit, e2e with real processes)
-    nox -s lint        ruff check + format check
-    nox -s typecheck   mypy --strict on the packages
-    nox -s e2e         only the end-to-end tests
-    nox -s bench       benchmarks; prints figures next to raw baselines
-    nox -s up          master + one local worker on embedded defaults
-    nox -s docs        regenerate docs/api.md from the OpenAPI document
+nox -s tests       the whole test suite (unit, e2e with real processes)
+nox -s lint        ruff check + format check
+nox -s typecheck   mypy --strict on the packages
+nox -s e2e         only the end-to-end tests
+nox -s bench       benchmarks; prints figures next to raw baselines
+nox -s up          master + one local worker on embedded defaults
+nox -s docs        regenerate docs/api.md from the OpenAPI document
 """
 
 from __future__ import annotations

@@ -37,8 +37,9 @@ SLEEPER = "#!/usr/bin/env python3\nimport time\nwhile True:\n    time.sleep(3600
 def make_package(folder: Path, name: str) -> Path:
     src = folder / f"src-{name}"
     src.mkdir(parents=True)
-    (src / "service.json").write_text(json.dumps(
-        {"name": name, "version": "1.0.0", "entrypoint": "main.py", "stop_timeout": 2}))
+    (src / "service.json").write_text(
+        json.dumps({"name": name, "version": "1.0.0", "entrypoint": "main.py", "stop_timeout": 2})
+    )
     main = src / "main.py"
     main.write_text(SLEEPER)
     main.chmod(0o755)
@@ -52,8 +53,13 @@ def raw_deploy(package: Path, folder: Path) -> float:
     dest = folder / f"raw-{time.monotonic_ns()}"
     began = time.perf_counter()
     safe_extract(package, dest)
-    proc = subprocess.Popen([str(dest / "main.py")], cwd=dest, start_new_session=True,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(dest / "main.py")],
+        cwd=dest,
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
     elapsed = time.perf_counter() - began
     proc.kill()
     proc.wait()
@@ -97,8 +103,8 @@ def main() -> int:
 
     results: dict[str, object] = {
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, "
-                   f"{psutil.virtual_memory().total / 2**30:.0f} GiB, "
-                   f"Python {platform.python_version()}, {platform.platform()}",
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, "
+        f"Python {platform.python_version()}, {platform.platform()}",
     }
     with tempfile.TemporaryDirectory(prefix="gdos-bench-") as tmp:
         folder = Path(tmp)
@@ -127,9 +133,11 @@ def main() -> int:
                 ids = []
                 for _ in range(args.instances):
                     ids.append(gdos.deploy(module.id, node_id, start=True).id)
-                wait_until(lambda: all(i.state.value == "running"
-                                       for i in gdos.list_instances()), timeout=60,
-                           what="all instances running")
+                wait_until(
+                    lambda: all(i.state.value == "running" for i in gdos.list_instances()),
+                    timeout=60,
+                    what="all instances running",
+                )
                 time.sleep(3)  # let start-up work settle
                 cpu, rss = cpu_percent_over(worker.pid, args.seconds)
                 results["worker_cpu_percent_20_idle"] = cpu
@@ -153,17 +161,23 @@ def main() -> int:
 
     print()
     print(f"machine: {results['machine']}")
-    print(f"deploy -> running, median of {args.runs}: "
-          f"{results['deploy_to_running_median_s'] * 1000:.0f} ms "
-          f"(raw extract+spawn {results['raw_extract_spawn_median_s'] * 1000:.1f} ms; "
-          f"target < 1000 ms)")
-    print(f"worker with {args.instances} idle instances, {args.seconds:g} s: "
-          f"CPU {results['worker_cpu_percent_20_idle']:.2f} % of one core, "
-          f"RSS {results['worker_rss_mb_20_idle']:.1f} MB (targets < 2 %, < 80 MB)")
-    print(f"  baseline: bare psutil sampler of the same processes "
-          f"{results['baseline_psutil_sampler_cpu_percent']:.2f} % / "
-          f"{results['baseline_psutil_sampler_rss_mb']:.1f} MB; "
-          f"bare interpreter {results['baseline_bare_python_rss_mb']:.1f} MB")
+    print(
+        f"deploy -> running, median of {args.runs}: "
+        f"{results['deploy_to_running_median_s'] * 1000:.0f} ms "
+        f"(raw extract+spawn {results['raw_extract_spawn_median_s'] * 1000:.1f} ms; "
+        f"target < 1000 ms)"
+    )
+    print(
+        f"worker with {args.instances} idle instances, {args.seconds:g} s: "
+        f"CPU {results['worker_cpu_percent_20_idle']:.2f} % of one core, "
+        f"RSS {results['worker_rss_mb_20_idle']:.1f} MB (targets < 2 %, < 80 MB)"
+    )
+    print(
+        f"  baseline: bare psutil sampler of the same processes "
+        f"{results['baseline_psutil_sampler_cpu_percent']:.2f} % / "
+        f"{results['baseline_psutil_sampler_rss_mb']:.1f} MB; "
+        f"bare interpreter {results['baseline_bare_python_rss_mb']:.1f} MB"
+    )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

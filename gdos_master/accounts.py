@@ -63,8 +63,7 @@ class Accounts:
             return None
         chosen = password or secrets.token_urlsafe(12)
         self.db.execute(
-            "INSERT INTO users(id, username, password_hash, role, created_at)"
-            " VALUES(?,?,?,?,?)",
+            "INSERT INTO users(id, username, password_hash, role, created_at) VALUES(?,?,?,?,?)",
             (str(uuid.uuid4()), username, hash_password(chosen), Role.ADMIN.value, time.time()),
         )
         return None if password else chosen
@@ -106,7 +105,9 @@ class Accounts:
             hashed = await anyio.to_thread.run_sync(hash_password, body.password)
         with self.db.transaction():
             if body.role is not None:
-                self.db.execute("UPDATE users SET role = ? WHERE id = ?", (body.role.value, user_id))
+                self.db.execute(
+                    "UPDATE users SET role = ? WHERE id = ?", (body.role.value, user_id)
+                )
             if body.disabled is not None:
                 self.db.execute(
                     "UPDATE users SET disabled = ? WHERE id = ?", (int(body.disabled), user_id)
@@ -173,12 +174,12 @@ class Accounts:
         )
 
     def list_tokens(self, user_id: str | None) -> list[ApiToken]:
-        sql = (
+        rows = self.db.all(
             "SELECT t.*, u.username FROM api_tokens t JOIN users u ON u.id = t.user_id"
-            + (" WHERE t.user_id = ?" if user_id else "")
-            + " ORDER BY t.created_at"
+            " WHERE (? IS NULL OR t.user_id = ?) ORDER BY t.created_at",
+            (user_id, user_id),
         )
-        return [self._token(r) for r in self.db.all(sql, (user_id,) if user_id else ())]
+        return [self._token(r) for r in rows]
 
     def get_token(self, token_id: str) -> ApiToken:
         row = self.db.one(
@@ -217,8 +218,14 @@ class Accounts:
             "INSERT INTO api_tokens(id, user_id, name, role, prefix, secret_hash, created_at,"
             " expires_at) VALUES(?,?,?,?,?,?,?,?)",
             (
-                token_id, user.id, name, role.value, secret[:9], hash_secret(secret),
-                time.time(), expires_at,
+                token_id,
+                user.id,
+                name,
+                role.value,
+                secret[:9],
+                hash_secret(secret),
+                time.time(),
+                expires_at,
             ),
         )
         return TokenCreated(token=self.get_token(token_id), secret=secret)

@@ -14,7 +14,7 @@ import asyncio
 import hmac
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 from quart import Quart, websocket
 
@@ -69,7 +69,7 @@ def register_agent_socket(app: Quart) -> None:
             # Refused before accept(): the worker sees an HTTP status, not a socket.
             return error_response(exc)
         await websocket.accept()
-        ws = websocket._get_current_object()
+        ws = cast(Any, websocket)._get_current_object()
         send_lock = asyncio.Lock()
 
         async def send(text: str) -> None:
@@ -81,22 +81,35 @@ def register_agent_socket(app: Quart) -> None:
 
         try:
             hello = await _receive_hello(ws)
-            node_id, credential = master.nodes.join(hello, via_join_token=via_join,
-                                                    node_id=node_id)
+            node_id, credential = master.nodes.join(hello, via_join_token=via_join, node_id=node_id)
         except GdosError as exc:
             await send(encode(ErrorMessage(code=exc.code, message=exc.message)))
             await ws.close(1008)
             return None
         approved = master.nodes.is_approved(node_id)
         if credential is not None:
-            record_audit(master.db, principal=None, ip=websocket.remote_addr or "",
-                         action="node.join", target=f"node:{node_id}",
-                         params={"hostname": hello.hostname, "approved": approved},
-                         status=200, actor_kind="node", actor=f"node:{node_id}")
-        await send(encode(Welcome(
-            node_id=node_id, heartbeat_interval=master.fleet.heartbeat_interval,
-            server_time=time.time(), credential=credential, approved=approved,
-        )))
+            record_audit(
+                master.db,
+                principal=None,
+                ip=websocket.remote_addr or "",
+                action="node.join",
+                target=f"node:{node_id}",
+                params={"hostname": hello.hostname, "approved": approved},
+                status=200,
+                actor_kind="node",
+                actor=f"node:{node_id}",
+            )
+        await send(
+            encode(
+                Welcome(
+                    node_id=node_id,
+                    heartbeat_interval=master.fleet.heartbeat_interval,
+                    server_time=time.time(),
+                    credential=credential,
+                    approved=approved,
+                )
+            )
+        )
         conn = AgentConnection(node_id, send, close)
         await master.fleet.connect(conn, approved=approved)
         log.info("node %s (%s) connected", node_id, hello.hostname)

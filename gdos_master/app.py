@@ -177,10 +177,18 @@ def build_master(
         db, fleet, systems, packages, command_timeout=settings.fleet.command_timeout
     )
     return Master(
-        settings=settings, db=db, storage=storage, fleet=fleet, accounts=accounts, nodes=nodes,
-        packages=packages, systems=systems, orchestrator=orchestrator,
+        settings=settings,
+        db=db,
+        storage=storage,
+        fleet=fleet,
+        accounts=accounts,
+        nodes=nodes,
+        packages=packages,
+        systems=systems,
+        orchestrator=orchestrator,
         limiter=LoginLimiter(settings.auth.login_attempts, settings.auth.login_window),
-        join_token=join_token, initial_password=initial_password,
+        join_token=join_token,
+        initial_password=initial_password,
         tls=bool(settings.server.tls_cert),
     )
 

@@ -81,9 +81,7 @@ def authenticate_headers(db: Database, headers: Any, cookies: Any) -> Principal:
     token = _bearer(headers)
     if token is not None:
         if token.startswith(NODE_PREFIX):
-            row = db.one(
-                "SELECT id FROM nodes WHERE credential_hash = ?", (hash_secret(token),)
-            )
+            row = db.one("SELECT id FROM nodes WHERE credential_hash = ?", (hash_secret(token),))
             if row is None:
                 raise AuthError("unknown or revoked node credential")
             return Principal(kind="node", role=Role.VIEWER, node_id=row["id"])
@@ -100,7 +98,10 @@ def authenticate_headers(db: Database, headers: Any, cookies: Any) -> Principal:
         # A token never carries more than its owner's current role.
         role = min(Role(row["role"]), Role(row["urole"]), key=lambda r: r.rank)
         return Principal(
-            kind="token", role=role, user_id=row["uid"], username=row["username"],
+            kind="token",
+            role=role,
+            user_id=row["uid"],
+            username=row["username"],
             token_id=row["id"],
         )
     session = cookies.get(SESSION_COOKIE)
@@ -113,8 +114,11 @@ def authenticate_headers(db: Database, headers: Any, cookies: Any) -> Principal:
         if row is None or row["disabled"] or row["expires_at"] < now:
             raise AuthError("session expired; log in again")
         return Principal(
-            kind="session", role=Role(row["role"]), user_id=row["id"],
-            username=row["username"], csrf=row["csrf"],
+            kind="session",
+            role=Role(row["role"]),
+            user_id=row["id"],
+            username=row["username"],
+            csrf=row["csrf"],
         )
     raise AuthError("authentication required: log in or send 'Authorization: Bearer <token>'")
 

@@ -42,8 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the master. Flags as in docs/configuration.md (``-port :8080`` ...)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in {"-h", "--help", "-help"}:
-        print("usage: gdos-master [-port :8080] [-data_dir DIR] [-db_path FILE] "
-              "[-store_type local|minio] [-config FILE] ...\nsee docs/configuration.md")
+        print(
+            "usage: gdos-master [-port :8080] [-data_dir DIR] [-db_path FILE] "
+            "[-store_type local|minio] [-config FILE] ...\nsee docs/configuration.md"
+        )
         return 0
     if args and args[0] in {"-version", "--version"}:
         print(__version__)
@@ -78,12 +80,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if master.initial_password:
         # Printed once, on the first start, to the console only (never logged).
         print(f"admin user: {settings.auth.admin_username}", flush=True)
-        print(f"admin password: {master.initial_password}  (shown once; change it after login)",
-              flush=True)
+        print(
+            f"admin password: {master.initial_password}  (shown once; change it after login)",
+            flush=True,
+        )
     try:
         asyncio.run(_serve(app, config))
     except OSError as exc:
-        print(f"gdos-master: cannot listen on {settings.server.listen}: {exc.strerror}",
-              file=sys.stderr)
+        print(
+            f"gdos-master: cannot listen on {settings.server.listen}: {exc.strerror}",
+            file=sys.stderr,
+        )
         return 1
     return 0

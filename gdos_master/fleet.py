@@ -146,9 +146,7 @@ class Fleet:
             for callback in self.on_offline:
                 callback(conn.node_id)
 
-    def heartbeat(
-        self, node_id: str, node: NodeSample, instances: list[InstanceSample]
-    ) -> None:
+    def heartbeat(self, node_id: str, node: NodeSample, instances: list[InstanceSample]) -> None:
         rt = self.runtime(node_id)
         rt.last_heartbeat = self._clock()
         rt.last_seen = time.time()

@@ -85,7 +85,7 @@ class Nodes:
         rows = self.db.all("SELECT node_id, COUNT(*) AS n FROM instances GROUP BY node_id")
         return {r["node_id"]: r["n"] for r in rows}
 
-    def list(self, *, status: str | None = None, search: str | None = None) -> list[Node]:
+    def list_nodes(self, *, status: str | None = None, search: str | None = None) -> list[Node]:
         counts = self._counts()
         nodes = [
             self._model(r, counts.get(r["id"], 0))
@@ -147,8 +147,12 @@ class Nodes:
             "INSERT INTO nodes(id, hostname, alias, addresses, labels, planned, approved,"
             " created_at) VALUES(?,?,?,?,?,1,1,?)",
             (
-                node_id, body.hostname, body.alias, json.dumps(body.addresses),
-                json.dumps(body.labels), time.time(),
+                node_id,
+                body.hostname,
+                body.alias,
+                json.dumps(body.addresses),
+                json.dumps(body.labels),
+                time.time(),
             ),
         )
         return self.get(node_id)
@@ -208,8 +212,14 @@ class Nodes:
                     " credential_hash = ?, planned = 0, approved = ?, agent_version = ?,"
                     " last_seen = ? WHERE id = ?",
                     (
-                        hello.hostname, json.dumps(hello.addresses), fingerprint,
-                        hash_secret(credential), approved, hello.agent_version, now, node_id,
+                        hello.hostname,
+                        json.dumps(hello.addresses),
+                        fingerprint,
+                        hash_secret(credential),
+                        approved,
+                        hello.agent_version,
+                        now,
+                        node_id,
                     ),
                 )
             else:
@@ -219,8 +229,15 @@ class Nodes:
                     " approved, agent_version, created_at, last_seen)"
                     " VALUES(?,?,?,?,?,?,?,?,?)",
                     (
-                        node_id, hello.hostname, json.dumps(hello.addresses), fingerprint,
-                        hash_secret(credential), approved, hello.agent_version, now, now,
+                        node_id,
+                        hello.hostname,
+                        json.dumps(hello.addresses),
+                        fingerprint,
+                        hash_secret(credential),
+                        approved,
+                        hello.agent_version,
+                        now,
+                        now,
                     ),
                 )
             return node_id, credential
@@ -229,8 +246,14 @@ class Nodes:
         self.db.execute(
             "UPDATE nodes SET hostname = ?, addresses = ?, fingerprint = ?, agent_version = ?,"
             " last_seen = ? WHERE id = ?",
-            (hello.hostname, json.dumps(hello.addresses), fingerprint, hello.agent_version, now,
-             node_id),
+            (
+                hello.hostname,
+                json.dumps(hello.addresses),
+                fingerprint,
+                hello.agent_version,
+                now,
+                node_id,
+            ),
         )
         return node_id, None
 

@@ -82,8 +82,11 @@ class _Schemas:
                 props[field.name] = self.of(hint)
                 if field.default is attrs.NOTHING:
                     required.append(field.name)
-            schema: dict[str, Any] = {"type": "object", "properties": props,
-                                      "additionalProperties": False}
+            schema: dict[str, Any] = {
+                "type": "object",
+                "properties": props,
+                "additionalProperties": False,
+            }
             if required:
                 schema["required"] = required
             if base.__doc__:
@@ -110,8 +113,13 @@ def _operation(endpoint: Endpoint, schemas: _Schemas) -> dict[str, Any]:
         for name in re.findall(r"<(?:[a-z]+:)?([A-Za-z_]+)>", endpoint.path)
     ]
     params += [
-        {"name": q.name, "in": "query", "required": q.required, "description": q.description,
-         "schema": schemas.of(q.type)}
+        {
+            "name": q.name,
+            "in": "query",
+            "required": q.required,
+            "description": q.description,
+            "schema": schemas.of(q.type),
+        }
         for q in endpoint.query
     ]
     if params:
@@ -132,20 +140,24 @@ def _operation(endpoint: Endpoint, schemas: _Schemas) -> dict[str, Any]:
     elif endpoint.raw_response:
         responses[str(endpoint.status)] = {
             "description": "the file",
-            "content": {endpoint.raw_response: {"schema": {"type": "string",
-                                                           "format": "binary"}}},
+            "content": {endpoint.raw_response: {"schema": {"type": "string", "format": "binary"}}},
         }
     else:
         responses[str(endpoint.status)] = {
             "description": "success",
             "content": {"application/json": {"schema": schemas.of(endpoint.response)}},
         }
-    for status, text in (("400", "malformed request"), ("401", "not authenticated"),
-                         ("403", "role or credential kind not allowed"),
-                         ("404", "not found"), ("409", "conflicts with current state"),
-                         ("422", "invalid input; details name the field")):
-        responses.setdefault(status, {"description": text,
-                                      "content": {"application/json": {"schema": _ERROR}}})
+    for status, text in (
+        ("400", "malformed request"),
+        ("401", "not authenticated"),
+        ("403", "role or credential kind not allowed"),
+        ("404", "not found"),
+        ("409", "conflicts with current state"),
+        ("422", "invalid input; details name the field"),
+    ):
+        responses.setdefault(
+            status, {"description": text, "content": {"application/json": {"schema": _ERROR}}}
+        )
     op["responses"] = responses
     return op
 
@@ -185,13 +197,23 @@ def build_openapi(api: Api) -> dict[str, Any]:
         "components": {
             "schemas": dict(sorted(schemas.components.items())),
             "securitySchemes": {
-                "bearerToken": {"type": "http", "scheme": "bearer",
-                                "description": "API token (gdos_...)"},
-                "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "gdos_session",
-                                  "description": "browser session; mutating calls also need"
-                                  " the X-CSRF-Token header"},
-                "nodeCredential": {"type": "http", "scheme": "bearer",
-                                   "description": "per-node credential (gdosn_...)"},
+                "bearerToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "API token (gdos_...)",
+                },
+                "sessionCookie": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "gdos_session",
+                    "description": "browser session; mutating calls also need"
+                    " the X-CSRF-Token header",
+                },
+                "nodeCredential": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "per-node credential (gdosn_...)",
+                },
             },
         },
     }

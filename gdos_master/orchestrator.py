@@ -107,7 +107,7 @@ class Orchestrator:
     def get(self, instance_id: str) -> Instance:
         return self._model(self._row(instance_id))
 
-    def list(
+    def list_instances(
         self,
         *,
         system_id: str | None = None,
@@ -116,8 +116,11 @@ class Orchestrator:
         state: str | None = None,
     ) -> list[Instance]:
         where, args = [], []
-        for column, value in (("system_id", system_id), ("module_id", module_id),
-                              ("node_id", node_id)):
+        for column, value in (
+            ("system_id", system_id),
+            ("module_id", module_id),
+            ("node_id", node_id),
+        ):
             if value:
                 where.append(f"{column} = ?")
                 args.append(value)
@@ -191,9 +194,17 @@ class Orchestrator:
             "INSERT INTO instances(id, module_id, system_id, node_id, package, version, sha256,"
             " desired_state, state, created_at, updated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
             (
-                instance_id, module.id, module.system_id, body.node_id, package.name,
-                package.version, package.sha256, desired.value,
-                (InstanceState.DEPLOYING if conn else InstanceState.UNKNOWN).value, now, now,
+                instance_id,
+                module.id,
+                module.system_id,
+                body.node_id,
+                package.name,
+                package.version,
+                package.sha256,
+                desired.value,
+                (InstanceState.DEPLOYING if conn else InstanceState.UNKNOWN).value,
+                now,
+                now,
             ),
         )
         if conn is None:
@@ -256,8 +267,12 @@ class Orchestrator:
     async def batch(self, system_id: str, action: str) -> list[SystemActionResult]:
         """Start or stop every instance of a system, concurrently."""
         self.systems.get_system(system_id)
-        ids = [r["id"] for r in self.db.all(
-            "SELECT id FROM instances WHERE system_id = ? ORDER BY created_at", (system_id,))]
+        ids = [
+            r["id"]
+            for r in self.db.all(
+                "SELECT id FROM instances WHERE system_id = ? ORDER BY created_at", (system_id,)
+            )
+        ]
         run = self.start if action == "start" else self.stop
 
         async def one(instance_id: str) -> SystemActionResult:
@@ -307,8 +322,9 @@ class Orchestrator:
             try:
                 status = await conn.request(command, self.command_timeout)
             except GdosError as exc:
-                log.warning("reconcile %s on node %s failed: %s", command.kind, node_id,
-                            exc.message)
+                log.warning(
+                    "reconcile %s on node %s failed: %s", command.kind, node_id, exc.message
+                )
                 return
             if status is not None:
                 self.apply_status(node_id, status)

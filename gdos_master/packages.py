@@ -39,9 +39,7 @@ def package_key(sha256: str) -> str:
 class Packages:
     """Package records in SQLite, bytes in a storage back end."""
 
-    def __init__(
-        self, db: Database, storage: Storage, *, max_bytes: int, tmp_dir: Path
-    ) -> None:
+    def __init__(self, db: Database, storage: Storage, *, max_bytes: int, tmp_dir: Path) -> None:
         self.db = db
         self.storage = storage
         self.max_bytes = max_bytes
@@ -120,8 +118,15 @@ class Packages:
                         " manifest = excluded.manifest, storage_key = excluded.storage_key,"
                         " uploaded_by = excluded.uploaded_by, uploaded_at = excluded.uploaded_at",
                         (
-                            manifest.name, manifest.version, sha256, size, manifest.description,
-                            json.dumps(manifest.to_dict()), key, uploaded_by, time.time(),
+                            manifest.name,
+                            manifest.version,
+                            sha256,
+                            size,
+                            manifest.description,
+                            json.dumps(manifest.to_dict()),
+                            key,
+                            uploaded_by,
+                            time.time(),
                         ),
                     )
             except BaseException:
@@ -138,7 +143,7 @@ class Packages:
         if not self.db.scalar("SELECT 1 FROM packages WHERE storage_key = ?", (key,)):
             await self.storage.delete(key)
 
-    def list(self, search: str | None = None) -> list[PackageSummary]:
+    def summaries(self, search: str | None = None) -> list[PackageSummary]:
         rows = self.db.all("SELECT name, version, description FROM packages ORDER BY name")
         by_name: dict[str, list[sqlite3.Row]] = {}
         for row in rows:
@@ -151,7 +156,9 @@ class Packages:
             latest_row = next(r for r in group if r["version"] == versions[0])
             summaries.append(
                 PackageSummary(
-                    name=name, latest=versions[0], versions=versions,
+                    name=name,
+                    latest=versions[0],
+                    versions=versions,
                     description=latest_row["description"],
                 )
             )
@@ -161,14 +168,14 @@ class Packages:
         rows = self.db.all("SELECT * FROM packages WHERE name = ?", (name,))
         if not rows:
             raise NotFoundError(f"no package named {name!r}")
-        order = {v: i for i, v in enumerate(sort_versions([r["version"] for r in rows],
-                                                          newest_first=True))}
+        order = {
+            v: i
+            for i, v in enumerate(sort_versions([r["version"] for r in rows], newest_first=True))
+        }
         return sorted((self._model(r) for r in rows), key=lambda p: order[p.version])
 
     def get(self, name: str, version: str) -> Package:
-        row = self.db.one(
-            "SELECT * FROM packages WHERE name = ? AND version = ?", (name, version)
-        )
+        row = self.db.one("SELECT * FROM packages WHERE name = ? AND version = ?", (name, version))
         if row is None:
             raise NotFoundError(f"no package {name}@{version}")
         return self._model(row)

@@ -158,9 +158,20 @@ class Api:
         def decorate(handler: Handler) -> Handler:
             self.endpoints.append(
                 Endpoint(
-                    path=path, method=method, handler=handler, summary=summary, tag=tag,
-                    role=role, body=body, response=response, status=status, audit=audit,
-                    target=target, query=query, raw_body=raw_body, raw_response=raw_response,
+                    path=path,
+                    method=method,
+                    handler=handler,
+                    summary=summary,
+                    tag=tag,
+                    role=role,
+                    body=body,
+                    response=response,
+                    status=status,
+                    audit=audit,
+                    target=target,
+                    query=query,
+                    raw_body=raw_body,
+                    raw_response=raw_response,
                     agent=agent,
                 )
             )

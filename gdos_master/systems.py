@@ -50,10 +50,12 @@ class Systems:
     # --- systems ----------------------------------------------------------------------------
 
     def _system(self, row: sqlite3.Row) -> System:
-        modules = int(self.db.scalar("SELECT COUNT(*) FROM modules WHERE system_id = ?",
-                                     (row["id"],)))
-        instances = int(self.db.scalar("SELECT COUNT(*) FROM instances WHERE system_id = ?",
-                                       (row["id"],)))
+        modules = int(
+            self.db.scalar("SELECT COUNT(*) FROM modules WHERE system_id = ?", (row["id"],))
+        )
+        instances = int(
+            self.db.scalar("SELECT COUNT(*) FROM instances WHERE system_id = ?", (row["id"],))
+        )
         return System(
             id=row["id"],
             name=row["name"],
@@ -164,9 +166,15 @@ class Systems:
             "INSERT INTO modules(id, system_id, name, package, version, env, args, start_order,"
             " created_at) VALUES(?,?,?,?,?,?,?,?,?)",
             (
-                module_id, system_id, body.name, body.package, body.version,
-                json.dumps(body.env), None if body.args is None else json.dumps(body.args),
-                body.start_order, time.time(),
+                module_id,
+                system_id,
+                body.name,
+                body.package,
+                body.version,
+                json.dumps(body.env),
+                None if body.args is None else json.dumps(body.args),
+                body.start_order,
+                time.time(),
             ),
         )
         return self.get_module(module_id)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import difflib
 import json
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import attrs
 import cattrs
@@ -69,7 +69,7 @@ def _strict_str(value: Any, cls: type) -> str:
     if not isinstance(value, str):
         raise TypeError(f"expected a string, got {type(value).__name__}")
     if cls is not str:  # a StrEnum lands here too: let it validate the value
-        return cls(value)  # type: ignore[no-any-return]
+        return cast(str, cls(value))
     return value
 
 
@@ -86,8 +86,8 @@ def _strict_int(value: Any, cls: type) -> int:
         else:
             raise TypeError(f"expected an integer, got {type(value).__name__}")
     if cls is not int:  # IntEnum
-        return cls(value)  # type: ignore[no-any-return]
-    return value
+        return cast(int, cls(value))
+    return int(value)
 
 
 def _strict_float(value: Any, _: type) -> float:
@@ -148,7 +148,7 @@ def _describe(exc: BaseException, cls: type, path: str) -> list[dict[str, Any]]:
                 problem["suggestion"] = hint
             problems.append(problem)
         return problems
-    if isinstance(exc, ClassValidationError) or isinstance(exc, cattrs.BaseValidationError):
+    if isinstance(exc, ClassValidationError | cattrs.BaseValidationError):
         for sub in exc.exceptions:
             note = _note_of(sub)
             sub_path = path

@@ -92,12 +92,15 @@ class MasterStorage:
 class MasterAuth:
     admin_username: str = _opt("admin", "name of the admin created on first start")
     admin_password: str = _opt(
-        "", "password of the admin created on first start; random and printed once if empty",
+        "",
+        "password of the admin created on first start; random and printed once if empty",
         secret=True,
     )
     join_token: str = _opt(
-        "", "cluster join token for workers; generated and kept in the database if empty",
-        flag="join_token", secret=True,
+        "",
+        "cluster join token for workers; generated and kept in the database if empty",
+        flag="join_token",
+        secret=True,
     )
     require_approval: bool = _opt(False, "new nodes wait for an admin's approval")
     session_hours: float = _opt(12.0, "browser session lifetime")
@@ -148,8 +151,9 @@ class WorkerServer:
 @attrs.frozen
 class WorkerConnect:
     master_url: str = _opt("http://127.0.0.1:8080", "URL of the master", flag="master")
-    join_token: str = _opt("", "cluster join token (first contact only)", flag="join_token",
-                           secret=True)
+    join_token: str = _opt(
+        "", "cluster join token (first contact only)", flag="join_token", secret=True
+    )
     reconnect_initial: float = _opt(0.5, "first reconnect delay, seconds")
     reconnect_max: float = _opt(30.0, "longest reconnect delay, seconds")
     ca_file: str = _opt("", "CA bundle to verify an HTTPS master")
@@ -157,8 +161,7 @@ class WorkerConnect:
 
 @attrs.frozen
 class WorkerRuntime:
-    work_dir: str = _opt("./work", "folder for instances, package cache and state",
-                         flag="work_dir")
+    work_dir: str = _opt("./work", "folder for instances, package cache and state", flag="work_dir")
     sample_interval: float = _opt(1.0, "seconds between metric samples")
     node_name: str = _opt("", "hostname to report; default the machine's")
 
@@ -382,8 +385,12 @@ def load_master_settings(
 ) -> MasterSettings:
     """Master settings from flags, ``OPS_MASTER_*``, ``./config.yaml`` and defaults."""
     settings = load_settings(
-        MasterSettings, argv, env=os.environ if env is None else env,
-        env_prefix="OPS_MASTER_", default_file="config.yaml", cwd=cwd,
+        MasterSettings,
+        argv,
+        env=os.environ if env is None else env,
+        env_prefix="OPS_MASTER_",
+        default_file="config.yaml",
+        cwd=cwd,
     )
     if settings.storage.type not in {"local", "minio"}:
         raise ConfigError(f"storage.type must be 'local' or 'minio', not {settings.storage.type!r}")
@@ -396,8 +403,12 @@ def load_worker_settings(
 ) -> WorkerSettings:
     """Worker settings from flags, ``OPS_WORKER_*``, ``./worker.yaml`` and defaults."""
     settings = load_settings(
-        WorkerSettings, argv, env=os.environ if env is None else env,
-        env_prefix="OPS_WORKER_", default_file="worker.yaml", cwd=cwd,
+        WorkerSettings,
+        argv,
+        env=os.environ if env is None else env,
+        env_prefix="OPS_WORKER_",
+        default_file="worker.yaml",
+        cwd=cwd,
     )
     parse_listen(settings.server.listen, default_host="0.0.0.0")
     if not settings.connect.master_url.startswith(("http://", "https://")):

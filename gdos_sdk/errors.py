@@ -218,9 +218,16 @@ def error_from_body(status: int, body: Any) -> GdosError:
     cls: type[GdosError] | None = by_code.get(code) if code else None
     if cls is None:
         by_status: dict[int, type[GdosError]] = {
-            400: BadRequestError, 401: AuthError, 403: PermissionDenied, 404: NotFoundError,
-            409: ConflictError, 413: TooLargeError, 422: ValidationError, 429: RateLimitedError,
-            502: RemoteError, 503: TransportError,
+            400: BadRequestError,
+            401: AuthError,
+            403: PermissionDenied,
+            404: NotFoundError,
+            409: ConflictError,
+            413: TooLargeError,
+            422: ValidationError,
+            429: RateLimitedError,
+            502: RemoteError,
+            503: TransportError,
         }
         cls = by_status.get(status, GdosError)
     err_obj = cls(message, details=details)

@@ -232,7 +232,7 @@ def _structure_command(data: Any, _: Any) -> Command:
     return result
 
 
-converter.register_structure_hook(Command, _structure_command)  # type: ignore[arg-type]
+converter.register_structure_hook(Command, _structure_command)
 
 
 def encode(message: Message) -> str:

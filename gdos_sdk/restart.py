@@ -55,7 +55,8 @@ class RestartTracker:
             self._recent.popleft()
         if len(self._recent) >= self.max_restarts:
             return RestartDecision(
-                restart=False, give_up=True,
+                restart=False,
+                give_up=True,
                 reason=f"restarted {len(self._recent)} times within {self.window_seconds:g} s;"
                 " giving up",
             )
@@ -65,8 +66,7 @@ class RestartTracker:
             self._quick_failures = 0
         delay = 0.0
         if self._quick_failures:
-            delay = min(self.backoff_max,
-                        self.backoff_initial * 2 ** (self._quick_failures - 1))
+            delay = min(self.backoff_max, self.backoff_initial * 2 ** (self._quick_failures - 1))
         self._recent.append(now)
         return RestartDecision(restart=True, delay=delay, reason="restarting after exit")
 

@@ -46,6 +46,7 @@ __all__ = [
 class ProcessExited(RuntimeError):
     """A server process died while we waited for it; waiting longer cannot help."""
 
+
 T = TypeVar("T")
 
 
@@ -60,7 +61,7 @@ def free_port() -> int:
 def wait_until(
     predicate: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.05, what: str = ""
 ) -> T:
-    """Call ``predicate`` until it returns something truthy; raise TimeoutError after ``timeout``."""
+    """Call ``predicate`` until it returns something truthy, or raise TimeoutError."""
     deadline = time.monotonic() + timeout
     last_exc: BaseException | None = None
     while True:
@@ -70,7 +71,7 @@ def wait_until(
                 return value
         except ProcessExited:
             raise
-        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+        except Exception as exc:
             last_exc = exc
         if time.monotonic() > deadline:
             detail = f" (last error: {last_exc!r})" if last_exc else ""
@@ -141,8 +142,9 @@ class ManagedProcess:
 class LocalCluster:
     """A master and any number of workers on loopback, all under ``root``."""
 
-    def __init__(self, root: Path, *, admin_password: str | None = None,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, root: Path, *, admin_password: str | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.root = Path(root).absolute()
         self.root.mkdir(parents=True, exist_ok=True)
         self.admin_password = admin_password or secrets.token_urlsafe(12)
@@ -157,18 +159,29 @@ class LocalCluster:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.master_port}"
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str], port: int,
-               log_name: str) -> ManagedProcess:
+    def _spawn(
+        self, name: str, argv: list[str], env: dict[str, str], port: int, log_name: str
+    ) -> ManagedProcess:
         log_path = self.root / f"{log_name}.log"
         with open(log_path, "ab") as log:
             popen = subprocess.Popen(
-                argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.root, start_new_session=True,
+                argv,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.root,
+                start_new_session=True,
             )
         return ManagedProcess(name=name, popen=popen, log_path=log_path, port=port)
 
-    def start_master(self, *extra: str, port: int | None = None,
-                     env: dict[str, str] | None = None, wait: bool = True) -> ManagedProcess:
+    def start_master(
+        self,
+        *extra: str,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+    ) -> ManagedProcess:
         """Start (or restart) the master; waits until /healthz answers."""
         self.master_port = port or self.master_port or free_port()
         menv = {
@@ -178,23 +191,47 @@ class LocalCluster:
             "OPS_MASTER_LOG_LEVEL": "info",
             **(env or {}),
         }
-        argv = [*_script("gdos-master"), "-port", f"127.0.0.1:{self.master_port}",
-                "-data_dir", str(self.root / "master"), *extra]
+        argv = [
+            *_script("gdos-master"),
+            "-port",
+            f"127.0.0.1:{self.master_port}",
+            "-data_dir",
+            str(self.root / "master"),
+            *extra,
+        ]
         self.master = self._spawn("master", argv, menv, self.master_port, "master")
         if wait:
             self.wait_healthy(self.master)
         return self.master
 
-    def start_worker(self, *extra: str, work_dir: Path | None = None, port: int | None = None,
-                     env: dict[str, str] | None = None, wait: bool = True) -> ManagedProcess:
+    def start_worker(
+        self,
+        *extra: str,
+        work_dir: Path | None = None,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+    ) -> ManagedProcess:
         """Start a worker joined to the master; waits until it reports connected."""
         index = len(self.workers)
         work = work_dir or self.root / f"worker{index}"
         wport = port or free_port()
-        wenv = {**self.env, "OPS_WORKER_CONNECT_JOIN_TOKEN": self.join_token,
-                "OPS_WORKER_CONNECT_RECONNECT_MAX": "2", **(env or {})}
-        argv = [*_script("gdos-worker"), "-master", self.url, "-port", f"127.0.0.1:{wport}",
-                "-work_dir", str(work), *extra]
+        wenv = {
+            **self.env,
+            "OPS_WORKER_CONNECT_JOIN_TOKEN": self.join_token,
+            "OPS_WORKER_CONNECT_RECONNECT_MAX": "2",
+            **(env or {}),
+        }
+        argv = [
+            *_script("gdos-worker"),
+            "-master",
+            self.url,
+            "-port",
+            f"127.0.0.1:{wport}",
+            "-work_dir",
+            str(work),
+            *extra,
+        ]
         worker = self._spawn(f"worker{index}", argv, wenv, wport, f"worker{index}")
         self.workers.append(worker)
         if wait:
@@ -223,7 +260,7 @@ class LocalCluster:
             health = self.worker_health(worker)
             return str(health["node_id"]) if health.get("connected") else None
 
-        return wait_until(connected, timeout=timeout, what=f"{worker.name} to connect")
+        return str(wait_until(connected, timeout=timeout, what=f"{worker.name} to connect"))
 
     def admin_token(self) -> str:
         """An admin API token (created once by logging in as admin)."""

@@ -51,8 +51,9 @@ log = logging.getLogger("gdos.worker.agent")
 class Agent:
     """Holds the channel to the master and feeds the supervisor its commands."""
 
-    def __init__(self, settings: WorkerSettings, workdir: WorkDir, identity: Identity,
-                 version: str) -> None:
+    def __init__(
+        self, settings: WorkerSettings, workdir: WorkDir, identity: Identity, version: str
+    ) -> None:
         self.settings = settings
         self.workdir = workdir
         self.identity = identity
@@ -61,13 +62,13 @@ class Agent:
         self.connected = asyncio.Event()
         self.ws: ClientConnection | None = None
         self.heartbeat_interval = settings.runtime.sample_interval
-        self.node_sampler = NodeSampler()
+        self.node_sampler = NodeSampler.from_fingerprint(collect_fingerprint())
         self.tree_sampler = ProcessTreeSampler()
         self.last_error = ""
         self._tasks: set[asyncio.Task[Any]] = set()
         base = settings.connect.master_url.rstrip("/")
         self.master_url = base
-        self.ws_url = "ws" + base[len("http"):] + "/api/v1/agent/ws"
+        self.ws_url = "ws" + base[len("http") :] + "/api/v1/agent/ws"
         self._ssl: ssl.SSLContext | None = None
         if base.startswith("https://"):
             self._ssl = ssl.create_default_context(cafile=settings.connect.ca_file or None)
@@ -91,15 +92,16 @@ class Agent:
         headers = {} if path.startswith(("http://", "https://")) else self._auth_headers()
         verify: ssl.SSLContext | bool = self._ssl if self._ssl is not None else True
         try:
-            async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=120.0),
-                                         verify=verify) as client:
-                async with client.stream("GET", url, headers=headers) as response:
-                    if response.status_code != 200:
-                        body = (await response.aread())[:300].decode(errors="replace")
-                        raise TransportError(f"download failed: HTTP {response.status_code} {body}")
-                    with open(dest, "wb") as out:
-                        async for chunk in response.aiter_bytes(256 * 1024):
-                            out.write(chunk)
+            async with (
+                httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=120.0), verify=verify) as client,
+                client.stream("GET", url, headers=headers) as response,
+            ):
+                if response.status_code != 200:
+                    body = (await response.aread())[:300].decode(errors="replace")
+                    raise TransportError(f"download failed: HTTP {response.status_code} {body}")
+                with open(dest, "wb") as out:
+                    async for chunk in response.aiter_bytes(256 * 1024):
+                        out.write(chunk)
         except httpx.HTTPError as exc:
             raise TransportError(f"download failed: {exc}") from exc
 
@@ -223,12 +225,14 @@ class Agent:
             result = await self.supervisor.execute(request.command)
             response = Response(id=request.id, ok=True, result=result)
         except GdosError as exc:
-            response = Response(id=request.id, ok=False,
-                                error=ErrorInfo(code=exc.code, message=exc.message))
+            response = Response(
+                id=request.id, ok=False, error=ErrorInfo(code=exc.code, message=exc.message)
+            )
         except Exception as exc:  # a bug must not kill the channel; report it
             log.exception("command %s failed", request.command.kind)
-            response = Response(id=request.id, ok=False,
-                                error=ErrorInfo(code="internal", message=str(exc)))
+            response = Response(
+                id=request.id, ok=False, error=ErrorInfo(code="internal", message=str(exc))
+            )
         await self._send(ws, encode(response))
 
     async def _heartbeats(self, ws: ClientConnection) -> None:

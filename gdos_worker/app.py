@@ -19,8 +19,8 @@ from typing import Any
 
 from quart import Quart, Response
 
-from gdos_sdk.executors import Executor, default_executor
 from gdos_sdk.config import WorkerSettings
+from gdos_sdk.executors import Executor, default_executor
 from gdos_worker import __version__
 from gdos_worker.agent import Agent
 from gdos_worker.state import WorkDir
@@ -44,8 +44,11 @@ class Worker:
         identity = self.workdir.load_identity()
         self.agent = Agent(settings, self.workdir, identity, __version__)
         self.supervisor = Supervisor(
-            self.workdir, executor or default_executor(), node_id=identity.node_id,
-            download=self.agent.download, on_change=self.agent.on_instance_change,
+            self.workdir,
+            executor or default_executor(),
+            node_id=identity.node_id,
+            download=self.agent.download,
+            on_change=self.agent.on_instance_change,
         )
         self.agent.supervisor = self.supervisor
         self._tasks: list[asyncio.Task[Any]] = []

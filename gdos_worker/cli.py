@@ -52,8 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run a worker. Flags as in docs/configuration.md (``-master URL -work_dir DIR`` ...)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in {"-h", "--help", "-help"}:
-        print("usage: gdos-worker [-master URL] [-port 8081] [-work_dir DIR] [-join_token T]"
-              " [-config FILE]\nsee docs/configuration.md")
+        print(
+            "usage: gdos-worker [-master URL] [-port 8081] [-work_dir DIR] [-join_token T]"
+            " [-config FILE]\nsee docs/configuration.md"
+        )
         return 0
     if args and args[0] in {"-version", "--version"}:
         print(__version__)
@@ -77,13 +79,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = None
     config.graceful_timeout = 2
-    print(f"GDOS worker {__version__}: node {worker.agent.identity.node_id},"
-          f" master {settings.connect.master_url}, work dir {worker.workdir.root},"
-          f" status port {port}", flush=True)
+    print(
+        f"GDOS worker {__version__}: node {worker.agent.identity.node_id},"
+        f" master {settings.connect.master_url}, work dir {worker.workdir.root},"
+        f" status port {port}",
+        flush=True,
+    )
     try:
         asyncio.run(_serve(create_app(worker), config))
     except OSError as exc:
-        print(f"gdos-worker: cannot listen on {settings.server.listen}: {exc.strerror}",
-              file=sys.stderr)
+        print(
+            f"gdos-worker: cannot listen on {settings.server.listen}: {exc.strerror}",
+            file=sys.stderr,
+        )
         return 1
     return 0

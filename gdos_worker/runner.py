@@ -53,9 +53,7 @@ def build_env(
     return env
 
 
-def resolve_argv(
-    app_dir: Path, entrypoint: str, args: list[str], env: dict[str, str]
-) -> list[str]:
+def resolve_argv(app_dir: Path, entrypoint: str, args: list[str], env: dict[str, str]) -> list[str]:
     """The command line: entrypoint from the package root if it is there, else from PATH.
 
     ``${VAR}`` in arguments is replaced from the instance's environment, so a
@@ -186,8 +184,11 @@ class InstanceRunner:
         argv = resolve_argv(self.paths.app, entrypoint, args, env)
         self.paths.logs.mkdir(parents=True, exist_ok=True)
         return SpawnSpec(
-            argv=argv, cwd=str(self.paths.app), env=env,
-            log_path=str(self.paths.console_log), tag=spec.instance_id,
+            argv=argv,
+            cwd=str(self.paths.app),
+            env=env,
+            log_path=str(self.paths.console_log),
+            tag=spec.instance_id,
         )
 
     def _spawn(self) -> None:
@@ -266,8 +267,12 @@ class InstanceRunner:
             log.warning("instance %s: stop command unusable: %s", self.instance_id, exc.message)
             return
         proc = await asyncio.create_subprocess_exec(
-            *argv, cwd=spec.cwd, env=spec.env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            *argv,
+            cwd=spec.cwd,
+            env=spec.env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
             start_new_session=True,
         )
         try:
@@ -293,8 +298,11 @@ class InstanceRunner:
         self.record.process = None
         if result.exit is not None:
             self.record.exit_code = result.exit.code
-        suffix = f" (killed {len(result.killed_pids)} process(es) after timeout)" \
-            if result.forced else ""
+        suffix = (
+            f" (killed {len(result.killed_pids)} process(es) after timeout)"
+            if result.forced
+            else ""
+        )
         self._set_state(S.STOPPED, reason + suffix)
 
     # --- operator actions -------------------------------------------------------------------

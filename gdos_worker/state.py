@@ -163,7 +163,7 @@ class WorkDir:
                 continue
             try:
                 records.append(converter.structure(json.loads(path.read_text()), InstanceRecord))
-            except (ValueError, TypeError, KeyError, Exception) as exc:  # noqa: BLE001
+            except (ValueError, TypeError, KeyError, Exception) as exc:
                 broken.append((folder, f"unreadable instance.json: {exc}"))
         return records, broken
 

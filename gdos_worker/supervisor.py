@@ -77,8 +77,12 @@ class Supervisor:
 
     def _runner(self, record: InstanceRecord) -> InstanceRunner:
         return InstanceRunner(
-            record, workdir=self.workdir, executor=self.executor, node_id=self.node_id,
-            on_change=self._changed, base_env=self.base_env,
+            record,
+            workdir=self.workdir,
+            executor=self.executor,
+            node_id=self.node_id,
+            on_change=self._changed,
+            base_env=self.base_env,
         )
 
     def _changed(self, status: InstanceStatus) -> None:
@@ -176,14 +180,19 @@ class Supervisor:
                     return target
                 except GdosError as exc:
                     last = exc
-                    log.warning("download of %s failed (attempt %d): %s", spec.package,
-                                attempt + 1, exc.message)
+                    log.warning(
+                        "download of %s failed (attempt %d): %s",
+                        spec.package,
+                        attempt + 1,
+                        exc.message,
+                    )
                     await asyncio.sleep(0.5 * 2**attempt)
                 finally:
                     tmp.unlink(missing_ok=True)
             assert last is not None
-            raise TransportError(f"cannot fetch package {spec.package}@{spec.version}:"
-                                 f" {last.message}")
+            raise TransportError(
+                f"cannot fetch package {spec.package}@{spec.version}: {last.message}"
+            )
 
     async def destroy(self, instance_id: str) -> None:
         runner = self.get(instance_id)
@@ -197,6 +206,7 @@ class Supervisor:
         for runner in self.runners.values():
             handle = runner.handle
             if handle is None:
+                sampler.forget(runner.instance_id)
                 continue
             sample = sampler.sample(runner.instance_id, handle.pid)
             if sample is not None:

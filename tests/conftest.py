@@ -18,7 +18,11 @@ def anyio_backend() -> str:
 
 
 def write_service(
-    folder: Path, manifest: dict[str, Any], files: dict[str, str], *, exec_files: tuple[str, ...] = ()
+    folder: Path,
+    manifest: dict[str, Any],
+    files: dict[str, str],
+    *,
+    exec_files: tuple[str, ...] = (),
 ) -> Path:
     """A service source folder with service.json and the given files."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -50,10 +54,13 @@ def make_zip(tmp_path: Path) -> Callable[..., bytes]:
 
     def build(name: str = "demo", version: str = "1.0.0", **extra: Any) -> bytes:
         path = tmp_path / f"{name}-{version}-{len(list(tmp_path.iterdir()))}.zip"
-        raw_zip(path, {
-            "service.json": json.dumps(manifest(name, version, **extra)).encode(),
-            "run.sh": b"#!/bin/sh\nsleep 1000\n",
-        })
+        raw_zip(
+            path,
+            {
+                "service.json": json.dumps(manifest(name, version, **extra)).encode(),
+                "run.sh": b"#!/bin/sh\nsleep 1000\n",
+            },
+        )
         return path.read_bytes()
 
     return build

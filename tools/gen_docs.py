@@ -42,8 +42,10 @@ def option_tables() -> str:
         for o in iter_options(cls):
             flag = f"`-{o.flag}`" if o.flag else ""
             secret = " (secret: never logged)" if o.secret else ""
-            out.append(f"| `{o.key}` | {flag} | `{o.env_name(prefix)}` | {_default(o.default)} |"
-                       f" {o.help}{secret} |")
+            out.append(
+                f"| `{o.key}` | {flag} | `{o.env_name(prefix)}` | {_default(o.default)} |"
+                f" {o.help}{secret} |"
+            )
         out.append("")
     return "\n".join(out)
 

@@ -68,13 +68,21 @@ def main() -> int:
     url = f"http://{args.host}:{args.port}"
 
     env = dict(os.environ)
-    master_env = {**env, "OPS_MASTER_AUTH_ADMIN_PASSWORD": password,
-                  "OPS_MASTER_AUTH_JOIN_TOKEN": join_token}
+    master_env = {
+        **env,
+        "OPS_MASTER_AUTH_ADMIN_PASSWORD": password,
+        "OPS_MASTER_AUTH_JOIN_TOKEN": join_token,
+    }
     worker_env = {**env, "OPS_WORKER_CONNECT_JOIN_TOKEN": join_token}
     (root / "master").mkdir(exist_ok=True)
     master = subprocess.Popen(
-        [*script("gdos-master"), "-port", f"{args.host}:{args.port}",
-         "-data_dir", str(root / "master")],
+        [
+            *script("gdos-master"),
+            "-port",
+            f"{args.host}:{args.port}",
+            "-data_dir",
+            str(root / "master"),
+        ],
         env=master_env,
     )
     procs = [master]
@@ -83,8 +91,15 @@ def main() -> int:
             print(f"the master did not come up on {url}", file=sys.stderr)
             return 1
         worker = subprocess.Popen(
-            [*script("gdos-worker"), "-master", url, "-port", f"127.0.0.1:{args.worker_port}",
-             "-work_dir", str(root / "worker")],
+            [
+                *script("gdos-worker"),
+                "-master",
+                url,
+                "-port",
+                f"127.0.0.1:{args.worker_port}",
+                "-work_dir",
+                str(root / "worker"),
+            ],
             env=worker_env,
         )
         procs.append(worker)

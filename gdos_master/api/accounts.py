@@ -24,8 +24,16 @@ from gdos_sdk.models import (
 T = "auth"
 
 
-@api.route("/auth/login", "POST", summary="Log in; sets the session cookie", tag=T, role=None,
-           body=LoginRequest, response=Me, audit="auth.login")
+@api.route(
+    "/auth/login",
+    "POST",
+    summary="Log in; sets the session cookie",
+    tag=T,
+    role=None,
+    body=LoginRequest,
+    response=Me,
+    audit="auth.login",
+)
 async def login(ctx: Ctx, body: LoginRequest) -> Response:
     ctx.target = f"user:{body.username}"
     master = ctx.master
@@ -39,15 +47,36 @@ async def login(ctx: Ctx, body: LoginRequest) -> Response:
     response = json_response(unstructure(Me(user=user, auth="session", csrf_token=csrf)))
     secure = master.tls
     max_age = int(master.accounts.session_seconds)
-    response.set_cookie(SESSION_COOKIE, session_id, max_age=max_age, httponly=True,
-                        samesite="Lax", secure=secure, path="/")
-    response.set_cookie(CSRF_COOKIE, csrf, max_age=max_age, httponly=False, samesite="Strict",
-                        secure=secure, path="/")
+    response.set_cookie(
+        SESSION_COOKIE,
+        session_id,
+        max_age=max_age,
+        httponly=True,
+        samesite="Lax",
+        secure=secure,
+        path="/",
+    )
+    response.set_cookie(
+        CSRF_COOKIE,
+        csrf,
+        max_age=max_age,
+        httponly=False,
+        samesite="Strict",
+        secure=secure,
+        path="/",
+    )
     return response
 
 
-@api.route("/auth/logout", "POST", summary="End the browser session", tag=T, role=Role.VIEWER,
-           audit="auth.logout", status=204)
+@api.route(
+    "/auth/logout",
+    "POST",
+    summary="End the browser session",
+    tag=T,
+    role=Role.VIEWER,
+    audit="auth.logout",
+    status=204,
+)
 async def logout(ctx: Ctx) -> Response:
     from quart import request
 
@@ -60,13 +89,19 @@ async def logout(ctx: Ctx) -> Response:
     return response
 
 
-@api.route("/auth/me", "GET", summary="Who the credential belongs to", tag=T, role=Role.VIEWER,
-           response=Me)
+@api.route(
+    "/auth/me", "GET", summary="Who the credential belongs to", tag=T, role=Role.VIEWER, response=Me
+)
 async def me(ctx: Ctx) -> Me:
     user = ctx.master.accounts.get_user(ctx.actor.user_id)
     if ctx.actor.kind == "token":  # a token may carry less than its owner's role
-        user = User(id=user.id, username=user.username, role=ctx.actor.role,
-                    created_at=user.created_at, disabled=user.disabled)
+        user = User(
+            id=user.id,
+            username=user.username,
+            role=ctx.actor.role,
+            created_at=user.created_at,
+            disabled=user.disabled,
+        )
     csrf = ctx.actor.csrf if ctx.actor.kind == "session" else None
     return Me(user=user, auth=ctx.actor.kind, csrf_token=csrf)
 
@@ -79,31 +114,55 @@ async def list_users(ctx: Ctx) -> list[User]:
     return list(ctx.master.accounts.list_users())
 
 
-@api.route("/users", "POST", summary="Create a user", tag=U, role=Role.ADMIN, body=UserCreate,
-           response=User, status=201, audit="user.create")
+@api.route(
+    "/users",
+    "POST",
+    summary="Create a user",
+    tag=U,
+    role=Role.ADMIN,
+    body=UserCreate,
+    response=User,
+    status=201,
+    audit="user.create",
+)
 async def create_user(ctx: Ctx, body: UserCreate) -> User:
     user: User = await ctx.master.accounts.create_user(body)
     ctx.target = f"user:{user.username}"
     return user
 
 
-@api.route("/users/<user_id>", "GET", summary="Get a user", tag=U, role=Role.ADMIN,
-           response=User)
+@api.route("/users/<user_id>", "GET", summary="Get a user", tag=U, role=Role.ADMIN, response=User)
 async def get_user(ctx: Ctx, user_id: str) -> User:
     user: User = ctx.master.accounts.get_user(user_id)
     return user
 
 
-@api.route("/users/<user_id>", "PATCH", summary="Change role, password or disabled flag",
-           tag=U, role=Role.ADMIN, body=UserPatch, response=User, audit="user.update",
-           target="user:{user_id}")
+@api.route(
+    "/users/<user_id>",
+    "PATCH",
+    summary="Change role, password or disabled flag",
+    tag=U,
+    role=Role.ADMIN,
+    body=UserPatch,
+    response=User,
+    audit="user.update",
+    target="user:{user_id}",
+)
 async def patch_user(ctx: Ctx, user_id: str, body: UserPatch) -> User:
     user: User = await ctx.master.accounts.patch_user(user_id, body)
     return user
 
 
-@api.route("/users/<user_id>", "DELETE", summary="Delete a user and their tokens", tag=U,
-           role=Role.ADMIN, status=204, audit="user.delete", target="user:{user_id}")
+@api.route(
+    "/users/<user_id>",
+    "DELETE",
+    summary="Delete a user and their tokens",
+    tag=U,
+    role=Role.ADMIN,
+    status=204,
+    audit="user.delete",
+    target="user:{user_id}",
+)
 async def delete_user(ctx: Ctx, user_id: str) -> None:
     if user_id == ctx.actor.user_id:
         raise PermissionDenied("you cannot delete yourself")
@@ -113,30 +172,53 @@ async def delete_user(ctx: Ctx, user_id: str) -> None:
 K = "tokens"
 
 
-@api.route("/tokens", "GET", summary="List API tokens (admins see all, others their own)",
-           tag=K, role=Role.VIEWER, response=list[ApiToken])
+@api.route(
+    "/tokens",
+    "GET",
+    summary="List API tokens (admins see all, others their own)",
+    tag=K,
+    role=Role.VIEWER,
+    response=list[ApiToken],
+)
 async def list_tokens(ctx: Ctx) -> list[ApiToken]:
     owner = None if ctx.actor.role == Role.ADMIN else ctx.actor.user_id
     return list(ctx.master.accounts.list_tokens(owner))
 
 
-@api.route("/tokens", "POST", summary="Create an API token for yourself; the secret is shown once",
-           tag=K, role=Role.VIEWER, body=TokenCreate, response=TokenCreated, status=201,
-           audit="token.create")
+@api.route(
+    "/tokens",
+    "POST",
+    summary="Create an API token for yourself; the secret is shown once",
+    tag=K,
+    role=Role.VIEWER,
+    body=TokenCreate,
+    response=TokenCreated,
+    status=201,
+    audit="token.create",
+)
 async def create_token(ctx: Ctx, body: TokenCreate) -> TokenCreated:
     if ctx.actor.kind == "token" and body.role is not None and not ctx.actor.role.allows(body.role):
         raise PermissionDenied("a token cannot create a token with a higher role than its own")
     user = ctx.master.accounts.get_user(ctx.actor.user_id)
     if ctx.actor.kind == "token" and body.role is None:
-        body = TokenCreate(name=body.name, role=ctx.actor.role,
-                           expires_in_days=body.expires_in_days)
+        body = TokenCreate(
+            name=body.name, role=ctx.actor.role, expires_in_days=body.expires_in_days
+        )
     created: TokenCreated = ctx.master.accounts.create_token(user, body)
     ctx.target = f"token:{created.token.id}"
     return created
 
 
-@api.route("/tokens/<token_id>", "DELETE", summary="Revoke an API token", tag=K,
-           role=Role.VIEWER, response=ApiToken, audit="token.revoke", target="token:{token_id}")
+@api.route(
+    "/tokens/<token_id>",
+    "DELETE",
+    summary="Revoke an API token",
+    tag=K,
+    role=Role.VIEWER,
+    response=ApiToken,
+    audit="token.revoke",
+    target="token:{token_id}",
+)
 async def revoke_token(ctx: Ctx, token_id: str) -> ApiToken:
     token = ctx.master.accounts.get_token(token_id)
     if token.user_id != ctx.actor.user_id and ctx.actor.role != Role.ADMIN:

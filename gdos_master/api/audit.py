@@ -35,7 +35,11 @@ def _time(name: str) -> float | None:
 
 
 @api.route(
-    "/audit", "GET", summary="Audit entries, newest first", tag="audit", role=Role.ADMIN,
+    "/audit",
+    "GET",
+    summary="Audit entries, newest first",
+    tag="audit",
+    role=Role.ADMIN,
     response=Page[AuditEntry],
     query=(
         QueryParam("actor", str, "exact actor (user name, 'node:<id>')"),
@@ -50,7 +54,12 @@ def _time(name: str) -> float | None:
 async def list_audit_entries(ctx: Ctx) -> Page[AuditEntry]:
     limit, offset = ctx.page()
     return list_audit(
-        ctx.master.db, limit=limit, offset=offset, actor=request.args.get("actor"),
-        action=request.args.get("action"), target=request.args.get("target"),
-        since=_time("since"), until=_time("until"),
+        ctx.master.db,
+        limit=limit,
+        offset=offset,
+        actor=request.args.get("actor"),
+        action=request.args.get("action"),
+        target=request.args.get("target"),
+        since=_time("since"),
+        until=_time("until"),
     )

@@ -18,8 +18,9 @@ class Health:
     nodes_online: int
 
 
-@api.route("/health", "GET", summary="Liveness; no authentication", tag="meta", role=None,
-           response=Health)
+@api.route(
+    "/health", "GET", summary="Liveness; no authentication", tag="meta", role=None, response=Health
+)
 async def health(ctx: Ctx) -> Health:
     from gdos_master import __version__
 
@@ -27,25 +28,43 @@ async def health(ctx: Ctx) -> Health:
     return Health(status="ok", version=__version__, nodes_online=ctx.master.fleet.online_count())
 
 
-@api.route("/openapi.json", "GET", summary="This API as an OpenAPI 3.1 document", tag="meta",
-           role=Role.VIEWER, response=dict[str, Any])
+@api.route(
+    "/openapi.json",
+    "GET",
+    summary="This API as an OpenAPI 3.1 document",
+    tag="meta",
+    role=Role.VIEWER,
+    response=dict[str, Any],
+)
 async def openapi(ctx: Ctx) -> dict[str, Any]:
     from gdos_master.openapi import build_openapi
 
     return build_openapi(api)
 
 
-@api.route("/settings", "GET", summary="Cluster settings, including the join token", tag="meta",
-           role=Role.ADMIN, response=Settings)
+@api.route(
+    "/settings",
+    "GET",
+    summary="Cluster settings, including the join token",
+    tag="meta",
+    role=Role.ADMIN,
+    response=Settings,
+)
 async def get_settings(ctx: Ctx) -> Settings:
     settings: Settings = ctx.master.cluster_settings()
     return settings
 
 
-@api.route("/settings/join-token", "POST",
-           summary="Rotate the cluster join token (joined nodes keep their credentials)",
-           tag="meta", role=Role.ADMIN, response=Settings, audit="settings.rotate_join_token",
-           target="settings:join_token")
+@api.route(
+    "/settings/join-token",
+    "POST",
+    summary="Rotate the cluster join token (joined nodes keep their credentials)",
+    tag="meta",
+    role=Role.ADMIN,
+    response=Settings,
+    audit="settings.rotate_join_token",
+    target="settings:join_token",
+)
 async def rotate_join_token(ctx: Ctx) -> Settings:
     ctx.master.rotate_join_token()
     settings: Settings = ctx.master.cluster_settings()

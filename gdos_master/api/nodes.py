@@ -11,50 +11,92 @@ from gdos_sdk.models import Node, NodePatch, PlannedNodeCreate, Role
 T = "nodes"
 
 
-@api.route("/nodes", "GET", summary="List nodes with status and latest sample", tag=T,
-           role=Role.VIEWER, response=list[Node],
-           query=(QueryParam("status", str, "online, offline, pending or planned"),
-                  QueryParam("search", str, "substring of hostname, alias, id or address")))
+@api.route(
+    "/nodes",
+    "GET",
+    summary="List nodes with status and latest sample",
+    tag=T,
+    role=Role.VIEWER,
+    response=list[Node],
+    query=(
+        QueryParam("status", str, "online, offline, pending or planned"),
+        QueryParam("search", str, "substring of hostname, alias, id or address"),
+    ),
+)
 async def list_nodes(ctx: Ctx) -> list[Node]:
-    return list(ctx.master.nodes.list(status=request.args.get("status"),
-                                      search=request.args.get("search")))
+    return list(
+        ctx.master.nodes.list_nodes(
+            status=request.args.get("status"), search=request.args.get("search")
+        )
+    )
 
 
-@api.route("/nodes/<node_id>", "GET", summary="Get a node", tag=T, role=Role.VIEWER,
-           response=Node)
+@api.route("/nodes/<node_id>", "GET", summary="Get a node", tag=T, role=Role.VIEWER, response=Node)
 async def get_node(ctx: Ctx, node_id: str) -> Node:
     node: Node = ctx.master.nodes.get(node_id)
     return node
 
 
-@api.route("/nodes/<node_id>", "PATCH", summary="Rename (alias) or relabel a node", tag=T,
-           role=Role.ADMIN, body=NodePatch, response=Node, audit="node.update",
-           target="node:{node_id}")
+@api.route(
+    "/nodes/<node_id>",
+    "PATCH",
+    summary="Rename (alias) or relabel a node",
+    tag=T,
+    role=Role.ADMIN,
+    body=NodePatch,
+    response=Node,
+    audit="node.update",
+    target="node:{node_id}",
+)
 async def patch_node(ctx: Ctx, node_id: str, body: NodePatch) -> Node:
     node: Node = ctx.master.nodes.patch(node_id, body)
     return node
 
 
-@api.route("/nodes", "POST", summary="Register a planned node before its worker joins", tag=T,
-           role=Role.ADMIN, body=PlannedNodeCreate, response=Node, status=201,
-           audit="node.plan")
+@api.route(
+    "/nodes",
+    "POST",
+    summary="Register a planned node before its worker joins",
+    tag=T,
+    role=Role.ADMIN,
+    body=PlannedNodeCreate,
+    response=Node,
+    status=201,
+    audit="node.plan",
+)
 async def plan_node(ctx: Ctx, body: PlannedNodeCreate) -> Node:
     node: Node = ctx.master.nodes.plan(body)
     ctx.target = f"node:{node.id}"
     return node
 
 
-@api.route("/nodes/<node_id>/approve", "POST", summary="Approve a pending node", tag=T,
-           role=Role.ADMIN, response=Node, audit="node.approve", target="node:{node_id}")
+@api.route(
+    "/nodes/<node_id>/approve",
+    "POST",
+    summary="Approve a pending node",
+    tag=T,
+    role=Role.ADMIN,
+    response=Node,
+    audit="node.approve",
+    target="node:{node_id}",
+)
 async def approve_node(ctx: Ctx, node_id: str) -> Node:
     node: Node = ctx.master.nodes.approve(node_id)
     ctx.master.spawn_reconcile(node_id)
     return node
 
 
-@api.route("/nodes/<node_id>", "DELETE", summary="Delete a node and revoke its credential",
-           tag=T, role=Role.ADMIN, status=204, audit="node.delete", target="node:{node_id}",
-           query=(QueryParam("force", bool, "also drop the node's instance records"),))
+@api.route(
+    "/nodes/<node_id>",
+    "DELETE",
+    summary="Delete a node and revoke its credential",
+    tag=T,
+    role=Role.ADMIN,
+    status=204,
+    audit="node.delete",
+    target="node:{node_id}",
+    query=(QueryParam("force", bool, "also drop the node's instance records"),),
+)
 async def delete_node(ctx: Ctx, node_id: str) -> None:
     dropped = await ctx.master.nodes.delete(node_id, force=query_bool("force"))
     ctx.audit_params["instances_dropped"] = dropped

@@ -22,52 +22,92 @@ from gdos_sdk.models import (
 S = "systems"
 
 
-@api.route("/systems", "GET", summary="List systems", tag=S, role=Role.VIEWER,
-           response=list[System])
+@api.route(
+    "/systems", "GET", summary="List systems", tag=S, role=Role.VIEWER, response=list[System]
+)
 async def list_systems(ctx: Ctx) -> list[System]:
     return list(ctx.master.systems.list_systems())
 
 
-@api.route("/systems", "POST", summary="Create a system", tag=S, role=Role.OPERATOR,
-           body=SystemCreate, response=System, status=201, audit="system.create")
+@api.route(
+    "/systems",
+    "POST",
+    summary="Create a system",
+    tag=S,
+    role=Role.OPERATOR,
+    body=SystemCreate,
+    response=System,
+    status=201,
+    audit="system.create",
+)
 async def create_system(ctx: Ctx, body: SystemCreate) -> System:
     system: System = ctx.master.systems.create_system(body)
     ctx.target = f"system:{system.id}"
     return system
 
 
-@api.route("/systems/<system_id>", "GET", summary="Get a system", tag=S, role=Role.VIEWER,
-           response=System)
+@api.route(
+    "/systems/<system_id>", "GET", summary="Get a system", tag=S, role=Role.VIEWER, response=System
+)
 async def get_system(ctx: Ctx, system_id: str) -> System:
     system: System = ctx.master.systems.get_system(system_id)
     return system
 
 
-@api.route("/systems/<system_id>", "PATCH", summary="Rename or describe a system", tag=S,
-           role=Role.OPERATOR, body=SystemPatch, response=System, audit="system.update",
-           target="system:{system_id}")
+@api.route(
+    "/systems/<system_id>",
+    "PATCH",
+    summary="Rename or describe a system",
+    tag=S,
+    role=Role.OPERATOR,
+    body=SystemPatch,
+    response=System,
+    audit="system.update",
+    target="system:{system_id}",
+)
 async def patch_system(ctx: Ctx, system_id: str, body: SystemPatch) -> System:
     system: System = ctx.master.systems.patch_system(system_id, body)
     return system
 
 
-@api.route("/systems/<system_id>", "DELETE", summary="Delete a system without instances",
-           tag=S, role=Role.OPERATOR, status=204, audit="system.delete",
-           target="system:{system_id}")
+@api.route(
+    "/systems/<system_id>",
+    "DELETE",
+    summary="Delete a system without instances",
+    tag=S,
+    role=Role.OPERATOR,
+    status=204,
+    audit="system.delete",
+    target="system:{system_id}",
+)
 async def delete_system(ctx: Ctx, system_id: str) -> None:
     ctx.master.systems.delete_system(system_id)
 
 
-@api.route("/systems/<system_id>/start", "POST", summary="Start every instance of a system",
-           tag=S, role=Role.OPERATOR, response=list[SystemActionResult], audit="system.start",
-           target="system:{system_id}")
+@api.route(
+    "/systems/<system_id>/start",
+    "POST",
+    summary="Start every instance of a system",
+    tag=S,
+    role=Role.OPERATOR,
+    response=list[SystemActionResult],
+    audit="system.start",
+    target="system:{system_id}",
+)
 async def start_system(ctx: Ctx, system_id: str) -> list[SystemActionResult]:
     return list(await ctx.master.orchestrator.batch(system_id, "start"))
 
 
-@api.route("/systems/<system_id>/stop", "POST", summary="Stop every instance of a system",
-           tag=S, role=Role.OPERATOR, response=list[SystemActionResult], audit="system.stop",
-           target="system:{system_id}")
+@api.route(
+    "/systems/<system_id>/stop",
+    "POST",
+    summary="Stop every instance of a system",
+    tag=S,
+    role=Role.OPERATOR,
+    response=list[SystemActionResult],
+    audit="system.stop",
+    target="system:{system_id}",
+)
 async def stop_system(ctx: Ctx, system_id: str) -> list[SystemActionResult]:
     return list(await ctx.master.orchestrator.batch(system_id, "stop"))
 
@@ -75,39 +115,70 @@ async def stop_system(ctx: Ctx, system_id: str) -> list[SystemActionResult]:
 M = "modules"
 
 
-@api.route("/systems/<system_id>/modules", "GET", summary="Modules of a system", tag=M,
-           role=Role.VIEWER, response=list[Module])
+@api.route(
+    "/systems/<system_id>/modules",
+    "GET",
+    summary="Modules of a system",
+    tag=M,
+    role=Role.VIEWER,
+    response=list[Module],
+)
 async def list_modules(ctx: Ctx, system_id: str) -> list[Module]:
     return list(ctx.master.systems.list_modules(system_id))
 
 
-@api.route("/systems/<system_id>/modules", "POST", summary="Add a module to a system", tag=M,
-           role=Role.OPERATOR, body=ModuleCreate, response=Module, status=201,
-           audit="module.create", target="system:{system_id}")
+@api.route(
+    "/systems/<system_id>/modules",
+    "POST",
+    summary="Add a module to a system",
+    tag=M,
+    role=Role.OPERATOR,
+    body=ModuleCreate,
+    response=Module,
+    status=201,
+    audit="module.create",
+    target="system:{system_id}",
+)
 async def create_module(ctx: Ctx, system_id: str, body: ModuleCreate) -> Module:
     module: Module = ctx.master.systems.create_module(system_id, body)
     ctx.target = f"module:{module.id}"
     return module
 
 
-@api.route("/modules/<module_id>", "GET", summary="Get a module", tag=M, role=Role.VIEWER,
-           response=Module)
+@api.route(
+    "/modules/<module_id>", "GET", summary="Get a module", tag=M, role=Role.VIEWER, response=Module
+)
 async def get_module(ctx: Ctx, module_id: str) -> Module:
     module: Module = ctx.master.systems.get_module(module_id)
     return module
 
 
-@api.route("/modules/<module_id>", "PATCH", summary="Change a module's version, env, args or order",
-           tag=M, role=Role.OPERATOR, body=ModulePatch, response=Module, audit="module.update",
-           target="module:{module_id}")
+@api.route(
+    "/modules/<module_id>",
+    "PATCH",
+    summary="Change a module's version, env, args or order",
+    tag=M,
+    role=Role.OPERATOR,
+    body=ModulePatch,
+    response=Module,
+    audit="module.update",
+    target="module:{module_id}",
+)
 async def patch_module(ctx: Ctx, module_id: str, body: ModulePatch) -> Module:
     module: Module = ctx.master.systems.patch_module(module_id, body)
     return module
 
 
-@api.route("/modules/<module_id>", "DELETE", summary="Delete a module without instances",
-           tag=M, role=Role.OPERATOR, status=204, audit="module.delete",
-           target="module:{module_id}")
+@api.route(
+    "/modules/<module_id>",
+    "DELETE",
+    summary="Delete a module without instances",
+    tag=M,
+    role=Role.OPERATOR,
+    status=204,
+    audit="module.delete",
+    target="module:{module_id}",
+)
 async def delete_module(ctx: Ctx, module_id: str) -> None:
     ctx.master.systems.delete_module(module_id)
 
@@ -115,23 +186,43 @@ async def delete_module(ctx: Ctx, module_id: str) -> None:
 I = "instances"  # noqa: E741
 
 
-@api.route("/instances", "GET", summary="List instances", tag=I, role=Role.VIEWER,
-           response=list[Instance],
-           query=(QueryParam("system_id", str, "only this system's"),
-                  QueryParam("module_id", str, "only this module's"),
-                  QueryParam("node_id", str, "only this node's"),
-                  QueryParam("state", str, "only instances in this state")))
+@api.route(
+    "/instances",
+    "GET",
+    summary="List instances",
+    tag=I,
+    role=Role.VIEWER,
+    response=list[Instance],
+    query=(
+        QueryParam("system_id", str, "only this system's"),
+        QueryParam("module_id", str, "only this module's"),
+        QueryParam("node_id", str, "only this node's"),
+        QueryParam("state", str, "only instances in this state"),
+    ),
+)
 async def list_instances(ctx: Ctx) -> list[Instance]:
     args = request.args
-    return list(ctx.master.orchestrator.list(
-        system_id=args.get("system_id"), module_id=args.get("module_id"),
-        node_id=args.get("node_id"), state=args.get("state")))
+    return list(
+        ctx.master.orchestrator.list_instances(
+            system_id=args.get("system_id"),
+            module_id=args.get("module_id"),
+            node_id=args.get("node_id"),
+            state=args.get("state"),
+        )
+    )
 
 
-@api.route("/instances", "POST",
-           summary="Deploy a module onto a node (202 when the node is offline: applied on return)",
-           tag=I, role=Role.OPERATOR, body=DeployRequest, response=Instance, status=201,
-           audit="instance.deploy")
+@api.route(
+    "/instances",
+    "POST",
+    summary="Deploy a module onto a node (202 when the node is offline: applied on return)",
+    tag=I,
+    role=Role.OPERATOR,
+    body=DeployRequest,
+    response=Instance,
+    status=201,
+    audit="instance.deploy",
+)
 async def deploy_instance(ctx: Ctx, body: DeployRequest) -> tuple[Instance, int]:
     ctx.target = f"module:{body.module_id}"
     instance, applied = await ctx.master.orchestrator.deploy(body)
@@ -140,8 +231,14 @@ async def deploy_instance(ctx: Ctx, body: DeployRequest) -> tuple[Instance, int]
     return instance, 201 if applied else 202
 
 
-@api.route("/instances/<instance_id>", "GET", summary="Get an instance", tag=I,
-           role=Role.VIEWER, response=Instance)
+@api.route(
+    "/instances/<instance_id>",
+    "GET",
+    summary="Get an instance",
+    tag=I,
+    role=Role.VIEWER,
+    response=Instance,
+)
 async def get_instance(ctx: Ctx, instance_id: str) -> Instance:
     instance: Instance = ctx.master.orchestrator.get(instance_id)
     return instance
@@ -152,31 +249,58 @@ async def _action(ctx: Ctx, instance_id: str, name: str) -> tuple[Instance, int]
     return instance, 200 if applied else 202
 
 
-@api.route("/instances/<instance_id>/start", "POST", summary="Start (desired state: running)",
-           tag=I, role=Role.OPERATOR, response=Instance, audit="instance.start",
-           target="instance:{instance_id}")
+@api.route(
+    "/instances/<instance_id>/start",
+    "POST",
+    summary="Start (desired state: running)",
+    tag=I,
+    role=Role.OPERATOR,
+    response=Instance,
+    audit="instance.start",
+    target="instance:{instance_id}",
+)
 async def start_instance(ctx: Ctx, instance_id: str) -> tuple[Instance, int]:
     return await _action(ctx, instance_id, "start")
 
 
-@api.route("/instances/<instance_id>/stop", "POST", summary="Stop (desired state: stopped)",
-           tag=I, role=Role.OPERATOR, response=Instance, audit="instance.stop",
-           target="instance:{instance_id}")
+@api.route(
+    "/instances/<instance_id>/stop",
+    "POST",
+    summary="Stop (desired state: stopped)",
+    tag=I,
+    role=Role.OPERATOR,
+    response=Instance,
+    audit="instance.stop",
+    target="instance:{instance_id}",
+)
 async def stop_instance(ctx: Ctx, instance_id: str) -> tuple[Instance, int]:
     return await _action(ctx, instance_id, "stop")
 
 
-@api.route("/instances/<instance_id>/restart", "POST", summary="Stop then start", tag=I,
-           role=Role.OPERATOR, response=Instance, audit="instance.restart",
-           target="instance:{instance_id}")
+@api.route(
+    "/instances/<instance_id>/restart",
+    "POST",
+    summary="Stop then start",
+    tag=I,
+    role=Role.OPERATOR,
+    response=Instance,
+    audit="instance.restart",
+    target="instance:{instance_id}",
+)
 async def restart_instance(ctx: Ctx, instance_id: str) -> tuple[Instance, int]:
     return await _action(ctx, instance_id, "restart")
 
 
-@api.route("/instances/<instance_id>", "DELETE",
-           summary="Destroy: stop every process, remove the files and the record", tag=I,
-           role=Role.OPERATOR, status=204, audit="instance.destroy",
-           target="instance:{instance_id}")
+@api.route(
+    "/instances/<instance_id>",
+    "DELETE",
+    summary="Destroy: stop every process, remove the files and the record",
+    tag=I,
+    role=Role.OPERATOR,
+    status=204,
+    audit="instance.destroy",
+    target="instance:{instance_id}",
+)
 async def destroy_instance(ctx: Ctx, instance_id: str) -> None:
     applied = await ctx.master.orchestrator.destroy(instance_id)
     ctx.audit_params["applied"] = applied

@@ -29,15 +29,17 @@ P = ParamSpec("P")
 T = TypeVar("T")
 _CALLS = Calls()
 
-def _endpoint(factory: Callable[Concatenate[Calls, P], Call[T]]) -> Callable[
-    Concatenate[AsyncClient, P], Coroutine[Any, Any, T]
-]:
-    async def method(self: AsyncClient, *args: P.args, **kwargs: P.kwargs) -> T:
+
+def _endpoint(
+    factory: Callable[Concatenate[Calls, P], Call[T]],
+) -> Callable[Concatenate[AsyncClient, P], Coroutine[Any, Any, T]]:
+    async def method(self: AsyncClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return await self.send(factory(_CALLS, *args, **kwargs))
 
     method.__name__ = factory.__name__
     method.__doc__ = factory.__doc__
     return method
+
 
 class AsyncClient:
     """Talk to a GDOS master from asyncio code (or top-level ``await`` in Jupyter).
@@ -65,8 +67,11 @@ class AsyncClient:
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/") + API_PREFIX, headers=headers, timeout=timeout,
-            transport=transport, verify=verify,
+            base_url=base_url.rstrip("/") + API_PREFIX,
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            verify=verify,
         )
         self._csrf: str | None = None
 
@@ -85,7 +90,11 @@ class AsyncClient:
             headers[CSRF_HEADER] = self._csrf
         try:
             response = await self._http.request(
-                call.method, call.path, params=call.params, json=call.json, content=content,
+                call.method,
+                call.path,
+                params=call.params,
+                json=call.json,
+                content=content,
                 headers=headers,
             )
         except httpx.HTTPError as exc:
@@ -110,8 +119,9 @@ class AsyncClient:
         await self.send(_CALLS.logout())
         self._csrf = None
 
-    async def upload_package(self, source: str | os.PathLike[str] | bytes | IO[bytes], *,
-                       force: bool = False) -> Package:
+    async def upload_package(
+        self, source: str | os.PathLike[str] | bytes | IO[bytes], *, force: bool = False
+    ) -> Package:
         """Upload a package zip (a path, bytes or a binary file object).
 
         Example::
@@ -130,8 +140,9 @@ class AsyncClient:
         """Save a package zip to ``dest``; returns the path."""
         path = Path(dest)
         try:
-            async with self._http.stream("GET", _CALLS.download_package_path(name, version)
-                                         ) as resp:
+            async with self._http.stream(
+                "GET", _CALLS.download_package_path(name, version)
+            ) as resp:
                 if resp.status_code >= 400:
                     await resp.aread()
                     raise_for_error(resp)
@@ -142,8 +153,9 @@ class AsyncClient:
             raise map_transport_error(exc) from exc
         return path
 
-    async def wait_for_instance(self, instance_id: str, state: str, *, timeout: float = 30.0,
-                          interval: float = 0.2) -> Instance:
+    async def wait_for_instance(
+        self, instance_id: str, state: str, *, timeout: float = 30.0, interval: float = 0.2
+    ) -> Instance:
         """Poll until the instance reaches ``state``; TransportError after ``timeout``."""
         deadline = time.monotonic() + timeout
         instance = await self.get_instance(instance_id)
@@ -205,7 +217,7 @@ class AsyncClient:
     health = _endpoint(Calls.health)
     openapi = _endpoint(Calls.openapi)
 
+
 async def _chunks(handle: IO[bytes], size: int = 256 * 1024) -> AsyncIterator[bytes]:
     while chunk := await anyio.to_thread.run_sync(handle.read, size):
         yield chunk
-

@@ -139,7 +139,11 @@ class Calls:
         return Call("GET", f"/users/{user_id}", _model(User))
 
     def update_user(
-        self, user_id: str, *, role: Role | str | None = None, password: str | None = None,
+        self,
+        user_id: str,
+        *,
+        role: Role | str | None = None,
+        password: str | None = None,
         disabled: bool | None = None,
     ) -> Call[User]:
         patch = UserPatch(role=Role(role) if role else None, password=password, disabled=disabled)
@@ -155,8 +159,9 @@ class Calls:
     def create_token(
         self, name: str, *, role: Role | str | None = None, expires_in_days: int | None = None
     ) -> Call[TokenCreated]:
-        body = TokenCreate(name=name, role=Role(role) if role else None,
-                           expires_in_days=expires_in_days)
+        body = TokenCreate(
+            name=name, role=Role(role) if role else None, expires_in_days=expires_in_days
+        )
         return Call("POST", "/tokens", _model(TokenCreated), json=unstructure(body))
 
     def revoke_token(self, token_id: str) -> Call[ApiToken]:
@@ -164,10 +169,12 @@ class Calls:
 
     # --- nodes ------------------------------------------------------------------------------
 
-    def list_nodes(self, *, status: str | None = None, search: str | None = None
-                   ) -> Call[list[Node]]:
-        return Call("GET", "/nodes", _model(list[Node]), params=_clean(status=status,
-                                                                         search=search))
+    def list_nodes(
+        self, *, status: str | None = None, search: str | None = None
+    ) -> Call[list[Node]]:
+        return Call(
+            "GET", "/nodes", _model(list[Node]), params=_clean(status=status, search=search)
+        )
 
     def get_node(self, node_id: str) -> Call[Node]:
         return Call("GET", f"/nodes/{node_id}", _model(Node))
@@ -175,16 +182,24 @@ class Calls:
     def update_node(
         self, node_id: str, *, alias: str | None = None, labels: dict[str, str] | None = None
     ) -> Call[Node]:
-        body = {k: v for k, v in unstructure(NodePatch(alias=alias, labels=labels)).items()
-                if v is not None}
+        body = {
+            k: v
+            for k, v in unstructure(NodePatch(alias=alias, labels=labels)).items()
+            if v is not None
+        }
         return Call("PATCH", f"/nodes/{node_id}", _model(Node), json=body)
 
     def plan_node(
-        self, hostname: str, *, alias: str = "", addresses: list[str] | None = None,
+        self,
+        hostname: str,
+        *,
+        alias: str = "",
+        addresses: list[str] | None = None,
         labels: dict[str, str] | None = None,
     ) -> Call[Node]:
-        body = PlannedNodeCreate(hostname=hostname, alias=alias, addresses=addresses or [],
-                                 labels=labels or {})
+        body = PlannedNodeCreate(
+            hostname=hostname, alias=alias, addresses=addresses or [], labels=labels or {}
+        )
         return Call("POST", "/nodes", _model(Node), json=unstructure(body))
 
     def approve_node(self, node_id: str) -> Call[Node]:
@@ -197,12 +212,16 @@ class Calls:
 
     def upload_package(self, *, force: bool = False) -> Call[Package]:
         """The body (zip bytes or a stream) is attached by the client."""
-        return Call("POST", "/packages", _model(Package), params=_clean(force=force or None),
-                    headers={"Content-Type": "application/zip"})
+        return Call(
+            "POST",
+            "/packages",
+            _model(Package),
+            params=_clean(force=force or None),
+            headers={"Content-Type": "application/zip"},
+        )
 
     def list_packages(self, *, search: str | None = None) -> Call[list[PackageSummary]]:
-        return Call("GET", "/packages", _model(list[PackageSummary]),
-                    params=_clean(search=search))
+        return Call("GET", "/packages", _model(list[PackageSummary]), params=_clean(search=search))
 
     def package_versions(self, name: str) -> Call[list[Package]]:
         return Call("GET", f"/packages/{name}", _model(list[Package]))
@@ -234,8 +253,11 @@ class Calls:
     def update_system(
         self, system_id: str, *, name: str | None = None, description: str | None = None
     ) -> Call[System]:
-        body = {k: v for k, v in unstructure(SystemPatch(name=name, description=description))
-                .items() if v is not None}
+        body = {
+            k: v
+            for k, v in unstructure(SystemPatch(name=name, description=description)).items()
+            if v is not None
+        }
         return Call("PATCH", f"/systems/{system_id}", _model(System), json=body)
 
     def delete_system(self, system_id: str) -> Call[None]:
@@ -251,20 +273,37 @@ class Calls:
         return Call("GET", f"/systems/{system_id}/modules", _model(list[Module]))
 
     def create_module(
-        self, system_id: str, name: str, package: str, version: str, *,
-        env: dict[str, str] | None = None, args: list[str] | None = None, start_order: int = 0,
+        self,
+        system_id: str,
+        name: str,
+        package: str,
+        version: str,
+        *,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+        start_order: int = 0,
     ) -> Call[Module]:
-        body = ModuleCreate(name=name, package=package, version=version, env=env or {},
-                            args=args, start_order=start_order)
-        return Call("POST", f"/systems/{system_id}/modules", _model(Module),
-                    json=unstructure(body))
+        body = ModuleCreate(
+            name=name,
+            package=package,
+            version=version,
+            env=env or {},
+            args=args,
+            start_order=start_order,
+        )
+        return Call("POST", f"/systems/{system_id}/modules", _model(Module), json=unstructure(body))
 
     def get_module(self, module_id: str) -> Call[Module]:
         return Call("GET", f"/modules/{module_id}", _model(Module))
 
     def update_module(
-        self, module_id: str, *, version: str | None = None, env: dict[str, str] | None = None,
-        args: list[str] | None = None, start_order: int | None = None,
+        self,
+        module_id: str,
+        *,
+        version: str | None = None,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+        start_order: int | None = None,
     ) -> Call[Module]:
         patch = ModulePatch(version=version, env=env, args=args, start_order=start_order)
         body = {k: v for k, v in unstructure(patch).items() if v is not None}
@@ -276,8 +315,12 @@ class Calls:
     # --- instances --------------------------------------------------------------------------
 
     def list_instances(
-        self, *, system_id: str | None = None, module_id: str | None = None,
-        node_id: str | None = None, state: str | None = None,
+        self,
+        *,
+        system_id: str | None = None,
+        module_id: str | None = None,
+        node_id: str | None = None,
+        state: str | None = None,
     ) -> Call[list[Instance]]:
         params = _clean(system_id=system_id, module_id=module_id, node_id=node_id, state=state)
         return Call("GET", "/instances", _model(list[Instance]), params=params)
@@ -304,12 +347,25 @@ class Calls:
     # --- audit, settings, meta --------------------------------------------------------------
 
     def list_audit(
-        self, *, actor: str | None = None, action: str | None = None, target: str | None = None,
-        since: float | str | None = None, until: float | str | None = None, limit: int = 100,
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        since: float | str | None = None,
+        until: float | str | None = None,
+        limit: int = 100,
         offset: int = 0,
     ) -> Call[Page[AuditEntry]]:
-        params = _clean(actor=actor, action=action, target=target, since=since, until=until,
-                        limit=limit, offset=offset)
+        params = _clean(
+            actor=actor,
+            action=action,
+            target=target,
+            since=since,
+            until=until,
+            limit=limit,
+            offset=offset,
+        )
         return Call("GET", "/audit", _model(Page[AuditEntry]), params=params)
 
     def get_settings(self) -> Call[Settings]:

@@ -27,15 +27,17 @@ P = ParamSpec("P")
 T = TypeVar("T")
 _CALLS = Calls()
 
-def _endpoint(factory: Callable[Concatenate[Calls, P], Call[T]]) -> Callable[
-    Concatenate[Client, P], T
-]:
-    def method(self: Client, *args: P.args, **kwargs: P.kwargs) -> T:
+
+def _endpoint(
+    factory: Callable[Concatenate[Calls, P], Call[T]],
+) -> Callable[Concatenate[Client, P], T]:
+    def method(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return self.send(factory(_CALLS, *args, **kwargs))
 
     method.__name__ = factory.__name__
     method.__doc__ = factory.__doc__
     return method
+
 
 class Client:
     """Talk to a GDOS master from Python.
@@ -64,8 +66,11 @@ class Client:
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(
-            base_url=base_url.rstrip("/") + API_PREFIX, headers=headers, timeout=timeout,
-            transport=transport, verify=verify,
+            base_url=base_url.rstrip("/") + API_PREFIX,
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            verify=verify,
         )
         self._csrf: str | None = None
 
@@ -84,7 +89,11 @@ class Client:
             headers[CSRF_HEADER] = self._csrf
         try:
             response = self._http.request(
-                call.method, call.path, params=call.params, json=call.json, content=content,
+                call.method,
+                call.path,
+                params=call.params,
+                json=call.json,
+                content=content,
                 headers=headers,
             )
         except httpx.HTTPError as exc:
@@ -109,8 +118,9 @@ class Client:
         self.send(_CALLS.logout())
         self._csrf = None
 
-    def upload_package(self, source: str | os.PathLike[str] | bytes | IO[bytes], *,
-                       force: bool = False) -> Package:
+    def upload_package(
+        self, source: str | os.PathLike[str] | bytes | IO[bytes], *, force: bool = False
+    ) -> Package:
         """Upload a package zip (a path, bytes or a binary file object).
 
         Example::
@@ -140,8 +150,9 @@ class Client:
             raise map_transport_error(exc) from exc
         return path
 
-    def wait_for_instance(self, instance_id: str, state: str, *, timeout: float = 30.0,
-                          interval: float = 0.2) -> Instance:
+    def wait_for_instance(
+        self, instance_id: str, state: str, *, timeout: float = 30.0, interval: float = 0.2
+    ) -> Instance:
         """Poll until the instance reaches ``state``; TransportError after ``timeout``."""
         deadline = time.monotonic() + timeout
         instance = self.get_instance(instance_id)
@@ -203,7 +214,7 @@ class Client:
     health = _endpoint(Calls.health)
     openapi = _endpoint(Calls.openapi)
 
+
 def _chunks(handle: IO[bytes], size: int = 256 * 1024) -> Iterator[bytes]:
     while chunk := handle.read(size):
         yield chunk
-

@@ -67,7 +67,7 @@ class Storage(Protocol):
         """Remove ``key``; absent keys are not an error."""
         ...
 
-    async def list(self, prefix: str = "") -> list[ObjectInfo]:
+    async def list_objects(self, prefix: str = "") -> list[ObjectInfo]:
         """Objects whose key starts with ``prefix``, sorted by key."""
         ...
 

@@ -95,7 +95,7 @@ class LocalStorage:
         except OSError as exc:
             raise StorageError(f"cannot delete {key}: {exc.strerror or exc}") from exc
 
-    async def list(self, prefix: str = "") -> list[ObjectInfo]:
+    async def list_objects(self, prefix: str = "") -> list[ObjectInfo]:
         found: list[ObjectInfo] = []
         for path in sorted(self.root.rglob("*")):
             if not path.is_file() or path.name.startswith(".tmp-"):

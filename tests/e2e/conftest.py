@@ -48,8 +48,9 @@ def gdos_pack(*args: str) -> subprocess.CompletedProcess[str]:
 def pack(tmp_path: Path) -> Callable[..., Path]:
     """Build one of tests/e2e/services/<name>.py into a package with the real gdos-pack."""
 
-    def build(service: str, *, name: str | None = None, version: str = "1.0.0",
-              **manifest: Any) -> Path:
+    def build(
+        service: str, *, name: str | None = None, version: str = "1.0.0", **manifest: Any
+    ) -> Path:
         source = (SERVICES / f"{service}.py").read_text()
         folder = tmp_path / "src" / f"{name or service}-{version}"
         body = {"name": name or service, "version": version, "entrypoint": "main.py", **manifest}

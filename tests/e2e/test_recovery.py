@@ -32,8 +32,10 @@ def tagged(instance_id: str) -> list[int]:
     found = []
     for proc in psutil.process_iter(["pid"]):
         try:
-            if proc.environ().get("GDOS_INSTANCE_ID") == instance_id and \
-                    proc.status() != psutil.STATUS_ZOMBIE:
+            if (
+                proc.environ().get("GDOS_INSTANCE_ID") == instance_id
+                and proc.status() != psutil.STATUS_ZOMBIE
+            ):
                 found.append(proc.pid)
         except psutil.Error:
             continue
@@ -47,16 +49,21 @@ def test_worker_kill9_then_new_worker_reattaches_without_restarting(
     with running.client() as gdos:
         node_id = running.wait_worker_connected(running.workers[0])
         package = pack("http")
-        first = setup_module_instance(gdos, node_id, package, env={"PORT": str(ports[0])},
-                                      start=True, module="a")
-        second = gdos.deploy(gdos.create_module(first.system_id, "b", "http", "1.0.0",
-                                                env={"PORT": str(ports[1])}).id, node_id)
+        first = setup_module_instance(
+            gdos, node_id, package, env={"PORT": str(ports[0])}, start=True, module="a"
+        )
+        second = gdos.deploy(
+            gdos.create_module(
+                first.system_id, "b", "http", "1.0.0", env={"PORT": str(ports[1])}
+            ).id,
+            node_id,
+        )
         pids = {first.id: first.pid, second.id: second.pid}
         assert all(pids.values())
 
         old = running.workers[0]
         old.kill()  # kill -9: no chance to clean up
-        for instance_id, pid in pids.items():
+        for pid in pids.values():
             assert psutil.pid_exists(pid), "instances must outlive their worker"
 
         began = time.monotonic()
@@ -64,8 +71,12 @@ def test_worker_kill9_then_new_worker_reattaches_without_restarting(
 
         def both_running() -> bool:
             found = {i.id: i for i in gdos.list_instances()}
-            return all(found[i].state == InstanceState.RUNNING and found[i].pid == pid
-                       and found[i].node_online for i, pid in pids.items())
+            return all(
+                found[i].state == InstanceState.RUNNING
+                and found[i].pid == pid
+                and found[i].node_online
+                for i, pid in pids.items()
+            )
 
         wait_until(both_running, timeout=5, what="both instances running with original pids")
         assert time.monotonic() - began < 5 + 1
@@ -77,9 +88,15 @@ def test_worker_kill9_then_new_worker_reattaches_without_restarting(
 
         # The re-attached worker still supervises: a crash is noticed and restarted.
         psutil.Process(pids[first.id]).kill()
-        wait_until(lambda: (i := gdos.get_instance(first.id)).state == InstanceState.RUNNING
-                   and i.pid != pids[first.id] and i.restarts == 1, timeout=15,
-                   what="restart after crash of a re-attached instance")
+        wait_until(
+            lambda: (
+                (i := gdos.get_instance(first.id)).state == InstanceState.RUNNING
+                and i.pid != pids[first.id]
+                and i.restarts == 1
+            ),
+            timeout=15,
+            what="restart after crash of a re-attached instance",
+        )
         # And a stop works on a re-attached process.
         stopped = gdos.stop_instance(second.id)
         assert stopped.state == InstanceState.STOPPED
@@ -92,8 +109,9 @@ def test_master_kill9_keeps_everything_and_worker_comes_back(
     port = free_port()
     with running.client() as gdos:
         node_id = running.wait_worker_connected(running.workers[0])
-        instance = setup_module_instance(gdos, node_id, pack("http"), env={"PORT": str(port)},
-                                         start=True)
+        instance = setup_module_instance(
+            gdos, node_id, pack("http"), env={"PORT": str(port)}, start=True
+        )
         viewer = gdos.create_user("vera", "password-1234", "viewer")
         token = gdos.create_token("keep-me")
         before = {
@@ -113,8 +131,11 @@ def test_master_kill9_keeps_everything_and_worker_comes_back(
     running.start_master(port=running.master_port)
 
     with Client(running.url, token=token.secret) as gdos:
-        wait_until(lambda: gdos.get_node(node_id).status.value == "online", timeout=20,
-                   what="worker back online")
+        wait_until(
+            lambda: gdos.get_node(node_id).status.value == "online",
+            timeout=20,
+            what="worker back online",
+        )
         after = {
             "systems": [s.id for s in gdos.list_systems()],
             "modules": [m.id for m in gdos.list_modules(instance.system_id)],

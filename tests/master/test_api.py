@@ -16,14 +16,17 @@ pytestmark = pytest.mark.anyio
 
 
 def counts(master: Master) -> dict[str, int]:
-    return {t: master.db.scalar(f"SELECT COUNT(*) FROM {t}")  # noqa: S608
-            for t in ("systems", "modules", "instances", "nodes", "packages", "users")}
+    return {
+        t: master.db.scalar(f"SELECT COUNT(*) FROM {t}")
+        for t in ("systems", "modules", "instances", "nodes", "packages", "users")
+    }
 
 
 async def test_openapi_document_matches_the_routes(admin: AsyncClient, app: Quart) -> None:
     document = await admin.openapi()
-    documented = {(path, method.upper()) for path, ops in document["paths"].items()
-                  for method in ops}
+    documented = {
+        (path, method.upper()) for path, ops in document["paths"].items() for method in ops
+    }
     served = set()
     for rule in app.url_map.iter_rules():
         if not rule.rule.startswith("/api/v1/") or getattr(rule, "websocket", False):
@@ -45,8 +48,9 @@ async def test_system_and_module_crud(admin: AsyncClient, make_zip) -> None:
     await admin.upload_package(make_zip(version="1.0.0"))
     await admin.upload_package(make_zip(version="1.1.0"))
     system = await admin.create_system("billing", "money")
-    module = await admin.create_module(system.id, "api", "demo", "1.0.0",
-                                       env={"PORT": "8000"}, args=["--fast"])
+    module = await admin.create_module(
+        system.id, "api", "demo", "1.0.0", env={"PORT": "8000"}, args=["--fast"]
+    )
     assert module.env == {"PORT": "8000"} and module.args == ["--fast"]
     changed = await admin.update_module(module.id, version="1.1.0")
     assert changed.version == "1.1.0"
@@ -70,33 +74,51 @@ async def test_bad_input_names_the_problem_and_writes_nothing(
     token = (await admin.create_token("t")).secret
     headers = {"Authorization": f"Bearer {token}"}
     before = counts(master)
-    async with httpx.AsyncClient(transport=transport, base_url="http://m/api/v1",
-                                 headers=headers) as http:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://m/api/v1", headers=headers
+    ) as http:
         cases = [
             ("POST", "/systems", b"{nope", 400, "JSON"),
             ("POST", "/systems", b"[1,2]", 422, "object"),
             ("POST", "/systems", b'{"nme": "x"}', 422, "name"),
             ("POST", "/systems", b'{"name": 5}', 422, "$.name"),
-            ("POST", f"/systems/{system.id}/modules",
-             b'{"name": "m", "package": "demo", "version": "9.9.9"}', 422, "9.9.9"),
-            ("POST", f"/systems/{system.id}/modules",
-             b'{"name": "m", "package": "demo", "version": "1.0.0", "env": {"A": 1}}', 422,
-             "$.env.A"),
-            ("POST", "/systems/nope/modules",
-             b'{"name": "m", "package": "demo", "version": "1.0.0"}', 404, "nope"),
+            (
+                "POST",
+                f"/systems/{system.id}/modules",
+                b'{"name": "m", "package": "demo", "version": "9.9.9"}',
+                422,
+                "9.9.9",
+            ),
+            (
+                "POST",
+                f"/systems/{system.id}/modules",
+                b'{"name": "m", "package": "demo", "version": "1.0.0", "env": {"A": 1}}',
+                422,
+                "$.env.A",
+            ),
+            (
+                "POST",
+                "/systems/nope/modules",
+                b'{"name": "m", "package": "demo", "version": "1.0.0"}',
+                404,
+                "nope",
+            ),
             ("POST", "/instances", b'{"module_id": "x", "node_id": "y"}', 404, "x"),
             ("GET", "/nodes/unknown-node", b"", 404, "unknown-node"),
             ("POST", "/instances/unknown/start", b"", 404, "unknown"),
             ("GET", "/audit?limit=abc", b"", 422, "limit"),
         ]
         for method, path, body, status, needle in cases:
-            response = await http.request(method, path, content=body,
-                                          headers={"Content-Type": "application/json"})
+            response = await http.request(
+                method, path, content=body, headers={"Content-Type": "application/json"}
+            )
             assert response.status_code == status, (path, body, response.text)
             error = response.json()["error"]
             assert error["code"] and error["message"]
-            assert needle.lower() in (error["message"] + str(error.get("details"))).lower(), \
-                (path, error)
+            assert needle.lower() in (error["message"] + str(error.get("details"))).lower(), (
+                path,
+                error,
+            )
     assert counts(master) == before
 
 

@@ -54,14 +54,14 @@ async def test_every_route_but_login_and_health_needs_credentials(app: Quart) ->
             assert response.json()["error"]["code"] == "unauthenticated"
 
 
-async def test_viewer_gets_403_on_every_mutating_route(admin: AsyncClient, app: Quart,
-                                                       master: Master) -> None:
+async def test_viewer_gets_403_on_every_mutating_route(
+    admin: AsyncClient, app: Quart, master: Master
+) -> None:
     token = await token_for(admin, app, "viewer")
     before = master.db.scalar("SELECT COUNT(*) FROM systems")
     transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
     headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(transport=transport, base_url="http://m",
-                                 headers=headers) as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://m", headers=headers) as http:
         checked = 0
         for endpoint in api.endpoints:
             if endpoint.method == "GET" or endpoint.role in (None, Role.VIEWER) or endpoint.agent:
@@ -91,16 +91,18 @@ async def test_operator_can_act_but_not_govern(admin: AsyncClient, app: Quart) -
 async def test_session_mutations_need_the_csrf_header(app: Quart) -> None:
     transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport, base_url="http://m") as http:
-        login = await http.post("/api/v1/auth/login",
-                                json={"username": "admin", "password": ADMIN_PASSWORD})
+        login = await http.post(
+            "/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}
+        )
         assert login.status_code == 200
         assert "httponly" in login.headers["set-cookie"].lower()
         csrf = login.json()["csrf_token"]
         refused = await http.post("/api/v1/systems", json={"name": "a"})
         assert refused.status_code == 403
         assert "X-CSRF-Token" in refused.json()["error"]["message"]
-        accepted = await http.post("/api/v1/systems", json={"name": "a"},
-                                   headers={"X-CSRF-Token": csrf})
+        accepted = await http.post(
+            "/api/v1/systems", json={"name": "a"}, headers={"X-CSRF-Token": csrf}
+        )
         assert accepted.status_code == 201
 
 
@@ -116,14 +118,17 @@ async def test_wrong_password_and_rate_limit(app: Quart, master: Master) -> None
     assert all("nope" not in row["params"] for row in failures)
 
 
-async def test_token_lifecycle_secret_shown_once(admin: AsyncClient, app: Quart,
-                                                 master: Master) -> None:
+async def test_token_lifecycle_secret_shown_once(
+    admin: AsyncClient, app: Quart, master: Master
+) -> None:
     created = await admin.create_token("ci", role="viewer")
     assert created.secret.startswith("gdos_")
     listed = await admin.list_tokens()
     assert created.secret not in repr(listed)
-    assert master.db.scalar("SELECT COUNT(*) FROM api_tokens WHERE secret_hash = ?",
-                            (created.secret,)) == 0  # stored hashed
+    assert (
+        master.db.scalar("SELECT COUNT(*) FROM api_tokens WHERE secret_hash = ?", (created.secret,))
+        == 0
+    )  # stored hashed
     async with client_for(app, created.secret) as ci:
         assert (await ci.me()).user.role == Role.VIEWER
         await admin.revoke_token(created.token.id)

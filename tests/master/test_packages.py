@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import io
-import os
 import json
+import os
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -84,8 +84,7 @@ async def test_same_bytes_again_is_idempotent_other_bytes_conflict(
         ({"service.json": json.dumps(GOOD).encode(), "../evil.sh": b"x"}, ".."),
         ({"service.json": json.dumps(GOOD).encode(), "/etc/evil": b"x"}, "absolute"),
         ({"run.sh": b"x"}, "service.json"),
-        ({"service.json": json.dumps({"name": "demo", "version": "1.0.0"}).encode()},
-         "entrypoint"),
+        ({"service.json": json.dumps({"name": "demo", "version": "1.0.0"}).encode()}, "entrypoint"),
         ({"service.json": json.dumps({**GOOD, "entrypont": "x"}).encode()}, "entrypoint"),
         ({"service.json": b"{not json"}, "JSON"),
     ],
@@ -136,8 +135,7 @@ async def test_upload_over_the_size_limit(settings, tmp_path: Path) -> None:
     master: Master = app.extensions["gdos"]
     async with app.test_app(), client_for(app) as admin:
         await admin.login("admin", ADMIN_PASSWORD)
-        big = zip_of({"service.json": json.dumps(GOOD).encode(),
-                      "noise.bin": os.urandom(20_000)})
+        big = zip_of({"service.json": json.dumps(GOOD).encode(), "noise.bin": os.urandom(20_000)})
         with pytest.raises(TooLargeError) as caught:
             await admin.upload_package(big)
         assert caught.value.status == 413 and "10000" in caught.value.message

@@ -40,22 +40,46 @@ def test_precedence_flag_over_env_over_file(tmp_path: Path) -> None:
 
 
 def test_seed_flags_with_one_or_two_dashes_and_equals(tmp_path: Path) -> None:
-    a = load_master_settings(["-port", ":9090", "-db_path", "/data/ops.db", "-store_type",
-                              "minio", "-minio_endpoint", "10.0.0.5:9000"], env={}, cwd=tmp_path)
-    b = load_master_settings(["--port=:9090", "--db_path=/data/ops.db", "--store_type=minio",
-                              "--minio_endpoint=10.0.0.5:9000"], env={}, cwd=tmp_path)
+    a = load_master_settings(
+        [
+            "-port",
+            ":9090",
+            "-db_path",
+            "/data/ops.db",
+            "-store_type",
+            "minio",
+            "-minio_endpoint",
+            "10.0.0.5:9000",
+        ],
+        env={},
+        cwd=tmp_path,
+    )
+    b = load_master_settings(
+        [
+            "--port=:9090",
+            "--db_path=/data/ops.db",
+            "--store_type=minio",
+            "--minio_endpoint=10.0.0.5:9000",
+        ],
+        env={},
+        cwd=tmp_path,
+    )
     assert a == b
     assert a.storage.type == "minio" and a.db_path == Path("/data/ops.db")
-    w = load_worker_settings(["-port", "8082", "-master", "http://10.0.0.1:8080", "-work_dir",
-                              "/opt/instances"], env={}, cwd=tmp_path)
+    w = load_worker_settings(
+        ["-port", "8082", "-master", "http://10.0.0.1:8080", "-work_dir", "/opt/instances"],
+        env={},
+        cwd=tmp_path,
+    )
     assert w.server.listen == "8082" and w.runtime.work_dir == "/opt/instances"
     assert parse_listen(w.server.listen, default_host="0.0.0.0") == ("0.0.0.0", 8082)
 
 
 def test_seed_env_example(tmp_path: Path) -> None:
     env = {"OPS_WORKER_CONNECT_MASTER_URL": "http://10.0.0.1:8080"}
-    assert load_worker_settings([], env=env, cwd=tmp_path).connect.master_url == \
-        "http://10.0.0.1:8080"
+    assert (
+        load_worker_settings([], env=env, cwd=tmp_path).connect.master_url == "http://10.0.0.1:8080"
+    )
 
 
 def test_worker_yaml_and_explicit_config(tmp_path: Path) -> None:
@@ -66,21 +90,24 @@ def test_worker_yaml_and_explicit_config(tmp_path: Path) -> None:
     assert settings.runtime.work_dir == "/other"
 
 
-@pytest.mark.parametrize(("argv", "env", "yaml", "needle"), [
-    (["-prot", "1"], {}, None, "did you mean -port"),
-    (["-port"], {}, None, "needs a value"),
-    ([], {"OPS_MASTER_SERVER_LISTN": "x"}, None, "OPS_MASTER_SERVER_LISTEN"),
-    ([], {}, "servr:\n  listen: x\n", "did you mean 'server'"),
-    ([], {}, "server:\n  lisen: x\n", "server.listen"),
-    ([], {"OPS_MASTER_FLEET_HEARTBEAT_INTERVAL": "fast"}, None, "expected a number"),
-    ([], {"OPS_MASTER_AUTH_REQUIRE_APPROVAL": "maybe"}, None, "true/false"),
-    (["-store_type", "ftp"], {}, None, "storage.type"),
-    (["-port", "http"], {}, None, "port"),
-    ([], {}, "- a list\n", "mapping"),
-])
-def test_bad_configuration_is_a_clear_error(tmp_path: Path, argv: list[str],
-                                            env: dict[str, str], yaml: str | None,
-                                            needle: str) -> None:
+@pytest.mark.parametrize(
+    ("argv", "env", "yaml", "needle"),
+    [
+        (["-prot", "1"], {}, None, "did you mean -port"),
+        (["-port"], {}, None, "needs a value"),
+        ([], {"OPS_MASTER_SERVER_LISTN": "x"}, None, "OPS_MASTER_SERVER_LISTEN"),
+        ([], {}, "servr:\n  listen: x\n", "did you mean 'server'"),
+        ([], {}, "server:\n  lisen: x\n", "server.listen"),
+        ([], {"OPS_MASTER_FLEET_HEARTBEAT_INTERVAL": "fast"}, None, "expected a number"),
+        ([], {"OPS_MASTER_AUTH_REQUIRE_APPROVAL": "maybe"}, None, "true/false"),
+        (["-store_type", "ftp"], {}, None, "storage.type"),
+        (["-port", "http"], {}, None, "port"),
+        ([], {}, "- a list\n", "mapping"),
+    ],
+)
+def test_bad_configuration_is_a_clear_error(
+    tmp_path: Path, argv: list[str], env: dict[str, str], yaml: str | None, needle: str
+) -> None:
     if yaml is not None:
         (tmp_path / "config.yaml").write_text(yaml)
     with pytest.raises(ConfigError) as caught:

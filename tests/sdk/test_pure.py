@@ -61,8 +61,14 @@ def test_backoff_grows_caps_jitters_and_resets() -> None:
 
 
 def test_restart_policy_growing_delay_then_give_up() -> None:
-    tracker = RestartTracker(policy="always", max_restarts=3, window_seconds=60,
-                             backoff_initial=1, backoff_max=3, start_seconds=1)
+    tracker = RestartTracker(
+        policy="always",
+        max_restarts=3,
+        window_seconds=60,
+        backoff_initial=1,
+        backoff_max=3,
+        start_seconds=1,
+    )
     decisions = [tracker.on_exit(now=float(t), ran_for=0.1, exit_code=1) for t in range(4)]
     assert [d.restart for d in decisions] == [True, True, True, False]
     assert [d.delay for d in decisions[:3]] == [1, 2, 3]  # capped at backoff_max
@@ -70,8 +76,9 @@ def test_restart_policy_growing_delay_then_give_up() -> None:
 
 
 def test_restart_window_forgets_old_restarts_and_long_runs_reset_backoff() -> None:
-    tracker = RestartTracker(policy="always", max_restarts=2, window_seconds=10,
-                             backoff_initial=1, start_seconds=1)
+    tracker = RestartTracker(
+        policy="always", max_restarts=2, window_seconds=10, backoff_initial=1, start_seconds=1
+    )
     assert tracker.on_exit(now=0, ran_for=0.1, exit_code=1).delay == 1
     assert tracker.on_exit(now=1, ran_for=0.1, exit_code=1).delay == 2
     assert tracker.on_exit(now=2, ran_for=0.1, exit_code=1).give_up
@@ -79,19 +86,33 @@ def test_restart_window_forgets_old_restarts_and_long_runs_reset_backoff() -> No
     assert later.restart and later.delay == 0
 
 
-@pytest.mark.parametrize(("policy", "code", "restart"), [
-    ("never", 1, False), ("on-failure", 0, False), ("on-failure", 1, True),
-    ("on-failure", None, True), ("always", 0, True),
-])
+@pytest.mark.parametrize(
+    ("policy", "code", "restart"),
+    [
+        ("never", 1, False),
+        ("on-failure", 0, False),
+        ("on-failure", 1, True),
+        ("on-failure", None, True),
+        ("always", 0, True),
+    ],
+)
 def test_restart_policies(policy: str, code: int | None, restart: bool) -> None:
     decision = RestartTracker(policy=policy).on_exit(now=0, ran_for=5, exit_code=code)
     assert decision.restart is restart and not decision.give_up
 
 
 def test_errors_round_trip_through_their_body() -> None:
-    for cls in (errors.NotFoundError, errors.ConflictError, errors.ValidationError,
-                errors.PermissionDenied, errors.AuthError, errors.TooLargeError,
-                errors.ManifestError, errors.RateLimitedError, errors.StorageError):
+    for cls in (
+        errors.NotFoundError,
+        errors.ConflictError,
+        errors.ValidationError,
+        errors.PermissionDenied,
+        errors.AuthError,
+        errors.TooLargeError,
+        errors.ManifestError,
+        errors.RateLimitedError,
+        errors.StorageError,
+    ):
         original = cls("boom", details={"x": 1})
         rebuilt = errors.error_from_body(cls.status, original.to_body())
         assert type(rebuilt) is cls and rebuilt.message == "boom" and rebuilt.details == {"x": 1}
@@ -102,8 +123,10 @@ def test_errors_round_trip_through_their_body() -> None:
 
 def test_bad_json_and_unknown_fields_name_the_path() -> None:
     with pytest.raises(errors.ValidationError) as caught:
-        loads('{"module_id": "m", "node_id": "n", "strat": true}',
-              __import__("gdos_sdk.models", fromlist=["DeployRequest"]).DeployRequest)
+        loads(
+            '{"module_id": "m", "node_id": "n", "strat": true}',
+            __import__("gdos_sdk.models", fromlist=["DeployRequest"]).DeployRequest,
+        )
     assert caught.value.details[0]["path"] == "$.strat"
     assert "did you mean 'start'" in caught.value.message
     with pytest.raises(errors.ValidationError):
@@ -121,41 +144,106 @@ def test_protocol_rejects_garbage() -> None:
 text = st.text(max_size=20)
 floats = st.floats(allow_nan=False, allow_infinity=False, width=32)
 ints = st.integers(min_value=0, max_value=2**40)
-times = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1),
-                     timezones=st.just(UTC))
+times = st.datetimes(
+    min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+)
 
 fingerprints = st.builds(
-    Fingerprint, os=text, os_version=text, kernel=text, arch=text, cpu_model=text,
-    cpu_cores=ints, cpu_physical_cores=ints, memory_bytes=ints,
-    disks=st.lists(st.builds(Disk, device=text, mountpoint=text, fstype=text, total_bytes=ints),
-                   max_size=3),
-    macs=st.lists(text, max_size=3), machine_id=st.none() | text, boot_time=floats, python=text,
+    Fingerprint,
+    os=text,
+    os_version=text,
+    kernel=text,
+    arch=text,
+    cpu_model=text,
+    cpu_cores=ints,
+    cpu_physical_cores=ints,
+    memory_bytes=ints,
+    disks=st.lists(
+        st.builds(Disk, device=text, mountpoint=text, fstype=text, total_bytes=ints), max_size=3
+    ),
+    macs=st.lists(text, max_size=3),
+    machine_id=st.none() | text,
+    boot_time=floats,
+    python=text,
 )
-node_samples = st.builds(NodeSample, ts=floats, cpu_percent=floats, load1=floats, load5=floats,
-                         load15=floats, mem_total=ints, mem_used=ints, mem_percent=floats,
-                         swap_total=ints, swap_used=ints, disk_read_bps=floats,
-                         disk_write_bps=floats, uptime_seconds=floats)
-instance_samples = st.builds(InstanceSample, ts=floats, instance_id=text, cpu_percent=floats,
-                             rss_bytes=ints, read_bps=floats, write_bps=floats, threads=ints,
-                             open_files=ints, processes=ints)
-statuses = st.builds(InstanceStatus, instance_id=text, desired_state=st.sampled_from(DesiredState),
-                     state=st.sampled_from(InstanceState), health=st.sampled_from(Health),
-                     pid=st.none() | ints, started_at=st.none() | floats, restarts=ints,
-                     exit_code=st.none() | st.integers(-255, 255), reason=text)
-specs = st.builds(InstanceSpec, instance_id=text, module_id=text, system_id=text,
-                  module_name=text, package=text, version=text, sha256=text, size=ints,
-                  download_path=text, manifest=st.dictionaries(text, text, max_size=3),
-                  env=st.dictionaries(text, text, max_size=3),
-                  args=st.none() | st.lists(text, max_size=3))
+node_samples = st.builds(
+    NodeSample,
+    ts=floats,
+    cpu_percent=floats,
+    load1=floats,
+    load5=floats,
+    load15=floats,
+    mem_total=ints,
+    mem_used=ints,
+    mem_percent=floats,
+    swap_total=ints,
+    swap_used=ints,
+    disk_read_bps=floats,
+    disk_write_bps=floats,
+    uptime_seconds=floats,
+)
+instance_samples = st.builds(
+    InstanceSample,
+    ts=floats,
+    instance_id=text,
+    cpu_percent=floats,
+    rss_bytes=ints,
+    read_bps=floats,
+    write_bps=floats,
+    threads=ints,
+    open_files=ints,
+    processes=ints,
+)
+statuses = st.builds(
+    InstanceStatus,
+    instance_id=text,
+    desired_state=st.sampled_from(DesiredState),
+    state=st.sampled_from(InstanceState),
+    health=st.sampled_from(Health),
+    pid=st.none() | ints,
+    started_at=st.none() | floats,
+    restarts=ints,
+    exit_code=st.none() | st.integers(-255, 255),
+    reason=text,
+)
+specs = st.builds(
+    InstanceSpec,
+    instance_id=text,
+    module_id=text,
+    system_id=text,
+    module_name=text,
+    package=text,
+    version=text,
+    sha256=text,
+    size=ints,
+    download_path=text,
+    manifest=st.dictionaries(text, text, max_size=3),
+    env=st.dictionaries(text, text, max_size=3),
+    args=st.none() | st.lists(text, max_size=3),
+)
 messages = st.one_of(
-    st.builds(Hello, protocol=ints, node_id=text, hostname=text, agent_version=text,
-              fingerprint=fingerprints, addresses=st.lists(text, max_size=2),
-              instances=st.lists(statuses, max_size=2)),
-    st.builds(Heartbeat, ts=floats, node=node_samples,
-              instances=st.lists(instance_samples, max_size=2)),
-    st.builds(Request, id=text, command=st.one_of(
-        st.builds(StopCommand, instance_id=text),
-        st.builds(DeployCommand, spec=specs, start=st.booleans())), timeout=floats),
+    st.builds(
+        Hello,
+        protocol=ints,
+        node_id=text,
+        hostname=text,
+        agent_version=text,
+        fingerprint=fingerprints,
+        addresses=st.lists(text, max_size=2),
+        instances=st.lists(statuses, max_size=2),
+    ),
+    st.builds(
+        Heartbeat, ts=floats, node=node_samples, instances=st.lists(instance_samples, max_size=2)
+    ),
+    st.builds(
+        Request,
+        id=text,
+        command=st.one_of(
+            st.builds(StopCommand, instance_id=text),
+            st.builds(DeployCommand, spec=specs, start=st.booleans()),
+        ),
+        timeout=floats,
+    ),
     st.builds(Response, id=text, ok=st.booleans(), result=st.none() | statuses),
 )
 
@@ -165,24 +253,57 @@ def test_protocol_messages_round_trip(message: object) -> None:
     assert decode(encode(message)) == message  # type: ignore[arg-type]
 
 
-@given(st.builds(Node, id=text, hostname=text, alias=text, status=st.sampled_from(NodeStatus),
-                 fingerprint=st.none() | fingerprints, created_at=st.none() | times,
-                 last_seen=st.none() | times, latest=st.none() | node_samples))
+@given(
+    st.builds(
+        Node,
+        id=text,
+        hostname=text,
+        alias=text,
+        status=st.sampled_from(NodeStatus),
+        fingerprint=st.none() | fingerprints,
+        created_at=st.none() | times,
+        last_seen=st.none() | times,
+        latest=st.none() | node_samples,
+    )
+)
 def test_node_round_trip(node: Node) -> None:
     assert loads(dumps(node), Node) == node
 
 
-@given(st.builds(Instance, id=text, module_id=text, system_id=text, node_id=text, package=text,
-                 version=text, desired_state=st.sampled_from(DesiredState),
-                 state=st.sampled_from(InstanceState), metrics=st.none() | instance_samples,
-                 created_at=st.none() | times))
+@given(
+    st.builds(
+        Instance,
+        id=text,
+        module_id=text,
+        system_id=text,
+        node_id=text,
+        package=text,
+        version=text,
+        desired_state=st.sampled_from(DesiredState),
+        state=st.sampled_from(InstanceState),
+        metrics=st.none() | instance_samples,
+        created_at=st.none() | times,
+    )
+)
 def test_instance_round_trip(instance: Instance) -> None:
     assert converter.structure(converter.unstructure(instance), Instance) == instance
 
 
-@given(st.builds(AuditEntry, id=ints, ts=times, actor_kind=text, actor=text, ip=text,
-                 action=text, target=text, params=st.dictionaries(text, text, max_size=3),
-                 result=text, status=ints))
+@given(
+    st.builds(
+        AuditEntry,
+        id=ints,
+        ts=times,
+        actor_kind=text,
+        actor=text,
+        ip=text,
+        action=text,
+        target=text,
+        params=st.dictionaries(text, text, max_size=3),
+        result=text,
+        status=ints,
+    )
+)
 def test_audit_round_trip(entry: AuditEntry) -> None:
     assert loads(dumps(entry), AuditEntry) == entry
 

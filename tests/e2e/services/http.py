@@ -8,8 +8,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
-        body = json.dumps({"pid": os.getpid(), "instance": os.environ.get("GDOS_INSTANCE_ID"),
-                           "path": self.path}).encode()
+        body = json.dumps(
+            {"pid": os.getpid(), "instance": os.environ.get("GDOS_INSTANCE_ID"), "path": self.path}
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))

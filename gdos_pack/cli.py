@@ -1,0 +1,248 @@
+"""The ``gdos-pack`` command line: init, build, validate, inspect (and schema).
+
+Options may come before or after the positional argument, and long options
+take one dash or two (``-output x.zip`` == ``--output x.zip``), as the
+original tool's flags did.
+
+Exit codes: 0 success, 1 invalid input (bad manifest, unsafe archive, file
+errors), 2 usage error. Expected errors print a message on stderr, never a
+traceback.
+
+Example::
+
+    gdos-pack init ./my-service
+    gdos-pack build ./my-service -o my-service-0.1.0.zip
+    gdos-pack validate my-service-0.1.0.zip
+    gdos-pack inspect my-service-0.1.0.zip --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import stat
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import attrs
+
+from gdos_sdk.archive import ArchiveInfo, build_archive, inspect_archive
+from gdos_sdk.errors import GdosError
+from gdos_sdk.manifest import MANIFEST_FILENAME, Manifest, schema_text
+
+__all__ = ["main"]
+
+PROG = "gdos-pack"
+
+# Long options that may also be written with a single dash.
+_LONG_OPTIONS = frozenset({"output", "force", "json", "help"})
+
+
+class _UsageError(Exception):
+    """A mistake in how the command was called (exit code 2)."""
+
+
+def _normalise_argv(argv: Sequence[str]) -> list[str]:
+    """``-output x`` -> ``--output x``; everything after ``--`` is left alone."""
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            out.extend(argv[i:])
+            break
+        name = arg[1:].split("=", 1)[0]
+        if arg.startswith("-") and not arg.startswith("--") and name in _LONG_OPTIONS:
+            arg = "-" + arg
+        out.append(arg)
+    return out
+
+
+def _sanitise_name(raw: str) -> str:
+    """A folder name turned into a valid package name (``My App!`` -> ``my-app``)."""
+    name = re.sub(r"[^a-z0-9._-]+", "-", raw.lower()).lstrip("._-")[:64].rstrip("-")
+    return name or "service"
+
+
+def _read_manifest(folder: Path) -> Manifest:
+    path = folder / MANIFEST_FILENAME
+    if not path.is_file():
+        raise GdosError(f"no {MANIFEST_FILENAME} in {folder}; run '{PROG} init {folder}' first")
+    return Manifest.from_json(path.read_bytes())
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+def _cmd_init(ns: argparse.Namespace, out: TextIO) -> int:
+    folder = Path(ns.dir)
+    target = folder / MANIFEST_FILENAME
+    if target.exists() and not ns.force:
+        raise GdosError(f"{target} already exists; use --force to overwrite it")
+    name = _sanitise_name(folder.resolve().name)
+    manifest = Manifest(
+        name=name,
+        version="0.1.0",
+        description=f"{name} service",
+        entrypoint="python3",
+        args=["main.py"],
+    )
+    # Keep the template short: unset optional fields are left out, defaults shown.
+    data = {k: v for k, v in manifest.to_dict().items() if v is not None}
+    folder.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {target}", file=out)
+    print(f"next: edit entrypoint/args, then '{PROG} build {folder} -o {name}-0.1.0.zip'", file=out)
+    return 0
+
+
+def _cmd_build(ns: argparse.Namespace, out: TextIO) -> int:
+    folder = Path(ns.dir)
+    if not folder.is_dir():
+        raise _UsageError(f"{folder} is not a folder")
+    manifest = _read_manifest(folder)
+    output = Path(ns.output or f"{manifest.name}-{manifest.version}.zip")
+    sha256 = build_archive(folder, output)
+    print(f"name:    {manifest.name}", file=out)
+    print(f"version: {manifest.version}", file=out)
+    print(f"file:    {output}", file=out)
+    print(f"sha256:  {sha256}", file=out)
+    print(f"size:    {output.stat().st_size} bytes", file=out)
+    return 0
+
+
+def _cmd_validate(ns: argparse.Namespace, out: TextIO) -> int:
+    target = Path(ns.target)
+    if target.is_dir():
+        manifest = _read_manifest(target)
+        print(f"ok: {manifest.name} {manifest.version} ({target / MANIFEST_FILENAME})", file=out)
+        return 0
+    if not target.exists():
+        raise _UsageError(f"{target} does not exist")
+    info = inspect_archive(target)
+    print(
+        f"ok: {info.manifest.name} {info.manifest.version} ({len(info.entries)} entries,"
+        f" {info.total_bytes} bytes, sha256 {info.sha256})",
+        file=out,
+    )
+    return 0
+
+
+def _info_json(info: ArchiveInfo) -> dict[str, Any]:
+    return {
+        "manifest": info.manifest.to_dict(),
+        "entries": [attrs.asdict(e) for e in info.entries],
+        "total_bytes": info.total_bytes,
+        "sha256": info.sha256,
+        "size": info.size,
+    }
+
+
+def _cmd_inspect(ns: argparse.Namespace, out: TextIO) -> int:
+    target = Path(ns.zip)
+    if not target.is_file():
+        raise _UsageError(f"{target} is not a file")
+    info = inspect_archive(target)
+    if ns.json:
+        print(json.dumps(_info_json(info), indent=2), file=out)
+        return 0
+    print("manifest:", file=out)
+    print(json.dumps(info.manifest.to_dict(), indent=2), file=out)
+    print("entries:", file=out)
+    for e in info.entries:
+        kind = stat.S_IFDIR if e.is_dir else stat.S_IFLNK if e.is_symlink else stat.S_IFREG
+        name = e.name + "/" if e.is_dir else e.name
+        if e.link_target is not None:
+            name += f" -> {e.link_target}"
+        print(f"  {stat.filemode(kind | e.mode)} {e.size:>12}  {name}", file=out)
+    print(f"total:   {info.total_bytes} bytes in {len(info.entries)} entries", file=out)
+    print(f"sha256:  {info.sha256}", file=out)
+    print(f"size:    {info.size} bytes", file=out)
+    return 0
+
+
+def _cmd_schema(ns: argparse.Namespace, out: TextIO) -> int:
+    out.write(schema_text())
+    return 0
+
+
+# --- plumbing -----------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Create, build, validate and inspect GDOS service packages.",
+        epilog="Long options also work with a single dash (-output, -force, -json).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands: list[tuple[str, str, Callable[[argparse.Namespace, TextIO], int]]] = [
+        ("init", "write a service.json template into DIR", _cmd_init),
+        ("build", "pack DIR into a deterministic zip", _cmd_build),
+        ("validate", "check a package folder or zip", _cmd_validate),
+        ("inspect", "show a zip's manifest, files and sha256", _cmd_inspect),
+        ("schema", "print the JSON Schema of service.json", _cmd_schema),
+    ]
+    subs = {}
+    for name, help_text, func in commands:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        subs[name] = p
+    subs["init"].add_argument("dir", metavar="DIR")
+    subs["init"].add_argument("--force", action="store_true", help="overwrite service.json")
+    subs["build"].add_argument("dir", metavar="DIR")
+    subs["build"].add_argument(
+        "-o", "--output", metavar="FILE", help="zip to write (default: NAME-VERSION.zip)"
+    )
+    subs["validate"].add_argument("target", metavar="DIR|ZIP")
+    subs["inspect"].add_argument("zip", metavar="ZIP")
+    subs["inspect"].add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def _report(exc: GdosError, err: TextIO) -> None:
+    """One line per problem, ``path: message``, when the error lists them."""
+    details = exc.details
+    if isinstance(details, list) and details and all(isinstance(d, dict) for d in details):
+        # The message repeats every problem on one line; keep only its head here.
+        print(f"{PROG}: error: {exc.message.split(':', 1)[0]}:", file=err)
+        for d in details:
+            where = d.get("path") or d.get("entry") or "$"
+            print(f"  {where}: {d.get('message', '')}", file=err)
+    else:
+        print(f"{PROG}: error: {exc.message}", file=err)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``gdos-pack`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit code.
+
+    Parameters:
+        argv: the arguments after the program name.
+
+    Example::
+
+        raise SystemExit(main(["validate", "my-service"]))
+    """
+    args = _normalise_argv(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    try:
+        ns = parser.parse_args(args)
+    except SystemExit as exc:  # argparse exits on --help (0) and usage errors (2)
+        return exc.code if isinstance(exc.code, int) else 2
+    if ns.command is None:
+        parser.print_usage(sys.stderr)
+        print(f"{PROG}: error: a command is required", file=sys.stderr)
+        return 2
+    try:
+        code: int = ns.func(ns, sys.stdout)
+    except _UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except GdosError as exc:
+        _report(exc, sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    return code
