@@ -68,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = Config()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = None
+    # Hand Hypercorn our configured logger so its lines are not printed twice.
+    config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = 5
     config.websocket_ping_interval = None
     if settings.server.tls_cert:

@@ -78,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = Config()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = None
+    # Hand Hypercorn our configured logger so its lines are not printed twice.
+    config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = 2
     print(
         f"GDOS worker {__version__}: node {worker.agent.identity.node_id},"
