@@ -13,8 +13,9 @@ from hypercorn.config import Config
 
 from gdos_master import __version__
 from gdos_master.app import Master, create_app
+from gdos_sdk import autostart
 from gdos_sdk.config import load_master_settings, parse_listen
-from gdos_sdk.errors import GdosError
+from gdos_sdk.errors import ConfigError, GdosError
 
 __all__ = ["main"]
 
@@ -38,18 +39,40 @@ async def _serve(app: object, config: Config) -> None:
     await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
 
+def _autostart(value: str, args: list[str]) -> int:
+    """``-autostart 1|0``: install or remove start at boot, then exit."""
+    try:
+        enable = autostart.parse_switch(value)
+        if enable:
+            # Refuse flags that would make the master fail at every boot.
+            load_master_settings(args)
+        done = autostart.apply("master", enable, args)
+    except ConfigError as exc:  # the command line is wrong: nothing was installed
+        print(f"gdos-master: {exc.message}", file=sys.stderr)
+        return 2
+    except GdosError as exc:
+        print(f"gdos-master: {exc.message}", file=sys.stderr)
+        return 1
+    print(f"gdos-master: {done}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the master. Flags as in docs/configuration.md (``-port :8080`` ...)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in {"-h", "--help", "-help"}:
         print(
             "usage: gdos-master [-port :8080] [-data_dir DIR] [-db_path FILE] "
-            "[-store_type local|minio] [-config FILE] ...\nsee docs/configuration.md"
+            "[-store_type local|minio] [-config FILE] [-autostart 1|0] ...\n"
+            "see docs/configuration.md, docs/autostart.md"
         )
         return 0
     if args and args[0] in {"-version", "--version"}:
         print(__version__)
         return 0
+    switch, args = autostart.split_autostart_flag(args)
+    if switch is not None:
+        return _autostart(switch, args)
     try:
         settings = load_master_settings(args)
     except GdosError as exc:

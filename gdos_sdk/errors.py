@@ -18,7 +18,8 @@ Every error the SDK, the servers and the pack tool raise on purpose is a
     │   └── ProtocolError      the peer speaks something else
     ├── RemoteError            the worker answered a command with an error (502)
     ├── SpawnError             the OS refused to start a process
-    └── ConfigError            a setting is missing or malformed
+    ├── ConfigError            a setting is missing or malformed
+    └── AutostartError         start at boot could not be installed or removed
 
 Each class carries a stable machine-readable ``code`` and an HTTP ``status``.
 The master renders any :class:`GdosError` as
@@ -33,6 +34,7 @@ from typing import Any, ClassVar
 
 __all__ = [
     "AuthError",
+    "AutostartError",
     "BadRequestError",
     "ConfigError",
     "ConflictError",
@@ -181,6 +183,13 @@ class ConfigError(GdosError):
     """A configuration value is missing or malformed."""
 
     code = "config_error"
+    status = 500
+
+
+class AutostartError(GdosError):
+    """Start at boot could not be installed or removed (not root, no systemd, tool failed)."""
+
+    code = "autostart_failed"
     status = 500
 
 

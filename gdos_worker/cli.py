@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
+from gdos_sdk import autostart
 from gdos_sdk.config import load_worker_settings, parse_listen
-from gdos_sdk.errors import GdosError
+from gdos_sdk.errors import ConfigError, GdosError
 from gdos_worker import __version__
 from gdos_worker.app import Worker, create_app
 
@@ -27,25 +28,22 @@ async def _serve(app: object, config: Config) -> None:
     await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
 
-def _split_autostart(args: list[str]) -> tuple[str | None, list[str]]:
-    rest: list[str] = []
-    value: str | None = None
-    i = 0
-    while i < len(args):
-        token = args[i]
-        name = token.lstrip("-")
-        if name.startswith("autostart"):
-            if "=" in name:
-                value = name.split("=", 1)[1]
-            elif i + 1 < len(args):
-                value = args[i + 1]
-                i += 1
-            else:
-                value = ""
-        else:
-            rest.append(token)
-        i += 1
-    return value, rest
+def _autostart(value: str, args: list[str]) -> int:
+    """``-autostart 1|0``: install or remove start at boot, then exit."""
+    try:
+        enable = autostart.parse_switch(value)
+        if enable:
+            # Refuse flags that would make the worker fail at every boot.
+            load_worker_settings(args)
+        done = autostart.apply("worker", enable, args)
+    except ConfigError as exc:  # the command line is wrong: nothing was installed
+        print(f"gdos-worker: {exc.message}", file=sys.stderr)
+        return 2
+    except GdosError as exc:
+        print(f"gdos-worker: {exc.message}", file=sys.stderr)
+        return 1
+    print(f"gdos-worker: {done}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,16 +52,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args and args[0] in {"-h", "--help", "-help"}:
         print(
             "usage: gdos-worker [-master URL] [-port 8081] [-work_dir DIR] [-join_token T]"
-            " [-config FILE]\nsee docs/configuration.md"
+            " [-config FILE] [-autostart 1|0]\nsee docs/configuration.md, docs/autostart.md"
         )
         return 0
     if args and args[0] in {"-version", "--version"}:
         print(__version__)
         return 0
-    autostart, args = _split_autostart(args)
-    if autostart is not None:
-        print("gdos-worker: -autostart is not available in this version yet", file=sys.stderr)
-        return 2
+    switch, args = autostart.split_autostart_flag(args)
+    if switch is not None:
+        return _autostart(switch, args)
     try:
         settings = load_worker_settings(args)
         logging.basicConfig(

@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import string
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -279,7 +280,10 @@ class InstanceRunner:
             await asyncio.wait_for(proc.wait(), self.manifest.stop_timeout)
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+                if sys.platform == "win32":
+                    proc.kill()  # no process groups to kill there
+                else:
+                    os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
 
     async def _stop_process(self, reason: str) -> None:

@@ -16,9 +16,9 @@ killed mid-write leaves the previous version intact.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
+import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -31,6 +31,11 @@ from gdos_sdk.errors import ConfigError
 from gdos_sdk.executors import ProcessRef
 from gdos_sdk.protocol import InstanceSpec
 from gdos_sdk.states import DesiredState, Health, InstanceState
+
+if sys.platform == "win32":
+    import msvcrt
+else:
+    import fcntl
 
 __all__ = ["Identity", "InstancePaths", "InstanceRecord", "WorkDir", "atomic_write"]
 
@@ -113,8 +118,12 @@ class WorkDir:
         """Take the work dir's lock; two workers on one folder would fight over instances."""
         fd = os.open(self.root / "worker.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            if sys.platform == "win32":
+                # No flock on Windows: lock byte 0 without waiting; freed with the handle.
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            else:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except (BlockingIOError, PermissionError):  # Windows reports contention as EACCES
             os.close(fd)
             raise ConfigError(f"another worker is already running in {self.root}") from None
         os.ftruncate(fd, 0)

@@ -14,7 +14,7 @@ Example::
 
 from __future__ import annotations
 
-import os
+import sys
 
 from gdos_sdk.executors.base import (
     TAG_ENV,
@@ -45,21 +45,22 @@ __all__ = [
 
 
 def default_executor() -> Executor:
-    """The executor for this platform: :class:`~gdos_sdk.executors.posix.PosixExecutor` on POSIX.
+    """The executor for this platform.
 
-    Raises:
-        NotImplementedError: on Windows, until the Job Object executor lands.
+    :class:`~gdos_sdk.executors.posix.PosixExecutor` on POSIX,
+    :class:`~gdos_sdk.executors.windows.WindowsExecutor` (a Job Object per
+    instance) on Windows.
 
     Example::
 
         executor = default_executor()
     """
-    if os.name == "posix":
-        # Imported here so importing the package never pulls in POSIX-only code elsewhere.
+    # Imported here so importing the package never loads the other platform's code.
+    if sys.platform == "win32":
+        from gdos_sdk.executors.windows import WindowsExecutor
+
+        return WindowsExecutor()
+    else:
         from gdos_sdk.executors.posix import PosixExecutor
 
         return PosixExecutor()
-    raise NotImplementedError(
-        f"no process executor for os.name={os.name!r}: the Windows executor (one Job Object "
-        "per instance) is a separate follow-up issue and is not implemented yet"
-    )

@@ -48,6 +48,10 @@ from gdos_sdk.executors.base import (
     TreeScan,
 )
 
+# POSIX only: default_executor() never imports this module on Windows, and the
+# assert tells mypy --platform win32 to skip the rest of the module.
+assert sys.platform != "win32", "gdos_sdk.executors.posix is for POSIX systems"
+
 __all__ = ["PosixExecutor", "PosixOps", "PosixProcessHandle", "same_create_time"]
 
 log = logging.getLogger(__name__)
