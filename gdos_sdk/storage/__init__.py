@@ -4,5 +4,6 @@ from __future__ import annotations
 
 from gdos_sdk.storage.base import ObjectInfo, Storage, check_key
 from gdos_sdk.storage.local import LocalStorage
+from gdos_sdk.storage.minio import MinioStorage
 
-__all__ = ["LocalStorage", "ObjectInfo", "Storage", "check_key"]
+__all__ = ["LocalStorage", "MinioStorage", "ObjectInfo", "Storage", "check_key"]

@@ -75,6 +75,14 @@ class Storage(Protocol):
         """A file path for ``key`` when the back end is a local disk, else None."""
         ...
 
+    def presigned_url(self, key: str) -> str | None:
+        """A time-limited URL that fetches ``key`` without GDOS credentials, or None.
+
+        None means the back end hands out no such URLs (a local disk, or MinIO
+        with ``storage.worker_fetch: master``): clients fetch through the master.
+        """
+        ...
+
     async def close(self) -> None:
         """Release connections."""
         ...

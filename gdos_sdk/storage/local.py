@@ -44,6 +44,9 @@ class LocalStorage:
         path = self._path(key)
         return path if path.is_file() else None
 
+    def presigned_url(self, key: str) -> str | None:
+        return None  # a local disk has no URL of its own: clients go through the master
+
     def _put(self, key: str, source: Path) -> ObjectInfo:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)

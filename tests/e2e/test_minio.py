@@ -1,0 +1,172 @@
+"""The deploy flow with ``-store_type minio`` on a real S3 server (SeaweedFS), and its faults."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import anyio
+import httpx
+import pytest
+
+from gdos_sdk import Client, InstanceState, NotFoundError, RemoteError, StorageError
+from gdos_sdk.storage import ObjectInfo
+from gdos_sdk.testing import LocalCluster, free_port, wait_until
+
+from ..storage.seaweed import SeaweedFS
+from .conftest import read_json
+from .test_lifecycle import setup_module_instance
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture
+def own_seaweed(tmp_path: Path) -> Iterator[SeaweedFS]:
+    """A SeaweedFS of this test alone, which it stops and starts again."""
+    server = SeaweedFS(tmp_path / "seaweedfs")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.kill()
+
+
+def objects(server: SeaweedFS, bucket: str) -> list[ObjectInfo]:
+    """What the bucket really holds, asked of the S3 server directly."""
+
+    async def listing() -> list[ObjectInfo]:
+        storage = server.storage(bucket)
+        try:
+            return await storage.list_objects()
+        finally:
+            await storage.close()
+
+    return anyio.run(listing)
+
+
+def online_node(gdos: Client) -> str:
+    nodes = wait_until(
+        lambda: [n for n in gdos.list_nodes() if n.status.value == "online"], what="node online"
+    )
+    return nodes[0].id
+
+
+def spec_of(cluster: LocalCluster, instance_id: str, worker: int = 0) -> dict[str, object]:
+    record = read_json(
+        cluster.root / f"worker{worker}" / "instances" / instance_id / "instance.json"
+    )
+    spec: dict[str, object] = record["spec"]
+    return spec
+
+
+def test_deploy_flow_fetches_by_presigned_url(
+    cluster: LocalCluster, seaweed: SeaweedFS, pack: Callable[..., Path]
+) -> None:
+    bucket = "gdos-e2e-presigned"
+    cluster.start_master(*seaweed.master_flags(bucket))
+    cluster.start_worker()
+    port = free_port()
+    package = pack("http")
+    with cluster.client() as gdos:
+        node_id = online_node(gdos)
+        instance = setup_module_instance(gdos, node_id, package, env={"PORT": str(port)})
+        uploaded = gdos.get_package("http", "1.0.0")
+        assert [(o.key, o.size) for o in objects(seaweed, bucket)] == [
+            (f"packages/{uploaded.sha256}.zip", uploaded.size)
+        ]
+        assert not (cluster.root / "master" / "storage").exists()  # nothing on the local disk
+
+        # The worker was handed a presigned S3 URL (default expiry), not the master's path;
+        # the worker fetches exactly that URL, so the bytes came from SeaweedFS.
+        url = urlsplit(str(spec_of(cluster, instance.id)["download_path"]))
+        assert f"{url.scheme}://{url.netloc}" == f"http://{seaweed.endpoint}"
+        assert url.path == f"/{bucket}/packages/{uploaded.sha256}.zip"
+        assert parse_qs(url.query)["X-Amz-Expires"] == ["600"]
+
+        started = gdos.start_instance(instance.id)
+        assert started.state == InstanceState.RUNNING
+        answer = wait_until(
+            lambda: httpx.get(f"http://127.0.0.1:{port}/hi", timeout=2).json(),
+            what="service to answer",
+        )
+        assert answer["instance"] == instance.id
+
+        # Users still download through the master, streamed from S3.
+        saved = gdos.download_package("http", "1.0.0", cluster.root / "dl.zip")
+        assert hashlib.sha256(saved.read_bytes()).hexdigest() == uploaded.sha256
+
+        gdos.destroy_instance(instance.id)
+        gdos.delete_module(instance.module_id)
+        gdos.delete_package("http", "1.0.0")
+        assert objects(seaweed, bucket) == []
+
+
+def test_worker_fetch_master_goes_through_the_master(
+    cluster: LocalCluster, seaweed: SeaweedFS, pack: Callable[..., Path]
+) -> None:
+    cluster.start_master(
+        *seaweed.master_flags("gdos-e2e-via-master"),
+        env={"OPS_MASTER_STORAGE_WORKER_FETCH": "master"},
+    )
+    cluster.start_worker()
+    with cluster.client() as gdos:
+        instance = setup_module_instance(gdos, online_node(gdos), pack("sleeper"), start=True)
+        assert instance.state == InstanceState.RUNNING
+        sha256 = gdos.get_package("sleeper", "1.0.0").sha256
+        assert spec_of(cluster, instance.id)["download_path"] == f"/api/v1/agent/packages/{sha256}"
+        cached = cluster.root / "worker0" / "cache"
+        assert [p.name for p in cached.iterdir() if not p.name.startswith(".")] != []
+
+
+def test_s3_down_gives_a_clear_error_and_recovers_without_restart(
+    cluster: LocalCluster, own_seaweed: SeaweedFS, pack: Callable[..., Path]
+) -> None:
+    bucket = "gdos-e2e-faults"
+    master = cluster.start_master(*own_seaweed.master_flags(bucket))
+    cluster.start_worker()
+    package = pack("sleeper")
+    with cluster.client() as gdos:
+        node_id = online_node(gdos)
+
+        # S3 down during the upload: a 503-class StorageError, no row, no object, no temp file.
+        own_seaweed.kill()
+        with pytest.raises(StorageError) as caught:
+            gdos.upload_package(package)
+        assert caught.value.status == 503 and own_seaweed.endpoint in caught.value.message
+        with pytest.raises(NotFoundError):
+            gdos.get_package("sleeper", "1.0.0")
+        assert gdos.list_packages() == []
+        assert list((cluster.root / "master" / "tmp").iterdir()) == []
+
+        # S3 back: the same upload works with the same master process.
+        own_seaweed.start()
+        assert objects(own_seaweed, bucket) == []
+        uploaded = gdos.upload_package(package)
+        assert [o.key for o in objects(own_seaweed, bucket)] == [f"packages/{uploaded.sha256}.zip"]
+
+        # S3 down while the worker fetches: it retries, then the deploy fails clearly
+        # and leaves nothing on either side.
+        system = gdos.create_system("shop")
+        module = gdos.create_module(system.id, "web", "sleeper", "1.0.0")
+        own_seaweed.kill()
+        with pytest.raises(RemoteError, match=r"cannot fetch package sleeper@1\.0\.0"):
+            gdos.deploy(module.id, node_id, start=True)
+        assert gdos.list_instances() == []
+        assert list((cluster.root / "worker0" / "instances").iterdir()) == []
+
+        own_seaweed.start()
+        instance = gdos.deploy(module.id, node_id, start=True)
+        assert instance.state == InstanceState.RUNNING
+    assert master.alive() and cluster.master is master
