@@ -3,13 +3,19 @@
 nox -s tests       the whole test suite (unit, e2e with real processes)
 nox -s lint        ruff check + format check
 nox -s typecheck   mypy --strict on the packages
+nox -s typecheck_windows   the same for gdos_sdk + gdos_worker as on Windows
 nox -s e2e         only the end-to-end tests
+nox -s web         build the web console into gdos_master/static (npm ci + vite build)
+nox -s browser     only the browser tests (Playwright + Debian's Chromium)
 nox -s bench       benchmarks; prints figures next to raw baselines
 nox -s up          master + one local worker on embedded defaults
 nox -s docs        regenerate docs/api.md from the OpenAPI document
 """
 
 from __future__ import annotations
+
+import shutil
+from pathlib import Path
 
 import nox
 
@@ -26,10 +32,27 @@ def install(session: nox.Session, *extras: str) -> None:
     session.install("-q", "-e", spec)
 
 
+WEB_INDEX = Path("gdos_master/static/index.html")
+
+
+def build_web(session: nox.Session, *, force: bool = False) -> None:
+    """Build the console into gdos_master/static (npm ci + vite build) unless it is built."""
+    if WEB_INDEX.is_file() and not force:
+        return
+    if shutil.which("npm") is None:
+        if force:
+            session.error("npm is missing: install Node.js 20.19+ to build the web console")
+        session.warn("npm is missing: the web console is not built (the API still works)")
+        return
+    session.run("npm", "ci", "--no-audit", "--no-fund", external=True, cwd="web")
+    session.run("npm", "run", "build", external=True, cwd="web")
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Run the whole test suite (pass pytest options after --)."""
     install(session, "test")
+    build_web(session)  # the browser tests need the built console
     session.run("pytest", *(session.posargs or ["-q"]))
 
 
@@ -38,6 +61,20 @@ def e2e(session: nox.Session) -> None:
     """Run only the end-to-end tests (real master and worker processes)."""
     install(session, "test")
     session.run("pytest", "tests/e2e", *(session.posargs or ["-q"]))
+
+
+@nox.session(python=PYTHON)
+def web(session: nox.Session) -> None:
+    """Build the web console into gdos_master/static (always rebuilds)."""
+    build_web(session, force=True)
+
+
+@nox.session(python=PYTHON)
+def browser(session: nox.Session) -> None:
+    """Run only the browser tests (Playwright driving /usr/bin/chromium)."""
+    install(session, "test")
+    build_web(session)
+    session.run("pytest", "tests/browser", *(session.posargs or ["-q"]))
 
 
 @nox.session(python=PYTHON)
@@ -56,6 +93,13 @@ def typecheck(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def typecheck_windows(session: nox.Session) -> None:
+    """mypy --strict as if on Windows (--platform win32): the Job Object executor's paths."""
+    install(session, "typecheck")
+    session.run("mypy", "--platform", "win32", "gdos_sdk", "gdos_worker", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Benchmarks with raw baselines measured in the same run."""
     install(session, "test")
@@ -66,6 +110,7 @@ def bench(session: nox.Session) -> None:
 def up(session: nox.Session) -> None:
     """Start a master and one local worker (data under .gdos/up); Ctrl-C stops both."""
     install(session)
+    build_web(session)
     session.run("python", "tools/up.py", *session.posargs)
 
 

@@ -1,0 +1,203 @@
+// Every REST call of the console. Errors carry the server's message, which is shown as is;
+// a 401 sends the page to the login form (see onUnauthorized in main.js).
+import { ElMessage } from 'element-plus'
+import 'element-plus/es/components/message/style/css'
+import { store } from './store'
+import { t } from './i18n'
+
+const BASE = '/api/v1'
+
+export class ApiError extends Error {
+  constructor(status, code, message, details) {
+    super(message)
+    this.status = status
+    this.code = code
+    this.details = details
+  }
+}
+
+let unauthorized = () => {}
+
+/** Register what happens when a call answers 401 (the app goes to the login page). */
+export function onUnauthorized(handler) {
+  unauthorized = handler
+}
+
+function cookie(name) {
+  const found = document.cookie.split('; ').find((c) => c.startsWith(name + '='))
+  return found ? decodeURIComponent(found.slice(name.length + 1)) : ''
+}
+
+function csrfToken() {
+  return store.csrf || cookie('gdos_csrf')
+}
+
+function url(path, query) {
+  const params = new URLSearchParams()
+  for (const [key, value] of Object.entries(query || {})) {
+    if (value !== undefined && value !== null && value !== '') params.append(key, value)
+  }
+  const qs = params.toString()
+  return BASE + path + (qs ? '?' + qs : '')
+}
+
+function errorFrom(status, body, statusText) {
+  const err = body && typeof body === 'object' ? body.error : null
+  if (err) return new ApiError(status, err.code, err.message, err.details)
+  return new ApiError(status, 'http_error', `${status} ${statusText || ''}`.trim())
+}
+
+function fail(error, { quiet, noRedirect }) {
+  if (error.status === 401 && !noRedirect) unauthorized()
+  else if (!quiet) ElMessage.error({ message: error.message, grouping: true })
+  throw error
+}
+
+/**
+ * One REST call. Options: query, body (JSON), quiet (do not show the error), noRedirect
+ * (a 401 is just an error: the login form and the session check use it).
+ */
+export async function request(method, path, options = {}) {
+  const headers = { Accept: 'application/json' }
+  const init = { method, headers, credentials: 'same-origin' }
+  if (options.body !== undefined) {
+    headers['Content-Type'] = 'application/json'
+    init.body = JSON.stringify(options.body)
+  }
+  if (method !== 'GET') headers['X-CSRF-Token'] = csrfToken()
+  let response
+  try {
+    response = await fetch(url(path, options.query), init)
+  } catch (exc) {
+    return fail(new ApiError(0, 'network', t('errors.network', { detail: exc.message })), options)
+  }
+  if (response.status === 204) return null
+  const isJson = (response.headers.get('Content-Type') || '').includes('json')
+  const body = isJson ? await response.json().catch(() => null) : await response.text()
+  if (!response.ok) return fail(errorFrom(response.status, body, response.statusText), options)
+  return body
+}
+
+const get = (path, query, options) => request('GET', path, { ...options, query })
+const post = (path, body, options) => request('POST', path, { ...options, body })
+const patch = (path, body) => request('PATCH', path, { body })
+const del = (path, query) => request('DELETE', path, { query })
+const enc = encodeURIComponent
+
+// --- auth, users, tokens -------------------------------------------------------------------
+
+export async function login(username, password) {
+  const me = await post('/auth/login', { username, password }, { noRedirect: true, quiet: true })
+  store.user = me.user
+  store.csrf = me.csrf_token || ''
+  return me
+}
+
+export async function logout() {
+  try {
+    await post('/auth/logout', undefined, { noRedirect: true, quiet: true })
+  } finally {
+    store.user = null
+    store.csrf = ''
+  }
+}
+
+/** The session's user, or null when there is no valid session. */
+export async function me() {
+  try {
+    const found = await get('/auth/me', undefined, { noRedirect: true, quiet: true })
+    store.user = found.user
+    store.csrf = found.csrf_token || store.csrf
+    return found
+  } catch (exc) {
+    if (exc.status === 401) return null
+    throw exc
+  }
+}
+
+export const listUsers = () => get('/users')
+export const createUser = (body) => post('/users', body)
+export const updateUser = (id, body) => patch(`/users/${enc(id)}`, body)
+export const deleteUser = (id) => del(`/users/${enc(id)}`)
+
+export const listTokens = () => get('/tokens')
+export const createToken = (body) => post('/tokens', body)
+export const revokeToken = (id) => del(`/tokens/${enc(id)}`)
+
+// --- nodes -----------------------------------------------------------------------------------
+
+export const listNodes = (query) => get('/nodes', query)
+export const getNode = (id) => get(`/nodes/${enc(id)}`)
+export const updateNode = (id, body) => patch(`/nodes/${enc(id)}`, body)
+export const planNode = (body) => post('/nodes', body)
+export const approveNode = (id) => post(`/nodes/${enc(id)}/approve`)
+export const deleteNode = (id, force = false) =>
+  del(`/nodes/${enc(id)}`, force ? { force: 'true' } : undefined)
+
+// --- packages --------------------------------------------------------------------------------
+
+export const listPackages = (search) => get('/packages', { search })
+export const packageVersions = (name) => get(`/packages/${enc(name)}`)
+export const getManifest = (name, version) => get(`/packages/${enc(name)}/${enc(version)}/manifest`)
+export const deletePackage = (name, version) => del(`/packages/${enc(name)}/${enc(version)}`)
+export const downloadUrl = (name, version) =>
+  url(`/packages/${enc(name)}/${enc(version)}/download`)
+
+/**
+ * Upload a package zip as the raw request body, reporting progress (0-100) as it goes.
+ * XMLHttpRequest, not fetch: only XHR reports upload progress.
+ */
+export function uploadPackage(file, { force = false, onProgress } = {}) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest()
+    xhr.open('POST', url('/packages', force ? { force: 'true' } : undefined))
+    xhr.setRequestHeader('Content-Type', 'application/zip')
+    xhr.setRequestHeader('Accept', 'application/json')
+    xhr.setRequestHeader('X-CSRF-Token', csrfToken())
+    xhr.upload.onprogress = (event) => {
+      if (event.lengthComputable && onProgress) onProgress((100 * event.loaded) / event.total)
+    }
+    xhr.onload = () => {
+      let body = null
+      try {
+        body = JSON.parse(xhr.responseText)
+      } catch {
+        body = null
+      }
+      if (xhr.status >= 200 && xhr.status < 300) return resolve(body)
+      const error = errorFrom(xhr.status, body, xhr.statusText)
+      if (error.status === 401) unauthorized()
+      reject(error)
+    }
+    xhr.onerror = () => reject(new ApiError(0, 'network', t('errors.network', { detail: '' })))
+    xhr.send(file)
+  })
+}
+
+// --- systems, modules, instances -------------------------------------------------------------
+
+export const listSystems = () => get('/systems')
+export const getSystem = (id) => get(`/systems/${enc(id)}`)
+export const createSystem = (body) => post('/systems', body)
+export const updateSystem = (id, body) => patch(`/systems/${enc(id)}`, body)
+export const deleteSystem = (id) => del(`/systems/${enc(id)}`)
+export const startSystem = (id) => post(`/systems/${enc(id)}/start`)
+export const stopSystem = (id) => post(`/systems/${enc(id)}/stop`)
+
+export const listModules = (systemId) => get(`/systems/${enc(systemId)}/modules`)
+export const createModule = (systemId, body) => post(`/systems/${enc(systemId)}/modules`, body)
+export const updateModule = (id, body) => patch(`/modules/${enc(id)}`, body)
+export const deleteModule = (id) => del(`/modules/${enc(id)}`)
+
+export const listInstances = (query) => get('/instances', query)
+export const deploy = (body) => post('/instances', body)
+export const startInstance = (id) => post(`/instances/${enc(id)}/start`)
+export const stopInstance = (id) => post(`/instances/${enc(id)}/stop`)
+export const restartInstance = (id) => post(`/instances/${enc(id)}/restart`)
+export const destroyInstance = (id) => del(`/instances/${enc(id)}`)
+
+// --- audit, settings ----------------------------------------------------------------------------
+
+export const listAudit = (query) => get('/audit', query)
+export const getSettings = () => get('/settings')
+export const rotateJoinToken = () => post('/settings/join-token')

@@ -1,0 +1,24 @@
+import { createApp } from 'vue'
+import 'element-plus/theme-chalk/dark/css-vars.css'
+import './style.css'
+import App from './App.vue'
+import { router } from './router'
+import { onUnauthorized } from './api'
+import { closeLive, preconnect } from './live'
+import { store } from './store'
+
+// Any 401 (an expired session, a deleted user) ends up on the login page.
+onUnauthorized(() => {
+  store.user = null
+  closeLive()
+  const current = router.currentRoute.value
+  if (current.name !== 'login') {
+    router.replace({ name: 'login', query: { redirect: current.fullPath } })
+  }
+})
+
+// With a session cookie the page will subscribe soon: open the live socket while the rest of
+// the console loads (its readable CSRF companion cookie says a session exists).
+if (document.cookie.split('; ').some((c) => c.startsWith('gdos_csrf='))) preconnect()
+
+createApp(App).use(router).mount('#app')

@@ -1,0 +1,63 @@
+import { createRouter, createWebHistory } from 'vue-router'
+import { me } from './api'
+import { store } from './store'
+
+const routes = [
+  { path: '/login', name: 'login', component: () => import('./views/Login.vue') },
+  {
+    path: '/',
+    component: () => import('./components/Layout.vue'),
+    children: [
+      { path: '', name: 'dashboard', component: () => import('./views/Dashboard.vue') },
+      { path: 'nodes', name: 'nodes', component: () => import('./views/Nodes.vue') },
+      { path: 'packages', name: 'packages', component: () => import('./views/Packages.vue') },
+      {
+        path: 'systems/:id?',
+        name: 'systems',
+        component: () => import('./views/Systems.vue'),
+      },
+      {
+        path: 'audit',
+        name: 'audit',
+        component: () => import('./views/Audit.vue'),
+        meta: { admin: true },
+      },
+      { path: 'users', name: 'users', component: () => import('./views/Users.vue') },
+      {
+        path: 'settings',
+        name: 'settings',
+        component: () => import('./views/Settings.vue'),
+      },
+    ],
+  },
+  { path: '/:rest(.*)*', redirect: '/' },
+]
+
+export const router = createRouter({ history: createWebHistory(), routes })
+
+let checked = false
+
+router.beforeEach(async (to) => {
+  if (!store.user && !checked) {
+    checked = true
+    // Fetch the page's code while the session is checked, not after.
+    for (const record of to.matched) {
+      const load = record.components && record.components.default
+      if (typeof load === 'function') load().catch(() => {})
+    }
+    try {
+      await me()
+    } catch {
+      // the master is unreachable: the login form will say so when it is used
+    }
+  }
+  if (to.name === 'login') return store.user ? { path: to.query.redirect || '/' } : true
+  if (!store.user) return { name: 'login', query: { redirect: to.fullPath } }
+  if (to.meta.admin && store.user.role !== 'admin') return { name: 'dashboard' }
+  return true
+})
+
+// After a logout the next navigation checks the session again.
+export function resetSessionCheck() {
+  checked = false
+}
