@@ -103,7 +103,7 @@ def register_agent_socket(app: Quart) -> None:
             encode(
                 Welcome(
                     node_id=node_id,
-                    heartbeat_interval=master.fleet.heartbeat_interval,
+                    heartbeat_interval=master.fleet.initial_interval(node_id),
                     server_time=time.time(),
                     credential=credential,
                     approved=approved,
@@ -149,7 +149,7 @@ async def _receive_loop(master: Any, conn: AgentConnection, ws: Any) -> None:
             log.warning("node %s sent a bad frame: %s", conn.node_id, exc.message)
             continue
         if isinstance(message, Heartbeat):
-            master.fleet.heartbeat(conn.node_id, message.node, message.instances)
+            master.fleet.heartbeat(conn.node_id, message.node_samples, message.instance_samples)
         elif isinstance(message, InstanceEvent):
             master.orchestrator.apply_status(conn.node_id, message.status)
         elif isinstance(message, Response):

@@ -15,6 +15,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +26,25 @@ from werkzeug.exceptions import HTTPException
 from gdos_master import __version__
 from gdos_master.accounts import Accounts
 from gdos_master.agent import register_agent_socket
+from gdos_master.alert_store import AlertStore
+from gdos_master.alerting import AlertEngine, Notifier
 from gdos_master.api import api
-from gdos_master.auth import LoginLimiter
+from gdos_master.auth import LoginLimiter, authenticate
 from gdos_master.db import Database
 from gdos_master.fleet import Fleet
+from gdos_master.live import register_live_socket
 from gdos_master.nodes import Nodes
 from gdos_master.orchestrator import Orchestrator
 from gdos_master.packages import Packages
+from gdos_master.prometheus import render_prometheus
 from gdos_master.routing import error_response, json_response
 from gdos_master.systems import Systems
 from gdos_sdk.config import MasterSettings
-from gdos_sdk.errors import ConfigError, ConflictError, GdosError
+from gdos_sdk.errors import ConfigError, ConflictError, GdosError, PermissionDenied
+from gdos_sdk.metrics.series import SeriesStore
 from gdos_sdk.models import Settings
 from gdos_sdk.protocol import InstanceStatus
-from gdos_sdk.storage import LocalStorage, Storage
+from gdos_sdk.storage import LocalStorage, MinioStorage, Storage
 
 __all__ = ["Master", "create_app", "current_master"]
 
@@ -62,6 +68,8 @@ class Master:
     orchestrator: Orchestrator
     limiter: LoginLimiter
     join_token: str
+    alert_store: AlertStore
+    alerts: AlertEngine
     initial_password: str | None = None
     tls: bool = False
     tasks: set[asyncio.Task[Any]] = attrs.field(factory=set)
@@ -110,13 +118,27 @@ class Master:
 
     async def run_housekeeping(self, clock: Callable[[], float] = time.monotonic) -> None:
         """Detect silent nodes twice a second; flush last-seen times now and then."""
-        last_flush = clock()
+        last_flush = last_trim = last_rebalance = clock()
         while True:
             await asyncio.sleep(0.5)
             await self.fleet.sweep()
+            if clock() - last_rebalance >= 5:
+                last_rebalance = clock()
+                await self.fleet.rebalance()
             if clock() - last_flush >= self.settings.database.flush_interval:
                 last_flush = clock()
                 self.nodes.flush_last_seen()
+            if clock() - last_trim >= 60:
+                last_trim = clock()
+                self.fleet.store.trim(time.time())
+
+    async def watch_loop(self, period: float = 0.1) -> None:
+        """Measure how late the event loop wakes a sleeper (a stall shows up here)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            began = loop.time()
+            await asyncio.sleep(period)
+            self.fleet.stats.loop_lag.record(max(0.0, loop.time() - began - period), time.time())
 
     async def close(self) -> None:
         for task in list(self.tasks):
@@ -140,12 +162,20 @@ def current_master() -> Master:
 
 
 def _make_storage(settings: MasterSettings) -> Storage:
-    if settings.storage.type == "local":
+    conf = settings.storage
+    if conf.type == "local":
         return LocalStorage(settings.storage_dir)
-    raise ConfigError(
-        f"storage.type {settings.storage.type!r} is not available in this build"
-        " (MinIO support lands with its own issue)"
-    )
+    if conf.type == "minio":
+        presign = conf.worker_fetch == "presigned"
+        return MinioStorage(
+            conf.minio_endpoint,
+            access_key=conf.minio_access_key,
+            secret_key=conf.minio_secret_key,
+            bucket=conf.minio_bucket,
+            secure=conf.minio_secure,
+            presign_expiry=timedelta(seconds=conf.presign_expiry) if presign else None,
+        )
+    raise ConfigError(f"storage.type must be 'local' or 'minio', not {conf.type!r}")
 
 
 def build_master(
@@ -159,6 +189,11 @@ def build_master(
     fleet = Fleet(
         heartbeat_interval=settings.fleet.heartbeat_interval,
         offline_grace=settings.fleet.offline_grace,
+        store=SeriesStore(
+            window=int(settings.metrics.window), minute_window=int(settings.metrics.minute_window)
+        ),
+        heartbeat_budget=settings.fleet.heartbeat_budget,
+        max_push_interval=settings.fleet.max_push_interval,
     )
     accounts = Accounts(db, session_hours=settings.auth.session_hours)
     initial_password = accounts.ensure_admin(
@@ -176,7 +211,19 @@ def build_master(
     orchestrator = Orchestrator(
         db, fleet, systems, packages, command_timeout=settings.fleet.command_timeout
     )
+    alert_store = AlertStore(db)
+    notifier = Notifier(
+        alert_store,
+        attempts=settings.alerts.webhook_attempts,
+        timeout=settings.alerts.webhook_timeout,
+    )
+    alerts = AlertEngine(
+        alert_store, db, fleet, notifier, startup_grace=settings.alerts.startup_grace
+    )
+    alerts.load()
     return Master(
+        alert_store=alert_store,
+        alerts=alerts,
         settings=settings,
         db=db,
         storage=storage,
@@ -213,6 +260,7 @@ def create_app(
 
     api.register(app)
     register_agent_socket(app)
+    register_live_socket(app)
     _register_errors(app)
     _register_web(app)
 
@@ -220,9 +268,21 @@ def create_app(
     async def healthz() -> Response:
         return json_response({"status": "ok"})
 
+    @app.route("/metrics")
+    async def prometheus() -> Response:
+        try:
+            principal = await authenticate(master)
+            if principal.kind == "node":
+                raise PermissionDenied("node credentials are accepted only on agent endpoints")
+        except GdosError as exc:
+            return error_response(exc)
+        return Response(render_prometheus(master), content_type="text/plain; version=0.0.4")
+
     @app.before_serving
     async def start_background() -> None:
         master.spawn(master.run_housekeeping())
+        master.spawn(master.alerts.run())
+        master.spawn(master.watch_loop())
 
     @app.after_serving
     async def stop_background() -> None:

@@ -138,6 +138,53 @@ MIGRATIONS: list[str] = [
     CREATE INDEX audit_action ON audit(action);
     CREATE INDEX audit_actor ON audit(actor);
     """,
+    # 2: alerts
+    """
+    CREATE TABLE alert_rules (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE alert_state (
+        rule_id TEXT NOT NULL,
+        target TEXT NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (rule_id, target)
+    );
+    CREATE TABLE alert_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        rule_id TEXT NOT NULL,
+        rule_name TEXT NOT NULL,
+        target TEXT NOT NULL,
+        target_name TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        state TEXT NOT NULL,
+        value REAL,
+        started_at REAL NOT NULL,
+        ended_at REAL,
+        end_reason TEXT NOT NULL DEFAULT '',
+        silenced INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX alert_events_started ON alert_events(started_at);
+    CREATE INDEX alert_events_state ON alert_events(state);
+    CREATE TABLE silences (
+        id TEXT PRIMARY KEY,
+        body TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE receivers (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        url TEXT NOT NULL,
+        secret TEXT NOT NULL DEFAULT '',
+        enabled INTEGER NOT NULL DEFAULT 1,
+        created_at REAL NOT NULL
+    );
+    """,
 ]
 
 

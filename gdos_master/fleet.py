@@ -11,18 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 
 import attrs
 
+from gdos_sdk.codec import converter
 from gdos_sdk.errors import RemoteError, TransportError
+from gdos_sdk.metrics.names import instance_values, node_values
+from gdos_sdk.metrics.series import SeriesStore
 from gdos_sdk.models import InstanceSample, NodeSample
-from gdos_sdk.protocol import Command, InstanceStatus, Request, Response, encode
+from gdos_sdk.protocol import Command, Configure, InstanceStatus, Request, Response, encode
 
-__all__ = ["AgentConnection", "Fleet", "NodeRuntime"]
+__all__ = ["AgentConnection", "Fleet", "IngestStats", "NodeRuntime"]
 
 log = logging.getLogger("gdos.master.fleet")
 
@@ -92,15 +97,81 @@ class AgentConnection:
 
 @attrs.define
 class NodeRuntime:
-    """In-memory state of one node."""
+    """In-memory state of one node.
+
+    The latest samples are kept as JSON text, not as model objects: text is invisible to
+    the cyclic garbage collector, while thousands of nodes' sample objects, replaced every
+    few seconds, would be promoted to the oldest generation and make its (stop-the-world)
+    collections take seconds. They are decoded when someone asks.
+    """
 
     node_id: str
     connection: AgentConnection | None = None
     last_heartbeat: float = 0.0  # monotonic
     last_seen: float = 0.0  # wall clock, flushed to the database now and then
-    latest: NodeSample | None = None
-    instances: dict[str, InstanceSample] = attrs.field(factory=dict)
+    latest_text: str | None = None
+    latest_ts: float = 0.0
+    instance_texts: dict[str, str] = attrs.field(factory=dict)
     approved: bool = True
+    push_interval: float = 1.0
+    watchers: int = 0
+    _decoded: tuple[str, NodeSample] | None = None
+
+    @property
+    def latest(self) -> NodeSample | None:
+        text = self.latest_text
+        if text is None:
+            return None
+        if self._decoded is None or self._decoded[0] is not text:
+            self._decoded = (text, converter.structure(json.loads(text), NodeSample))
+        return self._decoded[1]
+
+    def instance_sample(self, instance_id: str) -> InstanceSample | None:
+        text = self.instance_texts.get(instance_id)
+        if text is None:
+            return None
+        return converter.structure(json.loads(text), InstanceSample)
+
+
+@attrs.define
+class RecentMax:
+    """The largest value recorded in the last 10 to 20 seconds (two 10 s windows)."""
+
+    last: float = 0.0
+    _start: float = 0.0
+    _current: float = 0.0
+    _previous: float = 0.0
+
+    def record(self, value: float, now: float) -> None:
+        self.last = value
+        if now - self._start >= 10.0:
+            self._previous, self._current, self._start = self._current, 0.0, now
+        self._current = max(self._current, value)
+
+    @property
+    def value(self) -> float:
+        return max(self._previous, self._current)
+
+
+@attrs.define
+class IngestStats:
+    """The master's own ingest counters (exported at /metrics)."""
+
+    heartbeats: int = 0
+    node_samples: int = 0
+    instance_samples: int = 0
+    # seconds between a batch's newest sample and its arrival
+    lag: RecentMax = attrs.field(factory=RecentMax)
+    # how late the event loop wakes up a 0.1 s sleeper: the master's own responsiveness
+    loop_lag: RecentMax = attrs.field(factory=RecentMax)
+
+    @property
+    def last_lag(self) -> float:
+        return self.lag.last
+
+    @property
+    def recent_max_lag(self) -> float:
+        return self.lag.value
 
 
 class Fleet:
@@ -111,13 +182,23 @@ class Fleet:
         *,
         heartbeat_interval: float,
         offline_grace: float,
+        store: SeriesStore | None = None,
+        heartbeat_budget: float = 500.0,
+        max_push_interval: float = 15.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.heartbeat_interval = heartbeat_interval
+        self.offline_grace = offline_grace
         self.offline_after = heartbeat_interval + offline_grace
+        self.heartbeat_budget = heartbeat_budget
+        self.max_push_interval = max_push_interval
+        self.store = store if store is not None else SeriesStore()
+        self.stats = IngestStats()
         self._clock = clock
         self.nodes: dict[str, NodeRuntime] = {}
         self.on_offline: list[Callable[[str], None]] = []
+        # Called with (node id, node samples, instance samples) after each heartbeat.
+        self.on_samples: list[Callable[[str, list[NodeSample], list[InstanceSample]], None]] = []
 
     def runtime(self, node_id: str) -> NodeRuntime:
         found = self.nodes.get(node_id)
@@ -133,31 +214,106 @@ class Fleet:
         rt.approved = approved
         rt.last_heartbeat = self._clock()
         rt.last_seen = time.time()
+        rt.push_interval = self.desired_interval(rt)
         if old is not None and old is not conn:
             await old.close()
+
+    def initial_interval(self, node_id: str) -> float:
+        """The push interval to put in a node's welcome."""
+        return self.desired_interval(self.runtime(node_id))
 
     async def disconnect(self, conn: AgentConnection) -> None:
         rt = self.nodes.get(conn.node_id)
         await conn.close()
         if rt is not None and rt.connection is conn:
             rt.connection = None
-            rt.latest = None
-            rt.instances.clear()
+            rt.latest_text = None
+            rt.instance_texts = {}
             for callback in self.on_offline:
                 callback(conn.node_id)
 
-    def heartbeat(self, node_id: str, node: NodeSample, instances: list[InstanceSample]) -> None:
+    def heartbeat(
+        self, node_id: str, nodes: list[NodeSample], instances: list[InstanceSample]
+    ) -> None:
+        """Record liveness and every sample of a heartbeat batch (no database write)."""
         rt = self.runtime(node_id)
         rt.last_heartbeat = self._clock()
-        rt.last_seen = time.time()
-        rt.latest = node
-        rt.instances = {s.instance_id: s for s in instances}
+        now = time.time()
+        rt.last_seen = now
+        store = self.store
+        node_target = f"node:{node_id}"
+        for sample in nodes:
+            store.add(node_target, node_values(sample), sample.ts)
+        if nodes:
+            newest = max(nodes, key=lambda s: s.ts)
+            if rt.latest_text is None or newest.ts >= rt.latest_ts:
+                rt.latest_text = json.dumps(converter.unstructure(newest))
+                rt.latest_ts = newest.ts
+            self.stats.lag.record(max(0.0, now - newest.ts), now)
+        latest: dict[str, InstanceSample] = {}
+        for isample in instances:
+            store.add(f"instance:{isample.instance_id}", instance_values(isample), isample.ts)
+            seen = latest.get(isample.instance_id)
+            if seen is None or isample.ts >= seen.ts:
+                latest[isample.instance_id] = isample
+        if instances or nodes:
+            rt.instance_texts = {
+                iid: json.dumps(converter.unstructure(s)) for iid, s in latest.items()
+            }
+        self.stats.heartbeats += 1
+        self.stats.node_samples += len(nodes)
+        self.stats.instance_samples += len(instances)
+        for callback in self.on_samples:
+            callback(node_id, nodes, instances)
 
     def is_online(self, node_id: str) -> bool:
         rt = self.nodes.get(node_id)
         if rt is None or rt.connection is None or rt.connection.closed:
             return False
-        return self._clock() - rt.last_heartbeat <= self.offline_after
+        return self._clock() - rt.last_heartbeat <= rt.push_interval + self.offline_grace
+
+    # --- push intervals -----------------------------------------------------------------------
+
+    def desired_interval(self, rt: NodeRuntime) -> float:
+        """1 s while watched; unwatched nodes share the heartbeat budget.
+
+        A fleet of N nodes pushes about ``heartbeat_budget`` heartbeats per second: each
+        unwatched node every ``N / budget`` seconds (rounded up to whole seconds, within
+        ``[heartbeat_interval, max_push_interval]``). Samples keep 1 s resolution; only the
+        batches grow.
+        """
+        if rt.watchers > 0:
+            return self.heartbeat_interval
+        share = math.ceil(len(self.nodes) / self.heartbeat_budget)
+        return float(min(self.max_push_interval, max(self.heartbeat_interval, share)))
+
+    async def watch(self, node_id: str, delta: int) -> None:
+        """A browser started (+1) or stopped (-1) watching a node; adjust its push interval."""
+        rt = self.runtime(node_id)
+        rt.watchers = max(0, rt.watchers + delta)
+        await self._apply_interval(rt)
+
+    async def _apply_interval(self, rt: NodeRuntime) -> None:
+        wanted = self.desired_interval(rt)
+        if wanted == rt.push_interval:
+            return
+        conn = rt.connection
+        if conn is not None and not conn.closed:
+            try:
+                await conn.send(encode(Configure(push_interval=wanted)))
+            except Exception:
+                return
+        if wanted < rt.push_interval:
+            # The last heartbeat came at the old, slower pace: start the shorter deadline now
+            # (the worker pushes at once on a Configure), so the node cannot flap offline.
+            rt.last_heartbeat = self._clock()
+        rt.push_interval = wanted
+
+    async def rebalance(self) -> None:
+        """Re-apply push intervals after the fleet crossed a multiple of the heartbeat budget."""
+        for rt in list(self.nodes.values()):
+            if rt.connection is not None and self.desired_interval(rt) != rt.push_interval:
+                await self._apply_interval(rt)
 
     def connection(self, node_id: str) -> AgentConnection | None:
         """The node's channel if it is online and approved, else None."""
@@ -168,7 +324,7 @@ class Fleet:
 
     def instance_sample(self, node_id: str, instance_id: str) -> InstanceSample | None:
         rt = self.nodes.get(node_id)
-        return None if rt is None else rt.instances.get(instance_id)
+        return None if rt is None else rt.instance_sample(instance_id)
 
     async def sweep(self) -> list[str]:
         """Close channels whose heartbeats stopped; return the nodes that went offline."""
@@ -176,7 +332,8 @@ class Fleet:
         stale = [
             rt.connection
             for rt in self.nodes.values()
-            if rt.connection is not None and now - rt.last_heartbeat > self.offline_after
+            if rt.connection is not None
+            and now - rt.last_heartbeat > rt.push_interval + self.offline_grace
         ]
         for conn in stale:
             log.warning("node %s missed heartbeats; marking offline", conn.node_id)
@@ -184,10 +341,15 @@ class Fleet:
         return [c.node_id for c in stale]
 
     async def forget(self, node_id: str) -> None:
-        """Drop a deleted node, closing its channel."""
+        """Drop a deleted node, closing its channel and freeing its series."""
         rt = self.nodes.pop(node_id, None)
+        self.store.drop(f"node:{node_id}")
         if rt is not None and rt.connection is not None:
             await rt.connection.close()
+
+    def forget_instance(self, instance_id: str) -> None:
+        """Free a destroyed instance's series."""
+        self.store.drop(f"instance:{instance_id}")
 
     def online_count(self) -> int:
         return sum(1 for node_id in self.nodes if self.is_online(node_id))

@@ -48,6 +48,7 @@ class Nodes:
         self.db = db
         self.fleet = fleet
         self.require_approval = require_approval
+        self._fingerprints: dict[str, tuple[str, Fingerprint]] = {}
 
     def _status(self, row: sqlite3.Row) -> NodeStatus:
         if row["planned"]:
@@ -61,9 +62,7 @@ class Nodes:
         last_seen = row["last_seen"]
         if rt is not None and rt.last_seen:
             last_seen = max(last_seen or 0.0, rt.last_seen)
-        fingerprint = None
-        if row["fingerprint"]:
-            fingerprint = converter.structure(json.loads(row["fingerprint"]), Fingerprint)
+        fingerprint = self._fingerprint(row["id"], row["fingerprint"])
         status = self._status(row)
         return Node(
             id=row["id"],
@@ -80,6 +79,17 @@ class Nodes:
             latest=rt.latest if rt is not None and status == NodeStatus.ONLINE else None,
             instance_count=instance_count,
         )
+
+    def _fingerprint(self, node_id: str, raw: str | None) -> Fingerprint | None:
+        """Parsed fingerprint, cached by its JSON text (listing 5,000 nodes stays cheap)."""
+        if not raw:
+            return None
+        cached = self._fingerprints.get(node_id)
+        if cached is not None and cached[0] == raw:
+            return cached[1]
+        parsed = converter.structure(json.loads(raw), Fingerprint)
+        self._fingerprints[node_id] = (raw, parsed)
+        return parsed
 
     def _counts(self) -> dict[str, int]:
         rows = self.db.all("SELECT node_id, COUNT(*) AS n FROM instances GROUP BY node_id")
@@ -176,9 +186,14 @@ class Nodes:
                 f"node has {count} instance(s); destroy them first or pass force=true",
                 details={"instances": count},
             )
+        dropped = [
+            r["id"] for r in self.db.all("SELECT id FROM instances WHERE node_id = ?", (node_id,))
+        ]
         with self.db.transaction():
             self.db.execute("DELETE FROM instances WHERE node_id = ?", (node_id,))
             self.db.execute("DELETE FROM nodes WHERE id = ?", (node_id,))
+        for instance_id in dropped:
+            self.fleet.forget_instance(instance_id)
         await self.fleet.forget(node_id)
         return count
 

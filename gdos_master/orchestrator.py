@@ -162,6 +162,10 @@ class Orchestrator:
     def spec_for(self, row: sqlite3.Row) -> InstanceSpec:
         package = self.packages.get(row["package"], row["version"])
         module = self.systems.get_module(row["module_id"])
+        # A presigned URL lets the worker fetch straight from the object store;
+        # without one (local disk, or worker_fetch: master) it asks the master.
+        key = self.packages.storage_key(package.name, package.version)
+        url = self.packages.storage.presigned_url(key)
         return InstanceSpec(
             instance_id=row["id"],
             module_id=row["module_id"],
@@ -171,7 +175,7 @@ class Orchestrator:
             version=package.version,
             sha256=package.sha256,
             size=package.size,
-            download_path=f"/api/v1/agent/packages/{package.sha256}",
+            download_path=url or f"/api/v1/agent/packages/{package.sha256}",
             manifest=package.manifest,
             env=module.env,
             args=module.args,
@@ -262,6 +266,7 @@ class Orchestrator:
                     raise
             applied = True
         self.db.execute("DELETE FROM instances WHERE id = ?", (instance_id,))
+        self.fleet.forget_instance(instance_id)
         return applied
 
     async def batch(self, system_id: str, action: str) -> list[SystemActionResult]:

@@ -86,6 +86,12 @@ class MasterStorage:
     minio_secret_key: str = _opt("", "MinIO secret key", flag="minio_secret_key", secret=True)
     minio_bucket: str = _opt("gdos", "MinIO bucket (created if missing)", flag="minio_bucket")
     minio_secure: bool = _opt(False, "use TLS to reach MinIO")
+    worker_fetch: str = _opt(
+        "presigned",
+        "with minio: workers fetch packages straight from MinIO by a presigned URL"
+        " (presigned) or through the master (master)",
+    )
+    presign_expiry: int = _opt(600, "seconds a presigned package URL stays valid (1 to 604800)")
 
 
 @attrs.frozen
@@ -110,9 +116,30 @@ class MasterAuth:
 
 @attrs.frozen
 class MasterFleet:
-    heartbeat_interval: float = _opt(1.0, "seconds between worker heartbeats")
-    offline_grace: float = _opt(5.0, "a node is offline after heartbeat_interval + this")
+    heartbeat_interval: float = _opt(1.0, "seconds between heartbeats of a watched node")
+    heartbeat_budget: float = _opt(
+        500.0,
+        "heartbeats per second the master aims for: unwatched nodes of a fleet larger than"
+        " this push every (nodes / budget) seconds, samples still at 1 s resolution",
+    )
+    max_push_interval: float = _opt(15.0, "longest push interval of an unwatched node")
+    offline_grace: float = _opt(5.0, "a node is offline after its push interval + this")
     command_timeout: float = _opt(60.0, "seconds to wait for a worker to answer a command")
+
+
+@attrs.frozen
+class MasterMetrics:
+    window: float = _opt(3600.0, "seconds of 1 s samples kept in memory")
+    minute_window: float = _opt(86400.0, "seconds of 1 min aggregates kept in memory")
+
+
+@attrs.frozen
+class MasterAlerts:
+    startup_grace: float = _opt(
+        30.0, "seconds after a master start before node_offline alerts are evaluated"
+    )
+    webhook_attempts: int = _opt(5, "delivery attempts per webhook notification")
+    webhook_timeout: float = _opt(10.0, "seconds to wait for a webhook to answer")
 
 
 @attrs.frozen
@@ -129,6 +156,8 @@ class MasterSettings:
     storage: MasterStorage = attrs.field(factory=MasterStorage)
     auth: MasterAuth = attrs.field(factory=MasterAuth)
     fleet: MasterFleet = attrs.field(factory=MasterFleet)
+    metrics: MasterMetrics = attrs.field(factory=MasterMetrics)
+    alerts: MasterAlerts = attrs.field(factory=MasterAlerts)
     log: MasterLog = attrs.field(factory=MasterLog)
 
     @property
@@ -394,6 +423,13 @@ def load_master_settings(
     )
     if settings.storage.type not in {"local", "minio"}:
         raise ConfigError(f"storage.type must be 'local' or 'minio', not {settings.storage.type!r}")
+    if settings.storage.worker_fetch not in {"presigned", "master"}:
+        raise ConfigError(
+            "storage.worker_fetch must be 'presigned' or 'master',"
+            f" not {settings.storage.worker_fetch!r}"
+        )
+    if not 1 <= settings.storage.presign_expiry <= 604800:
+        raise ConfigError("storage.presign_expiry must be between 1 and 604800 seconds (7 days)")
     parse_listen(settings.server.listen, default_host="0.0.0.0")
     return settings
 

@@ -27,10 +27,14 @@ __all__ = [
     "Disk",
     "DiskUsage",
     "Fingerprint",
+    "IngestStatus",
     "Instance",
     "InstanceSample",
     "LoginRequest",
     "Me",
+    "MetricLatest",
+    "MetricRange",
+    "MetricValue",
     "Module",
     "ModuleCreate",
     "ModulePatch",
@@ -342,6 +346,47 @@ class Settings:
     offline_after: float
     max_package_bytes: int
     version: str
+
+
+@attrs.frozen
+class MetricRange:
+    """``points`` are ``[unix seconds, value]`` pairs, one per ``step``, oldest first."""
+
+    target: str
+    metric: str
+    start: float
+    end: float
+    step: int
+    agg: str
+    points: list[tuple[int, float]]
+
+
+@attrs.frozen
+class IngestStatus:
+    """The master's own ingest counters (cheap to read; what the fleet benchmark polls)."""
+
+    heartbeats: int
+    node_samples: int
+    instance_samples: int
+    last_lag: float
+    recent_max_lag: float
+    loop_lag_max: float
+    nodes_online: int
+    series: int
+
+
+@attrs.frozen
+class MetricValue:
+    ts: int
+    value: float
+
+
+@attrs.frozen
+class MetricLatest:
+    """The newest value of every metric of a target."""
+
+    target: str
+    values: dict[str, MetricValue]
 
 
 # --- request bodies -------------------------------------------------------------------------

@@ -7,7 +7,8 @@ with ``X-GDOS-Node-Id``) and then::
 
     worker -> master   hello            protocol version, fingerprint, full inventory
     master -> worker   welcome          credential (first join), heartbeat interval
-    worker -> master   heartbeat        node sample + instance samples (every second)
+    worker -> master   heartbeat        the 1 s samples since the last one (every push interval)
+    master -> worker   configure        a new push interval
     worker -> master   instance_state   an instance changed state
     master -> worker   request          a command with an id and a timeout
     worker -> master   response         the command's result or error, same id
@@ -19,7 +20,7 @@ desired state it holds and sends the commands that close the gap.
 Example::
 
     from gdos_sdk.protocol import decode, encode, Heartbeat
-    text = encode(Heartbeat(ts=..., node=sample, instances=[]))
+    text = encode(Heartbeat(ts=..., node_samples=[sample], instance_samples=[]))
     msg = decode(text)
 """
 
@@ -32,12 +33,13 @@ import attrs
 
 from gdos_sdk.codec import converter, structure, unstructure
 from gdos_sdk.errors import ProtocolError, ValidationError
-from gdos_sdk.models import Fingerprint, InstanceSample, NodeSample
+from gdos_sdk.models import DiskUsage, Fingerprint, InstanceSample, NetRate, NodeSample
 from gdos_sdk.states import DesiredState, Health, InstanceState
 
 __all__ = [
     "PROTOCOL_VERSION",
     "Command",
+    "Configure",
     "DeployCommand",
     "DestroyCommand",
     "ErrorInfo",
@@ -173,10 +175,20 @@ class Welcome:
 
 @attrs.frozen
 class Heartbeat:
+    """Liveness plus every 1 s sample taken since the previous heartbeat (oldest first)."""
+
     ts: float
-    node: NodeSample
-    instances: list[InstanceSample] = attrs.field(factory=list)
+    node_samples: list[NodeSample] = attrs.field(factory=list)
+    instance_samples: list[InstanceSample] = attrs.field(factory=list)
     type: Literal["heartbeat"] = "heartbeat"
+
+
+@attrs.frozen
+class Configure:
+    """Master -> worker: how often to push heartbeats (1 s while someone watches the node)."""
+
+    push_interval: float
+    type: Literal["configure"] = "configure"
 
 
 @attrs.frozen
@@ -209,12 +221,15 @@ class ErrorMessage:
     type: Literal["error"] = "error"
 
 
-Message = Hello | Welcome | Heartbeat | InstanceEvent | Request | Response | ErrorMessage
+Message = (
+    Hello | Welcome | Heartbeat | Configure | InstanceEvent | Request | Response | ErrorMessage
+)
 
 _MESSAGES: dict[str, type[Any]] = {
     "hello": Hello,
     "welcome": Welcome,
     "heartbeat": Heartbeat,
+    "configure": Configure,
     "instance_state": InstanceEvent,
     "request": Request,
     "response": Response,
@@ -240,12 +255,86 @@ def encode(message: Message) -> str:
     return json.dumps(unstructure(message), separators=(",", ":"))
 
 
+_NODE_KEYS = frozenset(f.name for f in attrs.fields(NodeSample))
+_INSTANCE_KEYS = frozenset(f.name for f in attrs.fields(InstanceSample))
+_HEARTBEAT_KEYS = frozenset({"type", "ts", "node_samples", "instance_samples"})
+
+
+def _fast_heartbeat(data: dict[str, Any]) -> Heartbeat | None:
+    """Build a heartbeat without the general converter (the hottest message by far).
+
+    Exactly the expected keys and plain numbers, or None: anything unusual takes the
+    general path, which reports the problem precisely.
+    """
+    try:
+        if data.keys() != _HEARTBEAT_KEYS:
+            return None
+        nodes = []
+        for n in data["node_samples"]:
+            if n.keys() != _NODE_KEYS:
+                return None
+            nodes.append(
+                NodeSample(
+                    ts=float(n["ts"]),
+                    cpu_percent=float(n["cpu_percent"]),
+                    load1=float(n["load1"]),
+                    load5=float(n["load5"]),
+                    load15=float(n["load15"]),
+                    mem_total=int(n["mem_total"]),
+                    mem_used=int(n["mem_used"]),
+                    mem_percent=float(n["mem_percent"]),
+                    swap_total=int(n["swap_total"]),
+                    swap_used=int(n["swap_used"]),
+                    disk_read_bps=float(n["disk_read_bps"]),
+                    disk_write_bps=float(n["disk_write_bps"]),
+                    uptime_seconds=float(n["uptime_seconds"]),
+                    disks=[
+                        DiskUsage(
+                            str(d["mountpoint"]),
+                            int(d["total_bytes"]),
+                            int(d["used_bytes"]),
+                            float(d["percent"]),
+                        )
+                        for d in n["disks"]
+                    ],
+                    net=[
+                        NetRate(str(r["interface"]), float(r["rx_bps"]), float(r["tx_bps"]))
+                        for r in n["net"]
+                    ],
+                )
+            )
+        instances = []
+        for i in data["instance_samples"]:
+            if i.keys() != _INSTANCE_KEYS or not isinstance(i["instance_id"], str):
+                return None
+            instances.append(
+                InstanceSample(
+                    ts=float(i["ts"]),
+                    instance_id=i["instance_id"],
+                    cpu_percent=float(i["cpu_percent"]),
+                    rss_bytes=int(i["rss_bytes"]),
+                    read_bps=float(i["read_bps"]),
+                    write_bps=float(i["write_bps"]),
+                    threads=int(i["threads"]),
+                    open_files=int(i["open_files"]),
+                    processes=int(i["processes"]),
+                )
+            )
+        return Heartbeat(ts=float(data["ts"]), node_samples=nodes, instance_samples=instances)
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return None
+
+
 def decode(text: str | bytes) -> Message:
     """Parse one frame; anything malformed raises :class:`ProtocolError`."""
     try:
         data = json.loads(text)
     except ValueError as exc:
         raise ProtocolError(f"frame is not JSON: {exc}") from exc
+    if isinstance(data, dict) and data.get("type") == "heartbeat":
+        fast = _fast_heartbeat(data)
+        if fast is not None:
+            return fast
     kind = data.get("type") if isinstance(data, dict) else None
     cls = _MESSAGES.get(kind) if isinstance(kind, str) else None
     if cls is None:

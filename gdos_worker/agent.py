@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import socket
 import ssl
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +28,10 @@ from gdos_sdk.backoff import Backoff
 from gdos_sdk.config import WorkerSettings
 from gdos_sdk.errors import AuthError, GdosError, ProtocolError, TransportError
 from gdos_sdk.metrics import NodeSampler, ProcessTreeSampler, collect_fingerprint, local_addresses
+from gdos_sdk.models import InstanceSample, NodeSample
 from gdos_sdk.protocol import (
     PROTOCOL_VERSION,
+    Configure,
     ErrorInfo,
     ErrorMessage,
     Heartbeat,
@@ -43,7 +47,9 @@ from gdos_sdk.protocol import (
 from gdos_worker.state import Identity, WorkDir
 from gdos_worker.supervisor import Supervisor
 
-__all__ = ["Agent"]
+__all__ = ["BUFFER_SECONDS", "Agent"]
+
+BUFFER_SECONDS = 300
 
 log = logging.getLogger("gdos.worker.agent")
 
@@ -61,7 +67,13 @@ class Agent:
         self.supervisor: Supervisor | None = None
         self.connected = asyncio.Event()
         self.ws: ClientConnection | None = None
-        self.heartbeat_interval = settings.runtime.sample_interval
+        self.push_interval = settings.runtime.sample_interval
+        # Samples wait here until the next push; bounded so a long outage costs little memory
+        # (and the master still gets the last few minutes of 1 s history on reconnect).
+        self._node_buffer: deque[NodeSample] = deque(maxlen=BUFFER_SECONDS)
+        self._instance_buffer: deque[list[InstanceSample]] = deque(maxlen=BUFFER_SECONDS)
+        self._push_now = asyncio.Event()
+        self._rephase = False
         self.node_sampler = NodeSampler.from_fingerprint(collect_fingerprint())
         self.tree_sampler = ProcessTreeSampler()
         self.last_error = ""
@@ -166,6 +178,7 @@ class Agent:
             additional_headers=self._auth_headers(),
             open_timeout=10,
             ping_interval=None,  # heartbeats every second are our liveness check
+            compression=None,  # small JSON frames: deflate costs both ends more CPU than it saves
             max_size=16 * 1024 * 1024,
             ssl=self._ssl,
         ) as ws:
@@ -192,7 +205,7 @@ class Agent:
             raise TransportError("master closed the agent channel")
 
     def _accept_welcome(self, welcome: Welcome) -> None:
-        self.heartbeat_interval = welcome.heartbeat_interval
+        self.push_interval = welcome.heartbeat_interval
         changed = False
         node_id = self.identity.node_id
         credential = self.identity.credential
@@ -216,6 +229,13 @@ class Agent:
             return
         if isinstance(message, Request):
             self._spawn(self._handle(ws, message))
+        elif isinstance(message, Configure):
+            old, self.push_interval = self.push_interval, max(0.2, message.push_interval)
+            # Shorter (someone started watching): push at once. Longer (the fleet grew): the
+            # master told every node at the same moment, so move to a random phase or the
+            # whole fleet would push in the same second, every interval.
+            self._rephase = self.push_interval > old
+            self._push_now.set()
         elif isinstance(message, ErrorMessage):
             log.warning("master reported: %s", message.message)
 
@@ -235,14 +255,36 @@ class Agent:
             )
         await self._send(ws, encode(response))
 
-    async def _heartbeats(self, ws: ClientConnection) -> None:
+    async def sample_forever(self) -> None:
+        """Take a node sample and the instance samples every ``runtime.sample_interval``."""
         assert self.supervisor is not None
+        interval = self.settings.runtime.sample_interval
         while True:
-            ts = time.time()
-            node = self.node_sampler.sample()
-            instances = self.supervisor.samples(self.tree_sampler)
-            await ws.send(encode(Heartbeat(ts=ts, node=node, instances=instances)))
-            await asyncio.sleep(max(0.05, self.heartbeat_interval - (time.time() - ts)))
+            began = time.monotonic()
+            self._node_buffer.append(self.node_sampler.sample())
+            self._instance_buffer.append(self.supervisor.samples(self.tree_sampler))
+            await asyncio.sleep(max(0.05, interval - (time.monotonic() - began)))
+
+    async def _heartbeats(self, ws: ClientConnection) -> None:
+        while True:
+            nodes = list(self._node_buffer)
+            self._node_buffer.clear()
+            instances = [s for batch in self._instance_buffer for s in batch]
+            self._instance_buffer.clear()
+            beat = Heartbeat(ts=time.time(), node_samples=nodes, instance_samples=instances)
+            await ws.send(encode(beat))
+            self._push_now.clear()
+            wait = self.push_interval
+            while True:
+                try:
+                    await asyncio.wait_for(self._push_now.wait(), wait)
+                except TimeoutError:
+                    break
+                self._push_now.clear()
+                if not self._rephase:
+                    break
+                self._rephase = False
+                wait = random.uniform(0.1, self.push_interval)  # noqa: S311 - a phase, not a secret
 
     async def close(self) -> None:
         for task in list(self._tasks):

@@ -56,7 +56,11 @@ class Worker:
     async def start(self) -> None:
         self.supervisor.load()
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self.agent.run()), loop.create_task(self._housekeeping())]
+        self._tasks = [
+            loop.create_task(self.agent.run()),
+            loop.create_task(self.agent.sample_forever()),
+            loop.create_task(self._housekeeping()),
+        ]
 
     async def _housekeeping(self) -> None:
         while True:

@@ -88,6 +88,10 @@ def api_reference() -> str:
         "|---|---|---|",
         "| `/api/v1/agent/ws` | workers (node credential or join token) | the agent channel;"
         " see architecture.md |",
+        "| `/api/v1/live` | browsers (session cookie, same Origin) or API tokens | live"
+        " updates: subscribe to `fleet`, `nodes`, `node:<id>`, `instances`, `system:<id>`,"
+        " `instance:<id>`, `audit`; a snapshot, then only changes (see"
+        " `gdos_master/live.py`) |",
         "",
         "## Schemas",
         "",

@@ -16,11 +16,13 @@ api = Api()
 # Importing the modules registers their endpoints on ``api``.
 from gdos_master.api import (  # noqa: E402
     accounts,
+    alerts,
     audit,
     meta,
+    metrics,
     nodes,
     packages,
     systems,
 )
 
-del accounts, audit, meta, nodes, packages, systems
+del accounts, alerts, audit, meta, metrics, nodes, packages, systems

@@ -233,7 +233,10 @@ messages = st.one_of(
         instances=st.lists(statuses, max_size=2),
     ),
     st.builds(
-        Heartbeat, ts=floats, node=node_samples, instances=st.lists(instance_samples, max_size=2)
+        Heartbeat,
+        ts=floats,
+        node_samples=st.lists(node_samples, max_size=2),
+        instance_samples=st.lists(instance_samples, max_size=2),
     ),
     st.builds(
         Request,

@@ -1,0 +1,275 @@
+"""Alert rules, active alerts, history, silences and webhook receivers."""
+
+from __future__ import annotations
+
+from quart import request
+
+from gdos_master.api import api
+from gdos_master.routing import Ctx, QueryParam
+from gdos_sdk.alerts import (
+    ActiveAlert,
+    AlertEvent,
+    AlertRule,
+    DeliveryResult,
+    Receiver,
+    ReceiverCreate,
+    ReceiverPatch,
+    Silence,
+    SilenceCreate,
+)
+from gdos_sdk.models import Page, Role
+
+T = "alerts"
+
+
+@api.route(
+    "/alerts/rules",
+    "GET",
+    summary="List alert rules",
+    tag=T,
+    role=Role.VIEWER,
+    response=list[AlertRule],
+)
+async def list_rules(ctx: Ctx) -> list[AlertRule]:
+    return list(ctx.master.alert_store.rules())
+
+
+@api.route(
+    "/alerts/rules",
+    "POST",
+    summary="Create an alert rule (the id is assigned)",
+    tag=T,
+    role=Role.OPERATOR,
+    body=AlertRule,
+    response=AlertRule,
+    status=201,
+    audit="alert_rule.create",
+)
+async def create_rule(ctx: Ctx, body: AlertRule) -> AlertRule:
+    rule: AlertRule = ctx.master.alert_store.create_rule(body)
+    ctx.target = f"alert_rule:{rule.id}"
+    ctx.master.alerts.reload()
+    return rule
+
+
+@api.route(
+    "/alerts/rules/<rule_id>",
+    "GET",
+    summary="Get an alert rule",
+    tag=T,
+    role=Role.VIEWER,
+    response=AlertRule,
+)
+async def get_rule(ctx: Ctx, rule_id: str) -> AlertRule:
+    rule: AlertRule = ctx.master.alert_store.rule(rule_id)
+    return rule
+
+
+@api.route(
+    "/alerts/rules/<rule_id>",
+    "PUT",
+    summary="Replace an alert rule",
+    tag=T,
+    role=Role.OPERATOR,
+    body=AlertRule,
+    response=AlertRule,
+    audit="alert_rule.update",
+    target="alert_rule:{rule_id}",
+)
+async def replace_rule(ctx: Ctx, rule_id: str, body: AlertRule) -> AlertRule:
+    rule: AlertRule = ctx.master.alert_store.replace_rule(rule_id, body)
+    ctx.master.alerts.reload()
+    return rule
+
+
+@api.route(
+    "/alerts/rules/<rule_id>",
+    "DELETE",
+    summary="Delete a rule; its open alerts are resolved",
+    tag=T,
+    role=Role.OPERATOR,
+    status=204,
+    audit="alert_rule.delete",
+    target="alert_rule:{rule_id}",
+)
+async def delete_rule(ctx: Ctx, rule_id: str) -> None:
+    ctx.master.alert_store.delete_rule(rule_id)
+    ctx.master.alerts.forget_rule(rule_id)
+
+
+@api.route(
+    "/alerts/active",
+    "GET",
+    summary="Pending and firing alerts",
+    tag=T,
+    role=Role.VIEWER,
+    response=list[ActiveAlert],
+)
+async def active_alerts(ctx: Ctx) -> list[ActiveAlert]:
+    return list(ctx.master.alerts.active())
+
+
+@api.route(
+    "/alerts/events",
+    "GET",
+    summary="Alert history, newest first",
+    tag=T,
+    role=Role.VIEWER,
+    response=Page[AlertEvent],
+    query=(
+        QueryParam("state", str, "firing or resolved"),
+        QueryParam("rule_id", str, "one rule's events"),
+        QueryParam("target", str, "node:<id> or instance:<id>"),
+        QueryParam("severity", str, "info, warning or critical"),
+        QueryParam("since", float, "started at or after (Unix seconds)"),
+        QueryParam("until", float, "started before (Unix seconds)"),
+        QueryParam("limit", int, "page size"),
+        QueryParam("offset", int, "skip"),
+    ),
+)
+async def alert_events(ctx: Ctx) -> Page[AlertEvent]:
+    from gdos_master.api.audit import _time
+
+    limit, offset = ctx.page()
+    args = request.args
+    page: Page[AlertEvent] = ctx.master.alert_store.events(
+        limit=limit,
+        offset=offset,
+        state=args.get("state"),
+        rule_id=args.get("rule_id"),
+        target=args.get("target"),
+        severity=args.get("severity"),
+        since=_time("since"),
+        until=_time("until"),
+    )
+    return page
+
+
+@api.route(
+    "/alerts/silences",
+    "GET",
+    summary="Active and future silences",
+    tag=T,
+    role=Role.VIEWER,
+    response=list[Silence],
+    query=(QueryParam("expired", bool, "include expired silences"),),
+)
+async def list_silences(ctx: Ctx) -> list[Silence]:
+    expired = request.args.get("expired", "").lower() in {"1", "true", "yes"}
+    return list(ctx.master.alert_store.silences(include_expired=expired))
+
+
+@api.route(
+    "/alerts/silences",
+    "POST",
+    summary="Silence notifications matching labels",
+    tag=T,
+    role=Role.OPERATOR,
+    body=SilenceCreate,
+    response=Silence,
+    status=201,
+    audit="silence.create",
+)
+async def create_silence(ctx: Ctx, body: SilenceCreate) -> Silence:
+    silence: Silence = ctx.master.alert_store.create_silence(body, ctx.actor.label)
+    ctx.target = f"silence:{silence.id}"
+    ctx.master.alerts.reload()
+    return silence
+
+
+@api.route(
+    "/alerts/silences/<silence_id>",
+    "DELETE",
+    summary="Expire a silence now",
+    tag=T,
+    role=Role.OPERATOR,
+    response=Silence,
+    audit="silence.expire",
+    target="silence:{silence_id}",
+)
+async def expire_silence(ctx: Ctx, silence_id: str) -> Silence:
+    silence: Silence = ctx.master.alert_store.expire_silence(silence_id)
+    ctx.master.alerts.reload()
+    return silence
+
+
+@api.route(
+    "/alerts/receivers",
+    "GET",
+    summary="Webhook receivers (secrets never shown)",
+    tag=T,
+    role=Role.VIEWER,
+    response=list[Receiver],
+)
+async def list_receivers(ctx: Ctx) -> list[Receiver]:
+    return list(ctx.master.alert_store.receivers())
+
+
+@api.route(
+    "/alerts/receivers",
+    "POST",
+    summary="Add a webhook receiver",
+    tag=T,
+    role=Role.ADMIN,
+    body=ReceiverCreate,
+    response=Receiver,
+    status=201,
+    audit="receiver.create",
+)
+async def create_receiver(ctx: Ctx, body: ReceiverCreate) -> Receiver:
+    receiver: Receiver = ctx.master.alert_store.create_receiver(body)
+    ctx.target = f"receiver:{receiver.id}"
+    return receiver
+
+
+@api.route(
+    "/alerts/receivers/<receiver_id>",
+    "PATCH",
+    summary="Change a receiver",
+    tag=T,
+    role=Role.ADMIN,
+    body=ReceiverPatch,
+    response=Receiver,
+    audit="receiver.update",
+    target="receiver:{receiver_id}",
+)
+async def patch_receiver(ctx: Ctx, receiver_id: str, body: ReceiverPatch) -> Receiver:
+    receiver: Receiver = ctx.master.alert_store.patch_receiver(receiver_id, body)
+    return receiver
+
+
+@api.route(
+    "/alerts/receivers/<receiver_id>",
+    "DELETE",
+    summary="Delete an unused receiver",
+    tag=T,
+    role=Role.ADMIN,
+    status=204,
+    audit="receiver.delete",
+    target="receiver:{receiver_id}",
+)
+async def delete_receiver(ctx: Ctx, receiver_id: str) -> None:
+    ctx.master.alert_store.delete_receiver(receiver_id)
+
+
+@api.route(
+    "/alerts/receivers/<receiver_id>/test",
+    "POST",
+    summary="Send a test notification now and report the result",
+    tag=T,
+    role=Role.ADMIN,
+    response=DeliveryResult,
+    audit="receiver.test",
+    target="receiver:{receiver_id}",
+)
+async def test_receiver(ctx: Ctx, receiver_id: str) -> DeliveryResult:
+    payload = {
+        "version": 1,
+        "status": "test",
+        "summary": "GDOS test notification",
+        "sent_by": ctx.actor.label,
+    }
+    result: DeliveryResult = await ctx.master.alerts.notifier.deliver(
+        receiver_id, payload, retries=False
+    )
+    return result

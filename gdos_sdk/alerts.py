@@ -1,0 +1,375 @@
+"""Alert rules, silences and the alert state machine (pure: the caller passes ``now``).
+
+Each (rule, target) pair walks ``inactive -> pending -> firing -> (resolved) inactive``:
+
+* the condition is ``value <op> threshold``; it must hold for ``for_seconds`` (the debounce)
+  before the alert fires, and a pending alert whose condition lapses is dropped silently;
+* a firing alert stays firing while its condition holds, and for ``keep_firing_for``
+  seconds after it last held (so a flapping value does not resolve and re-fire);
+* with a ``clear_threshold`` (hysteresis) a firing alert only counts as clear once the value
+  crosses the clear threshold, e.g. fire above 90 %, clear below 80 %;
+* no data (``None``) changes nothing: a node that stops reporting CPU keeps its CPU alert as
+  it was; the ``node_offline`` rule is what reports it.
+
+Example::
+
+    state, change = step(rule, AlertState(), value=95.0, now=100.0)
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Literal
+
+import attrs
+
+from gdos_sdk.errors import ValidationError
+
+__all__ = [
+    "METRIC_KINDS",
+    "STATUS_METRICS",
+    "ActiveAlert",
+    "AlertEvent",
+    "AlertPhase",
+    "AlertRule",
+    "AlertState",
+    "Change",
+    "DeliveryResult",
+    "Matcher",
+    "Receiver",
+    "ReceiverCreate",
+    "ReceiverPatch",
+    "RuleTarget",
+    "Silence",
+    "SilenceCreate",
+    "breaching",
+    "delivery_delays",
+    "is_silenced",
+    "matches",
+    "step",
+    "validate_rule",
+]
+
+Op = Literal[">", ">=", "<", "<=", "==", "!="]
+Severity = Literal["info", "warning", "critical"]
+
+#: metric name -> which targets it applies to
+METRIC_KINDS: dict[str, str] = {
+    "cpu": "any",
+    "mem_percent": "nodes",
+    "mem_used": "nodes",
+    "swap_used": "nodes",
+    "disk_percent": "nodes",
+    "load1": "nodes",
+    "load5": "nodes",
+    "load15": "nodes",
+    "net_rx": "nodes",
+    "net_tx": "nodes",
+    "disk_read": "nodes",
+    "disk_write": "nodes",
+    "rss": "instances",
+    "io_read": "instances",
+    "io_write": "instances",
+    "threads": "instances",
+    "open_files": "instances",
+    "restarts": "instances",
+    "node_offline": "nodes",
+    "instance_down": "instances",
+    "instance_failed": "instances",
+    "instance_unhealthy": "instances",
+}
+#: metrics that are 0/1 facts about status rather than samples
+STATUS_METRICS = frozenset(
+    {"node_offline", "instance_down", "instance_failed", "instance_unhealthy"}
+)
+
+
+class AlertPhase(enum.StrEnum):
+    INACTIVE = "inactive"
+    PENDING = "pending"
+    FIRING = "firing"
+
+
+class Change(enum.StrEnum):
+    """What :func:`step` reports when the phase moved."""
+
+    PENDING = "pending"
+    FIRING = "firing"
+    RESOLVED = "resolved"
+    CANCELLED = "cancelled"  # pending, then the condition lapsed before ``for``
+
+
+@attrs.frozen
+class RuleTarget:
+    """Which targets a rule watches.
+
+    ``kind`` ``nodes``: every node, or those in ``node_ids``, or those carrying all
+    ``labels``. ``kind`` ``instances``: every instance, or those of ``system_id`` /
+    ``module_id``.
+    """
+
+    kind: Literal["nodes", "instances"] = "nodes"
+    node_ids: list[str] = attrs.field(factory=list)
+    labels: dict[str, str] = attrs.field(factory=dict)
+    system_id: str | None = None
+    module_id: str | None = None
+
+
+@attrs.frozen
+class AlertRule:
+    """A threshold on a metric of a set of targets (``id`` is set by the master)."""
+
+    name: str
+    metric: str
+    op: Op = ">"
+    threshold: float = 0.0
+    target: RuleTarget = attrs.field(factory=RuleTarget)
+    for_seconds: float = 0.0
+    keep_firing_for: float = 0.0
+    clear_threshold: float | None = None
+    severity: Severity = "warning"
+    labels: dict[str, str] = attrs.field(factory=dict)
+    receivers: list[str] = attrs.field(factory=list)  # empty: every enabled receiver
+    enabled: bool = True
+    description: str = ""
+    id: str = ""
+
+
+@attrs.define
+class AlertState:
+    """The state of one (rule, target) pair; persisted on every change."""
+
+    phase: AlertPhase = AlertPhase.INACTIVE
+    active_since: float | None = None  # condition first held (pending start)
+    firing_since: float | None = None
+    last_true: float | None = None  # condition last held
+    value: float | None = None
+    event_id: int | None = None  # the persisted firing event
+
+
+def _compare(op: str, value: float, threshold: float) -> bool:
+    if op == ">":
+        return value > threshold
+    if op == ">=":
+        return value >= threshold
+    if op == "<":
+        return value < threshold
+    if op == "<=":
+        return value <= threshold
+    if op == "==":
+        return value == threshold
+    return value != threshold
+
+
+def breaching(rule: AlertRule, value: float, *, firing: bool) -> bool:
+    """Whether ``value`` breaches the rule; a firing alert uses the clear threshold."""
+    if firing and rule.clear_threshold is not None and rule.op in (">", ">=", "<", "<="):
+        # Still bad until the value crosses the clear threshold the other way.
+        if rule.op in (">", ">="):
+            return value > rule.clear_threshold
+        return value < rule.clear_threshold
+    return _compare(rule.op, value, rule.threshold)
+
+
+def step(
+    rule: AlertRule, state: AlertState, value: float | None, now: float
+) -> tuple[AlertState, Change | None]:
+    """Advance one (rule, target) by one evaluation; return the new state and any change."""
+    new = attrs.evolve(state, value=value if value is not None else state.value)
+    if value is None:
+        return new, None  # no data: nothing to decide
+    holds = breaching(rule, value, firing=state.phase == AlertPhase.FIRING)
+    if holds:
+        new.last_true = now
+    if state.phase == AlertPhase.INACTIVE:
+        if not holds:
+            return new, None
+        new.active_since = now
+        if rule.for_seconds <= 0:
+            new.phase, new.firing_since = AlertPhase.FIRING, now  # INACTIVE -> FIRING
+            return new, Change.FIRING
+        new.phase = AlertPhase.PENDING  # INACTIVE -> PENDING
+        return new, Change.PENDING
+    if state.phase == AlertPhase.PENDING:
+        if not holds:
+            return AlertState(value=value), Change.CANCELLED  # PENDING -> INACTIVE
+        since = state.active_since if state.active_since is not None else now
+        if now - since >= rule.for_seconds:
+            new.phase, new.firing_since = AlertPhase.FIRING, now  # PENDING -> FIRING
+            return new, Change.FIRING
+        return new, None
+    # FIRING
+    if holds:
+        return new, None
+    last_true = state.last_true if state.last_true is not None else now
+    if now - last_true >= rule.keep_firing_for:
+        return AlertState(value=value), Change.RESOLVED  # FIRING -> INACTIVE
+    return new, None
+
+
+# --- silences -------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Matcher:
+    """``label`` equals ``value`` (or matches it as a full regular expression)."""
+
+    label: str
+    value: str
+    regex: bool = False
+
+
+@attrs.frozen
+class Silence:
+    id: str
+    matchers: list[Matcher]
+    starts_at: datetime
+    ends_at: datetime
+    comment: str = ""
+    created_by: str = ""
+
+
+def matches(matchers: list[Matcher], labels: Mapping[str, str]) -> bool:
+    """True when every matcher matches ``labels`` (an empty list matches nothing)."""
+    if not matchers:
+        return False
+    for m in matchers:
+        actual = labels.get(m.label, "")
+        if m.regex:
+            if re.fullmatch(m.value, actual) is None:
+                return False
+        elif actual != m.value:
+            return False
+    return True
+
+
+def is_silenced(labels: Mapping[str, str], silences: list[Silence], now: datetime) -> bool:
+    return any(s.starts_at <= now < s.ends_at and matches(s.matchers, labels) for s in silences)
+
+
+# --- validation and delivery ----------------------------------------------------------------
+
+
+def validate_rule(rule: AlertRule) -> None:
+    """Raise ValidationError naming each field that makes no sense."""
+    problems: list[dict[str, str]] = []
+
+    def bad(path: str, message: str) -> None:
+        problems.append({"path": path, "message": message})
+
+    if not rule.name.strip():
+        bad("$.name", "name is required")
+    kind = METRIC_KINDS.get(rule.metric.split(":", 1)[0])
+    if kind is None:
+        bad("$.metric", f"unknown metric {rule.metric!r}; one of {', '.join(METRIC_KINDS)}")
+    elif kind != "any" and kind != rule.target.kind:
+        bad("$.target.kind", f"metric {rule.metric!r} applies to {kind}, not {rule.target.kind}")
+    if rule.for_seconds < 0:
+        bad("$.for_seconds", "must be >= 0")
+    if rule.keep_firing_for < 0:
+        bad("$.keep_firing_for", "must be >= 0")
+    if rule.clear_threshold is not None:
+        if rule.op in (">", ">=") and rule.clear_threshold > rule.threshold:
+            bad("$.clear_threshold", "must not be above the threshold for a '>' rule")
+        if rule.op in ("<", "<=") and rule.clear_threshold < rule.threshold:
+            bad("$.clear_threshold", "must not be below the threshold for a '<' rule")
+        if rule.op in ("==", "!="):
+            bad("$.clear_threshold", "hysteresis needs a <, <=, > or >= rule")
+    if rule.target.kind == "nodes" and (rule.target.system_id or rule.target.module_id):
+        bad("$.target", "system_id/module_id select instances, not nodes")
+    if rule.target.kind == "instances" and (rule.target.node_ids or rule.target.labels):
+        bad("$.target", "node_ids/labels select nodes, not instances")
+    if problems:
+        summary = "; ".join(f"{p['message']} @ {p['path']}" for p in problems)
+        raise ValidationError(f"invalid alert rule: {summary}", details=problems)
+
+
+def delivery_delays(attempts: int = 5, initial: float = 1.0) -> list[float]:
+    """Waits before each retry of a failed webhook delivery: 1, 2, 4, 8 ... seconds."""
+    return [initial * 2**i for i in range(max(0, attempts - 1))]
+
+
+# --- API shapes -----------------------------------------------------------------------------
+
+
+@attrs.frozen
+class AlertEvent:
+    """A firing (or since resolved) alert, as persisted."""
+
+    id: int
+    rule_id: str
+    rule_name: str
+    target: str
+    target_name: str
+    severity: str
+    state: str  # firing or resolved
+    value: float | None
+    started_at: datetime
+    labels: dict[str, str] = attrs.field(factory=dict)
+    ended_at: datetime | None = None
+    end_reason: str = ""
+    silenced: bool = False
+
+
+@attrs.frozen
+class ActiveAlert:
+    """A (rule, target) pair that is pending or firing right now."""
+
+    rule_id: str
+    rule_name: str
+    target: str
+    target_name: str
+    severity: str
+    phase: AlertPhase
+    value: float | None
+    since: datetime
+    labels: dict[str, str] = attrs.field(factory=dict)
+    silenced: bool = False
+    event_id: int | None = None
+
+
+@attrs.frozen
+class SilenceCreate:
+    matchers: list[Matcher]
+    ends_at: datetime
+    starts_at: datetime | None = None
+    comment: str = ""
+
+
+@attrs.frozen
+class Receiver:
+    """A webhook; its secret (for the HMAC signature header) is never shown."""
+
+    id: str
+    name: str
+    url: str
+    enabled: bool
+    has_secret: bool
+    created_at: datetime
+
+
+@attrs.frozen
+class ReceiverCreate:
+    name: str
+    url: str
+    secret: str = ""
+    enabled: bool = True
+
+
+@attrs.frozen
+class ReceiverPatch:
+    name: str | None = None
+    url: str | None = None
+    secret: str | None = None
+    enabled: bool | None = None
+
+
+@attrs.frozen
+class DeliveryResult:
+    ok: bool
+    status: int | None = None
+    error: str = ""
+    attempts: int = 1

@@ -1,0 +1,101 @@
+"""The fleet registry with a fake clock and fake channels: liveness and push intervals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gdos_master.fleet import AgentConnection, Fleet
+from gdos_sdk.models import NodeSample
+
+pytestmark = pytest.mark.anyio
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def sample(ts: float, cpu: float = 10.0) -> NodeSample:
+    return NodeSample(
+        ts=ts,
+        cpu_percent=cpu,
+        load1=0,
+        load5=0,
+        load15=0,
+        mem_total=1,
+        mem_used=1,
+        mem_percent=50,
+        swap_total=0,
+        swap_used=0,
+        disk_read_bps=0,
+        disk_write_bps=0,
+        uptime_seconds=1,
+    )
+
+
+async def channel(fleet: Fleet, node_id: str, sent: list[dict]) -> AgentConnection:
+    async def send(text: str) -> None:
+        sent.append(json.loads(text))
+
+    async def close() -> None:
+        return None
+
+    conn = AgentConnection(node_id, send, close)
+    await fleet.connect(conn, approved=True)
+    return conn
+
+
+async def test_offline_after_interval_plus_grace_and_sweep_closes() -> None:
+    clock = Clock()
+    fleet = Fleet(heartbeat_interval=1, offline_grace=5, clock=clock)
+    await channel(fleet, "n1", [])
+    assert fleet.is_online("n1")
+    clock.now += 5.9
+    assert fleet.is_online("n1")
+    clock.now += 0.2
+    assert not fleet.is_online("n1")
+    assert await fleet.sweep() == ["n1"]
+    assert fleet.nodes["n1"].connection is None
+
+
+async def test_watch_switches_a_large_fleet_node_to_one_second() -> None:
+    clock = Clock()
+    fleet = Fleet(
+        heartbeat_interval=1,
+        offline_grace=2,
+        heartbeat_budget=0.2,
+        max_push_interval=10,
+        clock=clock,
+    )
+    sent: list[dict] = []
+    await channel(fleet, "a", [])
+    await channel(fleet, "b", sent)
+    assert fleet.nodes["b"].push_interval == 10  # its welcome says 10 s
+    assert fleet.initial_interval("b") == 10
+    assert fleet.nodes["a"].push_interval == 5  # joined while the fleet was smaller
+    await fleet.rebalance()
+    assert fleet.nodes["a"].push_interval == 10
+    clock.now += 9  # a 10 s pusher is still online after 9 s
+    assert fleet.is_online("b")
+    await fleet.watch("b", +1)
+    assert sent[-1]["push_interval"] == 1.0
+    assert fleet.is_online("b")  # the shorter deadline starts now: no flap
+    await fleet.watch("b", -1)
+    assert sent[-1]["push_interval"] == 10.0
+
+
+async def test_heartbeat_batches_fill_the_series_and_latest() -> None:
+    fleet = Fleet(heartbeat_interval=1, offline_grace=5)
+    await channel(fleet, "n", [])
+    fleet.heartbeat("n", [sample(100, 1), sample(101, 2), sample(102, 3)], [])
+    assert fleet.nodes["n"].latest is not None and fleet.nodes["n"].latest.ts == 102
+    points = fleet.store.query("node:n", "cpu", start=100, end=103)
+    assert [round(v) for _, v in points] == [1, 2, 3]
+    assert fleet.stats.node_samples == 3 and fleet.stats.heartbeats == 1
+    await fleet.forget("n")
+    assert fleet.store.series_count() == 0
