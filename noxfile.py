@@ -44,8 +44,9 @@ def build_web(session: nox.Session, *, force: bool = False) -> None:
             session.error("npm is missing: install Node.js 20.19+ to build the web console")
         session.warn("npm is missing: the web console is not built (the API still works)")
         return
-    session.run("npm", "ci", "--no-audit", "--no-fund", external=True, cwd="web")
-    session.run("npm", "run", "build", external=True, cwd="web")
+    with session.chdir("web"):
+        session.run("npm", "ci", "--no-audit", "--no-fund", external=True)
+        session.run("npm", "run", "build", external=True)
 
 
 @nox.session(python=PYTHON)
