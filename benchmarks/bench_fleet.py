@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import subprocess
@@ -134,6 +135,51 @@ def bytes_per_sample(nodes: int = 200, seconds: int = 3600) -> tuple[float, int]
     return used / samples, samples
 
 
+async def sample_to_browser(
+    cluster: LocalCluster, sim: FleetSim, token: str, *, watch: int = 5, seconds: float = 30.0
+) -> dict[str, Any]:
+    """Delay from a simulated worker's sample to a live-channel subscriber, as a browser sees it.
+
+    Subscribes to ``node:<id>`` for a few nodes (which makes them watched: 1 s pushes) and,
+    for every sample taken after the subscription settled, records arrival time minus the
+    sample's own timestamp (both from this machine's clock).
+    """
+    from websockets.asyncio.client import connect
+
+    url = "ws" + cluster.url[len("http") :] + "/api/v1/live"
+    chosen = [n.node_id for n in sim.nodes[:: max(1, len(sim.nodes) // watch)][:watch]]
+    delays: list[float] = []
+    async with connect(
+        url, additional_headers={"Authorization": f"Bearer {token}"}, max_size=2**24
+    ) as ws:
+        for node_id in chosen:
+            await ws.send(f'{{"op": "subscribe", "topic": "node:{node_id}"}}')
+        settled = time.time() + 3  # the Configure round trip and the snapshot
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            try:
+                text = await asyncio.wait_for(ws.recv(), left)
+            except TimeoutError:
+                break
+            now = time.time()
+            message = json.loads(text)
+            data = message.get("data") or {}
+            if data.get("snapshot"):
+                continue
+            for sample in data.get("samples", ()):
+                if sample["ts"] >= settled:
+                    delays.append(now - sample["ts"])
+    delays.sort()
+    if not delays:
+        return {"samples": 0}
+    return {
+        "samples": len(delays),
+        "p50_s": round(delays[len(delays) // 2], 3),
+        "p99_s": round(delays[min(len(delays) - 1, int(len(delays) * 0.99))], 3),
+        "max_s": round(delays[-1], 3),
+    }
+
+
 async def fleet_step(cluster: LocalCluster, size: int, hold: float) -> dict[str, Any]:
     assert cluster.master is not None
     master = psutil.Process(cluster.master.pid)
@@ -177,6 +223,7 @@ async def fleet_step(cluster: LocalCluster, size: int, hold: float) -> dict[str,
             and online_min >= size
             and (result["ingest_lag_max_s"] or 0) < 2.0
         )
+        result["sample_to_browser"] = await sample_to_browser(cluster, sim, token)
         return result
     finally:
         await sim.stop()
@@ -230,6 +277,13 @@ def main() -> int:
             f"    {step['nodes']:>5} nodes: master CPU {step['master_cpu_percent']} %, "
             f"RSS {step['master_rss_mb']} MB, {step['heartbeats_per_s']} heartbeats/s, "
             f"max lag {step['ingest_lag_max_s']} s, disconnects {step['disconnects']}"
+        )
+    for step in results["fleet_steps"]:
+        delay = step.get("sample_to_browser") or {}
+        print(
+            f"(d) {step['nodes']:>5} nodes, 5 watched: sample -> live subscriber p50 "
+            f"{delay.get('p50_s')} s, p99 {delay.get('p99_s')} s, max {delay.get('max_s')} s"
+            f" over {delay.get('samples')} samples (target p99 < 1.5 s)"
         )
     print(
         f"(b) bare Hypercorn WebSocket echo: {results['echo_roundtrips_per_s']} round trips/s;"

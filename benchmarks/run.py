@@ -6,6 +6,8 @@
 2. worker overhead: a worker supervising 20 idle instances at 1 s sampling, CPU % of one
    core and RSS, against a bare Python process sampling the same 20 processes with psutil
    every second (the irreducible part) and a bare interpreter's RSS.
+3. web terminal (``bench_terminal.py``): keystroke echo round trip through the master (p50,
+   p99), and bulk output through the relay against raw PTY reads of the same command.
 
 The machine is shared and noisy; compare each figure with its baseline, not across runs.
 """
@@ -27,6 +29,8 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import bench_terminal  # noqa: E402
 
 from gdos_sdk.archive import build_archive, safe_extract  # noqa: E402
 from gdos_sdk.testing import LocalCluster, wait_until  # noqa: E402
@@ -178,6 +182,11 @@ def main() -> int:
         f"{results['baseline_psutil_sampler_rss_mb']:.1f} MB; "
         f"bare interpreter {results['baseline_bare_python_rss_mb']:.1f} MB"
     )
+    # 3. the web terminal: keystroke echo through the master, relay vs raw PTY throughput
+    with tempfile.TemporaryDirectory(prefix="gdos-bench-terminal-") as tmp:
+        terminal = bench_terminal.measure(Path(tmp))
+    results["terminal"] = terminal
+    bench_terminal.report(terminal)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

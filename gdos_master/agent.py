@@ -25,6 +25,7 @@ from gdos_master.routing import error_response
 from gdos_sdk.errors import AuthError, GdosError, ProtocolError
 from gdos_sdk.protocol import (
     PROTOCOL_VERSION,
+    CommandOutput,
     ErrorMessage,
     Heartbeat,
     Hello,
@@ -154,5 +155,7 @@ async def _receive_loop(master: Any, conn: AgentConnection, ws: Any) -> None:
             master.orchestrator.apply_status(conn.node_id, message.status)
         elif isinstance(message, Response):
             conn.resolve(message)
+        elif isinstance(message, CommandOutput):
+            master.commands.output(conn.node_id, message)
         elif isinstance(message, ErrorMessage):
             log.warning("node %s reported: %s", conn.node_id, message.message)

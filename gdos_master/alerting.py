@@ -390,6 +390,10 @@ class AlertEngine:
             payload = self._payload("resolved", rule, target, name, labels, state, now)
             payload["end_reason"] = reason
             self.notifier.send(self._receivers(rule), payload)
+        if rule is not None and state.phase != AlertPhase.INACTIVE:
+            # Tell the live channel too, so no page keeps showing it.
+            change = Change.RESOLVED if state.phase == AlertPhase.FIRING else Change.CANCELLED
+            self._emit(rule, target, name, labels, state, change, silenced=False)
 
     def forget_rule(self, rule_id: str) -> None:
         """Called when a rule is deleted: resolve everything it had open."""

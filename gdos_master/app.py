@@ -30,15 +30,22 @@ from gdos_master.alert_store import AlertStore
 from gdos_master.alerting import AlertEngine, Notifier
 from gdos_master.api import api
 from gdos_master.auth import LoginLimiter, authenticate
+from gdos_master.backups import Backups
+from gdos_master.batches import BatchRuns
+from gdos_master.commands import CommandRuns
 from gdos_master.db import Database
 from gdos_master.fleet import Fleet
+from gdos_master.heap import HeapKeeper
 from gdos_master.live import register_live_socket
+from gdos_master.logview import InstanceLogs
 from gdos_master.nodes import Nodes
 from gdos_master.orchestrator import Orchestrator
 from gdos_master.packages import Packages
 from gdos_master.prometheus import render_prometheus
 from gdos_master.routing import error_response, json_response
 from gdos_master.systems import Systems
+from gdos_master.terminal import TerminalRelay
+from gdos_master.terminal_ws import register_terminal_sockets
 from gdos_sdk.config import MasterSettings
 from gdos_sdk.errors import ConfigError, ConflictError, GdosError, PermissionDenied
 from gdos_sdk.metrics.series import SeriesStore
@@ -72,7 +79,14 @@ class Master:
     alerts: AlertEngine
     initial_password: str | None = None
     tls: bool = False
+    # Disabled unless the serving process (gdos_master.cli) turns it on.
+    heap: HeapKeeper = attrs.field(factory=lambda: HeapKeeper(enabled=False))
     tasks: set[asyncio.Task[Any]] = attrs.field(factory=set)
+    backups: Backups = attrs.field(init=False)  # set by build_master: it needs the master
+    commands: CommandRuns = attrs.field(init=False)  # fleet commands (build_master)
+    batches: BatchRuns = attrs.field(init=False)  # ordered batch actions (build_master)
+    logs: InstanceLogs = attrs.field(init=False)  # the log viewer (build_master)
+    terminals: TerminalRelay = attrs.field(init=False)  # web terminals (build_master)
 
     def spawn(self, coro: Any) -> None:
         """Run a background coroutine, keeping a reference so it is not collected."""
@@ -125,6 +139,7 @@ class Master:
             if clock() - last_rebalance >= 5:
                 last_rebalance = clock()
                 await self.fleet.rebalance()
+                self.heap.tick(self.fleet.stats.disconnects)
             if clock() - last_flush >= self.settings.database.flush_interval:
                 last_flush = clock()
                 self.nodes.flush_last_seen()
@@ -141,6 +156,8 @@ class Master:
             self.fleet.stats.loop_lag.record(max(0.0, loop.time() - began - period), time.time())
 
     async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.terminals.close()
         for task in list(self.tasks):
             task.cancel()
         for task in list(self.tasks):
@@ -221,7 +238,7 @@ def build_master(
         alert_store, db, fleet, notifier, startup_grace=settings.alerts.startup_grace
     )
     alerts.load()
-    return Master(
+    master = Master(
         alert_store=alert_store,
         alerts=alerts,
         settings=settings,
@@ -238,6 +255,12 @@ def build_master(
         initial_password=initial_password,
         tls=bool(settings.server.tls_cert),
     )
+    master.backups = Backups(master)
+    master.commands = CommandRuns(master)
+    master.batches = BatchRuns(master)
+    master.logs = InstanceLogs(master)
+    master.terminals = TerminalRelay(master)
+    return master
 
 
 def create_app(
@@ -254,13 +277,17 @@ def create_app(
     app = Quart("gdos_master", static_folder=None)
     # Uploads stream through Packages.upload, which enforces the real limit with a
     # JSON error; this outer bound only stops a body that ignores it entirely.
-    app.config["MAX_CONTENT_LENGTH"] = settings.storage.max_package_bytes + 1024 * 1024
+    # (Backup uploads are bounded the same way by backup.max_upload_bytes.)
+    app.config["MAX_CONTENT_LENGTH"] = (
+        max(settings.storage.max_package_bytes, settings.backup.max_upload_bytes) + 1024 * 1024
+    )
     app.config["BODY_TIMEOUT"] = 3600
     app.extensions["gdos"] = master
 
     api.register(app)
     register_agent_socket(app)
     register_live_socket(app)
+    register_terminal_sockets(app)
     _register_errors(app)
     _register_web(app)
 
@@ -283,6 +310,9 @@ def create_app(
         master.spawn(master.run_housekeeping())
         master.spawn(master.alerts.run())
         master.spawn(master.watch_loop())
+        master.spawn(master.backups.run_schedule())
+        master.heap.churn_limit = master.settings.fleet.gc_churn_limit
+        master.heap.start(master.fleet.stats.disconnects)
 
     @app.after_serving
     async def stop_background() -> None:

@@ -64,12 +64,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             "usage: gdos-master [-port :8080] [-data_dir DIR] [-db_path FILE] "
             "[-store_type local|minio] [-config FILE] [-autostart 1|0] ...\n"
-            "see docs/configuration.md, docs/autostart.md"
+            "       gdos-master migrate-storage -to local|minio [-from local|minio] [flags]\n"
+            "see docs/configuration.md, docs/autostart.md, docs/backups.md"
         )
         return 0
     if args and args[0] in {"-version", "--version"}:
         print(__version__)
         return 0
+    if args and args[0] == "migrate-storage":
+        from gdos_master.migrate import main as migrate_main
+
+        return migrate_main(args[1:])
     switch, args = autostart.split_autostart_flag(args)
     if switch is not None:
         return _autostart(switch, args)
@@ -100,6 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         config.keyfile = settings.server.tls_key
     url = settings.server.public_url or _url(settings.server.listen, bool(settings.server.tls_cert))
     master: Master = app.extensions["gdos"]
+    # Only the serving process manages the collector (an app built inside a test or a
+    # notebook leaves the host's gc alone).
+    master.heap.enabled = settings.fleet.gc_freeze
     print(f"GDOS master {__version__} listening on {url}", flush=True)
     print(f"data: {settings.server.data_dir}  database: {settings.db_path}", flush=True)
     if master.initial_password:

@@ -185,6 +185,35 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL
     );
     """,
+    # 3: adopted modules (docs/adoption.md): a kind and an adoption spec instead of a package
+    """
+    ALTER TABLE modules ADD COLUMN kind TEXT NOT NULL DEFAULT 'package';
+    ALTER TABLE modules ADD COLUMN adoption TEXT;
+    """,
+    # 4: a module's health_check override (docs/service-json.md)
+    """
+    ALTER TABLE modules ADD COLUMN health_check TEXT;
+    """,
+    # 5: web terminal sessions (docs/terminal.md); recordings live in storage under recordings/
+    """
+    CREATE TABLE terminal_sessions (
+        id TEXT PRIMARY KEY,
+        node_id TEXT NOT NULL,
+        user TEXT NOT NULL,
+        user_id TEXT NOT NULL DEFAULT '',
+        ip TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        ended_at REAL,
+        reason TEXT NOT NULL DEFAULT '',
+        exit_code INTEGER,
+        rows INTEGER NOT NULL DEFAULT 24,
+        cols INTEGER NOT NULL DEFAULT 80,
+        recording TEXT NOT NULL DEFAULT '',
+        recording_size INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX terminal_sessions_started ON terminal_sessions(started_at);
+    """,
 ]
 
 

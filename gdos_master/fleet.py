@@ -57,6 +57,10 @@ class AgentConnection:
 
     async def request(self, command: Command, timeout: float) -> InstanceStatus | None:
         """Send ``command``; return the worker's result or raise its error."""
+        return (await self.ask(command, timeout)).result
+
+    async def ask(self, command: Command, timeout: float) -> Response:
+        """Send ``command``; return the worker's whole (successful) response or raise its error."""
         request_id = uuid.uuid4().hex
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
@@ -76,7 +80,7 @@ class AgentConnection:
                 error.message if error else "worker reported an error",
                 details={"code": error.code if error else "unknown", "node_id": self.node_id},
             )
-        return response.result
+        return response
 
     def resolve(self, response: Response) -> None:
         future = self._pending.get(response.id)
@@ -160,6 +164,7 @@ class IngestStats:
     heartbeats: int = 0
     node_samples: int = 0
     instance_samples: int = 0
+    disconnects: int = 0
     # seconds between a batch's newest sample and its arrival
     lag: RecentMax = attrs.field(factory=RecentMax)
     # how late the event loop wakes up a 0.1 s sleeper: the master's own responsiveness
@@ -225,6 +230,7 @@ class Fleet:
     async def disconnect(self, conn: AgentConnection) -> None:
         rt = self.nodes.get(conn.node_id)
         await conn.close()
+        self.stats.disconnects += 1
         if rt is not None and rt.connection is conn:
             rt.connection = None
             rt.latest_text = None
@@ -300,7 +306,8 @@ class Fleet:
         conn = rt.connection
         if conn is not None and not conn.closed:
             try:
-                await conn.send(encode(Configure(push_interval=wanted)))
+                # Bounded: a connection that cannot take a frame now is retried next time.
+                await asyncio.wait_for(conn.send(encode(Configure(push_interval=wanted))), 5)
             except Exception:
                 return
         if wanted < rt.push_interval:
@@ -311,9 +318,14 @@ class Fleet:
 
     async def rebalance(self) -> None:
         """Re-apply push intervals after the fleet crossed a multiple of the heartbeat budget."""
-        for rt in list(self.nodes.values()):
-            if rt.connection is not None and self.desired_interval(rt) != rt.push_interval:
-                await self._apply_interval(rt)
+        changed = [
+            rt
+            for rt in list(self.nodes.values())
+            if rt.connection is not None and self.desired_interval(rt) != rt.push_interval
+        ]
+        # Concurrently: one slow connection must not hold up the others (or the sweep that
+        # runs in the same housekeeping loop).
+        await asyncio.gather(*(self._apply_interval(rt) for rt in changed))
 
     def connection(self, node_id: str) -> AgentConnection | None:
         """The node's channel if it is online and approved, else None."""

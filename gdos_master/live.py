@@ -23,6 +23,13 @@ changes. Topics:
 ``system:<id>`` the same, for one system's instances
 ``instance:<id>`` ``samples``: that instance's ``InstanceSample`` as they arrive
 ``audit``      ``items``: new audit entries, newest first (admins only)
+``alerts``     ``firing`` and ``pending`` counts, and ``changes``: ``{"change": "firing" |
+               "resolved" | "pending" | "cancelled", "alert": ActiveAlert}`` as the alert
+               engine reports them (``reload: true`` instead when too many came at once)
+``command:<id>`` a fleet command run: ``output`` pieces per node as they arrive, ``nodes``
+               results as they end (admins only; see :mod:`gdos_master.commands`)
+``batch:<id>`` an ordered batch action: the whole job on each change
+               (see :mod:`gdos_master.batches`)
 ============== ================================================================
 
 One :class:`LiveHub` per master polls the in-memory state (the fleet, and
@@ -52,6 +59,7 @@ from quart import Quart, websocket
 from gdos_master.audit import list_audit
 from gdos_master.auth import Principal, authenticate_headers, authenticate_websocket
 from gdos_master.routing import error_response
+from gdos_sdk.alerts import AlertPhase
 from gdos_sdk.codec import unstructure
 from gdos_sdk.errors import AuthError, GdosError, NotFoundError, PermissionDenied, ValidationError
 from gdos_sdk.models import Node, Role
@@ -410,6 +418,46 @@ class AuditTopic(Topic):
         return {"snapshot": True, "items": list(self.recent)}
 
 
+class AlertsTopic(Topic):
+    """Firing and pending counts plus alert state changes, pushed as the engine reports them.
+
+    The engine's ``on_change`` hook feeds :meth:`add`; the hub flushes on the next loop turn,
+    so one evaluation that moves many alerts becomes one frame, not one per alert.
+    """
+
+    MAX_CHANGES = 200  # more in one frame: the page reloads the active list instead
+
+    def __init__(self, name: str, master: Master) -> None:
+        super().__init__(name)
+        self.master = master
+        self.counts: dict[str, int] = {}
+        self.pending: list[dict[str, Any]] = []
+
+    def add(self, change: str, alert: Any) -> None:
+        self.pending.append({"change": change, "alert": unstructure(alert)})
+
+    def _counts(self) -> dict[str, int]:
+        engine = self.master.alerts
+        pending = sum(1 for s in engine.states.values() if s.phase == AlertPhase.PENDING)
+        return {"firing": engine.firing_count(), "pending": pending}
+
+    def poll(self, view: View) -> Any | None:
+        counts = self._counts()
+        changes, self.pending = self.pending, []
+        if counts == self.counts and not changes:
+            return None
+        self.counts = counts
+        delta: dict[str, Any] = dict(counts)
+        if len(changes) > self.MAX_CHANGES:
+            delta["reload"] = True
+        elif changes:
+            delta["changes"] = changes
+        return delta
+
+    def snapshot(self) -> Any:
+        return {"snapshot": True, **self.counts}
+
+
 # --- the hub ----------------------------------------------------------------------------------
 
 
@@ -429,15 +477,50 @@ class LiveHub:
         self.clients: set[LiveClient] = set()
         self.node_cache = NodeCache(master)
         master.fleet.on_samples.append(self._on_samples)
+        master.alerts.on_change.append(self._on_alert)
+        self._alerts_flush: asyncio.Handle | None = None
+
+    def _on_alert(self, change: str, alert: Any) -> None:
+        # Pushed now rather than on the next tick: a firing alert reaches the page at once.
+        topic = self.topics.get("alerts")
+        if not isinstance(topic, AlertsTopic) or not topic.subscribers:
+            return
+        topic.add(change, alert)
+        if self._alerts_flush is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # no loop (a synchronous caller): the next tick sends it
+            self._alerts_flush = loop.call_soon(self._flush_alerts)
+
+    def _flush_alerts(self) -> None:
+        self._alerts_flush = None
+        topic = self.topics.get("alerts")
+        if isinstance(topic, AlertsTopic):
+            self._flush(topic)
 
     def _on_samples(self, node_id: str, nodes: list[Any], instances: list[Any]) -> None:
+        # Samples go out as their heartbeat arrives, not on the next tick: a watched
+        # node's chart is at most one push interval behind the machine.
         topic = self.topics.get(f"node:{node_id}")
-        if isinstance(topic, SamplesTopic):
+        if isinstance(topic, SamplesTopic) and topic.subscribers:
             topic.add(nodes)
+            self._flush(topic)
+        touched: dict[str, SamplesTopic] = {}
         for sample in instances:
-            topic = self.topics.get(f"instance:{sample.instance_id}")
-            if isinstance(topic, SamplesTopic):
+            name = f"instance:{sample.instance_id}"
+            topic = self.topics.get(name)
+            if isinstance(topic, SamplesTopic) and topic.subscribers:
                 topic.add([sample])
+                touched[name] = topic
+        for topic in touched.values():
+            self._flush(topic)
+
+    def _flush(self, topic: Topic) -> None:
+        try:
+            self._publish(topic, topic.poll(View(self)))
+        except Exception:
+            log.exception("live topic %s failed", topic.name)
 
     def _watch(self, topic: Topic, delta: int) -> None:
         """Watched nodes send a heartbeat every second (see ``Fleet.watch``)."""
@@ -454,6 +537,14 @@ class LiveHub:
             return InstancesTopic(name)
         if name == "audit":
             return AuditTopic(name, self.master)
+        if name == "alerts":
+            return AlertsTopic(name, self.master)
+        if kind == "command" and arg:
+            topic: Topic = self.master.commands.topic(name, arg)
+            return topic
+        if kind == "batch" and arg:
+            batch: Topic = self.master.batches.topic(name, arg)
+            return batch
         if kind == "system" and arg:
             self.master.systems.get_system(arg)
             return InstancesTopic(name, system_id=arg)
@@ -468,7 +559,7 @@ class LiveHub:
             return SamplesTopic(name, node_id, fleet.instance_sample(node_id, arg))
         raise ValidationError(
             f"unknown topic {name!r}; expected fleet, nodes, node:<id>, instances,"
-            " system:<id>, instance:<id> or audit"
+            " system:<id>, instance:<id>, command:<id>, batch:<id>, alerts or audit"
         )
 
     def subscribe(self, client: LiveClient, name: str) -> None:

@@ -25,9 +25,11 @@ from gdos_master.db import Database
 from gdos_master.fleet import Fleet
 from gdos_master.packages import Packages
 from gdos_master.systems import Systems
+from gdos_sdk.adoption import AdoptionSpec, ProcessCandidate
 from gdos_sdk.errors import ConflictError, GdosError, NotFoundError, RemoteError
-from gdos_sdk.models import DeployRequest, Instance, SystemActionResult
+from gdos_sdk.models import DeployRequest, Instance, ModuleKind
 from gdos_sdk.protocol import (
+    CandidatesCommand,
     Command,
     DeployCommand,
     DestroyCommand,
@@ -160,8 +162,25 @@ class Orchestrator:
     # --- actions ----------------------------------------------------------------------------
 
     def spec_for(self, row: sqlite3.Row) -> InstanceSpec:
-        package = self.packages.get(row["package"], row["version"])
         module = self.systems.get_module(row["module_id"])
+        if module.kind == ModuleKind.ADOPTED:
+            # Nothing to fetch: the worker finds the process by the adoption spec.
+            return InstanceSpec(
+                instance_id=row["id"],
+                module_id=row["module_id"],
+                system_id=row["system_id"],
+                module_name=module.name,
+                package="",
+                version="",
+                sha256="",
+                size=0,
+                download_path="",
+                manifest={},
+                env=module.env,
+                adoption=module.adoption,
+                health_check=module.health_check,
+            )
+        package = self.packages.get(row["package"], row["version"])
         # A presigned URL lets the worker fetch straight from the object store;
         # without one (local disk, or worker_fetch: master) it asks the master.
         key = self.packages.storage_key(package.name, package.version)
@@ -179,6 +198,7 @@ class Orchestrator:
             manifest=package.manifest,
             env=module.env,
             args=module.args,
+            health_check=module.health_check,
         )
 
     async def deploy(self, body: DeployRequest) -> tuple[Instance, bool]:
@@ -189,7 +209,11 @@ class Orchestrator:
             raise NotFoundError(f"no node with id {body.node_id!r}")
         if not node["approved"]:
             raise ConflictError("node is waiting for approval; approve it before deploying")
-        package = self.packages.get(module.package, module.version)
+        if module.kind == ModuleKind.ADOPTED:
+            name, version, sha256 = "", "", ""
+        else:
+            package = self.packages.get(module.package, module.version)
+            name, version, sha256 = package.name, package.version, package.sha256
         instance_id = str(uuid.uuid4())
         conn = self.fleet.connection(body.node_id)
         now = time.time()
@@ -202,9 +226,9 @@ class Orchestrator:
                 module.id,
                 module.system_id,
                 body.node_id,
-                package.name,
-                package.version,
-                package.sha256,
+                name,
+                version,
+                sha256,
                 desired.value,
                 (InstanceState.DEPLOYING if conn else InstanceState.UNKNOWN).value,
                 now,
@@ -269,25 +293,16 @@ class Orchestrator:
         self.fleet.forget_instance(instance_id)
         return applied
 
-    async def batch(self, system_id: str, action: str) -> list[SystemActionResult]:
-        """Start or stop every instance of a system, concurrently."""
-        self.systems.get_system(system_id)
-        ids = [
-            r["id"]
-            for r in self.db.all(
-                "SELECT id FROM instances WHERE system_id = ? ORDER BY created_at", (system_id,)
-            )
-        ]
-        run = self.start if action == "start" else self.stop
-
-        async def one(instance_id: str) -> SystemActionResult:
-            try:
-                instance, _ = await run(instance_id)
-            except GdosError as exc:
-                return SystemActionResult(instance_id=instance_id, ok=False, error=exc.message)
-            return SystemActionResult(instance_id=instance_id, ok=True, state=instance.state)
-
-        return list(await asyncio.gather(*(one(i) for i in ids)))
+    async def candidates(self, node_id: str, adoption: AdoptionSpec) -> list[ProcessCandidate]:
+        """The processes on ``node_id`` that ``adoption`` would adopt (changes nothing)."""
+        adoption.check("$")
+        if self.db.one("SELECT 1 FROM nodes WHERE id = ?", (node_id,)) is None:
+            raise NotFoundError(f"no node with id {node_id!r}")
+        conn = self.fleet.connection(node_id)
+        if conn is None:
+            raise ConflictError("node is offline; candidates need a running worker")
+        response = await conn.ask(CandidatesCommand(adoption=adoption), self.command_timeout)
+        return response.candidates or []
 
     # --- reconciliation ---------------------------------------------------------------------
 

@@ -80,11 +80,13 @@ def render_prometheus(master: Any) -> str:
             package=r["package"],
             version=r["version"],
             running=r["state"] == "running",
+            health=r["health"],
             restarts=r["restarts"],
             online=fleet.connection(r["node_id"]) is not None,
         )
         for r in master.db.all(
-            "SELECT i.id, i.node_id, i.system_id, i.package, i.version, i.state, i.restarts,"
+            "SELECT i.id, i.node_id, i.system_id, i.package, i.version, i.state, i.health,"
+            " i.restarts,"
             " m.name AS module FROM instances i JOIN modules m ON m.id = i.module_id"
         )
     ]
@@ -127,6 +129,17 @@ def render_prometheus(master: Any) -> str:
         "gauge",
         "1 when the instance is running",
         ((inst_labels[i.id], 1.0 if i.running else 0.0) for i in instances),
+    )
+    out += _family(
+        "gdos_instance_healthy",
+        "gauge",
+        "1 when the instance's health check passes, 0 while starting or unhealthy"
+        " (instances with a running check only)",
+        (
+            (inst_labels[i.id], 1.0 if i.health == "healthy" else 0.0)
+            for i in instances
+            if i.running and i.health != "none"
+        ),
     )
     out += _family(
         "gdos_instance_restarts",
@@ -173,6 +186,24 @@ def render_prometheus(master: Any) -> str:
         "gauge",
         "largest delay of the master's event loop over the last 10-20 seconds",
         [({}, stats.loop_lag.value)],
+    )
+    out += _family(
+        "gdos_master_agent_disconnects_total",
+        "counter",
+        "agent connections closed (either side)",
+        [({}, float(stats.disconnects))],
+    )
+    out += _family(
+        "gdos_master_gc_full_collections_total",
+        "counter",
+        "full garbage collections run by the heap keeper (see docs/architecture.md)",
+        [({}, float(master.heap.full_collections))],
+    )
+    out += _family(
+        "gdos_master_gc_last_full_pause_seconds",
+        "gauge",
+        "how long the last full garbage collection held the event loop",
+        [({}, master.heap.last_full_pause)],
     )
     out += _family(
         "gdos_master_ingest_lag_max_seconds",

@@ -13,10 +13,24 @@ import sqlite3
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import Any
+
+import attrs
 
 from gdos_master.db import Database
-from gdos_sdk.errors import ConflictError, NotFoundError, ValidationError
-from gdos_sdk.models import Module, ModuleCreate, ModulePatch, System, SystemCreate, SystemPatch
+from gdos_sdk.adoption import AdoptionSpec
+from gdos_sdk.codec import structure, unstructure
+from gdos_sdk.errors import ConflictError, ManifestError, NotFoundError, ValidationError
+from gdos_sdk.manifest import HealthCheck
+from gdos_sdk.models import (
+    Module,
+    ModuleCreate,
+    ModuleKind,
+    ModulePatch,
+    System,
+    SystemCreate,
+    SystemPatch,
+)
 
 __all__ = ["Systems"]
 
@@ -39,6 +53,15 @@ def _check_env(env: dict[str, str]) -> None:
                 f"invalid environment variable name {key!r}",
                 details=[{"path": f"$.env.{key}", "message": "invalid variable name"}],
             )
+
+
+def _check_health(check: dict[str, Any]) -> str:
+    """A module's health_check override, validated like service.json's; as stored."""
+    try:
+        HealthCheck.from_dict(check, path="$.health_check")
+    except ManifestError as exc:
+        raise ValidationError(exc.message, details=exc.details) from exc
+    return json.dumps(check)
 
 
 class Systems:
@@ -128,6 +151,11 @@ class Systems:
             args=None if row["args"] is None else json.loads(row["args"]),
             start_order=row["start_order"],
             created_at=datetime.fromtimestamp(row["created_at"], UTC),
+            kind=ModuleKind(row["kind"]),
+            adoption=None
+            if row["adoption"] is None
+            else structure(json.loads(row["adoption"]), AdoptionSpec),
+            health_check=None if row["health_check"] is None else json.loads(row["health_check"]),
         )
 
     def list_modules(self, system_id: str) -> list[Module]:
@@ -156,7 +184,22 @@ class Systems:
         self.get_system(system_id)
         _check_name(body.name)
         _check_env(body.env)
-        self._require_package(body.package, body.version)
+        health = None if body.health_check is None else _check_health(body.health_check)
+        if body.kind == ModuleKind.ADOPTED:
+            if body.adoption is None:
+                raise ValidationError(
+                    "an adopted module needs an adoption spec",
+                    details=[{"path": "$.adoption", "message": "required for kind adopted"}],
+                )
+            body.adoption.check()
+            body = attrs.evolve(body, package="", version="")
+        else:
+            if body.adoption is not None:
+                raise ValidationError(
+                    "only an adopted module has an adoption spec",
+                    details=[{"path": "$.adoption", "message": "set kind to adopted"}],
+                )
+            self._require_package(body.package, body.version)
         if self.db.one(
             "SELECT 1 FROM modules WHERE system_id = ? AND name = ?", (system_id, body.name)
         ):
@@ -164,7 +207,7 @@ class Systems:
         module_id = str(uuid.uuid4())
         self.db.execute(
             "INSERT INTO modules(id, system_id, name, package, version, env, args, start_order,"
-            " created_at) VALUES(?,?,?,?,?,?,?,?,?)",
+            " created_at, kind, adoption, health_check) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 module_id,
                 system_id,
@@ -175,16 +218,34 @@ class Systems:
                 None if body.args is None else json.dumps(body.args),
                 body.start_order,
                 time.time(),
+                body.kind.value,
+                None if body.adoption is None else json.dumps(unstructure(body.adoption)),
+                health,
             ),
         )
         return self.get_module(module_id)
 
     def patch_module(self, module_id: str, body: ModulePatch) -> Module:
         module = self.get_module(module_id)
+        if body.adoption is not None:
+            if module.kind != ModuleKind.ADOPTED:
+                raise ValidationError(
+                    "only an adopted module has an adoption spec",
+                    details=[{"path": "$.adoption", "message": "not an adopted module"}],
+                )
+            body.adoption.check()
+        if body.version is not None and module.kind == ModuleKind.ADOPTED:
+            raise ValidationError(
+                "an adopted module has no package version",
+                details=[{"path": "$.version", "message": "not a package module"}],
+            )
         if body.version is not None:
             self._require_package(module.package, body.version)
         if body.env is not None:
             _check_env(body.env)
+        health = (
+            _check_health(body.health_check) if body.health_check else None
+        )  # {} clears the override
         with self.db.transaction():
             if body.version is not None:
                 self.db.execute(
@@ -197,6 +258,15 @@ class Systems:
             if body.args is not None:
                 self.db.execute(
                     "UPDATE modules SET args = ? WHERE id = ?", (json.dumps(body.args), module_id)
+                )
+            if body.adoption is not None:
+                self.db.execute(
+                    "UPDATE modules SET adoption = ? WHERE id = ?",
+                    (json.dumps(unstructure(body.adoption)), module_id),
+                )
+            if body.health_check is not None:
+                self.db.execute(
+                    "UPDATE modules SET health_check = ? WHERE id = ?", (health, module_id)
                 )
             if body.start_order is not None:
                 self.db.execute(

@@ -9,9 +9,11 @@ Example::
 
 from __future__ import annotations
 
+from gdos_sdk.adoption import AdoptionSpec, AdoptionStrategy
 from gdos_sdk.client import AsyncClient, Client
 from gdos_sdk.errors import (
     AuthError,
+    BackupError,
     BadRequestError,
     ConfigError,
     ConflictError,
@@ -32,8 +34,11 @@ from gdos_sdk.manifest import Manifest
 from gdos_sdk.states import DesiredState, Health, InstanceState
 
 __all__ = [
+    "AdoptionSpec",
+    "AdoptionStrategy",
     "AsyncClient",
     "AuthError",
+    "BackupError",
     "BadRequestError",
     "Client",
     "ConfigError",

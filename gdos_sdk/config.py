@@ -125,6 +125,14 @@ class MasterFleet:
     max_push_interval: float = _opt(15.0, "longest push interval of an unwatched node")
     offline_grace: float = _opt(5.0, "a node is offline after its push interval + this")
     command_timeout: float = _opt(60.0, "seconds to wait for a worker to answer a command")
+    gc_freeze: bool = _opt(
+        True,
+        "move long-lived objects out of the garbage collector's scans (see"
+        " docs/architecture.md, 'Garbage collection'); false keeps Python's defaults",
+    )
+    gc_churn_limit: int = _opt(
+        500, "disconnects after which a full garbage collection frees their frozen objects"
+    )
 
 
 @attrs.frozen
@@ -143,6 +151,39 @@ class MasterAlerts:
 
 
 @attrs.frozen
+class MasterBackup:
+    interval_hours: float = _opt(
+        0.0,
+        "hours between scheduled backups (0 = off); an admin may change the schedule in the"
+        " console, which then wins over this value",
+    )
+    retention: int = _opt(7, "scheduled backups kept; older scheduled ones are deleted")
+    include_packages: bool = _opt(False, "scheduled backups also carry the stored packages")
+    max_upload_bytes: int = _opt(
+        16 * 1024**3, "largest backup archive accepted by upload, and unpacked size of any archive"
+    )
+
+
+@attrs.frozen
+class MasterTerminal:
+    idle_timeout: float = _opt(
+        1800.0, "seconds without input or output after which a web terminal is closed (0 = never)"
+    )
+    max_sessions_per_node: int = _opt(5, "open web terminal sessions allowed per node")
+    reattach_grace: float = _opt(
+        60.0, "seconds a terminal's shell survives its browser dropping, waiting for a reattach"
+    )
+    scrollback_bytes: int = _opt(
+        256 * 1024, "recent output kept per session and replayed to a reattaching browser"
+    )
+    record_input: bool = _opt(False, "also record keystrokes in session recordings")
+    max_recording_bytes: int = _opt(
+        64 * 1024**2, "largest recording of one session; later output is not recorded"
+    )
+    open_timeout: float = _opt(15.0, "seconds a worker has to open a terminal and dial back")
+
+
+@attrs.frozen
 class MasterLog:
     level: str = _opt("info", "debug, info, warning or error", flag="log_level")
 
@@ -158,6 +199,8 @@ class MasterSettings:
     fleet: MasterFleet = attrs.field(factory=MasterFleet)
     metrics: MasterMetrics = attrs.field(factory=MasterMetrics)
     alerts: MasterAlerts = attrs.field(factory=MasterAlerts)
+    backup: MasterBackup = attrs.field(factory=MasterBackup)
+    terminal: MasterTerminal = attrs.field(factory=MasterTerminal)
     log: MasterLog = attrs.field(factory=MasterLog)
 
     @property
@@ -196,6 +239,13 @@ class WorkerRuntime:
 
 
 @attrs.frozen
+class WorkerTerminal:
+    shell: str = _opt(
+        "", "program (and arguments) web terminals run; default the worker user's login shell"
+    )
+
+
+@attrs.frozen
 class WorkerLog:
     level: str = _opt("info", "debug, info, warning or error", flag="log_level")
 
@@ -207,6 +257,7 @@ class WorkerSettings:
     server: WorkerServer = attrs.field(factory=WorkerServer)
     connect: WorkerConnect = attrs.field(factory=WorkerConnect)
     runtime: WorkerRuntime = attrs.field(factory=WorkerRuntime)
+    terminal: WorkerTerminal = attrs.field(factory=WorkerTerminal)
     log: WorkerLog = attrs.field(factory=WorkerLog)
 
 
@@ -430,6 +481,8 @@ def load_master_settings(
         )
     if not 1 <= settings.storage.presign_expiry <= 604800:
         raise ConfigError("storage.presign_expiry must be between 1 and 604800 seconds (7 days)")
+    if settings.backup.interval_hours < 0 or settings.backup.retention < 1:
+        raise ConfigError("backup.interval_hours must be >= 0 and backup.retention >= 1")
     parse_listen(settings.server.listen, default_host="0.0.0.0")
     return settings
 

@@ -6,6 +6,7 @@ Every error the SDK, the servers and the pack tool raise on purpose is a
     GdosError
     ├── ValidationError        the input is wrong; fix the request (422)
     │   ├── BadRequestError    not even well-formed, e.g. not JSON (400)
+    │   ├── BackupError        a backup archive is corrupt, truncated or foreign (422)
     │   └── ManifestError      service.json or package content is wrong
     ├── NotFoundError          the thing does not exist (404); also a LookupError
     ├── ConflictError          the request clashes with current state (409)
@@ -35,6 +36,7 @@ from typing import Any, ClassVar
 __all__ = [
     "AuthError",
     "AutostartError",
+    "BackupError",
     "BadRequestError",
     "ConfigError",
     "ConflictError",
@@ -198,6 +200,13 @@ class BadRequestError(ValidationError):
 
     code = "bad_request"
     status = 400
+
+
+class BackupError(ValidationError):
+    """A backup archive is truncated, corrupt, foreign or too new; nothing was changed."""
+
+    code = "invalid_backup"
+    status = 422
 
 
 def _all_subclasses(cls: type[GdosError]) -> list[type[GdosError]]:

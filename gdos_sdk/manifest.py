@@ -39,6 +39,7 @@ from gdos_sdk.versions import MAX_VERSION_LENGTH, VERSION_PATTERN
 __all__ = [
     "MANIFEST_FILENAME",
     "SCHEMA_ID",
+    "CheckRestart",
     "HealthCheck",
     "LogRotation",
     "Manifest",
@@ -130,6 +131,36 @@ class _Model:
 
 
 @attrs.frozen
+class CheckRestart(_Model):
+    """Restart an instance whose health check keeps failing (Nomad's ``check_restart``).
+
+    Parameters:
+        limit: consecutive failed checks, counted once ``grace`` has passed since the
+            start, that trigger a restart (subject to the restart policy and budget).
+        grace: seconds after a start or restart before failures count toward ``limit``.
+
+    Example::
+
+        CheckRestart(limit=3, grace=10)
+    """
+
+    limit: int = attrs.field(
+        default=3,
+        metadata=_f(
+            {"type": "integer", "minimum": 1},
+            "Consecutive failed checks (after grace) that trigger a restart.",
+        ),
+    )
+    grace: float = attrs.field(
+        default=1.0,
+        metadata=_f(
+            {"type": "number", "minimum": 0},
+            "Seconds after a start before failures count toward limit.",
+        ),
+    )
+
+
+@attrs.frozen
 class HealthCheck(_Model):
     """How the worker decides an instance is healthy.
 
@@ -193,6 +224,34 @@ class HealthCheck(_Model):
             "Seconds after start during which failures do not count.",
         ),
     )
+    check_restart: CheckRestart | None = attrs.field(
+        default=None,
+        metadata=_model(
+            "CheckRestart",
+            "Restart the instance when the check keeps failing; null: only report health.",
+            nullable=True,
+        ),
+    )
+
+    @classmethod
+    def from_dict(cls, data: Any, *, path: str = "$") -> HealthCheck:
+        """Validate a ``health_check`` object (a module override, say); collect every problem.
+
+        Parameters:
+            data: the decoded JSON object.
+            path: where ``data`` sits in the caller's document, for error paths.
+
+        Raises:
+            ManifestError: ``details`` name each field (``$.health_check.port``).
+
+        Example::
+
+            HealthCheck.from_dict({"type": "tcp", "port": 5432}, path="$.health_check")
+        """
+        problems = _check(cls, data, path)
+        if problems:
+            raise _error(problems, what="health_check")
+        return _build(cls, data)
 
 
 @attrs.frozen
@@ -416,7 +475,7 @@ class Manifest(_Model):
 
 
 _MODELS: dict[str, type[_Model]] = {
-    c.__name__: c for c in (HealthCheck, RestartPolicy, LogRotation, Manifest)
+    c.__name__: c for c in (CheckRestart, HealthCheck, RestartPolicy, LogRotation, Manifest)
 }
 
 # Cross-field rules, expressed in the schema itself so editors enforce them too.

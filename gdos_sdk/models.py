@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
+from gdos_sdk.adoption import AdoptionSpec
 from gdos_sdk.states import DesiredState, Health, InstanceState
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "MetricValue",
     "Module",
     "ModuleCreate",
+    "ModuleKind",
     "ModulePatch",
     "NetRate",
     "Node",
@@ -77,6 +79,13 @@ class Role(enum.StrEnum):
     def allows(self, needed: Role) -> bool:
         """True when this role is at least ``needed``."""
         return self.rank >= needed.rank
+
+
+class ModuleKind(enum.StrEnum):
+    """``package``: deployed from a package; ``adopted``: a process GDOS did not deploy."""
+
+    PACKAGE = "package"
+    ADOPTED = "adopted"
 
 
 class NodeStatus(enum.StrEnum):
@@ -285,6 +294,10 @@ class Module:
     args: list[str] | None = None
     start_order: int = 0
     created_at: datetime | None = None
+    kind: ModuleKind = ModuleKind.PACKAGE
+    adoption: AdoptionSpec | None = None  # kind "adopted": how to find the process
+    # Replaces the package's service.json health_check for this module's instances.
+    health_check: dict[str, Any] | None = None
 
 
 @attrs.frozen
@@ -373,6 +386,10 @@ class IngestStatus:
     loop_lag_max: float
     nodes_online: int
     series: int
+    disconnects: int = 0
+    gc_full_collections: int = 0
+    gc_last_full_pause: float = 0.0
+    gc_frozen_objects: int = 0
 
 
 @attrs.frozen
@@ -447,20 +464,29 @@ class SystemPatch:
 
 @attrs.frozen
 class ModuleCreate:
+    """A package module (``package`` + ``version``) or an adopted one (``adoption``)."""
+
     name: str
-    package: str
-    version: str
+    package: str = ""
+    version: str = ""
     env: dict[str, str] = attrs.field(factory=dict)
     args: list[str] | None = None
     start_order: int = 0
+    kind: ModuleKind = ModuleKind.PACKAGE
+    adoption: AdoptionSpec | None = None
+    health_check: dict[str, Any] | None = None  # a service.json health_check object
 
 
 @attrs.frozen
 class ModulePatch:
+    """Fields left ``None`` stay as they are; ``health_check: {}`` removes the override."""
+
     version: str | None = None
     env: dict[str, str] | None = None
     args: list[str] | None = None
     start_order: int | None = None
+    adoption: AdoptionSpec | None = None
+    health_check: dict[str, Any] | None = None
 
 
 @attrs.frozen

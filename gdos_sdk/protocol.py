@@ -12,6 +12,7 @@ with ``X-GDOS-Node-Id``) and then::
     worker -> master   instance_state   an instance changed state
     master -> worker   request          a command with an id and a timeout
     worker -> master   response         the command's result or error, same id
+    worker -> master   command_output   output of a running fleet command, as it arrives
     either             error            fatal problem; the sender closes after it
 
 After ``welcome`` the master reconciles: it compares the inventory with the
@@ -31,14 +32,19 @@ from typing import Any, Literal
 
 import attrs
 
+from gdos_sdk.adoption import AdoptionSpec, ProcessCandidate
 from gdos_sdk.codec import converter, structure, unstructure
+from gdos_sdk.commands import CommandExit
 from gdos_sdk.errors import ProtocolError, ValidationError
+from gdos_sdk.logfiles import LogChunk, LogCursor, LogFile, LogSearch
 from gdos_sdk.models import DiskUsage, Fingerprint, InstanceSample, NetRate, NodeSample
 from gdos_sdk.states import DesiredState, Health, InstanceState
 
 __all__ = [
     "PROTOCOL_VERSION",
+    "CandidatesCommand",
     "Command",
+    "CommandOutput",
     "Configure",
     "DeployCommand",
     "DestroyCommand",
@@ -49,12 +55,17 @@ __all__ = [
     "InstanceEvent",
     "InstanceSpec",
     "InstanceStatus",
+    "LogListCommand",
+    "LogReadCommand",
+    "LogSearchCommand",
     "Message",
     "Request",
     "Response",
     "RestartCommand",
+    "RunCommand",
     "StartCommand",
     "StopCommand",
+    "TerminalOpenCommand",
     "Welcome",
     "decode",
     "encode",
@@ -79,6 +90,10 @@ class InstanceSpec:
     manifest: dict[str, Any]
     env: dict[str, str] = attrs.field(factory=dict)
     args: list[str] | None = None
+    # An adopted module: no package to fetch (package, sha256 and download_path are empty).
+    adoption: AdoptionSpec | None = None
+    # The module's health_check override (a service.json health_check object), if any.
+    health_check: dict[str, Any] | None = None
 
 
 @attrs.frozen
@@ -138,7 +153,89 @@ class DestroyCommand:
     kind: Literal["destroy"] = "destroy"
 
 
-Command = DeployCommand | StartCommand | StopCommand | RestartCommand | DestroyCommand
+@attrs.frozen
+class CandidatesCommand:
+    """List the processes on the node that ``adoption`` would adopt (nothing is changed)."""
+
+    adoption: AdoptionSpec
+    kind: Literal["candidates"] = "candidates"
+
+
+@attrs.frozen
+class RunCommand:
+    """Run shell text; stream ``command_output`` messages tagged ``run_id``; answer the exit."""
+
+    run_id: str
+    command: str
+    timeout: float
+    kind: Literal["run_command"] = "run_command"
+
+
+@attrs.frozen
+class LogListCommand:
+    """List an instance's readable log files."""
+
+    instance_id: str
+    kind: Literal["log_list"] = "log_list"
+
+
+@attrs.frozen
+class LogReadCommand:
+    """Read a log file: the last ``lines`` lines (no cursor) or what follows ``cursor``.
+
+    With ``wait`` > 0 and nothing new, the worker waits up to ``wait`` seconds for more
+    (a long poll: following a log costs one request per burst of lines, not per second).
+    With ``offset`` set, it reads raw bytes from there instead (downloads).
+    """
+
+    instance_id: str
+    file: str
+    lines: int = 100
+    cursor: LogCursor | None = None
+    wait: float = 0.0
+    offset: int | None = None
+    kind: Literal["log_read"] = "log_read"
+
+
+@attrs.frozen
+class LogSearchCommand:
+    """The last ``limit`` lines of a log file containing ``query``."""
+
+    instance_id: str
+    file: str
+    query: str
+    limit: int = 500
+    kind: Literal["log_search"] = "log_search"
+
+
+@attrs.frozen
+class TerminalOpenCommand:
+    """Open a PTY and dial back ``/api/v1/agent/terminal/<session_id>`` with ``token``.
+
+    The worker answers once the stream socket is up (or with the error that prevented it);
+    the terminal's bytes then flow on that socket, never on the agent channel.
+    """
+
+    session_id: str
+    token: str
+    rows: int = 24
+    cols: int = 80
+    kind: Literal["terminal_open"] = "terminal_open"
+
+
+Command = (
+    DeployCommand
+    | StartCommand
+    | StopCommand
+    | RestartCommand
+    | DestroyCommand
+    | CandidatesCommand
+    | RunCommand
+    | LogListCommand
+    | LogReadCommand
+    | LogSearchCommand
+    | TerminalOpenCommand
+)
 
 _COMMANDS: dict[str, type[Any]] = {
     "deploy": DeployCommand,
@@ -146,6 +243,12 @@ _COMMANDS: dict[str, type[Any]] = {
     "stop": StopCommand,
     "restart": RestartCommand,
     "destroy": DestroyCommand,
+    "candidates": CandidatesCommand,
+    "run_command": RunCommand,
+    "log_list": LogListCommand,
+    "log_read": LogReadCommand,
+    "log_search": LogSearchCommand,
+    "terminal_open": TerminalOpenCommand,
 }
 
 # --- messages -------------------------------------------------------------------------------
@@ -211,7 +314,22 @@ class Response:
     ok: bool
     result: InstanceStatus | None = None
     error: ErrorInfo | None = None
+    candidates: list[ProcessCandidate] | None = None  # answer to a candidates command
+    command_exit: CommandExit | None = None  # answer to run_command
+    log_files: list[LogFile] | None = None  # answer to log_list
+    log_chunk: LogChunk | None = None  # answer to log_read
+    log_search: LogSearch | None = None  # answer to log_search
     type: Literal["response"] = "response"
+
+
+@attrs.frozen
+class CommandOutput:
+    """Output of a running fleet command (``stream`` is ``stdout`` or ``stderr``)."""
+
+    run_id: str
+    stream: Literal["stdout", "stderr"]
+    data: str
+    type: Literal["command_output"] = "command_output"
 
 
 @attrs.frozen
@@ -222,7 +340,15 @@ class ErrorMessage:
 
 
 Message = (
-    Hello | Welcome | Heartbeat | Configure | InstanceEvent | Request | Response | ErrorMessage
+    Hello
+    | Welcome
+    | Heartbeat
+    | Configure
+    | InstanceEvent
+    | Request
+    | Response
+    | CommandOutput
+    | ErrorMessage
 )
 
 _MESSAGES: dict[str, type[Any]] = {
@@ -233,6 +359,7 @@ _MESSAGES: dict[str, type[Any]] = {
     "instance_state": InstanceEvent,
     "request": Request,
     "response": Response,
+    "command_output": CommandOutput,
     "error": ErrorMessage,
 }
 

@@ -31,6 +31,8 @@ from gdos_sdk.metrics import NodeSampler, ProcessTreeSampler, collect_fingerprin
 from gdos_sdk.models import InstanceSample, NodeSample
 from gdos_sdk.protocol import (
     PROTOCOL_VERSION,
+    CandidatesCommand,
+    CommandOutput,
     Configure,
     ErrorInfo,
     ErrorMessage,
@@ -38,14 +40,22 @@ from gdos_sdk.protocol import (
     Hello,
     InstanceEvent,
     InstanceStatus,
+    LogListCommand,
+    LogReadCommand,
+    LogSearchCommand,
     Request,
     Response,
+    RunCommand,
+    TerminalOpenCommand,
     Welcome,
     decode,
     encode,
 )
+from gdos_worker.commands import run_fleet_command
+from gdos_worker.logview import LogViewer
 from gdos_worker.state import Identity, WorkDir
 from gdos_worker.supervisor import Supervisor
+from gdos_worker.terminal import TerminalHost
 
 __all__ = ["BUFFER_SECONDS", "Agent"]
 
@@ -84,6 +94,12 @@ class Agent:
         self._ssl: ssl.SSLContext | None = None
         if base.startswith("https://"):
             self._ssl = ssl.create_default_context(cafile=settings.connect.ca_file or None)
+        self.terminals = TerminalHost(
+            master_url=base,
+            shell=settings.terminal.shell,
+            cwd=str(Path.home()) if Path.home().is_dir() else str(workdir.root),
+            ssl_context=self._ssl,
+        )
 
     # --- identity ---------------------------------------------------------------------------
 
@@ -242,8 +258,15 @@ class Agent:
     async def _handle(self, ws: ClientConnection, request: Request) -> None:
         assert self.supervisor is not None
         try:
-            result = await self.supervisor.execute(request.command)
-            response = Response(id=request.id, ok=True, result=result)
+            tool = await self._answer_tool(ws, request)
+            if tool is not None:
+                response = tool
+            elif isinstance(request.command, CandidatesCommand):
+                found = await self.supervisor.candidates(request.command.adoption)
+                response = Response(id=request.id, ok=True, candidates=found)
+            else:
+                result = await self.supervisor.execute(request.command)
+                response = Response(id=request.id, ok=True, result=result)
         except GdosError as exc:
             response = Response(
                 id=request.id, ok=False, error=ErrorInfo(code=exc.code, message=exc.message)
@@ -254,6 +277,42 @@ class Agent:
                 id=request.id, ok=False, error=ErrorInfo(code="internal", message=str(exc))
             )
         await self._send(ws, encode(response))
+
+    async def _answer_tool(self, ws: ClientConnection, request: Request) -> Response | None:
+        """Answer a fleet command or a log request; None for the supervisor's commands."""
+        assert self.supervisor is not None
+        command = request.command
+        if isinstance(command, RunCommand):
+            # Output goes out in order, and all of it before the response.
+            queue: asyncio.Queue[CommandOutput | None] = asyncio.Queue()
+
+            async def pump() -> None:
+                while (item := await queue.get()) is not None:
+                    await self._send(ws, encode(item))
+
+            sender = asyncio.get_running_loop().create_task(pump())
+            try:
+                result = await run_fleet_command(
+                    command,
+                    cwd=self.workdir.root,
+                    executor=self.supervisor.executor,
+                    emit=queue.put_nowait,
+                )
+            finally:
+                queue.put_nowait(None)
+                await sender
+            return Response(id=request.id, ok=True, command_exit=result)
+        if isinstance(command, TerminalOpenCommand):
+            await self.terminals.open(command, self._auth_headers())
+            return Response(id=request.id, ok=True)
+        viewer = LogViewer(self.supervisor)
+        if isinstance(command, LogListCommand):
+            return Response(id=request.id, ok=True, log_files=viewer.list_files(command))
+        if isinstance(command, LogReadCommand):
+            return Response(id=request.id, ok=True, log_chunk=await viewer.read(command))
+        if isinstance(command, LogSearchCommand):
+            return Response(id=request.id, ok=True, log_search=await viewer.search(command))
+        return None
 
     async def sample_forever(self) -> None:
         """Take a node sample and the instance samples every ``runtime.sample_interval``."""
@@ -287,5 +346,6 @@ class Agent:
                 wait = random.uniform(0.1, self.push_interval)  # noqa: S311 - a phase, not a secret
 
     async def close(self) -> None:
+        await self.terminals.close()
         for task in list(self._tasks):
             task.cancel()

@@ -23,10 +23,12 @@ from pathlib import Path
 
 from gdos_sdk.errors import SpawnError
 from gdos_sdk.executors import Executor, ExitInfo, ProcessHandle, SpawnSpec
-from gdos_sdk.manifest import Manifest
+from gdos_sdk.health import HealthTracker
+from gdos_sdk.manifest import HealthCheck, Manifest
 from gdos_sdk.protocol import InstanceStatus
 from gdos_sdk.restart import RestartTracker
-from gdos_sdk.states import DesiredState, InstanceState, check_transition
+from gdos_sdk.states import DesiredState, Health, InstanceState, check_transition
+from gdos_worker.health import probe
 from gdos_worker.logs import rotate_if_needed
 from gdos_worker.state import InstancePaths, InstanceRecord, WorkDir
 
@@ -104,6 +106,14 @@ class InstanceRunner:
         self.base_env = dict(os.environ if base_env is None else base_env)
         self.clock = clock
         self.manifest = Manifest.from_dict(record.spec.manifest)
+        override = record.spec.health_check
+        # A module's override replaces the package's check.
+        self.health_check: HealthCheck | None = (
+            HealthCheck.from_dict(override, path="$.health_check")
+            if override is not None
+            else self.manifest.health_check
+        )
+        self._health_task: asyncio.Task[None] | None = None
         policy = self.manifest.restart
         self.tracker = RestartTracker(
             policy=policy.policy,
@@ -132,7 +142,9 @@ class InstanceRunner:
             instance_id=self.instance_id,
             desired_state=r.desired_state,
             state=r.state,
-            health=r.health,
+            # Health describes a running process; a record settled while the worker was
+            # down may still carry the old run's.
+            health=r.health if r.state == S.RUNNING else Health.NONE,
             pid=r.process.pid if r.process is not None else None,
             started_at=r.started_at,
             restarts=r.restarts,
@@ -150,6 +162,8 @@ class InstanceRunner:
         """The only place the state changes: check, persist, report."""
         check_transition(self.record.state, new)
         self.record.state = new
+        if new != S.RUNNING:
+            self.record.health = Health.NONE  # health describes a running process only
         if reason is not None:
             self.record.reason = reason
         self._save()
@@ -215,6 +229,7 @@ class InstanceRunner:
             started = self.record.started_at or time.time()
             self._started_mono = self.clock() - max(0.0, time.time() - started)
         self._watcher = asyncio.get_running_loop().create_task(self._watch(handle))
+        self._start_health(handle)
 
     async def _watch(self, handle: ProcessHandle) -> None:
         info = await handle.wait()
@@ -309,6 +324,100 @@ class InstanceRunner:
         )
         self._set_state(S.STOPPED, reason + suffix)
 
+    # --- health checks ----------------------------------------------------------------------
+
+    def _start_health(self, handle: ProcessHandle) -> None:
+        """Check the health of the run ``handle`` stands for, in its own task."""
+        self._cancel_health()
+        if self.health_check is None:
+            return
+        self.record.health = Health.STARTING  # reported by the state change that follows
+        self._health_task = asyncio.get_running_loop().create_task(
+            self._check_health(handle, self.health_check)
+        )
+
+    def _cancel_health(self) -> None:
+        if self._health_task is not None:
+            self._health_task.cancel()
+            self._health_task = None
+
+    def _set_health(self, health: Health, detail: str) -> None:
+        if self.record.health == health:
+            return
+        self.record.health = health
+        if health == Health.UNHEALTHY:
+            self.record.reason = f"unhealthy: {detail}"
+        elif self.record.reason.startswith("unhealthy: "):
+            self.record.reason = f"running ({detail})"
+        self._save()
+        log.info("instance %s health -> %s (%s)", self.instance_id, health.value, detail)
+        self.on_change(self.status())
+
+    def _check_env(self) -> dict[str, str]:
+        try:
+            return self._spawn_spec().env
+        except SpawnError:  # no entrypoint (an adopted process): the environment still helps
+            return build_env(self.base_env, self.manifest, self.record.spec.env, {})
+
+    async def _check_health(self, handle: ProcessHandle, check: HealthCheck) -> None:
+        """Probe until this run ends; a check never blocks the loop or an operator action."""
+        tracker = HealthTracker.for_check(check)
+        tracker.begin(self.clock())
+        cwd = self.paths.app if self.paths.app.is_dir() else self.paths.root
+        while True:
+            await asyncio.sleep(tracker.delay(self.clock()))
+            if self.handle is not handle or self.destroyed:
+                return
+            ok, detail = await probe(check, cwd=cwd, env=self._check_env())
+            if self.handle is not handle or self.destroyed:
+                return
+            verdict = tracker.record(ok, self.clock())
+            self._set_health(verdict.health, detail)
+            if verdict.restart and await self._restart_unhealthy(handle, detail):
+                return
+
+    async def _restart_unhealthy(self, handle: ProcessHandle, detail: str) -> bool:
+        """``check_restart``: stop a run that keeps failing its check, restart it by policy.
+
+        False when the policy keeps it (``never``): it stays running, still checked.
+        """
+        async with self.lock:
+            if (
+                self.handle is not handle
+                or self.destroyed
+                or self.record.desired_state != DesiredState.RUNNING
+            ):
+                return True
+            now = self.clock()
+            decision = self.tracker.on_exit(
+                now=now, ran_for=now - self._started_mono, exit_code=None
+            )
+            if not decision.restart and not decision.give_up:
+                log.warning(
+                    "instance %s unhealthy, not restarted: %s", self.instance_id, decision.reason
+                )
+                return False
+            self.handle = None  # the exit watcher leaves this exit to us
+            self._health_task = None  # this very task; it ends after this call
+            result = await self.executor.stop(
+                handle,
+                stop_signal=_signal_number(self.manifest.stop_signal),
+                timeout=self.manifest.stop_timeout,
+            )
+            self.record.process = None
+            if result.exit is not None:
+                self.record.exit_code = result.exit.code
+            why = f"unhealthy ({detail})"
+            if decision.give_up:
+                self._set_state(S.FAILED, f"{why}; {decision.reason}")  # RUNNING -> FAILED
+                return True
+            # RUNNING -> BACKOFF
+            self._set_state(S.BACKOFF, f"{why}; restarting in {decision.delay:.1f} s")
+            self._backoff_task = asyncio.get_running_loop().create_task(
+                self._restart_later(decision.delay)
+            )
+            return True
+
     # --- operator actions -------------------------------------------------------------------
 
     async def start(self) -> InstanceStatus:
@@ -353,6 +462,7 @@ class InstanceRunner:
             if self.handle is not None:
                 await self._stop_process("destroying")
             self.destroyed = True
+            self._cancel_health()
             # Stragglers that escaped the tree (double-forked daemons) carry the tag.
             self.executor.kill_tag(self.instance_id)
             if self._watcher is not None:
@@ -398,6 +508,7 @@ class InstanceRunner:
     async def close(self) -> None:
         """Forget the process without stopping it (worker shutdown: services keep running)."""
         self._cancel_backoff()
+        self._cancel_health()
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(BaseException):

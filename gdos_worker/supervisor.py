@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from gdos_sdk.adoption import AdoptionSpec, ProcessCandidate, discover
 from gdos_sdk.archive import safe_extract
 from gdos_sdk.codec import unstructure
 from gdos_sdk.errors import ConflictError, GdosError, NotFoundError, TransportError
@@ -34,6 +35,7 @@ from gdos_sdk.protocol import (
     StopCommand,
 )
 from gdos_sdk.states import DesiredState, InstanceState
+from gdos_worker.adopted import AdoptedRunner
 from gdos_worker.runner import InstanceRunner
 from gdos_worker.state import InstanceRecord, WorkDir
 
@@ -76,7 +78,8 @@ class Supervisor:
         self._fetch_locks: dict[str, asyncio.Lock] = {}
 
     def _runner(self, record: InstanceRecord) -> InstanceRunner:
-        return InstanceRunner(
+        cls = AdoptedRunner if record.spec.adoption is not None else InstanceRunner
+        return cls(
             record,
             workdir=self.workdir,
             executor=self.executor,
@@ -134,6 +137,8 @@ class Supervisor:
             if existing.record.spec.sha256 != spec.sha256:
                 raise ConflictError(f"instance {spec.instance_id} exists with another package")
             return await existing.start() if start else existing.status()
+        if spec.adoption is not None:
+            return await self._adopt(spec, start=start)
         Manifest.from_dict(spec.manifest)  # refuse a bad manifest before fetching anything
         paths = self.workdir.paths(spec.instance_id)
         if paths.root.exists():  # debris of an interrupted deploy
@@ -156,6 +161,41 @@ class Supervisor:
         if start:
             return await runner.start()
         return runner.status()
+
+    async def _adopt(self, spec: InstanceSpec, *, start: bool) -> InstanceStatus:
+        """Record an adopted instance; with ``start``, adopt (or start) its process now.
+
+        If nothing can be adopted the instance is forgotten again and the error
+        reported, so a failed adoption leaves nothing behind (the process, if any,
+        is never touched).
+        """
+        paths = self.workdir.paths(spec.instance_id)
+        if paths.root.exists():
+            await asyncio.to_thread(shutil.rmtree, paths.root, True)
+        paths.logs.mkdir(parents=True)
+        record = InstanceRecord(
+            spec=spec, desired_state=DesiredState.STOPPED, state=InstanceState.DEPLOYING
+        )
+        try:
+            runner = self._runner(record)
+        except BaseException:
+            await asyncio.to_thread(shutil.rmtree, paths.root, True)
+            raise
+        self.runners[spec.instance_id] = runner
+        runner._set_state(InstanceState.STOPPED, "adopted")  # DEPLOYING -> STOPPED
+        if not start:
+            return runner.status()
+        try:
+            return await runner.start()
+        except BaseException:
+            await self.destroy(spec.instance_id)
+            raise
+
+    async def candidates(self, adoption: AdoptionSpec) -> list[ProcessCandidate]:
+        """The processes ``adoption`` would adopt on this node, best first."""
+        adoption.check()
+        found, _ = await asyncio.to_thread(discover, adoption)
+        return found
 
     async def _fetch(self, spec: InstanceSpec) -> Path:
         """The package zip from the cache, downloading and verifying it if needed."""

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PUBLIC_MODULES = [
     "gdos_sdk",
     "gdos_sdk.errors",
+    "gdos_sdk.adoption",
     "gdos_sdk.models",
     "gdos_sdk.protocol",
     "gdos_sdk.codec",
@@ -27,6 +28,9 @@ PUBLIC_MODULES = [
     "gdos_sdk.metrics",
     "gdos_sdk.client",
     "gdos_sdk.backoff",
+    "gdos_sdk.backups",
+    "gdos_sdk.commands",
+    "gdos_sdk.logfiles",
     "gdos_sdk.restart",
     "gdos_sdk.testing",
 ]

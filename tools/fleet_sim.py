@@ -81,6 +81,8 @@ class SimNode:
         self.rng = random.Random(index)
         self.phase = 0.0
         self.task: asyncio.Task[None] | None = None
+        self.pusher: asyncio.Task[None] | None = None
+        self.last_sample = 0.0
 
     def _hello(self) -> str:
         return json.dumps(
@@ -133,14 +135,16 @@ class SimNode:
             self.credential = welcome.get("credential") or self.credential
             self.push_interval = float(welcome["heartbeat_interval"])
             self.connected.set()
-            pusher = asyncio.get_running_loop().create_task(self._push(ws))
+            self.last_sample = time.time() - 1
+            self.pusher = asyncio.get_running_loop().create_task(self._push(ws))
             try:
                 async for frame in ws:
                     self._dispatch(ws, json.loads(frame))
             finally:
-                pusher.cancel()
-                with contextlib.suppress(BaseException):
-                    await pusher
+                if self.pusher is not None:
+                    self.pusher.cancel()
+                    with contextlib.suppress(BaseException):
+                        await self.pusher
 
     def _dispatch(self, ws: ClientConnection, message: dict[str, Any]) -> None:
         kind = message.get("type")
@@ -148,6 +152,10 @@ class SimNode:
             old, self.push_interval = self.push_interval, float(message["push_interval"])
             if self.push_interval > old:  # as the real worker does: move to a random phase
                 self.phase = self.rng.uniform(0.1, self.push_interval)
+            elif self.push_interval < old and self.pusher is not None:
+                # Watched now: push what is buffered at once, then at the new pace.
+                self.pusher.cancel()
+                self.pusher = asyncio.get_running_loop().create_task(self._push(ws, at_once=True))
         elif kind == "request":
             reply = json.dumps(
                 {
@@ -159,18 +167,18 @@ class SimNode:
             )
             asyncio.get_running_loop().create_task(ws.send(reply))
 
-    async def _push(self, ws: ClientConnection) -> None:
+    async def _push(self, ws: ClientConnection, *, at_once: bool = False) -> None:
         # Start each node at a random phase so the fleet does not beat in unison.
-        await asyncio.sleep(self.rng.uniform(0, self.push_interval))
-        last_sample = time.time() - 1
+        if not at_once:
+            await asyncio.sleep(self.rng.uniform(0, self.push_interval))
         while True:
             now = time.time()
             samples = []
-            ts = last_sample + 1
+            ts = self.last_sample + 1
             while ts <= now:
                 samples.append(node_sample(ts, self.rng))
                 ts += 1
-            last_sample = ts - 1
+            self.last_sample = ts - 1
             if not samples:
                 samples.append(node_sample(now, self.rng))
             frame = (

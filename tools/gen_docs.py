@@ -90,8 +90,13 @@ def api_reference() -> str:
         " see architecture.md |",
         "| `/api/v1/live` | browsers (session cookie, same Origin) or API tokens | live"
         " updates: subscribe to `fleet`, `nodes`, `node:<id>`, `instances`, `system:<id>`,"
-        " `instance:<id>`, `audit`; a snapshot, then only changes (see"
+        " `instance:<id>`, `alerts`, `audit`; a snapshot, then only changes (see"
         " `gdos_master/live.py`) |",
+        "| `/api/v1/terminal/{node_id}` | admins (session cookie, same Origin, or API token)"
+        " | web terminal: `?rows=&cols=` opens a session, `?session=<id>` reattaches; binary"
+        " frames are terminal bytes, text frames JSON control (see docs/terminal.md) |",
+        "| `/api/v1/agent/terminal/{session_id}` | workers (node credential + the session's"
+        " one-time token) | a terminal's stream, dialled back by the worker |",
         "",
         "## Schemas",
         "",

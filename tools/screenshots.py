@@ -16,8 +16,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 from playwright.sync_api import Page, sync_playwright
 
 from gdos_sdk.testing import LocalCluster, free_port, wait_until
@@ -87,6 +89,85 @@ def seed(cluster: LocalCluster, work: Path) -> None:
         gdos.create_token("ci-deploys")
 
 
+def seed_alerts(cluster: LocalCluster) -> None:
+    """Rules (one firing, one fired and resolved), a silence and a receiver, over the REST API."""
+    headers = {"Authorization": f"Bearer {cluster.admin_token()}"}
+    with httpx.Client(base_url=f"{cluster.url}/api/v1", headers=headers, timeout=30) as api:
+
+        def post(path: str, body: dict[str, object]) -> dict[str, object]:
+            response = api.post(path, json=body)
+            response.raise_for_status()
+            found: dict[str, object] = response.json()
+            return found
+
+        shop = next(s for s in api.get("/systems").json() if s["name"] == "shop")
+        post(
+            "/alerts/receivers",
+            {"name": "ops-webhook", "url": f"http://127.0.0.1:{free_port()}/gdos", "secret": "s"},
+        )
+        post(
+            "/alerts/rules",
+            {
+                "name": "Memory in use",
+                "metric": "mem_percent",
+                "op": ">",
+                "threshold": 0,
+                "severity": "critical",
+                "labels": {"team": "ops"},
+            },
+        )
+        post(
+            "/alerts/rules",
+            {
+                "name": "CPU hot",
+                "metric": "cpu",
+                "op": ">",
+                "threshold": 90,
+                "for_seconds": 60,
+                "clear_threshold": 80,
+                "keep_firing_for": 30,
+            },
+        )
+        post(
+            "/alerts/rules",
+            {
+                "name": "Shop instance down",
+                "metric": "instance_down",
+                "severity": "critical",
+                "target": {"kind": "instances", "system_id": shop["id"]},
+            },
+        )
+        spike = {
+            "name": "Load spike",
+            "metric": "load1",
+            "op": ">=",
+            "threshold": 0,
+            "severity": "info",
+        }
+        rule = post("/alerts/rules", spike)
+
+        def active() -> list[dict[str, object]]:
+            found: list[dict[str, object]] = api.get("/alerts/active").json()
+            return found
+
+        def firing(name: str) -> bool:
+            return any(a["rule_name"] == name and a["phase"] == "firing" for a in active())
+
+        wait_until(lambda: firing("Memory in use") and firing("Load spike"), what="alerts to fire")
+        # Raise the threshold out of reach: the load alert resolves into the history.
+        api.put(f"/alerts/rules/{rule['id']}", json={**spike, "threshold": 1000}).raise_for_status()
+        wait_until(lambda: not firing("Load spike"), what="the load alert to resolve")
+        now = datetime.now(UTC)
+        post(
+            "/alerts/silences",
+            {
+                "matchers": [{"label": "severity", "value": "info"}],
+                "ends_at": (now + timedelta(hours=4)).isoformat(),
+                "comment": "maintenance window",
+            },
+        )
+
+
 def shoot(page: Page, out: Path, name: str) -> None:
     time.sleep(0.6)  # transitions and the first live frames
     page.screenshot(path=str(out / f"{name}.png"))
@@ -142,6 +223,15 @@ def capture(cluster: LocalCluster, out: Path, chromium: str) -> None:
             )
             shoot(page, out, f"instance-drawer-{suffix}")
 
+            for tab in ("active", "history", "rules", "silences", "receivers"):
+                page.goto(f"{url}/alerts?tab={tab}")
+                page.wait_for_selector(".el-tabs__content .el-table__row:visible")
+                page.wait_for_load_state("networkidle")
+                if tab == "rules":
+                    page.click("[data-test=edit-rule-CPU\\ hot]")
+                    page.wait_for_selector("[data-test=rule-submit]")
+                shoot(page, out, f"alerts-{tab}-{suffix}")
+
             for name in ("audit", "users", "settings"):
                 page.goto(f"{url}/{name}")
                 page.wait_for_selector(".el-card")
@@ -173,6 +263,7 @@ def main() -> int:
             cluster.start_master()
             cluster.start_worker()
             seed(cluster, Path(tmp) / "pkgs")
+            seed_alerts(cluster)
             capture(cluster, out, args.chromium)
         finally:
             cluster.close()

@@ -18,11 +18,30 @@ from gdos_master.api import (  # noqa: E402
     accounts,
     alerts,
     audit,
+    backups,
+    batches,
+    commands,
+    logs,
     meta,
     metrics,
     nodes,
     packages,
     systems,
+    terminal,
 )
 
-del accounts, alerts, audit, meta, metrics, nodes, packages, systems
+del (
+    accounts,
+    alerts,
+    audit,
+    backups,
+    batches,
+    commands,
+    logs,
+    meta,
+    metrics,
+    nodes,
+    packages,
+    systems,
+    terminal,
+)

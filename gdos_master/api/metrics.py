@@ -130,4 +130,8 @@ async def ingest(ctx: Ctx) -> IngestStatus:
         loop_lag_max=stats.loop_lag.value,
         nodes_online=fleet.online_count(),
         series=fleet.store.series_count(),
+        disconnects=stats.disconnects,
+        gc_full_collections=ctx.master.heap.full_collections,
+        gc_last_full_pause=round(ctx.master.heap.last_full_pause, 4),
+        gc_frozen_objects=ctx.master.heap.frozen(),
     )

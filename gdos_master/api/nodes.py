@@ -1,4 +1,4 @@
-"""Nodes: list, get, rename/relabel, plan ahead, approve, delete."""
+"""Nodes: list, get, rename/relabel, plan ahead, approve, delete, adoption candidates."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from quart import request
 
 from gdos_master.api import api
 from gdos_master.routing import Ctx, QueryParam, query_bool
+from gdos_sdk.adoption import AdoptionSpec, ProcessCandidate
 from gdos_sdk.models import Node, NodePatch, PlannedNodeCreate, Role
 
 T = "nodes"
@@ -100,3 +101,19 @@ async def approve_node(ctx: Ctx, node_id: str) -> Node:
 async def delete_node(ctx: Ctx, node_id: str) -> None:
     dropped = await ctx.master.nodes.delete(node_id, force=query_bool("force"))
     ctx.audit_params["instances_dropped"] = dropped
+
+
+@api.route(
+    "/nodes/<node_id>/candidates",
+    "POST",
+    summary="List the processes on a node that an adoption spec would adopt",
+    tag=T,
+    role=Role.OPERATOR,
+    body=AdoptionSpec,
+    response=list[ProcessCandidate],
+    audit="node.candidates",
+    target="node:{node_id}",
+)
+async def adoption_candidates(ctx: Ctx, node_id: str, body: AdoptionSpec) -> list[ProcessCandidate]:
+    found: list[ProcessCandidate] = await ctx.master.orchestrator.candidates(node_id, body)
+    return found

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from quart import request
 
 from gdos_master.api import api
 from gdos_master.routing import Ctx, QueryParam
+from gdos_sdk.batches import BatchRequest, BatchState
 from gdos_sdk.models import (
     DeployRequest,
     Instance,
@@ -84,10 +87,28 @@ async def delete_system(ctx: Ctx, system_id: str) -> None:
     ctx.master.systems.delete_system(system_id)
 
 
+async def _batch(
+    ctx: Ctx, system_id: str, action: Literal["start", "stop"]
+) -> list[SystemActionResult]:
+    """Run an ordered batch with the defaults and wait for its end."""
+    job = ctx.master.batches.start(system_id, BatchRequest(action=action), ctx.actor, ctx.ip)
+    ctx.audit_params["batch"] = job.id
+    job = await ctx.master.batches.wait(job.id, None)
+    return [
+        SystemActionResult(
+            instance_id=i.instance_id,
+            ok=i.state == BatchState.DONE,
+            state=i.instance_state,
+            error=i.error or None,
+        )
+        for i in job.items
+    ]
+
+
 @api.route(
     "/systems/<system_id>/start",
     "POST",
-    summary="Start every instance of a system",
+    summary="Start every instance of a system, tier by tier; answers when done",
     tag=S,
     role=Role.OPERATOR,
     response=list[SystemActionResult],
@@ -95,13 +116,13 @@ async def delete_system(ctx: Ctx, system_id: str) -> None:
     target="system:{system_id}",
 )
 async def start_system(ctx: Ctx, system_id: str) -> list[SystemActionResult]:
-    return list(await ctx.master.orchestrator.batch(system_id, "start"))
+    return await _batch(ctx, system_id, "start")
 
 
 @api.route(
     "/systems/<system_id>/stop",
     "POST",
-    summary="Stop every instance of a system",
+    summary="Stop every instance of a system, tiers in reverse; answers when done",
     tag=S,
     role=Role.OPERATOR,
     response=list[SystemActionResult],
@@ -109,7 +130,7 @@ async def start_system(ctx: Ctx, system_id: str) -> list[SystemActionResult]:
     target="system:{system_id}",
 )
 async def stop_system(ctx: Ctx, system_id: str) -> list[SystemActionResult]:
-    return list(await ctx.master.orchestrator.batch(system_id, "stop"))
+    return await _batch(ctx, system_id, "stop")
 
 
 M = "modules"

@@ -12,6 +12,7 @@ import anyio
 import anyio.to_thread
 import httpx
 
+from gdos_sdk.backups import BackupInfo
 from gdos_sdk.client._base import (
     API_PREFIX,
     CSRF_HEADER,
@@ -20,7 +21,9 @@ from gdos_sdk.client._base import (
     map_transport_error,
     raise_for_error,
 )
+from gdos_sdk.commands import CommandRun
 from gdos_sdk.errors import TransportError
+from gdos_sdk.logfiles import LogChunk
 from gdos_sdk.models import Instance, Me, Package
 
 __all__ = ["AsyncClient"]
@@ -153,6 +156,79 @@ class AsyncClient:
             raise map_transport_error(exc) from exc
         return path
 
+    async def upload_backup(self, source: str | os.PathLike[str] | bytes | IO[bytes]) -> BackupInfo:
+        """Upload a backup archive made by another master (checked, stored, not restored).
+
+        Example::
+
+            info = await gdos.upload_backup("gdos-backup-...tar.gz")
+            await gdos.restore_backup(info.name)
+        """
+        call = _CALLS.upload_backup()
+        if isinstance(source, bytes):
+            return call.parse(await self._request(call, content=source))
+        if isinstance(source, str | os.PathLike):
+            with open(source, "rb") as handle:
+                return call.parse(await self._request(call, content=_chunks(handle)))
+        return call.parse(await self._request(call, content=_chunks(source)))
+
+    async def download_backup(self, name: str, dest: str | os.PathLike[str]) -> Path:
+        """Save a backup archive to ``dest``; returns the path."""
+        path = Path(dest)
+        try:
+            async with self._http.stream("GET", _CALLS.download_backup_path(name)) as resp:
+                if resp.status_code >= 400:
+                    await resp.aread()
+                    raise_for_error(resp)
+                with open(path, "wb") as out:
+                    async for chunk in resp.aiter_bytes():
+                        out.write(chunk)
+        except httpx.HTTPError as exc:
+            raise map_transport_error(exc) from exc
+        return path
+
+    async def run_command(
+        self, node_ids: list[str], command: str, *, timeout: float = 60.0, wait: bool = True
+    ) -> CommandRun:
+        """Run ``command`` on ``node_ids``; with ``wait``, return once every node answered.
+
+        Example::
+
+            run = await gdos.run_command([node.id], "uptime", timeout=10)
+            print({n.node_id: (n.exit_code, n.stdout) for n in run.nodes})
+        """
+        run = await self.start_command(node_ids, command, timeout=timeout)
+        while wait and not run.done:
+            run = await self.get_command(run.id, wait=60)
+        return run
+
+    async def follow_log(
+        self, instance_id: str, file: str = "console.log", *, lines: int = 100, wait: int = 20
+    ) -> AsyncIterator[LogChunk]:
+        """The last ``lines`` lines, then new text as it is written (across rotations), forever."""
+        chunk = await self.read_log(instance_id, file, lines=lines)
+        yield chunk
+        while True:
+            chunk = await self.read_log(instance_id, file, cursor=chunk.cursor, wait=wait)
+            if chunk.text:
+                yield chunk
+
+    async def download_log(self, instance_id: str, file: str, dest: str | os.PathLike[str]) -> Path:
+        """Save a whole log file to ``dest``."""
+        path = Path(dest)
+        url = f"/instances/{instance_id}/logs/download"
+        try:
+            async with self._http.stream("GET", url, params={"file": file}) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise_for_error(response)
+                with open(path, "wb") as out:
+                    async for chunk in response.aiter_bytes():
+                        out.write(chunk)
+        except httpx.HTTPError as exc:
+            raise map_transport_error(exc) from exc
+        return path
+
     async def wait_for_instance(
         self, instance_id: str, state: str, *, timeout: float = 30.0, interval: float = 0.2
     ) -> Instance:
@@ -199,8 +275,13 @@ class AsyncClient:
     delete_system = _endpoint(Calls.delete_system)
     start_system = _endpoint(Calls.start_system)
     stop_system = _endpoint(Calls.stop_system)
+    start_batch = _endpoint(Calls.start_batch)
+    get_batch = _endpoint(Calls.get_batch)
+    list_batches = _endpoint(Calls.list_batches)
     list_modules = _endpoint(Calls.list_modules)
     create_module = _endpoint(Calls.create_module)
+    create_adopted_module = _endpoint(Calls.create_adopted_module)
+    adoption_candidates = _endpoint(Calls.adoption_candidates)
     get_module = _endpoint(Calls.get_module)
     update_module = _endpoint(Calls.update_module)
     delete_module = _endpoint(Calls.delete_module)
@@ -211,9 +292,25 @@ class AsyncClient:
     stop_instance = _endpoint(Calls.stop_instance)
     restart_instance = _endpoint(Calls.restart_instance)
     destroy_instance = _endpoint(Calls.destroy_instance)
+    start_command = _endpoint(Calls.start_command)
+    get_command = _endpoint(Calls.get_command)
+    list_commands = _endpoint(Calls.list_commands)
+    list_log_files = _endpoint(Calls.list_log_files)
+    read_log = _endpoint(Calls.read_log)
+    search_log = _endpoint(Calls.search_log)
+    list_terminal_sessions = _endpoint(Calls.list_terminal_sessions)
+    get_terminal_session = _endpoint(Calls.get_terminal_session)
+    get_terminal_recording = _endpoint(Calls.get_terminal_recording)
+    close_terminal_session = _endpoint(Calls.close_terminal_session)
     list_audit = _endpoint(Calls.list_audit)
     get_settings = _endpoint(Calls.get_settings)
     rotate_join_token = _endpoint(Calls.rotate_join_token)
+    list_backups = _endpoint(Calls.list_backups)
+    create_backup = _endpoint(Calls.create_backup)
+    delete_backup = _endpoint(Calls.delete_backup)
+    restore_backup = _endpoint(Calls.restore_backup)
+    get_backup_schedule = _endpoint(Calls.get_backup_schedule)
+    set_backup_schedule = _endpoint(Calls.set_backup_schedule)
     health = _endpoint(Calls.health)
     openapi = _endpoint(Calls.openapi)
 

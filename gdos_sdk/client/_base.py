@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import attrs
 import httpx
 
+from gdos_sdk.adoption import AdoptionSpec, ProcessCandidate
+from gdos_sdk.backups import BackupInfo, BackupRequest, BackupSchedule, RestoreResult
+from gdos_sdk.batches import BatchJob, BatchRequest
 from gdos_sdk.codec import structure, unstructure
+from gdos_sdk.commands import CommandRequest, CommandRun
 from gdos_sdk.errors import GdosError, TransportError, error_from_body
+from gdos_sdk.logfiles import LogChunk, LogCursor, LogFile, LogSearch
 from gdos_sdk.models import (
     ApiToken,
     AuditEntry,
@@ -27,6 +32,7 @@ from gdos_sdk.models import (
     Me,
     Module,
     ModuleCreate,
+    ModuleKind,
     ModulePatch,
     Node,
     NodePatch,
@@ -46,6 +52,7 @@ from gdos_sdk.models import (
     UserCreate,
     UserPatch,
 )
+from gdos_sdk.terminal import TerminalSession
 
 __all__ = ["API_PREFIX", "CSRF_HEADER", "Call", "Calls", "map_transport_error", "raise_for_error"]
 
@@ -96,6 +103,10 @@ def _model(cls: Any) -> Callable[[httpx.Response], Any]:
 
 def _none(response: httpx.Response) -> None:
     return None
+
+
+def _text(response: httpx.Response) -> str:
+    return response.text
 
 
 def _json(response: httpx.Response) -> Any:
@@ -269,6 +280,35 @@ class Calls:
     def stop_system(self, system_id: str) -> Call[list[SystemActionResult]]:
         return Call("POST", f"/systems/{system_id}/stop", _model(list[SystemActionResult]))
 
+    def start_batch(
+        self,
+        system_id: str,
+        action: Literal["start", "stop"],
+        *,
+        concurrency: int = 4,
+        wait_healthy: bool = True,
+        tier_timeout: float = 120.0,
+        min_running: float = 1.0,
+    ) -> Call[BatchJob]:
+        """Start (or stop, in reverse) a system tier by tier; returns the job at once."""
+        body = BatchRequest(
+            action=action,
+            concurrency=concurrency,
+            wait_healthy=wait_healthy,
+            tier_timeout=tier_timeout,
+            min_running=min_running,
+        )
+        return Call(
+            "POST", f"/systems/{system_id}/batches", _model(BatchJob), json=unstructure(body)
+        )
+
+    def get_batch(self, batch_id: str, *, wait: int = 0) -> Call[BatchJob]:
+        """A batch job's progress; ``wait`` seconds (max 600) for it to end first."""
+        return Call("GET", f"/batches/{batch_id}", _model(BatchJob), params=_clean(wait=wait))
+
+    def list_batches(self, system_id: str) -> Call[list[BatchJob]]:
+        return Call("GET", f"/systems/{system_id}/batches", _model(list[BatchJob]))
+
     def list_modules(self, system_id: str) -> Call[list[Module]]:
         return Call("GET", f"/systems/{system_id}/modules", _model(list[Module]))
 
@@ -282,6 +322,7 @@ class Calls:
         env: dict[str, str] | None = None,
         args: list[str] | None = None,
         start_order: int = 0,
+        health_check: dict[str, Any] | None = None,
     ) -> Call[Module]:
         body = ModuleCreate(
             name=name,
@@ -290,8 +331,39 @@ class Calls:
             env=env or {},
             args=args,
             start_order=start_order,
+            health_check=health_check,
         )
         return Call("POST", f"/systems/{system_id}/modules", _model(Module), json=unstructure(body))
+
+    def create_adopted_module(
+        self,
+        system_id: str,
+        name: str,
+        adoption: AdoptionSpec,
+        *,
+        env: dict[str, str] | None = None,
+        start_order: int = 0,
+    ) -> Call[Module]:
+        """A module for a process GDOS did not deploy; deploy it on a node to adopt it."""
+        body = ModuleCreate(
+            name=name,
+            kind=ModuleKind.ADOPTED,
+            adoption=adoption,
+            env=env or {},
+            start_order=start_order,
+        )
+        return Call("POST", f"/systems/{system_id}/modules", _model(Module), json=unstructure(body))
+
+    def adoption_candidates(
+        self, node_id: str, adoption: AdoptionSpec
+    ) -> Call[list[ProcessCandidate]]:
+        """The processes on ``node_id`` that ``adoption`` would adopt, best first."""
+        return Call(
+            "POST",
+            f"/nodes/{node_id}/candidates",
+            _model(list[ProcessCandidate]),
+            json=unstructure(adoption),
+        )
 
     def get_module(self, module_id: str) -> Call[Module]:
         return Call("GET", f"/modules/{module_id}", _model(Module))
@@ -304,8 +376,16 @@ class Calls:
         env: dict[str, str] | None = None,
         args: list[str] | None = None,
         start_order: int | None = None,
+        health_check: dict[str, Any] | None = None,
     ) -> Call[Module]:
-        patch = ModulePatch(version=version, env=env, args=args, start_order=start_order)
+        """Change a module; ``health_check={}`` removes its health check override."""
+        patch = ModulePatch(
+            version=version,
+            env=env,
+            args=args,
+            start_order=start_order,
+            health_check=health_check,
+        )
         body = {k: v for k, v in unstructure(patch).items() if v is not None}
         return Call("PATCH", f"/modules/{module_id}", _model(Module), json=body)
 
@@ -344,6 +424,72 @@ class Calls:
     def destroy_instance(self, instance_id: str) -> Call[None]:
         return Call("DELETE", f"/instances/{instance_id}", _none)
 
+    # --- fleet commands (admins) and instance logs (operators) -----------------------------
+
+    def start_command(
+        self, node_ids: list[str], command: str, *, timeout: float = 60.0
+    ) -> Call[CommandRun]:
+        """Start ``command`` on ``node_ids``; the run comes back at once (see ``run_command``)."""
+        body = CommandRequest(node_ids=list(node_ids), command=command, timeout=timeout)
+        return Call("POST", "/commands", _model(CommandRun), json=unstructure(body))
+
+    def get_command(self, run_id: str, *, wait: int = 0) -> Call[CommandRun]:
+        """A run with its output so far; ``wait`` seconds (max 60) for it to finish first."""
+        return Call("GET", f"/commands/{run_id}", _model(CommandRun), params=_clean(wait=wait))
+
+    def list_commands(self) -> Call[list[CommandRun]]:
+        return Call("GET", "/commands", _model(list[CommandRun]))
+
+    def list_log_files(self, instance_id: str) -> Call[list[LogFile]]:
+        return Call("GET", f"/instances/{instance_id}/logs", _model(list[LogFile]))
+
+    def read_log(
+        self,
+        instance_id: str,
+        file: str,
+        *,
+        lines: int = 100,
+        cursor: LogCursor | None = None,
+        wait: int = 0,
+    ) -> Call[LogChunk]:
+        """The last ``lines`` lines, or what followed ``cursor`` (waiting up to ``wait`` s)."""
+        token = f"{cursor.dev}:{cursor.ino}:{cursor.offset}" if cursor is not None else None
+        params = _clean(file=file, lines=lines, cursor=token, wait=wait if cursor else None)
+        return Call("GET", f"/instances/{instance_id}/logs/read", _model(LogChunk), params=params)
+
+    def search_log(
+        self, instance_id: str, file: str, query: str, *, limit: int = 500
+    ) -> Call[LogSearch]:
+        params = _clean(file=file, q=query, limit=limit)
+        return Call(
+            "GET", f"/instances/{instance_id}/logs/search", _model(LogSearch), params=params
+        )
+
+    # --- web terminal sessions and recordings (admins) --------------------------------------
+
+    def list_terminal_sessions(
+        self,
+        *,
+        node_id: str | None = None,
+        live: bool | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> Call[Page[TerminalSession]]:
+        """Terminal sessions, newest first (``live``: only those still open)."""
+        params = _clean(node_id=node_id, live=live, limit=limit, offset=offset)
+        return Call("GET", "/terminal/sessions", _model(Page[TerminalSession]), params=params)
+
+    def get_terminal_session(self, session_id: str) -> Call[TerminalSession]:
+        return Call("GET", f"/terminal/sessions/{session_id}", _model(TerminalSession))
+
+    def get_terminal_recording(self, session_id: str) -> Call[str]:
+        """The session's asciicast v2 text (see :func:`gdos_sdk.terminal.parse_asciicast`)."""
+        return Call("GET", f"/terminal/sessions/{session_id}/recording", _text)
+
+    def close_terminal_session(self, session_id: str) -> Call[None]:
+        """End a live terminal session."""
+        return Call("DELETE", f"/terminal/sessions/{session_id}", _none)
+
     # --- audit, settings, meta --------------------------------------------------------------
 
     def list_audit(
@@ -373,6 +519,53 @@ class Calls:
 
     def rotate_join_token(self) -> Call[Settings]:
         return Call("POST", "/settings/join-token", _model(Settings))
+
+    # --- backups (admins) -------------------------------------------------------------------
+
+    def list_backups(self) -> Call[list[BackupInfo]]:
+        """Backups in the master's storage, newest first."""
+        return Call("GET", "/backups", _model(list[BackupInfo]))
+
+    def create_backup(self, *, include_packages: bool = False) -> Call[BackupInfo]:
+        """Make a backup now: an online database snapshot, optionally with the packages."""
+        body = unstructure(BackupRequest(include_packages=include_packages))
+        return Call("POST", "/backups", _model(BackupInfo), json=body)
+
+    def delete_backup(self, name: str) -> Call[None]:
+        return Call("DELETE", f"/backups/{name}", _none)
+
+    def restore_backup(self, name: str) -> Call[RestoreResult]:
+        """Restore a stored backup in place; the master keeps running.
+
+        Example::
+
+            gdos.restore_backup(gdos.list_backups()[0].name)
+        """
+        return Call("POST", f"/backups/{name}/restore", _model(RestoreResult))
+
+    def get_backup_schedule(self) -> Call[BackupSchedule]:
+        return Call("GET", "/backups/schedule", _model(BackupSchedule))
+
+    def set_backup_schedule(
+        self, interval_hours: float, *, retention: int = 7, include_packages: bool = False
+    ) -> Call[BackupSchedule]:
+        """Back up every ``interval_hours`` (0 = off), keeping ``retention`` scheduled backups."""
+        body = BackupSchedule(
+            interval_hours=interval_hours, retention=retention, include_packages=include_packages
+        )
+        return Call("PUT", "/backups/schedule", _model(BackupSchedule), json=unstructure(body))
+
+    def upload_backup(self) -> Call[BackupInfo]:
+        """The body (archive bytes or a stream) is attached by the client."""
+        return Call(
+            "POST",
+            "/backups/upload",
+            _model(BackupInfo),
+            headers={"Content-Type": "application/gzip"},
+        )
+
+    def download_backup_path(self, name: str) -> str:
+        return f"/backups/{name}/download"
 
     def health(self) -> Call[dict[str, Any]]:
         return Call("GET", "/health", _json)

@@ -10,6 +10,7 @@ from typing import IO, Any, Concatenate, ParamSpec, TypeVar
 
 import httpx
 
+from gdos_sdk.backups import BackupInfo
 from gdos_sdk.client._base import (
     API_PREFIX,
     CSRF_HEADER,
@@ -18,7 +19,9 @@ from gdos_sdk.client._base import (
     map_transport_error,
     raise_for_error,
 )
+from gdos_sdk.commands import CommandRun
 from gdos_sdk.errors import TransportError
+from gdos_sdk.logfiles import LogChunk
 from gdos_sdk.models import Instance, Me, Package
 
 __all__ = ["Client"]
@@ -150,6 +153,79 @@ class Client:
             raise map_transport_error(exc) from exc
         return path
 
+    def upload_backup(self, source: str | os.PathLike[str] | bytes | IO[bytes]) -> BackupInfo:
+        """Upload a backup archive made by another master (checked, stored, not restored).
+
+        Example::
+
+            info = gdos.upload_backup("gdos-backup-...tar.gz")
+            gdos.restore_backup(info.name)
+        """
+        call = _CALLS.upload_backup()
+        if isinstance(source, bytes):
+            return call.parse(self._request(call, content=source))
+        if isinstance(source, str | os.PathLike):
+            with open(source, "rb") as handle:
+                return call.parse(self._request(call, content=_chunks(handle)))
+        return call.parse(self._request(call, content=_chunks(source)))
+
+    def download_backup(self, name: str, dest: str | os.PathLike[str]) -> Path:
+        """Save a backup archive to ``dest``; returns the path."""
+        path = Path(dest)
+        try:
+            with self._http.stream("GET", _CALLS.download_backup_path(name)) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise_for_error(resp)
+                with open(path, "wb") as out:
+                    for chunk in resp.iter_bytes():
+                        out.write(chunk)
+        except httpx.HTTPError as exc:
+            raise map_transport_error(exc) from exc
+        return path
+
+    def run_command(
+        self, node_ids: list[str], command: str, *, timeout: float = 60.0, wait: bool = True
+    ) -> CommandRun:
+        """Run ``command`` on ``node_ids``; with ``wait``, return once every node answered.
+
+        Example::
+
+            run = gdos.run_command([node.id], "uptime", timeout=10)
+            print({n.node_id: (n.exit_code, n.stdout) for n in run.nodes})
+        """
+        run = self.start_command(node_ids, command, timeout=timeout)
+        while wait and not run.done:
+            run = self.get_command(run.id, wait=60)
+        return run
+
+    def follow_log(
+        self, instance_id: str, file: str = "console.log", *, lines: int = 100, wait: int = 20
+    ) -> Iterator[LogChunk]:
+        """The last ``lines`` lines, then new text as it is written (across rotations), forever."""
+        chunk = self.read_log(instance_id, file, lines=lines)
+        yield chunk
+        while True:
+            chunk = self.read_log(instance_id, file, cursor=chunk.cursor, wait=wait)
+            if chunk.text:
+                yield chunk
+
+    def download_log(self, instance_id: str, file: str, dest: str | os.PathLike[str]) -> Path:
+        """Save a whole log file to ``dest``."""
+        path = Path(dest)
+        url = f"/instances/{instance_id}/logs/download"
+        try:
+            with self._http.stream("GET", url, params={"file": file}) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise_for_error(response)
+                with open(path, "wb") as out:
+                    for chunk in response.iter_bytes():
+                        out.write(chunk)
+        except httpx.HTTPError as exc:
+            raise map_transport_error(exc) from exc
+        return path
+
     def wait_for_instance(
         self, instance_id: str, state: str, *, timeout: float = 30.0, interval: float = 0.2
     ) -> Instance:
@@ -196,8 +272,13 @@ class Client:
     delete_system = _endpoint(Calls.delete_system)
     start_system = _endpoint(Calls.start_system)
     stop_system = _endpoint(Calls.stop_system)
+    start_batch = _endpoint(Calls.start_batch)
+    get_batch = _endpoint(Calls.get_batch)
+    list_batches = _endpoint(Calls.list_batches)
     list_modules = _endpoint(Calls.list_modules)
     create_module = _endpoint(Calls.create_module)
+    create_adopted_module = _endpoint(Calls.create_adopted_module)
+    adoption_candidates = _endpoint(Calls.adoption_candidates)
     get_module = _endpoint(Calls.get_module)
     update_module = _endpoint(Calls.update_module)
     delete_module = _endpoint(Calls.delete_module)
@@ -208,9 +289,25 @@ class Client:
     stop_instance = _endpoint(Calls.stop_instance)
     restart_instance = _endpoint(Calls.restart_instance)
     destroy_instance = _endpoint(Calls.destroy_instance)
+    start_command = _endpoint(Calls.start_command)
+    get_command = _endpoint(Calls.get_command)
+    list_commands = _endpoint(Calls.list_commands)
+    list_log_files = _endpoint(Calls.list_log_files)
+    read_log = _endpoint(Calls.read_log)
+    search_log = _endpoint(Calls.search_log)
+    list_terminal_sessions = _endpoint(Calls.list_terminal_sessions)
+    get_terminal_session = _endpoint(Calls.get_terminal_session)
+    get_terminal_recording = _endpoint(Calls.get_terminal_recording)
+    close_terminal_session = _endpoint(Calls.close_terminal_session)
     list_audit = _endpoint(Calls.list_audit)
     get_settings = _endpoint(Calls.get_settings)
     rotate_join_token = _endpoint(Calls.rotate_join_token)
+    list_backups = _endpoint(Calls.list_backups)
+    create_backup = _endpoint(Calls.create_backup)
+    delete_backup = _endpoint(Calls.delete_backup)
+    restore_backup = _endpoint(Calls.restore_backup)
+    get_backup_schedule = _endpoint(Calls.get_backup_schedule)
+    set_backup_schedule = _endpoint(Calls.set_backup_schedule)
     health = _endpoint(Calls.health)
     openapi = _endpoint(Calls.openapi)
 

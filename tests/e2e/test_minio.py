@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import socket
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -15,8 +19,9 @@ from gdos_sdk import Client, InstanceState, NotFoundError, RemoteError, StorageE
 from gdos_sdk.storage import ObjectInfo
 from gdos_sdk.testing import LocalCluster, free_port, wait_until
 
+from ..conftest import write_service
 from ..storage.seaweed import SeaweedFS
-from .conftest import read_json
+from .conftest import gdos_pack, read_json
 from .test_lifecycle import setup_module_instance
 
 pytestmark = pytest.mark.e2e
@@ -170,3 +175,127 @@ def test_s3_down_gives_a_clear_error_and_recovers_without_restart(
         instance = gdos.deploy(module.id, node_id, start=True)
         assert instance.state == InstanceState.RUNNING
     assert master.alive() and cluster.master is master
+
+
+class CuttingProxy:
+    """A loopback TCP proxy to the S3 server that can cut responses short.
+
+    ``cut(n, after)`` makes the next ``n`` new connections drop after ``after`` bytes of the
+    server's answer: a download that breaks mid-way, as a flaky network does it.
+    Requests signed for the proxy's address stay valid: bytes pass through unchanged.
+    """
+
+    def __init__(self, target: str) -> None:
+        host, port = target.rsplit(":", 1)
+        self.target = (host, int(port))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.lock = threading.Lock()
+        self.pending_cuts = 0
+        self.cut_after = 0
+        self.cuts = 0
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def cut(self, count: int, after: int) -> None:
+        with self.lock:
+            self.pending_cuts, self.cut_after = count, after
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            with self.lock:
+                limit = self.cut_after if self.pending_cuts > 0 else None
+                self.pending_cuts = max(0, self.pending_cuts - 1)
+            threading.Thread(target=self._serve, args=(client, limit), daemon=True).start()
+
+    def _serve(self, client: socket.socket, limit: int | None) -> None:
+        try:
+            upstream = socket.create_connection(self.target, timeout=10)
+        except OSError:
+            client.close()
+            return
+
+        def pump(src: socket.socket, dst: socket.socket, budget: int | None) -> None:
+            sent = 0
+            try:
+                while data := src.recv(65536):
+                    if budget is not None and sent + len(data) >= budget:
+                        dst.sendall(data[: budget - sent])
+                        with self.lock:
+                            self.cuts += 1
+                        break
+                    dst.sendall(data)
+                    sent += len(data)
+            except OSError:
+                pass
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+        forward = threading.Thread(target=pump, args=(client, upstream, None), daemon=True)
+        forward.start()
+        pump(upstream, client, limit)
+        forward.join(5)
+        client.close()
+        upstream.close()
+
+    def close(self) -> None:
+        self.closed = True
+        self.listener.close()
+
+
+def big_package(tmp_path: Path) -> Path:
+    """A package with 2 MiB of incompressible data, so a cut lands inside the body."""
+    folder = tmp_path / "big-src"
+    source = (Path(__file__).parent / "services" / "sleeper.py").read_text()
+    body = {"name": "big", "version": "1.0.0", "entrypoint": "main.py"}
+    write_service(folder, body, {"main.py": source}, exec_files=("main.py",))
+    (folder / "blob.bin").write_bytes(os.urandom(2 * 1024 * 1024))
+    out = tmp_path / "big-1.0.0.zip"
+    result = gdos_pack("build", str(folder), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_download_cut_midway_is_retried_then_fails_clearly(
+    cluster: LocalCluster, seaweed: SeaweedFS, tmp_path: Path
+) -> None:
+    proxy = CuttingProxy(seaweed.endpoint)
+    try:
+        flags = seaweed.master_flags("gdos-e2e-midway")
+        flags[flags.index("-minio_endpoint") + 1] = proxy.endpoint
+        cluster.start_master(*flags)
+        worker = cluster.start_worker()
+        with cluster.client() as gdos:
+            node_id = online_node(gdos)
+            package = gdos.upload_package(big_package(tmp_path))
+            system = gdos.create_system("shop")
+            module = gdos.create_module(system.id, "web", "big", "1.0.0")
+            cache = cluster.root / "worker0" / "cache"
+
+            # The first download breaks after 256 KiB of the body; the retry succeeds.
+            proxy.cut(1, after=256 * 1024)
+            instance = gdos.deploy(module.id, node_id, start=True)
+            assert instance.state == InstanceState.RUNNING
+            assert proxy.cuts == 1
+            assert "download of big failed (attempt 1)" in worker.output()
+            assert [p.name for p in cache.iterdir()] == [f"{package.sha256}.zip"]
+
+            # Every attempt breaks: a clear deploy error, nothing left on either side,
+            # no partial download in the cache.
+            gdos.destroy_instance(instance.id)
+            for path in cache.iterdir():
+                path.unlink()
+            proxy.cut(3, after=256 * 1024)
+            with pytest.raises(RemoteError, match=r"cannot fetch package big@1\.0\.0"):
+                gdos.deploy(module.id, node_id, start=True)
+            assert proxy.cuts == 4
+            assert gdos.list_instances() == []
+            assert list((cluster.root / "worker0" / "instances").iterdir()) == []
+            assert list(cache.iterdir()) == []
+    finally:
+        proxy.close()

@@ -334,3 +334,58 @@ async def test_a_slow_client_is_dropped_without_blocking(
     assert slow.closing.is_set() and slow.close_code == live.CLOSE_SLOW
     assert slow not in hub.clients and slow not in hub.topics["nodes"].subscribers
     assert fast.queue.qsize() == 5 and not fast.closing.is_set()
+
+
+async def test_alerts_topic_pushes_counts_and_changes(
+    app: Quart, socket: Any, admin_token: str, master: Master
+) -> None:
+    node_id = await online_node(master)
+    first = await subscribe(socket, "alerts")
+    assert first["data"] == {"snapshot": True, "firing": 0, "pending": 0}
+
+    client = app.test_client()
+    rule = {
+        "name": "memory used",
+        "metric": "mem_percent",
+        "op": ">",
+        "threshold": 10,
+        "target": {"kind": "nodes"},
+        "severity": "critical",
+    }
+    created = await client.post("/api/v1/alerts/rules", json=rule, headers=bearer(admin_token))
+    assert created.status_code == 201
+    rule_id = (await created.get_json())["id"]
+
+    # One evaluation fires it: the frame comes without waiting for a hub tick.
+    master.alerts.evaluate()
+    fired = (await recv(socket, "alerts"))["data"]
+    assert fired["firing"] == 1 and fired["pending"] == 0
+    (change,) = fired["changes"]
+    assert change["change"] == "firing"
+    alert = change["alert"]
+    assert alert["rule_id"] == rule_id and alert["target"] == f"node:{node_id}"
+    assert alert["phase"] == "firing" and alert["value"] == 25.0
+    assert alert["severity"] == "critical" and alert["event_id"] is not None
+
+    # A late subscriber's snapshot holds the count.
+    async with client.websocket(LIVE, headers=bearer(admin_token)) as late:
+        assert (await subscribe(late, "alerts"))["data"]["firing"] == 1
+
+    # Deleting the rule resolves the alert on the page too.
+    deleted = await client.delete(f"/api/v1/alerts/rules/{rule_id}", headers=bearer(admin_token))
+    assert deleted.status_code == 204
+    resolved = (await recv(socket, "alerts"))["data"]
+    assert resolved["firing"] == 0
+    assert [c["change"] for c in resolved["changes"]] == ["resolved"]
+    assert resolved["changes"][0]["alert"]["event_id"] == alert["event_id"]
+
+
+async def test_alerts_topic_asks_for_a_reload_after_a_large_batch(
+    master: Master, hub: LiveHub
+) -> None:
+    topic = live.AlertsTopic("alerts", master)
+    assert topic.poll(live.View(hub)) == {"firing": 0, "pending": 0}
+    assert topic.poll(live.View(hub)) is None  # nothing moved
+    for i in range(live.AlertsTopic.MAX_CHANGES + 1):
+        topic.add("cancelled", {"rule_id": "r", "target": f"node:{i}"})
+    assert topic.poll(live.View(hub)) == {"firing": 0, "pending": 0, "reload": True}

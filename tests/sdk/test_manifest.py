@@ -463,7 +463,7 @@ def test_schema_is_closed_everywhere() -> None:
     schema = json_schema()
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     objects = _objects(schema)
-    assert len(objects) == 4  # Manifest, HealthCheck, RestartPolicy, LogRotation
+    assert len(objects) == 5  # Manifest, HealthCheck, CheckRestart, RestartPolicy, LogRotation
     assert all(o["additionalProperties"] is False for o in objects)
     assert schema["properties"]["env"]["additionalProperties"] == {
         "type": "string",

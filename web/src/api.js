@@ -131,6 +131,7 @@ export const getNode = (id) => get(`/nodes/${enc(id)}`)
 export const updateNode = (id, body) => patch(`/nodes/${enc(id)}`, body)
 export const planNode = (body) => post('/nodes', body)
 export const approveNode = (id) => post(`/nodes/${enc(id)}/approve`)
+export const adoptionCandidates = (nodeId, spec) => post(`/nodes/${enc(nodeId)}/candidates`, spec)
 export const deleteNode = (id, force = false) =>
   del(`/nodes/${enc(id)}`, force ? { force: 'true' } : undefined)
 
@@ -174,6 +175,45 @@ export function uploadPackage(file, { force = false, onProgress } = {}) {
   })
 }
 
+// --- backups (admins) --------------------------------------------------------------------------
+
+export const listBackups = () => get('/backups')
+export const createBackup = (includePackages) =>
+  post('/backups', { include_packages: !!includePackages })
+export const deleteBackup = (name) => del(`/backups/${enc(name)}`)
+export const restoreBackup = (name) => post(`/backups/${enc(name)}/restore`)
+export const getBackupSchedule = () => get('/backups/schedule')
+export const setBackupSchedule = (body) => request('PUT', '/backups/schedule', { body })
+export const backupDownloadUrl = (name) => url(`/backups/${enc(name)}/download`)
+
+/** Upload a backup archive (checked by the master, stored, not restored), with progress. */
+export function uploadBackup(file, { onProgress } = {}) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest()
+    xhr.open('POST', url('/backups/upload'))
+    xhr.setRequestHeader('Content-Type', 'application/gzip')
+    xhr.setRequestHeader('Accept', 'application/json')
+    xhr.setRequestHeader('X-CSRF-Token', csrfToken())
+    xhr.upload.onprogress = (event) => {
+      if (event.lengthComputable && onProgress) onProgress((100 * event.loaded) / event.total)
+    }
+    xhr.onload = () => {
+      let body = null
+      try {
+        body = JSON.parse(xhr.responseText)
+      } catch {
+        body = null
+      }
+      if (xhr.status >= 200 && xhr.status < 300) return resolve(body)
+      const error = errorFrom(xhr.status, body, xhr.statusText)
+      if (error.status === 401) unauthorized()
+      reject(error)
+    }
+    xhr.onerror = () => reject(new ApiError(0, 'network', t('errors.network', { detail: '' })))
+    xhr.send(file)
+  })
+}
+
 // --- systems, modules, instances -------------------------------------------------------------
 
 export const listSystems = () => get('/systems')
@@ -183,6 +223,8 @@ export const updateSystem = (id, body) => patch(`/systems/${enc(id)}`, body)
 export const deleteSystem = (id) => del(`/systems/${enc(id)}`)
 export const startSystem = (id) => post(`/systems/${enc(id)}/start`)
 export const stopSystem = (id) => post(`/systems/${enc(id)}/stop`)
+export const startBatch = (id, body) => post(`/systems/${enc(id)}/batches`, body)
+export const listBatches = (id) => get(`/systems/${enc(id)}/batches`)
 
 export const listModules = (systemId) => get(`/systems/${enc(systemId)}/modules`)
 export const createModule = (systemId, body) => post(`/systems/${enc(systemId)}/modules`, body)
@@ -201,3 +243,53 @@ export const destroyInstance = (id) => del(`/instances/${enc(id)}`)
 export const listAudit = (query) => get('/audit', query)
 export const getSettings = () => get('/settings')
 export const rotateJoinToken = () => post('/settings/join-token')
+
+// --- alerts ----------------------------------------------------------------------------------
+
+export const listAlertRules = () => get('/alerts/rules')
+export const createAlertRule = (body) => post('/alerts/rules', body, { quiet: true })
+export const replaceAlertRule = (id, body) =>
+  request('PUT', `/alerts/rules/${enc(id)}`, { body, quiet: true })
+export const deleteAlertRule = (id) => del(`/alerts/rules/${enc(id)}`)
+export const activeAlerts = () => get('/alerts/active')
+export const alertEvents = (query) => get('/alerts/events', query)
+export const listSilences = (expired = false) =>
+  get('/alerts/silences', expired ? { expired: 'true' } : undefined)
+export const createSilence = (body) => post('/alerts/silences', body)
+export const expireSilence = (id) => del(`/alerts/silences/${enc(id)}`)
+export const listReceivers = () => get('/alerts/receivers')
+export const createReceiver = (body) => post('/alerts/receivers', body)
+export const updateReceiver = (id, body) => patch(`/alerts/receivers/${enc(id)}`, body)
+export const deleteReceiver = (id) => del(`/alerts/receivers/${enc(id)}`)
+export const testReceiver = (id) => post(`/alerts/receivers/${enc(id)}/test`)
+
+// --- fleet commands (admins) and instance logs (operators) ---------------------------------
+
+export const runCommand = (body) => post('/commands', body)
+export const listCommands = () => get('/commands')
+export const getCommand = (id) => get(`/commands/${enc(id)}`)
+export const listLogFiles = (instanceId) => get(`/instances/${enc(instanceId)}/logs`)
+/** Tail (no cursor) or follow (cursor {dev, ino, offset}, waiting up to wait seconds). */
+export const readLog = (instanceId, file, { lines, cursor, wait } = {}) =>
+  get(`/instances/${enc(instanceId)}/logs/read`, {
+    file,
+    lines,
+    cursor: cursor ? `${cursor.dev}:${cursor.ino}:${cursor.offset}` : undefined,
+    wait: cursor ? wait : undefined,
+  })
+export const searchLog = (instanceId, file, q) =>
+  get(`/instances/${enc(instanceId)}/logs/search`, { file, q })
+export const logDownloadUrl = (instanceId, file) =>
+  url(`/instances/${enc(instanceId)}/logs/download`, { file })
+
+// --- web terminal (admins) -------------------------------------------------------------------
+
+export const listTerminalSessions = (query) => get('/terminal/sessions', query)
+export const getTerminalSession = (id) => get(`/terminal/sessions/${enc(id)}`)
+export const getTerminalRecording = (id) => get(`/terminal/sessions/${enc(id)}/recording`)
+export const closeTerminalSession = (id) => del(`/terminal/sessions/${enc(id)}`)
+/** The WebSocket URL of a terminal on a node (a new session, or `session` to reattach). */
+export function terminalSocketUrl(nodeId, { rows, cols, session } = {}) {
+  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:'
+  return `${scheme}//${location.host}${url(`/terminal/${enc(nodeId)}`, { rows, cols, session })}`
+}

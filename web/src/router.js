@@ -11,6 +11,7 @@ const routes = [
       { path: '', name: 'dashboard', component: () => import('./views/Dashboard.vue') },
       { path: 'nodes', name: 'nodes', component: () => import('./views/Nodes.vue') },
       { path: 'packages', name: 'packages', component: () => import('./views/Packages.vue') },
+      { path: 'alerts', name: 'alerts', component: () => import('./views/Alerts.vue') },
       {
         path: 'systems/:id?',
         name: 'systems',
@@ -20,6 +21,30 @@ const routes = [
         path: 'audit',
         name: 'audit',
         component: () => import('./views/Audit.vue'),
+        meta: { admin: true },
+      },
+      {
+        path: 'backups',
+        name: 'backups',
+        component: () => import('./views/Backups.vue'),
+        meta: { admin: true },
+      },
+      {
+        path: 'commands',
+        name: 'commands',
+        component: () => import('./views/Commands.vue'),
+        meta: { admin: true },
+      },
+      {
+        path: 'terminal/:node',
+        name: 'terminal',
+        component: () => import('./views/Terminal.vue'),
+        meta: { admin: true },
+      },
+      {
+        path: 'recordings/:id',
+        name: 'replay',
+        component: () => import('./views/Replay.vue'),
         meta: { admin: true },
       },
       { path: 'users', name: 'users', component: () => import('./views/Users.vue') },

@@ -1,0 +1,341 @@
+"""Ordered batch actions on a system: tiers by start order, a concurrency limit, progress.
+
+A job lives in memory (the last :data:`KEEP` jobs) and is pushed to browsers
+on the live topic ``batch:<id>``. What is durable is the audit trail: the
+request (``system.batch``, written by the route) and ``batch.done`` with each
+failed instance when the job ends.
+
+* **start**: tiers by ascending ``start_order``; each instance is started
+  (at most ``concurrency`` at once) and then awaited until it is ``running``
+  and, if it has a health check and ``wait_healthy`` is set, ``healthy``.
+  The next tier begins only when the whole tier made it; a failure (an
+  instance ``failed``, an offline node, the ``tier_timeout``) fails the job
+  and the later tiers are ``skipped``.
+* **stop**: the same tiers in reverse; a failure is recorded but the stop
+  goes on, so as much as possible is stopped.
+
+Example::
+
+    job = master.batches.start(system_id, BatchRequest(action="start"), principal)
+    job = await master.batches.wait(job.id, timeout=60)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from gdos_master.audit import record_audit
+from gdos_master.auth import Principal
+from gdos_master.live import Topic, View
+from gdos_sdk.batches import BatchItem, BatchJob, BatchRequest, BatchState, BatchTier
+from gdos_sdk.codec import unstructure
+from gdos_sdk.errors import GdosError, NotFoundError
+from gdos_sdk.states import Health, InstanceState
+
+if TYPE_CHECKING:
+    from gdos_master.app import Master
+
+__all__ = ["KEEP", "BatchRuns", "BatchTopic"]
+
+KEEP = 50
+POLL = 0.2  # seconds between looks at an instance the batch waits for
+
+B = BatchState
+S = InstanceState
+
+
+@attrs.define
+class _Item:
+    instance_id: str
+    module_id: str
+    module: str
+    node_id: str
+    order: int
+    state: BatchState = B.PENDING
+    started_at: float | None = None
+    finished_at: float | None = None
+    instance_state: InstanceState | None = None
+    health: Health | None = None
+    error: str = ""
+
+    def model(self) -> BatchItem:
+        return BatchItem(**attrs.asdict(self, recurse=False))
+
+
+@attrs.define
+class _Tier:
+    order: int
+    modules: list[str]
+    items: list[_Item]
+    state: BatchState = B.PENDING
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    def model(self) -> BatchTier:
+        return BatchTier(
+            order=self.order,
+            modules=list(self.modules),
+            state=self.state,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+        )
+
+
+@attrs.define
+class _Job:
+    id: str
+    system_id: str
+    request: BatchRequest
+    principal: Principal
+    ip: str
+    started_at: float
+    tiers: list[_Tier]
+    state: BatchState = B.RUNNING
+    finished_at: float | None = None
+    error: str = ""
+    done: asyncio.Event = attrs.field(factory=asyncio.Event)
+
+    def model(self) -> BatchJob:
+        return BatchJob(
+            id=self.id,
+            system_id=self.system_id,
+            action=self.request.action,
+            user=self.principal.label,
+            concurrency=self.request.concurrency,
+            wait_healthy=self.request.wait_healthy,
+            tier_timeout=self.request.tier_timeout,
+            min_running=self.request.min_running,
+            state=self.state,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            error=self.error,
+            tiers=[t.model() for t in self.tiers],
+            items=[i.model() for t in self.tiers for i in t.items],
+        )
+
+
+class BatchRuns:
+    """The recent batch jobs of this master."""
+
+    def __init__(self, master: Master, *, keep: int = KEEP, poll: float = POLL) -> None:
+        self.master = master
+        self.keep = keep
+        self.poll = poll
+        self.jobs: collections.OrderedDict[str, _Job] = collections.OrderedDict()
+
+    # --- planning ---------------------------------------------------------------------------
+
+    def _plan(self, system_id: str, action: str) -> list[_Tier]:
+        """The system's instances grouped by their module's start order, in action order."""
+        modules = {m.id: m for m in self.master.systems.list_modules(system_id)}
+        tiers: dict[int, _Tier] = {}
+        for instance in self.master.orchestrator.list_instances(system_id=system_id):
+            module = modules.get(instance.module_id)
+            if module is None:
+                continue
+            tier = tiers.setdefault(module.start_order, _Tier(module.start_order, [], []))
+            if module.name not in tier.modules:
+                tier.modules.append(module.name)
+            tier.items.append(
+                _Item(
+                    instance_id=instance.id,
+                    module_id=module.id,
+                    module=module.name,
+                    node_id=instance.node_id,
+                    order=module.start_order,
+                    instance_state=instance.state,
+                    health=instance.health,
+                )
+            )
+        return sorted(tiers.values(), key=lambda t: t.order, reverse=action == "stop")
+
+    def start(
+        self, system_id: str, request: BatchRequest, principal: Principal, ip: str = ""
+    ) -> BatchJob:
+        """Plan the job and run it in the background; return it at once.
+
+        Raises:
+            NotFoundError: no such system.
+        """
+        self.master.systems.get_system(system_id)
+        job = _Job(
+            id=uuid.uuid4().hex,
+            system_id=system_id,
+            request=request,
+            principal=principal,
+            ip=ip,
+            started_at=time.time(),
+            tiers=self._plan(system_id, request.action),
+        )
+        self.jobs[job.id] = job
+        while len(self.jobs) > self.keep:
+            self.jobs.popitem(last=False)
+        self.master.spawn(self._run(job))
+        return job.model()
+
+    # --- running ----------------------------------------------------------------------------
+
+    async def _run(self, job: _Job) -> None:
+        try:
+            for tier in job.tiers:
+                if job.state == B.FAILED and job.request.action == "start":
+                    tier.state = B.SKIPPED
+                    for item in tier.items:
+                        item.state = B.SKIPPED
+                    continue
+                await self._tier(job, tier)
+                if tier.state == B.FAILED:
+                    job.state = B.FAILED
+                    failed = [i for i in tier.items if i.state == B.FAILED]
+                    job.error = job.error or (
+                        f"tier {tier.order}: {failed[0].module}: {failed[0].error}"
+                        if failed
+                        else f"tier {tier.order} failed"
+                    )
+        except Exception as exc:  # a bug must still end the job, never leave it running
+            job.state, job.error = B.FAILED, f"internal error: {exc!r}"
+            raise
+        finally:
+            self._finish(job)
+
+    async def _tier(self, job: _Job, tier: _Tier) -> None:
+        tier.state, tier.started_at = B.RUNNING, time.time()
+        deadline = time.monotonic() + job.request.tier_timeout
+        slots = asyncio.Semaphore(job.request.concurrency)
+
+        async def one(item: _Item) -> None:
+            async with slots:
+                await self._item(job, item, deadline)
+
+        await asyncio.gather(*(one(i) for i in tier.items))
+        tier.finished_at = time.time()
+        tier.state = B.FAILED if any(i.state == B.FAILED for i in tier.items) else B.DONE
+
+    async def _item(self, job: _Job, item: _Item, deadline: float) -> None:
+        item.state, item.started_at = B.RUNNING, time.time()
+        orchestrator = self.master.orchestrator
+        try:
+            act = orchestrator.start if job.request.action == "start" else orchestrator.stop
+            instance, applied = await act(item.instance_id)
+            item.instance_state, item.health = instance.state, instance.health
+            if not applied:
+                raise GdosError(
+                    f"node is offline; the instance will {job.request.action} on return"
+                )
+            await self._settle(job, item, deadline)
+            item.state = B.DONE
+        except GdosError as exc:
+            item.state, item.error = B.FAILED, exc.message
+        item.finished_at = time.time()
+
+    async def _settle(self, job: _Job, item: _Item, deadline: float) -> None:
+        """Wait until the instance got where the action sends it; raise when it cannot.
+
+        A start is reached when the instance is healthy (with a check, if the job waits
+        for health) or has stayed running for ``min_running`` seconds with one pid.
+        """
+        pid, since = None, 0.0
+        while True:
+            instance = self.master.orchestrator.get(item.instance_id)
+            item.instance_state, item.health = instance.state, instance.health
+            if job.request.action == "stop":
+                if instance.state in (S.STOPPED, S.FAILED):
+                    return
+            elif instance.state == S.RUNNING:
+                if instance.pid != pid:
+                    pid, since = instance.pid, time.monotonic()
+                if job.request.wait_healthy and instance.health != Health.NONE:
+                    if instance.health == Health.HEALTHY:
+                        return
+                elif time.monotonic() - since >= job.request.min_running:
+                    return
+            if job.request.action == "start" and instance.state in (S.FAILED, S.STOPPED):
+                raise GdosError(f"instance is {instance.state.value}: {instance.reason}")
+            if time.monotonic() >= deadline:
+                what = "stopped" if job.request.action == "stop" else "running and healthy"
+                raise GdosError(
+                    f"not {what} within {job.request.tier_timeout:g} s"
+                    f" (state {instance.state.value}, health {instance.health.value})"
+                )
+            await asyncio.sleep(self.poll)
+
+    def _finish(self, job: _Job) -> None:
+        if job.state == B.RUNNING:
+            job.state = B.DONE
+        job.finished_at = time.time()
+        job.done.set()
+        failed = {i.instance_id: i.error for t in job.tiers for i in t.items if i.state == B.FAILED}
+        record_audit(
+            self.master.db,
+            principal=job.principal,
+            ip=job.ip,
+            action="batch.done",
+            target=f"system:{job.system_id}",
+            params={
+                "batch": job.id,
+                "action": job.request.action,
+                "tiers": [t.order for t in job.tiers],
+                "instances": sum(len(t.items) for t in job.tiers),
+                "failed": failed,
+            },
+            status=200 if job.state == B.DONE else 500,
+            message=job.error,
+        )
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def _get(self, job_id: str) -> _Job:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise NotFoundError(f"no batch {job_id!r} (the master keeps the last {self.keep})")
+        return job
+
+    def get(self, job_id: str) -> BatchJob:
+        return self._get(job_id).model()
+
+    def list_jobs(self, system_id: str | None = None) -> list[BatchJob]:
+        """Recent jobs, newest first."""
+        return [
+            j.model()
+            for j in reversed(self.jobs.values())
+            if system_id is None or j.system_id == system_id
+        ]
+
+    async def wait(self, job_id: str, timeout: float | None) -> BatchJob:
+        """The job once it ended, or as it stands after ``timeout`` seconds (None: no limit)."""
+        job = self._get(job_id)
+        if not job.done.is_set() and (timeout is None or timeout > 0):
+            try:
+                await asyncio.wait_for(asyncio.shield(job.done.wait()), timeout)
+            except TimeoutError:
+                pass
+        return job.model()
+
+    def topic(self, name: str, job_id: str) -> BatchTopic:
+        return BatchTopic(name, self._get(job_id))
+
+
+class BatchTopic(Topic):
+    """Live topic ``batch:<id>``: the whole :class:`~gdos_sdk.batches.BatchJob` on each change."""
+
+    def __init__(self, name: str, job: _Job) -> None:
+        super().__init__(name)
+        self.job = job
+        self.last: Any = None
+
+    def poll(self, view: View) -> Any | None:
+        data = unstructure(self.job.model())
+        if data == self.last:
+            return None
+        self.last = data
+        return data
+
+    def snapshot(self) -> Any:
+        self.last = unstructure(self.job.model())
+        return {"snapshot": True, **self.last}

@@ -1,0 +1,83 @@
+"""HeapKeeper: freezing long-lived objects and the full collection after churn."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from gdos_master.heap import HeapKeeper
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Node:
+    """Stands for a connection's objects: a reference cycle."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+@pytest.fixture
+def clock() -> Iterator[Clock]:
+    yield Clock()
+    gc.unfreeze()
+
+
+def test_disabled_keeper_leaves_gc_alone(clock: Clock) -> None:
+    keeper = HeapKeeper(enabled=False, clock=clock)
+    keeper.start()
+    clock.now += 3600
+    keeper.tick(disconnects=10_000)
+    assert gc.get_freeze_count() == 0
+    assert keeper.full_collections == 0
+
+
+def test_start_and_periodic_tick_freeze_survivors(clock: Clock) -> None:
+    keeper = HeapKeeper(clock=clock, freeze_every=60)
+    keeper.start()
+    first = gc.get_freeze_count()
+    assert first > 0
+    kept = [Node() for _ in range(1000)]
+    keeper.tick(disconnects=0)  # not due yet
+    assert gc.get_freeze_count() == first
+    clock.now += 61
+    keeper.tick(disconnects=0)
+    assert gc.get_freeze_count() >= first + 1000
+    assert keeper.full_collections == 0
+    del kept
+
+
+def test_cycles_of_frozen_objects_wait_for_the_churn_collection(clock: Clock) -> None:
+    keeper = HeapKeeper(clock=clock, churn_limit=100)
+    node = Node()
+    ref = weakref.ref(node)
+    keeper.start()
+    del node
+    gc.collect()
+    assert ref() is not None, "a frozen cycle is not collected by a routine collection"
+    keeper.tick(disconnects=99)
+    assert ref() is not None and keeper.full_collections == 0
+    keeper.tick(disconnects=100)
+    assert ref() is None
+    assert keeper.full_collections == 1
+    assert keeper.last_full_pause >= 0
+    assert gc.get_freeze_count() > 0, "frozen again after the full collection"
+    keeper.tick(disconnects=150)  # the mark moved: 50 more is under the limit
+    assert keeper.full_collections == 1
+
+
+def test_full_collection_at_least_every_full_every(clock: Clock) -> None:
+    keeper = HeapKeeper(clock=clock, full_every=3600)
+    keeper.start()
+    clock.now += 3601
+    keeper.tick(disconnects=0)
+    assert keeper.full_collections == 1
