@@ -100,6 +100,9 @@ async def echo_rate(seconds: float, clients: int = 8) -> float:
             proc.wait()
 
 
+DEFAULT_SIZES = [500, 1000, 2000, 3000, 5000]
+
+
 def bytes_per_sample(nodes: int = 200, seconds: int = 3600) -> tuple[float, int]:
     """Whole-heap bytes per retained 1 s sample for realistic node samples."""
     rng = random.Random(1)
@@ -229,7 +232,7 @@ async def fleet_step(cluster: LocalCluster, size: int, hold: float) -> dict[str,
         await sim.stop()
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+async def run(sizes: list[int], hold: float) -> dict[str, Any]:
     results: dict[str, Any] = {}
     results["echo_roundtrips_per_s"] = round(await echo_rate(5), 1)
     per_sample, samples = bytes_per_sample()
@@ -237,13 +240,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     results["bytes_sample_count"] = samples
     steps = []
     largest = 0
-    for size in args.sizes:
+    for size in sizes:
         with (
             tempfile.TemporaryDirectory(prefix="gdos-fleet-") as tmp,
             LocalCluster(Path(tmp)) as cluster,
         ):
             cluster.start_master(env={"OPS_MASTER_LOG_LEVEL": "warning"})
-            step = await fleet_step(cluster, size, args.hold)
+            step = await fleet_step(cluster, size, hold)
         steps.append(step)
         print(f"  fleet {size:>5}: {step}", flush=True)
         if step["ok"]:
@@ -260,14 +263,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", type=int, nargs="+", default=[500, 1000, 2000, 3000, 5000])
-    parser.add_argument("--hold", type=float, default=30.0, help="seconds to observe each size")
-    args = parser.parse_args()
-    results = asyncio.run(run(args))
-    print()
-    print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}")
+def report(results: dict[str, Any]) -> None:
     print(
         f"(a) largest fleet with no flapping and ingest lag < 2 s: "
         f"{results['largest_fleet_ok']} simulated nodes (target 5000)"
@@ -293,6 +289,17 @@ def main() -> int:
         f"(c) master memory per retained sample: {results['bytes_per_retained_sample']} bytes"
         f" (target <= 4)"
     )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=DEFAULT_SIZES)
+    parser.add_argument("--hold", type=float, default=30.0, help="seconds to observe each size")
+    args = parser.parse_args()
+    results = asyncio.run(run(args.sizes, args.hold))
+    print()
+    print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}")
+    report(results)
     return 0
 
 

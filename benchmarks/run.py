@@ -8,6 +8,8 @@
    every second (the irreducible part) and a bare interpreter's RSS.
 3. web terminal (``bench_terminal.py``): keystroke echo round trip through the master (p50,
    p99), and bulk output through the relay against raw PTY reads of the same command.
+4. fleet scale (``bench_fleet.py``): the largest simulated fleet one master keeps, against a
+   bare Hypercorn WebSocket echo; bytes per retained sample; sample-to-browser delay.
 
 The machine is shared and noisy; compare each figure with its baseline, not across runs.
 """
@@ -15,6 +17,7 @@ The machine is shared and noisy; compare each figure with its baseline, not acro
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -30,6 +33,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import bench_fleet  # noqa: E402
 import bench_terminal  # noqa: E402
 
 from gdos_sdk.archive import build_archive, safe_extract  # noqa: E402
@@ -103,6 +107,14 @@ def main() -> int:
     parser.add_argument("--instances", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--fleet-sizes",
+        type=int,
+        nargs="*",
+        default=bench_fleet.DEFAULT_SIZES,
+        help="simulated fleet sizes, smallest first (none: skip the fleet benchmark)",
+    )
+    parser.add_argument("--fleet-hold", type=float, default=30.0)
     args = parser.parse_args()
 
     results: dict[str, object] = {
@@ -187,6 +199,12 @@ def main() -> int:
         terminal = bench_terminal.measure(Path(tmp))
     results["terminal"] = terminal
     bench_terminal.report(terminal)
+    # 4. fleet scale: simulated workers over real WebSockets against one master
+    if args.fleet_sizes:
+        print("fleet:")
+        fleet = asyncio.run(bench_fleet.run(args.fleet_sizes, args.fleet_hold))
+        results["fleet"] = fleet
+        bench_fleet.report(fleet)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

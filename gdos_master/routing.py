@@ -27,7 +27,13 @@ from gdos_master.audit import record_audit
 from gdos_master.auth import Principal, authenticate, check_csrf
 from gdos_master.security import redact
 from gdos_sdk.codec import structure, unstructure
-from gdos_sdk.errors import BadRequestError, GdosError, PermissionDenied, ValidationError
+from gdos_sdk.errors import (
+    BadRequestError,
+    GdosError,
+    PermissionDenied,
+    TooLargeError,
+    ValidationError,
+)
 from gdos_sdk.models import Role
 
 __all__ = ["Api", "Ctx", "Endpoint", "QueryParam", "error_response", "json_response"]
@@ -241,8 +247,30 @@ def _authorise(principal: Principal, endpoint: Endpoint) -> None:
         check_csrf(principal)
 
 
+#: The largest JSON request body any endpoint accepts. The app-wide MAX_CONTENT_LENGTH is
+#: sized for package and backup uploads (which stream and enforce their own limits); a JSON
+#: body is read into memory, so it gets a bound of its own.
+MAX_JSON_BYTES = 8 * 1024 * 1024
+
+
 async def _read_json() -> Any:
-    raw = await request.get_data(as_text=False)
+    declared = request.content_length
+    if declared is not None and declared > MAX_JSON_BYTES:
+        raise TooLargeError(
+            f"JSON request body is {declared} bytes; the limit is {MAX_JSON_BYTES} bytes",
+            details=[{"path": "$", "message": "body too large"}],
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.body:
+        size += len(chunk)
+        if size > MAX_JSON_BYTES:
+            raise TooLargeError(
+                f"JSON request body is over the limit of {MAX_JSON_BYTES} bytes",
+                details=[{"path": "$", "message": "body too large"}],
+            )
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw:
         raise ValidationError(
             "request body is empty; send a JSON object",

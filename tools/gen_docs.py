@@ -68,6 +68,11 @@ def api_reference() -> str:
         "offline answer **202**: the desired state is recorded and applied when the worker",
         "reconnects.",
         "",
+        "Body limits: a JSON body is at most 8 MiB (413 beyond, checked against",
+        "`Content-Length` and again while reading a chunked body). Package uploads stream and",
+        "are bounded by `storage.max_package_bytes`, backup archive uploads by",
+        "`backup.max_upload_bytes`.",
+        "",
         "| method | path | role | summary |",
         "|---|---|---|---|",
     ]

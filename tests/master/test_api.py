@@ -107,6 +107,8 @@ async def test_bad_input_names_the_problem_and_writes_nothing(
             ("GET", "/nodes/unknown-node", b"", 404, "unknown-node"),
             ("POST", "/instances/unknown/start", b"", 404, "unknown"),
             ("GET", "/audit?limit=abc", b"", 422, "limit"),
+            # a JSON body is read into memory, so it has a bound far below the upload limit
+            ("POST", "/systems", b'{"name": "' + b"x" * (9 * 2**20) + b'"}', 413, "limit"),
         ]
         for method, path, body, status, needle in cases:
             response = await http.request(
@@ -119,6 +121,31 @@ async def test_bad_input_names_the_problem_and_writes_nothing(
                 path,
                 error,
             )
+    assert counts(master) == before
+
+
+async def test_chunked_json_body_over_the_limit_is_refused(
+    admin: AsyncClient, app: Quart, master: Master
+) -> None:
+    """Without a Content-Length the bound is enforced while reading."""
+    token = (await admin.create_token("t")).secret
+    before = counts(master)
+
+    async def body():  # type: ignore[no-untyped-def]
+        yield b'{"name": "'
+        for _ in range(10):
+            yield b"x" * 2**20
+        yield b'"}'
+
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://m/api/v1",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    ) as http:
+        response = await http.post("/systems", content=body())
+    assert response.status_code == 413, response.text
+    assert "limit" in response.json()["error"]["message"]
     assert counts(master) == before
 
 
