@@ -329,3 +329,7 @@ class OsOps(Protocol):
     def scan(self, ref: ProcessRef) -> TreeScan:
         """Find every live process of the instance ``ref`` names."""
         ...
+
+    def is_alive(self, proc: OsProcess) -> bool:
+        """``True`` while ``proc`` (that very process) runs; a zombie counts as gone."""
+        ...

@@ -224,6 +224,15 @@ class PosixOps:
             return False
         return True
 
+    def is_alive(self, proc: OsProcess) -> bool:
+        """``True`` while the process runs (pid + create time); zombies are gone."""
+        if not isinstance(proc, psutil.Process):
+            return False
+        try:
+            return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
     def scan(self, ref: ProcessRef) -> TreeScan:
         """Main process + descendants + tagged processes + group members, in one /proc pass."""
         main = _verified(ref)
@@ -499,7 +508,10 @@ class PosixExecutor:
             signalled.add(proc)
 
         remaining = await self._wait_gone(
-            ref, started + timeout, lambda proc: _signal_new(ops, proc, stop_signal, signalled)
+            ref,
+            started + timeout,
+            lambda proc: _signal_new(ops, proc, stop_signal, signalled),
+            seen=signalled,
         )
         killed: dict[int, None] = {}
         if remaining:
@@ -514,7 +526,9 @@ class PosixExecutor:
                 ops.kill(proc, signal.SIGKILL)
                 killed[proc.pid] = None
 
-            survivors = await self._wait_gone(ref, ops.monotonic() + self._kill_timeout, kill_new)
+            survivors = await self._wait_gone(
+                ref, ops.monotonic() + self._kill_timeout, kill_new, seen=signalled
+            )
             if survivors:
                 log.warning(
                     "instance %s: pids %s survived SIGKILL for %.1fs (uninterruptible?)",
@@ -531,16 +545,26 @@ class PosixExecutor:
         )
 
     async def _wait_gone(
-        self, ref: ProcessRef, deadline: float, on_process: _ProcessCallback
+        self,
+        ref: ProcessRef,
+        deadline: float,
+        on_process: _ProcessCallback,
+        *,
+        seen: set[OsProcess],
     ) -> tuple[OsProcess, ...]:
         """Rescan until the instance has no live process or ``deadline``; return what is left.
 
-        ``on_process`` sees every live process on each scan (to signal newcomers).
+        ``on_process`` sees every live process on each scan (to signal newcomers). A process
+        in ``seen`` (signalled earlier) counts until it is really gone even when a scan
+        misses it: a process in the middle of exiting has already dropped its environment
+        (and so its tag) but is not yet a zombie.
         """
         ops = self._ops
         polls = 0
         while True:
-            remaining = ops.scan(ref).processes
+            scanned = ops.scan(ref).processes
+            lingering = tuple(p for p in seen if p not in scanned and ops.is_alive(p))
+            remaining = scanned + lingering
             now = ops.monotonic()
             if not remaining or now >= deadline:
                 return remaining

@@ -551,6 +551,7 @@ class FakeOps:
         self.calls: list[tuple[object, ...]] = []
         self.spawn_at: dict[float, FakeProc] = {}
         self.exit_at: dict[int, float] = {}
+        self.unseen: set[int] = set()  # alive, but no scan finds them (exiting, tag dropped)
 
     def monotonic(self) -> float:
         return self.now
@@ -577,10 +578,13 @@ class FakeOps:
                 del self.spawn_at[at]
         self.alive = [p for p in self.alive if self.now < self.exit_at.get(p.pid, float("inf"))]
         return TreeScan(
-            processes=tuple(self.alive),
+            processes=tuple(p for p in self.alive if p.pid not in self.unseen),
             group_held=True,
             grouped_pids=frozenset(p.pid for p in self.alive if p.pid in self.grouped),
         )
+
+    def is_alive(self, proc: FakeProc) -> bool:
+        return proc in self.alive
 
 
 class FakeHandle:
@@ -631,6 +635,27 @@ async def test_stop_sequence_no_kill_when_the_tree_obeys() -> None:
     assert not [c for c in ops.calls if c[-1] == signal.SIGKILL]
     assert not result.forced
     assert 3 <= result.duration < 4
+
+
+@pytest.mark.anyio
+async def test_stop_sequence_waits_for_a_signalled_process_a_scan_misses() -> None:
+    """A process seen once stays in the count until it is really gone, scan or no scan."""
+    main, stray = FakeProc(1000), FakeProc(2000)
+    ops = FakeOps([main, stray], grouped={1000}, dies_on={signal.SIGTERM})
+    ops.dies_on.discard(signal.SIGTERM)  # neither obeys SIGTERM ...
+    ops.exit_at = {1000: 101.0}  # ... the main process exits on its own
+    executor = PosixExecutor(ops=ops)
+    original_kill = ops.kill
+
+    def kill_then_hide(proc: FakeProc, sig: int) -> bool:
+        ops.unseen.add(2000)  # after the first signal, scans no longer see the stray
+        return original_kill(proc, sig)
+
+    ops.kill = kill_then_hide  # type: ignore[method-assign]
+    result = await executor.stop(FakeHandle(ops), stop_signal=signal.SIGTERM, timeout=5)
+    assert ("kill", 2000, signal.SIGKILL) in ops.calls
+    assert stray not in ops.alive
+    assert result.forced and 2000 in result.killed_pids
 
 
 def test_exports_resolve() -> None:
