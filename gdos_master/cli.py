@@ -13,6 +13,7 @@ from hypercorn.config import Config
 
 from gdos_master import __version__
 from gdos_master.app import Master, create_app
+from gdos_master.wsdeflate import serve_uncompressed
 from gdos_sdk import autostart
 from gdos_sdk.config import load_master_settings, parse_listen
 from gdos_sdk.errors import ConfigError, GdosError
@@ -100,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = 5
     config.websocket_ping_interval = None
+    serve_uncompressed()  # terminal sockets: no permessage-deflate (see gdos_master.wsdeflate)
     if settings.server.tls_cert:
         config.certfile = settings.server.tls_cert
         config.keyfile = settings.server.tls_key

@@ -230,3 +230,23 @@ def test_idle_session_is_closed_and_the_api_can_end_one(cluster: LocalCluster) -
         assert busy.control("exit")["reason"] == "closed"
         assert _closed(gdos, busy_id).reason == "closed"
         assert gdos.list_terminal_sessions(live=True).total == 0
+
+
+def test_terminal_sockets_are_served_without_compression(running: LocalCluster) -> None:
+    """Browsers offer permessage-deflate; the master declines it for terminal sockets only.
+
+    Compressing bulk terminal output cost a third of the master's CPU (docs/benchmarks.md);
+    the live channel keeps compression (small JSON messages that compress well).
+    """
+    with running.client() as gdos:
+        node_id = gdos.list_nodes()[0].id
+    headers = {"Authorization": f"Bearer {running.admin_token()}"}
+    offer = {"additional_headers": headers, "open_timeout": 30, "compression": "deflate"}
+    with connect(_ws_url(running, node_id, rows=24, cols=80), **offer) as ws:
+        assert ws.response is not None
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers
+        assert json.loads(ws.recv(timeout=15))["op"] == "session"
+    live = f"ws://127.0.0.1:{running.master_port}/api/v1/live"
+    with connect(live, **offer) as ws:
+        assert ws.response is not None
+        assert "permessage-deflate" in ws.response.headers.get("Sec-WebSocket-Extensions", "")
