@@ -232,6 +232,53 @@ def capture(cluster: LocalCluster, out: Path, chromium: str) -> None:
                     page.wait_for_selector("[data-test=rule-submit]")
                 shoot(page, out, f"alerts-{tab}-{suffix}")
 
+            # the log viewer from an instance row (console output of the running web module)
+            page.goto(f"{url}/systems")
+            page.click("[data-test=system-shop]")
+            page.wait_for_selector(".el-table__body [data-state=running]")
+            page.locator("[data-test=instance-logs]:visible").first.click()
+            page.wait_for_selector("[data-test=log-drawer] [data-test=log-text] .line")
+            shoot(page, out, f"log-drawer-{suffix}")
+            page.keyboard.press("Escape")
+
+            page.click("[data-test=adopt-process]")
+            page.wait_for_selector("[data-test=adopt-dialog]")
+            page.fill("[data-test=adopt-name]", "legacy-daemon")
+            shoot(page, out, f"adopt-dialog-{suffix}")
+            page.keyboard.press("Escape")
+
+            page.goto(f"{url}/commands")
+            page.click("[data-test=command-nodes]")
+            page.locator(".el-select-dropdown__item:visible").first.click()
+            page.keyboard.press("Escape")
+            page.fill("[data-test=command-text]", "uname -sr; df -h / | tail -1; uptime")
+            page.click("[data-test=command-run]")
+            page.wait_for_selector("[data-test=exit-code]")
+            shoot(page, out, f"commands-{suffix}")
+
+            page.goto(f"{url}/nodes")
+            page.locator("[data-row] >> text=app-01").wait_for()
+            page.click("[data-test=node-terminal]")
+            page.wait_for_selector("[data-test=terminal-state][data-phase=connected]", timeout=30_000)
+            page.click("[data-test=terminal-screen]")
+            page.keyboard.type("ls -la / | head -12; echo; uname -a")
+            page.keyboard.press("Enter")
+            page.wait_for_selector("[data-test=terminal-screen] .xterm-rows >> text=Linux")
+            shoot(page, out, f"terminal-{suffix}")
+            page.keyboard.type("exit")
+            page.keyboard.press("Enter")
+            page.wait_for_selector("[data-test=terminal-state][data-phase=ended]")
+            page.locator("[data-test=terminal-recording]").click()
+            page.wait_for_selector("[data-test=replay-screen] .xterm-rows >> text=Linux",
+                                   timeout=30_000)
+            shoot(page, out, f"replay-{suffix}")
+
+            page.goto(f"{url}/backups")
+            page.click("[data-test=backup-create]")
+            page.wait_for_selector("[data-test=backups-table] .el-table__row")
+            page.wait_for_load_state("networkidle")
+            shoot(page, out, f"backups-{suffix}")
+
             for name in ("audit", "users", "settings"):
                 page.goto(f"{url}/{name}")
                 page.wait_for_selector(".el-card")
@@ -261,7 +308,10 @@ def main() -> int:
         cluster = LocalCluster(Path(tmp) / "cluster", admin_password="screenshots-admin-1")
         try:
             cluster.start_master()
-            cluster.start_worker()
+            # An explicit shell: a login profile with slow hooks would delay the first prompt.
+            cluster.start_worker(
+                env={"OPS_WORKER_TERMINAL_SHELL": "/bin/bash --noprofile --norc -i"}
+            )
             seed(cluster, Path(tmp) / "pkgs")
             seed_alerts(cluster)
             capture(cluster, out, args.chromium)
