@@ -259,7 +259,9 @@ def capture(cluster: LocalCluster, out: Path, chromium: str) -> None:
             page.goto(f"{url}/nodes")
             page.locator("[data-row] >> text=app-01").wait_for()
             page.click("[data-test=node-terminal]")
-            page.wait_for_selector("[data-test=terminal-state][data-phase=connected]", timeout=30_000)
+            page.wait_for_selector(
+                "[data-test=terminal-state][data-phase=connected]", timeout=30_000
+            )
             page.click("[data-test=terminal-screen]")
             page.keyboard.type("ls -la / | head -12; echo; uname -a")
             page.keyboard.press("Enter")
@@ -269,8 +271,9 @@ def capture(cluster: LocalCluster, out: Path, chromium: str) -> None:
             page.keyboard.press("Enter")
             page.wait_for_selector("[data-test=terminal-state][data-phase=ended]")
             page.locator("[data-test=terminal-recording]").click()
-            page.wait_for_selector("[data-test=replay-screen] .xterm-rows >> text=Linux",
-                                   timeout=30_000)
+            page.wait_for_selector(
+                "[data-test=replay-screen] .xterm-rows >> text=Linux", timeout=30_000
+            )
             shoot(page, out, f"replay-{suffix}")
 
             page.goto(f"{url}/backups")
