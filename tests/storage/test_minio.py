@@ -114,11 +114,18 @@ async def test_presigned_url_expires(seaweed: SeaweedFS, tmp_path: Path) -> None
     source = tmp_path / "a"
     source.write_bytes(b"abc")
     await storage.put_file("packages/a.zip", source)
-    url = storage.presigned_get("packages/a.zip", timedelta(seconds=1))
+    # Two URLs, so that a slow machine cannot turn "valid" into "expired" between signing and
+    # fetching: a long-lived one that works, and a one-second one that is refused once its
+    # time has passed (signatures carry whole seconds, hence the margin).
+    lasting = storage.presigned_get("packages/a.zip", timedelta(hours=1))
+    short = storage.presigned_get("packages/a.zip", timedelta(seconds=1))
     async with httpx.AsyncClient() as client:
-        assert (await client.get(url)).content == b"abc"
-        await anyio.sleep(2.1)  # signatures carry whole seconds
-        assert (await client.get(url)).status_code == 403
+        assert (await client.get(lasting)).content == b"abc"
+        await anyio.sleep(2.5)
+        expired = await client.get(short)
+        assert expired.status_code == 403
+        assert b"expired" in expired.content
+        assert (await client.get(lasting)).content == b"abc"
 
 
 async def test_wrong_credentials_are_a_storage_error(seaweed: SeaweedFS) -> None:
