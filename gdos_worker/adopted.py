@@ -36,7 +36,7 @@ from gdos_sdk.executors import Executor, ExitInfo, ProcessHandle, ProcessRef, Sp
 from gdos_sdk.manifest import Manifest
 from gdos_sdk.protocol import InstanceSpec, InstanceStatus
 from gdos_sdk.states import DesiredState, InstanceState
-from gdos_worker.runner import InstanceRunner, _signal_number, build_env
+from gdos_worker.runner import InstanceRunner, _signal_number
 from gdos_worker.state import InstanceRecord, WorkDir
 
 __all__ = ["AdoptedRunner", "adopted_manifest", "shell_argv"]
@@ -112,17 +112,7 @@ class AdoptedRunner(InstanceRunner):
     # --- processes --------------------------------------------------------------------------
 
     def _command_spec(self, command: str, *, exec_: bool = False) -> SpawnSpec:
-        spec = self.record.spec
-        gdos = {
-            "GDOS_INSTANCE_ID": spec.instance_id,
-            "GDOS_NODE_ID": self.node_id,
-            "GDOS_MODULE": spec.module_name,
-            "GDOS_SYSTEM_ID": spec.system_id,
-            "GDOS_INSTANCE_DIR": str(self.paths.root),
-            "GDOS_LOG_DIR": str(self.paths.logs),
-            "GDOS_WORK_DIR": str(self.workdir.root),
-        }
-        env = build_env(self.base_env, self.manifest, spec.env, gdos)
+        env = self._instance_env()
         self.paths.logs.mkdir(parents=True, exist_ok=True)
         cwd = self.adoption.cwd if os.path.isdir(self.adoption.cwd) else str(self.paths.root)
         return SpawnSpec(
@@ -130,7 +120,7 @@ class AdoptedRunner(InstanceRunner):
             cwd=cwd,
             env=env,
             log_path=str(self.paths.console_log),
-            tag=spec.instance_id,
+            tag=self.instance_id,
         )
 
     def _reap_later(self, handle: ProcessHandle) -> None:

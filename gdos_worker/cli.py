@@ -13,7 +13,7 @@ from hypercorn.config import Config
 
 from gdos_sdk import autostart
 from gdos_sdk.config import load_worker_settings, parse_listen
-from gdos_sdk.errors import ConfigError, GdosError
+from gdos_sdk.errors import GdosError
 from gdos_worker import __version__
 from gdos_worker.app import Worker, create_app
 
@@ -26,24 +26,6 @@ async def _serve(app: object, config: Config) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
-
-
-def _autostart(value: str, args: list[str]) -> int:
-    """``-autostart 1|0``: install or remove start at boot, then exit."""
-    try:
-        enable = autostart.parse_switch(value)
-        if enable:
-            # Refuse flags that would make the worker fail at every boot.
-            load_worker_settings(args)
-        done = autostart.apply("worker", enable, args)
-    except ConfigError as exc:  # the command line is wrong: nothing was installed
-        print(f"gdos-worker: {exc.message}", file=sys.stderr)
-        return 2
-    except GdosError as exc:
-        print(f"gdos-worker: {exc.message}", file=sys.stderr)
-        return 1
-    print(f"gdos-worker: {done}")
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     switch, args = autostart.split_autostart_flag(args)
     if switch is not None:
-        return _autostart(switch, args)
+        return autostart.command("worker", switch, args, validate=load_worker_settings)
     try:
         settings = load_worker_settings(args)
         logging.basicConfig(

@@ -177,21 +177,28 @@ class InstanceRunner:
 
     # --- process control --------------------------------------------------------------------
 
-    def _spawn_spec(self) -> SpawnSpec:
+    def _instance_env(self, **extra: str) -> dict[str, str]:
+        """The environment of a process run for this instance, with the GDOS_* variables."""
         spec = self.record.spec
         gdos = {
             "GDOS_INSTANCE_ID": spec.instance_id,
             "GDOS_NODE_ID": self.node_id,
             "GDOS_MODULE": spec.module_name,
             "GDOS_SYSTEM_ID": spec.system_id,
-            "GDOS_PACKAGE": spec.package,
-            "GDOS_VERSION": spec.version,
             "GDOS_INSTANCE_DIR": str(self.paths.root),
-            "GDOS_APP_DIR": str(self.paths.app),
             "GDOS_LOG_DIR": str(self.paths.logs),
             "GDOS_WORK_DIR": str(self.workdir.root),
+            **extra,
         }
-        env = build_env(self.base_env, self.manifest, spec.env, gdos)
+        return build_env(self.base_env, self.manifest, spec.env, gdos)
+
+    def _spawn_spec(self) -> SpawnSpec:
+        spec = self.record.spec
+        env = self._instance_env(
+            GDOS_PACKAGE=spec.package,
+            GDOS_VERSION=spec.version,
+            GDOS_APP_DIR=str(self.paths.app),
+        )
         entrypoint = self.manifest.entrypoint
         if not entrypoint:
             raise SpawnError("the manifest has no entrypoint")

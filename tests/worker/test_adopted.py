@@ -130,7 +130,7 @@ def make_runner(
         executor=host,  # type: ignore[arg-type]
         node_id="n",
         on_change=reports.append,
-        base_env={"PATH": "/usr/bin:/bin"},
+        base_env={"PATH": "/usr/bin:/bin", "OPS_WORKER_JOIN_TOKEN": "secret"},
         resolver=host.resolve,
     )
     return runner, reports
@@ -199,6 +199,20 @@ async def test_with_a_start_command_a_vanished_service_is_started_again(tmp_path
     await settle(runner, S.RUNNING, timeout=10, not_pid=42)
     assert len(host.spawned) == 1 and runner.status().pid == 1001
     assert host.spawned[0].argv[-1] == "legacy --daemon"
+    # The command runs with the instance's GDOS_* variables (no package ones: there is
+    # none) and without the worker's own OPS_WORKER_* settings.
+    env = host.spawned[0].env
+    paths = runner.workdir.paths("i-1")
+    assert {k: v for k, v in env.items() if k.startswith("GDOS_")} == {
+        "GDOS_INSTANCE_ID": "i-1",
+        "GDOS_NODE_ID": "n",
+        "GDOS_MODULE": "legacy",
+        "GDOS_SYSTEM_ID": "s",
+        "GDOS_INSTANCE_DIR": str(paths.root),
+        "GDOS_LOG_DIR": str(paths.logs),
+        "GDOS_WORK_DIR": str(runner.workdir.root),
+    }
+    assert env["PATH"] == "/usr/bin:/bin" and "OPS_WORKER_JOIN_TOKEN" not in env
     await runner.close()
 
 
