@@ -16,7 +16,7 @@ from gdos_master.app import Master, create_app
 from gdos_master.wsdeflate import serve_uncompressed
 from gdos_sdk import autostart
 from gdos_sdk.config import load_master_settings, parse_listen
-from gdos_sdk.errors import ConfigError, GdosError
+from gdos_sdk.errors import GdosError
 
 __all__ = ["main"]
 
@@ -40,24 +40,6 @@ async def _serve(app: object, config: Config) -> None:
     await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
 
-def _autostart(value: str, args: list[str]) -> int:
-    """``-autostart 1|0``: install or remove start at boot, then exit."""
-    try:
-        enable = autostart.parse_switch(value)
-        if enable:
-            # Refuse flags that would make the master fail at every boot.
-            load_master_settings(args)
-        done = autostart.apply("master", enable, args)
-    except ConfigError as exc:  # the command line is wrong: nothing was installed
-        print(f"gdos-master: {exc.message}", file=sys.stderr)
-        return 2
-    except GdosError as exc:
-        print(f"gdos-master: {exc.message}", file=sys.stderr)
-        return 1
-    print(f"gdos-master: {done}")
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the master. Flags as in docs/configuration.md (``-port :8080`` ...)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -78,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return migrate_main(args[1:])
     switch, args = autostart.split_autostart_flag(args)
     if switch is not None:
-        return _autostart(switch, args)
+        return autostart.command("master", switch, args, validate=load_master_settings)
     try:
         settings = load_master_settings(args)
     except GdosError as exc:

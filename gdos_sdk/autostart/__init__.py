@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from gdos_sdk.autostart.install import (
     Installer,
@@ -52,7 +52,7 @@ from gdos_sdk.autostart.render import (
     systemd_quote,
 )
 from gdos_sdk.config import MasterSettings, WorkerSettings, iter_options
-from gdos_sdk.errors import ConfigError
+from gdos_sdk.errors import ConfigError, GdosError
 
 __all__ = [
     "AutostartSpec",
@@ -64,6 +64,7 @@ __all__ = [
     "absolute_config",
     "apply",
     "build_spec",
+    "command",
     "installer_for",
     "parse_switch",
     "program_argv",
@@ -201,3 +202,34 @@ def apply(
         executable=sys.executable if executable is None else executable,
     )
     return chosen.install(spec)
+
+
+def command(
+    role: Role,
+    value: str,
+    flags: Sequence[str],
+    *,
+    validate: Callable[[list[str]], object],
+    installer: Installer | None = None,
+) -> int:
+    """``gdos-<role> -autostart VALUE``: do it, say what was done; the exit status.
+
+    ``validate`` loads the settings from ``flags`` before anything is installed,
+    so that a definition which would fail at every boot is refused (a
+    :class:`~gdos_sdk.errors.ConfigError` is exit status 2, nothing installed);
+    any other GDOS error (not root, no service manager) is exit status 1.
+    """
+    program = f"gdos-{role}"
+    try:
+        enable = parse_switch(value)
+        if enable:
+            validate(list(flags))
+        done = apply(role, enable, flags, installer=installer)
+    except ConfigError as exc:
+        print(f"{program}: {exc.message}", file=sys.stderr)
+        return 2
+    except GdosError as exc:
+        print(f"{program}: {exc.message}", file=sys.stderr)
+        return 1
+    print(f"{program}: {done}")
+    return 0

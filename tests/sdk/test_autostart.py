@@ -594,6 +594,42 @@ def test_apply_refuses_secrets_on_the_command_line(
     autostart.refuse_secret_flags("worker", ["-master", "-join_token"])
 
 
+def test_command_exit_statuses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """What ``gdos-<role> -autostart`` prints and returns, with a fake systemctl."""
+    tool, log = fake_tool(tmp_path, "systemctl")
+    installer = SystemdInstaller(unit_dir=tmp_path, systemctl=[str(tool)])
+    seen: list[list[str]] = []
+
+    def refuse(flags: list[str]) -> None:
+        seen.append(flags)
+        raise ConfigError("-port: not a port")
+
+    # Settings that would fail at boot: exit 2, validated, nothing installed.
+    assert (
+        autostart.command("worker", "1", ["-port", "x"], validate=refuse, installer=installer) == 2
+    )
+    assert seen == [["-port", "x"]]
+    assert capsys.readouterr().err == "gdos-worker: -port: not a port\n"
+    assert calls(log) == [] and not list(tmp_path.glob("*.service"))
+    # A bad switch value is a command-line error too.
+    assert autostart.command("worker", "maybe", [], validate=seen.append, installer=installer) == 2
+    assert "maybe" in capsys.readouterr().err
+    # Installing: exit 0 and the installer's message on stdout.
+    assert autostart.command("master", "on", [], validate=seen.append, installer=installer) == 0
+    assert seen[-1] == [] and (tmp_path / "gdos-master.service").exists()
+    assert capsys.readouterr().out.startswith("gdos-master: ")
+    # Removing does not validate the flags.
+    assert (
+        autostart.command("master", "0", ["-port", "x"], validate=refuse, installer=installer) == 0
+    )
+    assert not (tmp_path / "gdos-master.service").exists() and len(seen) == 2
+    # The service manager refusing is exit status 1.
+    failing, _ = fake_tool(tmp_path, "systemctl-broken", "exit 3")
+    broken = SystemdInstaller(unit_dir=tmp_path, systemctl=[str(failing)])
+    assert autostart.command("worker", "1", [], validate=seen.append, installer=broken) == 1
+    assert capsys.readouterr().err.startswith("gdos-worker: ")
+
+
 def test_exported_names_are_sorted_and_present() -> None:
     for module in (autostart, autostart.render, autostart.install):
         assert module.__all__ == sorted(module.__all__)
