@@ -258,6 +258,7 @@ def build_master(
     master.backups = Backups(master)
     master.commands = CommandRuns(master)
     master.batches = BatchRuns(master)
+    master.batches.recover()  # jobs a previous run of the master left running
     master.logs = InstanceLogs(master)
     master.terminals = TerminalRelay(master)
     return master

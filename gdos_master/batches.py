@@ -1,9 +1,14 @@
 """Ordered batch actions on a system: tiers by start order, a concurrency limit, progress.
 
-A job lives in memory (the last :data:`KEEP` jobs) and is pushed to browsers
-on the live topic ``batch:<id>``. What is durable is the audit trail: the
-request (``system.batch``, written by the route) and ``batch.done`` with each
-failed instance when the job ends.
+A running job lives in memory and is pushed to browsers on the live topic
+``batch:<id>``; its progress is also written to the ``batch_jobs`` table
+whenever a tier or an instance moves on, and the last :data:`KEEP_STORED`
+jobs stay readable there. A job that a master restart cut short is found
+``running`` in that table at the next start and closed as ``failed`` with
+the reason (what it had done is kept; what it had not begun is ``skipped``).
+The audit trail has the request (``system.batch``, written by the route) and
+``batch.done`` with each failed instance when the job ends, also after such
+an interruption.
 
 * **start**: tiers by ascending ``start_order``; each instance is started
   (at most ``concurrency`` at once) and then awaited until it is ``running``
@@ -24,8 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -34,16 +41,18 @@ from gdos_master.audit import record_audit
 from gdos_master.auth import Principal
 from gdos_master.live import Topic, View
 from gdos_sdk.batches import BatchItem, BatchJob, BatchRequest, BatchState, BatchTier
-from gdos_sdk.codec import unstructure
+from gdos_sdk.codec import structure, unstructure
 from gdos_sdk.errors import GdosError, NotFoundError
 from gdos_sdk.states import Health, InstanceState
 
 if TYPE_CHECKING:
     from gdos_master.app import Master
 
-__all__ = ["KEEP", "BatchRuns", "BatchTopic"]
+__all__ = ["KEEP", "KEEP_STORED", "BatchRuns", "BatchTopic"]
 
-KEEP = 50
+KEEP = 50  # jobs kept in memory (running ones always)
+KEEP_STORED = 500  # jobs kept in the database
+INTERRUPTED = "interrupted: the master restarted while the batch ran"
 POLL = 0.2  # seconds between looks at an instance the batch waits for
 
 B = BatchState
@@ -123,11 +132,61 @@ class _Job:
 class BatchRuns:
     """The recent batch jobs of this master."""
 
-    def __init__(self, master: Master, *, keep: int = KEEP, poll: float = POLL) -> None:
+    def __init__(
+        self,
+        master: Master,
+        *,
+        keep: int = KEEP,
+        keep_stored: int = KEEP_STORED,
+        poll: float = POLL,
+    ) -> None:
         self.master = master
         self.keep = keep
+        self.keep_stored = keep_stored
         self.poll = poll
         self.jobs: collections.OrderedDict[str, _Job] = collections.OrderedDict()
+
+    # --- the batch_jobs table ---------------------------------------------------------------
+
+    def _save(self, job: _Job) -> None:
+        model = job.model()
+        self.master.db.execute(
+            "INSERT OR REPLACE INTO batch_jobs(id, system_id, state, started_at, job)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (
+                job.id,
+                job.system_id,
+                model.state.value,
+                job.started_at,
+                json.dumps(unstructure(model)),
+            ),
+        )
+
+    def _stored(self, job_id: str) -> BatchJob | None:
+        row = self.master.db.one("SELECT job FROM batch_jobs WHERE id = ?", (job_id,))
+        return None if row is None else _load(row["job"])
+
+    def recover(self) -> int:
+        """Close the jobs a master restart (or a restored backup) left ``running``.
+
+        Each becomes ``failed`` with :data:`INTERRUPTED` as its error: an instance that
+        was being acted on is ``failed`` too, and what had not begun is ``skipped``.
+        Returns how many jobs were closed; each gets its ``batch.done`` audit entry.
+        """
+        rows = self.master.db.all("SELECT id, job FROM batch_jobs WHERE state = 'running'")
+        closed = 0
+        for row in rows:
+            if row["id"] in self.jobs:  # running in this process (a restore just now)
+                continue
+            job = _interrupted(_load(row["job"]), time.time())
+            with self.master.db.transaction():
+                self.master.db.execute(
+                    "UPDATE batch_jobs SET state = ?, job = ? WHERE id = ?",
+                    (job.state.value, _dump(job), job.id),
+                )
+                self._audit_done(job, None, "", actor_kind="system", actor="master")
+            closed += 1
+        return closed
 
     # --- planning ---------------------------------------------------------------------------
 
@@ -174,8 +233,16 @@ class BatchRuns:
             tiers=self._plan(system_id, request.action),
         )
         self.jobs[job.id] = job
-        while len(self.jobs) > self.keep:
-            self.jobs.popitem(last=False)
+        ended = [j.id for j in self.jobs.values() if j.done.is_set()]
+        for old in ended[: max(0, len(self.jobs) - self.keep)]:
+            del self.jobs[old]  # still readable from the database
+        with self.master.db.transaction():
+            self._save(job)
+            self.master.db.execute(
+                "DELETE FROM batch_jobs WHERE id NOT IN"
+                " (SELECT id FROM batch_jobs ORDER BY started_at DESC LIMIT ?)",
+                (self.keep_stored,),
+            )
         self.master.spawn(self._run(job))
         return job.model()
 
@@ -190,6 +257,7 @@ class BatchRuns:
                         item.state = B.SKIPPED
                     continue
                 await self._tier(job, tier)
+                self._save(job)
                 if tier.state == B.FAILED:
                     job.state = B.FAILED
                     failed = [i for i in tier.items if i.state == B.FAILED]
@@ -219,6 +287,7 @@ class BatchRuns:
 
     async def _item(self, job: _Job, item: _Item, deadline: float) -> None:
         item.state, item.started_at = B.RUNNING, time.time()
+        self._save(job)
         orchestrator = self.master.orchestrator
         try:
             act = orchestrator.start if job.request.action == "start" else orchestrator.stop
@@ -233,6 +302,7 @@ class BatchRuns:
         except GdosError as exc:
             item.state, item.error = B.FAILED, exc.message
         item.finished_at = time.time()
+        self._save(job)
 
     async def _settle(self, job: _Job, item: _Item, deadline: float) -> None:
         """Wait until the instance got where the action sends it; raise when it cannot.
@@ -270,46 +340,72 @@ class BatchRuns:
             job.state = B.DONE
         job.finished_at = time.time()
         job.done.set()
-        failed = {i.instance_id: i.error for t in job.tiers for i in t.items if i.state == B.FAILED}
+        with self.master.db.transaction():
+            self._save(job)
+            self._audit_done(job.model(), job.principal, job.ip)
+
+    def _audit_done(
+        self, job: BatchJob, principal: Principal | None, ip: str, **actor: str
+    ) -> None:
+        """The ``batch.done`` entry: the outcome, with each failed instance's error."""
         record_audit(
             self.master.db,
-            principal=job.principal,
-            ip=job.ip,
+            principal=principal,
+            ip=ip,
             action="batch.done",
             target=f"system:{job.system_id}",
             params={
                 "batch": job.id,
-                "action": job.request.action,
+                "action": job.action,
                 "tiers": [t.order for t in job.tiers],
-                "instances": sum(len(t.items) for t in job.tiers),
-                "failed": failed,
+                "instances": len(job.items),
+                "failed": {i.instance_id: i.error for i in job.items if i.state == B.FAILED},
             },
             status=200 if job.state == B.DONE else 500,
             message=job.error,
+            **actor,
         )
 
     # --- reading ----------------------------------------------------------------------------
 
-    def _get(self, job_id: str) -> _Job:
-        job = self.jobs.get(job_id)
-        if job is None:
-            raise NotFoundError(f"no batch {job_id!r} (the master keeps the last {self.keep})")
-        return job
+    def _missing(self, job_id: str) -> NotFoundError:
+        return NotFoundError(f"no batch {job_id!r} (the master keeps the last {self.keep_stored})")
 
     def get(self, job_id: str) -> BatchJob:
-        return self._get(job_id).model()
+        """A job: live if this master runs it, else as stored.
+
+        Raises:
+            NotFoundError: no such job (or it is older than the last :data:`KEEP_STORED`).
+        """
+        job = self.jobs.get(job_id)
+        if job is not None:
+            return job.model()
+        stored = self._stored(job_id)
+        if stored is None:
+            raise self._missing(job_id)
+        return stored
 
     def list_jobs(self, system_id: str | None = None) -> list[BatchJob]:
-        """Recent jobs, newest first."""
-        return [
-            j.model()
-            for j in reversed(self.jobs.values())
-            if system_id is None or j.system_id == system_id
-        ]
+        """Recent jobs, newest first (running ones as they stand now)."""
+        if system_id is None:
+            rows = self.master.db.all("SELECT job FROM batch_jobs ORDER BY started_at DESC")
+        else:
+            rows = self.master.db.all(
+                "SELECT job FROM batch_jobs WHERE system_id = ? ORDER BY started_at DESC",
+                (system_id,),
+            )
+        found = []
+        for row in rows:
+            stored = _load(row["job"])
+            live = self.jobs.get(stored.id)
+            found.append(live.model() if live is not None else stored)
+        return found
 
     async def wait(self, job_id: str, timeout: float | None) -> BatchJob:
         """The job once it ended, or as it stands after ``timeout`` seconds (None: no limit)."""
-        job = self._get(job_id)
+        job = self.jobs.get(job_id)
+        if job is None:
+            return self.get(job_id)  # not run by this process: it has ended
         if not job.done.is_set() and (timeout is None or timeout > 0):
             try:
                 await asyncio.wait_for(asyncio.shield(job.done.wait()), timeout)
@@ -318,24 +414,57 @@ class BatchRuns:
         return job.model()
 
     def topic(self, name: str, job_id: str) -> BatchTopic:
-        return BatchTopic(name, self._get(job_id))
+        job = self.jobs.get(job_id)
+        if job is not None:
+            return BatchTopic(name, job.model)
+        stored = self.get(job_id)
+        return BatchTopic(name, lambda: stored)
+
+
+def _dump(job: BatchJob) -> str:
+    return json.dumps(unstructure(job), separators=(",", ":"))
+
+
+def _load(text: str) -> BatchJob:
+    return structure(json.loads(text), BatchJob, what="stored batch job")
+
+
+def _interrupted(job: BatchJob, now: float) -> BatchJob:
+    """``job`` closed as cut short at ``now``: see :meth:`BatchRuns.recover`."""
+
+    def close(step: Any) -> Any:  # a BatchItem or a BatchTier
+        if step.state == B.RUNNING:
+            extra = {"error": step.error or INTERRUPTED} if isinstance(step, BatchItem) else {}
+            return attrs.evolve(step, state=B.FAILED, finished_at=now, **extra)
+        if step.state == B.PENDING:
+            return attrs.evolve(step, state=B.SKIPPED)
+        return step
+
+    return attrs.evolve(
+        job,
+        state=B.FAILED,
+        finished_at=now,
+        error=job.error or INTERRUPTED,
+        tiers=[close(t) for t in job.tiers],
+        items=[close(i) for i in job.items],
+    )
 
 
 class BatchTopic(Topic):
     """Live topic ``batch:<id>``: the whole :class:`~gdos_sdk.batches.BatchJob` on each change."""
 
-    def __init__(self, name: str, job: _Job) -> None:
+    def __init__(self, name: str, job: Callable[[], BatchJob]) -> None:
         super().__init__(name)
         self.job = job
         self.last: Any = None
 
     def poll(self, view: View) -> Any | None:
-        data = unstructure(self.job.model())
+        data = unstructure(self.job())
         if data == self.last:
             return None
         self.last = data
         return data
 
     def snapshot(self) -> Any:
-        self.last = unstructure(self.job.model())
+        self.last = unstructure(self.job())
         return {"snapshot": True, **self.last}

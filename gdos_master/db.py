@@ -214,6 +214,17 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX terminal_sessions_started ON terminal_sessions(started_at);
     """,
+    # 6: ordered batch actions, kept across master restarts (docs/batches.md)
+    """
+    CREATE TABLE batch_jobs (
+        id TEXT PRIMARY KEY,
+        system_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        job TEXT NOT NULL
+    );
+    CREATE INDEX batch_jobs_started ON batch_jobs(started_at);
+    """,
 ]
 
 

@@ -130,3 +130,65 @@ def test_failed_tier_skips_the_next_ones(
             timeout=5,
             what="batch.done audit entry",
         )
+
+
+def test_a_master_restart_mid_batch_leaves_it_failed_with_the_reason(
+    running: LocalCluster, pack: Callable[..., Path]
+) -> None:
+    check = {"type": "http", "url": "http://127.0.0.1:${PORT}/", "interval": 0.3, "timeout": 1}
+    package = pack("healthy", health_check=check)
+    with running.client() as gdos:
+        node_id = running.wait_worker_connected(running.workers[0])
+        uploaded = gdos.upload_package(package)
+        system = gdos.create_system("cut-short")
+        for name, order, delay in (("quick", 0, "0"), ("slow", 1, "600"), ("last", 2, "0")):
+            env = {"PORT": str(free_port()), "LISTEN_DELAY": delay}
+            module = gdos.create_module(
+                system.id, name, uploaded.name, uploaded.version, env=env, start_order=order
+            )
+            gdos.deploy(module.id, node_id, start=False)
+        job = gdos.start_batch(system.id, "start", tier_timeout=300)
+        # Tier 1's service never becomes healthy: the job waits there when the master dies.
+        wait_until(
+            lambda: gdos.get_batch(job.id).tiers[1].state == BatchState.RUNNING,
+            timeout=30,
+            what="the second tier running",
+        )
+    assert running.master is not None
+    running.master.kill()  # kill -9: the job's task dies with the process
+    running.start_master(port=running.master_port)
+
+    with running.client() as gdos:
+        ended = gdos.get_batch(job.id, wait=5)
+        assert ended.state == BatchState.FAILED
+        assert ended.error.startswith("interrupted: the master restarted"), ended.error
+        assert ended.finished_at is not None and ended.finished_at > ended.started_at
+        # What it had done is kept; what it had not begun is skipped.
+        assert [t.state for t in ended.tiers] == [
+            BatchState.DONE,
+            BatchState.FAILED,
+            BatchState.SKIPPED,
+        ]
+        by_module = {i.module: i for i in ended.items}
+        assert by_module["quick"].state == BatchState.DONE
+        assert by_module["slow"].state == BatchState.FAILED
+        assert by_module["slow"].error.startswith("interrupted")
+        assert by_module["last"].state == BatchState.SKIPPED
+        assert [b.id for b in gdos.list_batches(system.id)] == [job.id]
+        done = [
+            e for e in gdos.list_audit(action="batch.done").items if e.params.get("batch") == job.id
+        ]
+        assert len(done) == 1 and done[0].result == "error" and done[0].actor == "master"
+        slow = by_module["slow"].instance_id
+        assert done[0].params["failed"] == {slow: by_module["slow"].error}
+
+        # A second restart does not close it again (one batch.done entry, same end).
+        assert running.master is not None
+        running.master.terminate()
+        running.start_master(port=running.master_port)
+    with running.client() as gdos:
+        assert gdos.get_batch(job.id).finished_at == ended.finished_at
+        again = [
+            e for e in gdos.list_audit(action="batch.done").items if e.params.get("batch") == job.id
+        ]
+        assert len(again) == 1

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 from quart import Quart
 
 from gdos_master.app import Master
+from gdos_master.batches import INTERRUPTED
 from gdos_sdk import NotFoundError, ValidationError
 from gdos_sdk.batches import BatchState
 from gdos_sdk.client import AsyncClient
+from gdos_sdk.codec import unstructure
 
 pytestmark = pytest.mark.anyio
 
@@ -96,3 +100,64 @@ async def test_batch_bad_input(admin: AsyncClient, app: Quart) -> None:
     empty = await admin.get_batch((await admin.start_batch(system.id, "start")).id, wait=5)
     assert empty.state == BatchState.DONE and empty.tiers == []
     assert await admin.start_system(system.id) == []
+
+
+async def test_recover_closes_a_job_left_running_and_keeps_what_it_did(
+    admin: AsyncClient, master: Master
+) -> None:
+    """What a master restart (or a backup taken mid-batch) leaves in the batch_jobs table."""
+    system = await admin.create_system("s")
+    ended = await admin.get_batch((await admin.start_batch(system.id, "start")).id, wait=5)
+    item = {"module_id": "m", "node_id": "n", "started_at": 1.0, "finished_at": None}
+    stored = {
+        **unstructure(ended),
+        "id": "cut-short",
+        "state": "running",
+        "finished_at": None,
+        "tiers": [
+            {"order": 0, "modules": ["db"], "state": "done", "started_at": 1.0, "finished_at": 2.0},
+            {"order": 1, "modules": ["api"], "state": "running", "started_at": 2.0},
+            {"order": 2, "modules": ["web"], "state": "pending"},
+        ],
+        "items": [
+            {**item, "instance_id": "i0", "module": "db", "order": 0, "state": "done"},
+            {**item, "instance_id": "i1", "module": "api", "order": 1, "state": "running"},
+            {**item, "instance_id": "i2", "module": "api", "order": 1, "state": "done"},
+            {**item, "instance_id": "i3", "module": "web", "order": 2, "state": "pending"},
+        ],
+    }
+    master.db.execute(
+        "INSERT INTO batch_jobs(id, system_id, state, started_at, job) VALUES (?, ?, ?, ?, ?)",
+        ("cut-short", system.id, "running", 1.0, json.dumps(stored)),
+    )
+    assert master.batches.recover() == 1
+    job = await admin.get_batch("cut-short", wait=5)  # not run here: answered at once
+    assert job.state == BatchState.FAILED and job.error == INTERRUPTED
+    assert [t.state for t in job.tiers] == [BatchState.DONE, BatchState.FAILED, BatchState.SKIPPED]
+    assert job.tiers[0].finished_at == 2.0 and job.tiers[1].finished_at == job.finished_at
+    assert [(i.state, i.error) for i in job.items] == [
+        (BatchState.DONE, ""),
+        (BatchState.FAILED, INTERRUPTED),
+        (BatchState.DONE, ""),
+        (BatchState.SKIPPED, ""),
+    ]
+    # Newest first: the crafted job started at t=1.
+    assert [b.id for b in await admin.list_batches(system.id)] == [ended.id, "cut-short"]
+    assert master.batches.recover() == 0  # closed once
+    done = (await admin.list_audit(action="batch.done")).items[0]
+    assert (done.params["batch"], done.actor, done.result) == ("cut-short", "master", "error")
+    assert done.params["failed"] == {"i1": INTERRUPTED}
+
+
+async def test_jobs_beyond_the_stored_limit_are_dropped(admin: AsyncClient, master: Master) -> None:
+    system = await admin.create_system("s")
+    master.batches.keep, master.batches.keep_stored = 2, 3
+    ids = []
+    for _ in range(5):
+        job = await admin.start_batch(system.id, "start")
+        ids.append((await admin.get_batch(job.id, wait=5)).id)
+    assert [b.id for b in await admin.list_batches(system.id)] == ids[::-1][:3]
+    assert len(master.batches.jobs) == 2  # older ended jobs are read from the database
+    assert (await admin.get_batch(ids[2])).id == ids[2]
+    with pytest.raises(NotFoundError, match="last 3"):
+        await admin.get_batch(ids[0])
