@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
 import os
 import socket
@@ -46,6 +47,21 @@ def own_seaweed(tmp_path: Path) -> Iterator[SeaweedFS]:
         yield server
     finally:
         server.kill()
+
+
+def readable(server: SeaweedFS, bucket: str, key: str) -> bool:
+    """Whether the S3 server serves ``key`` whole right now."""
+
+    async def fetch() -> bool:
+        storage = server.storage(bucket)
+        try:
+            url = storage.presigned_get(key, datetime.timedelta(minutes=5))
+            async with httpx.AsyncClient() as http:
+                return (await http.get(url, timeout=5)).status_code == 200
+        finally:
+            await storage.close()
+
+    return anyio.run(fetch)
 
 
 def objects(server: SeaweedFS, bucket: str) -> list[ObjectInfo]:
@@ -172,6 +188,13 @@ def test_s3_down_gives_a_clear_error_and_recovers_without_restart(
         assert list((cluster.root / "worker0" / "instances").iterdir()) == []
 
         own_seaweed.start()
+        # The restarted server answers before it has loaded the bucket's volumes (reads of
+        # older objects are HTTP 500 for a moment, longer on a loaded machine); a deploy
+        # is expected to work once the server serves the package again.
+        key = f"packages/{uploaded.sha256}.zip"
+        wait_until(
+            lambda: readable(own_seaweed, bucket, key), timeout=30, interval=0.2, what="the package"
+        )
         instance = gdos.deploy(module.id, node_id, start=True)
         assert instance.state == InstanceState.RUNNING
     assert master.alive() and cluster.master is master
