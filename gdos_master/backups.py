@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio.to_thread
+import attrs
 
 from gdos_master import __version__
 from gdos_master.audit import record_audit
@@ -50,6 +51,7 @@ from gdos_sdk.backups import (
     BackupSchedule,
     Member,
     RestoreResult,
+    StorageSweep,
     backup_name,
     extract_archive,
     parse_backup_name,
@@ -460,6 +462,34 @@ class Backups:
                 await rt.connection.close()
                 reconnected += 1
         return reconnected
+
+    # --- orphaned objects -------------------------------------------------------------------
+
+    async def orphans(self, min_age: float) -> StorageSweep:
+        """Package and recording objects no row refers to, older than ``min_age`` seconds."""
+        db = self.master.db
+        referenced = {r["storage_key"] for r in db.all("SELECT storage_key FROM packages")}
+        referenced |= {r["recording"] for r in db.all("SELECT recording FROM terminal_sessions")}
+        cutoff = self.clock() - min_age
+        found = [
+            obj
+            for prefix in OBJECT_PREFIXES
+            for obj in await self.master.storage.list_objects(prefix)
+            if obj.key not in referenced and obj.modified <= cutoff
+        ]
+        return StorageSweep(objects=found, total_bytes=sum(o.size for o in found), min_age=min_age)
+
+    async def remove_orphans(self, min_age: float) -> StorageSweep:
+        """Delete what :meth:`orphans` lists; not while a backup or restore runs."""
+        async with self._lock:
+            sweep = await self.orphans(min_age)
+            for obj in sweep.objects:
+                await self.master.storage.delete(obj.key)
+        if sweep.objects:
+            log.warning(
+                "removed %d orphaned objects (%d bytes)", len(sweep.objects), sweep.total_bytes
+            )
+        return attrs.evolve(sweep, removed=True)
 
     # --- schedule ---------------------------------------------------------------------------
 

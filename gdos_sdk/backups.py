@@ -39,7 +39,7 @@ from pathlib import Path
 import attrs
 
 from gdos_sdk.errors import BackupError, ValidationError
-from gdos_sdk.storage.base import check_key
+from gdos_sdk.storage.base import ObjectInfo, check_key
 
 __all__ = [
     "ARCHIVE_FORMAT",
@@ -54,6 +54,7 @@ __all__ = [
     "BackupSchedule",
     "Member",
     "RestoreResult",
+    "StorageSweep",
     "backup_name",
     "extract_archive",
     "file_sha256",
@@ -122,6 +123,22 @@ class RestoreResult:
     objects_present: int
     nodes_reconnected: int
     audit_entries_kept: int
+
+
+@attrs.frozen
+class StorageSweep:
+    """Stored objects no record refers to (``GET`` / ``DELETE /storage/orphans``).
+
+    A package object whose package rows are gone, a recording whose terminal session
+    row is gone: what a restore leaves behind when it rolls the database back past
+    them. Objects younger than ``min_age`` seconds are never listed (an upload or a
+    session end may be between storing the object and writing its row).
+    """
+
+    objects: list[ObjectInfo]
+    total_bytes: int
+    min_age: float
+    removed: bool = False
 
 
 @attrs.frozen

@@ -6,8 +6,15 @@ from quart import Response, request, send_file
 
 from gdos_master.api import api
 from gdos_master.backups import PREFIX
-from gdos_master.routing import Ctx
-from gdos_sdk.backups import BackupInfo, BackupKind, BackupRequest, BackupSchedule, RestoreResult
+from gdos_master.routing import Ctx, QueryParam, query_int
+from gdos_sdk.backups import (
+    BackupInfo,
+    BackupKind,
+    BackupRequest,
+    BackupSchedule,
+    RestoreResult,
+    StorageSweep,
+)
 from gdos_sdk.models import Role
 
 T = "backups"
@@ -151,3 +158,41 @@ async def restore_backup(ctx: Ctx, name: str) -> RestoreResult:
 )
 async def delete_backup(ctx: Ctx, name: str) -> None:
     await ctx.master.backups.delete(name)
+
+
+_MIN_AGE = QueryParam(
+    "min_age", int, "only objects older than this many seconds (default 3600, 0 = all)"
+)
+
+
+@api.route(
+    "/storage/orphans",
+    "GET",
+    summary="Package and recording objects no record refers to (left behind by a restore)",
+    tag=T,
+    role=A,
+    response=StorageSweep,
+    query=(_MIN_AGE,),
+)
+async def list_orphans(ctx: Ctx) -> StorageSweep:
+    min_age = query_int("min_age", 3600, minimum=0, maximum=10 * 365 * 86400)
+    sweep: StorageSweep = await ctx.master.backups.orphans(float(min_age))
+    return sweep
+
+
+@api.route(
+    "/storage/orphans",
+    "DELETE",
+    summary="Delete the objects GET /storage/orphans lists",
+    tag=T,
+    role=A,
+    response=StorageSweep,
+    query=(_MIN_AGE,),
+    audit="storage.sweep",
+    target="storage:orphans",
+)
+async def remove_orphans(ctx: Ctx) -> StorageSweep:
+    min_age = query_int("min_age", 3600, minimum=0, maximum=10 * 365 * 86400)
+    sweep: StorageSweep = await ctx.master.backups.remove_orphans(float(min_age))
+    ctx.audit_params.update(min_age=min_age, count=len(sweep.objects), bytes=sweep.total_bytes)
+    return sweep

@@ -309,6 +309,8 @@ class AsyncClient:
     create_backup = _endpoint(Calls.create_backup)
     delete_backup = _endpoint(Calls.delete_backup)
     restore_backup = _endpoint(Calls.restore_backup)
+    list_orphans = _endpoint(Calls.list_orphans)
+    remove_orphans = _endpoint(Calls.remove_orphans)
     get_backup_schedule = _endpoint(Calls.get_backup_schedule)
     set_backup_schedule = _endpoint(Calls.set_backup_schedule)
     health = _endpoint(Calls.health)

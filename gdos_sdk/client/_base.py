@@ -17,7 +17,13 @@ import attrs
 import httpx
 
 from gdos_sdk.adoption import AdoptionSpec, ProcessCandidate
-from gdos_sdk.backups import BackupInfo, BackupRequest, BackupSchedule, RestoreResult
+from gdos_sdk.backups import (
+    BackupInfo,
+    BackupRequest,
+    BackupSchedule,
+    RestoreResult,
+    StorageSweep,
+)
 from gdos_sdk.batches import BatchJob, BatchRequest
 from gdos_sdk.codec import structure, unstructure
 from gdos_sdk.commands import CommandRequest, CommandRun
@@ -542,6 +548,27 @@ class Calls:
             gdos.restore_backup(gdos.list_backups()[0].name)
         """
         return Call("POST", f"/backups/{name}/restore", _model(RestoreResult))
+
+    def list_orphans(self, *, min_age: float = 3600) -> Call[StorageSweep]:
+        """Stored package and recording objects no record refers to, older than ``min_age`` s.
+
+        A restore rolls the database back past packages uploaded and sessions recorded
+        after the backup; their objects stay in storage until removed with
+        :meth:`remove_orphans`.
+        """
+        params = {"min_age": int(min_age)}
+        return Call("GET", "/storage/orphans", _model(StorageSweep), params=params)
+
+    def remove_orphans(self, *, min_age: float = 3600) -> Call[StorageSweep]:
+        """Delete what :meth:`list_orphans` lists (audited as ``storage.sweep``).
+
+        Example::
+
+            swept = gdos.remove_orphans(min_age=86400)
+            print(len(swept.objects), "objects,", swept.total_bytes, "bytes freed")
+        """
+        params = {"min_age": int(min_age)}
+        return Call("DELETE", "/storage/orphans", _model(StorageSweep), params=params)
 
     def get_backup_schedule(self) -> Call[BackupSchedule]:
         return Call("GET", "/backups/schedule", _model(BackupSchedule))

@@ -243,3 +243,55 @@ async def test_requests_in_flight_during_a_restore_never_fail(
     names = {s.name for s in await admin.list_systems()}
     assert {f"s{n}" for n in range(20)} <= names
     assert master.db.scalar("PRAGMA integrity_check") == "ok"
+
+
+async def test_orphaned_objects_after_a_restore_are_listed_and_removed(
+    admin: AsyncClient, app: Quart, master: Master, make_zip: Callable[..., bytes]
+) -> None:
+    kept = await admin.upload_package(make_zip("web", "1.0.0"))
+    backup = await admin.create_backup()
+    later = await admin.upload_package(make_zip("api", "2.0.0"))
+    recording = "recordings/0123abcd.cast"  # a session recorded after the backup
+    source = master.settings.storage_dir.parent / "rec.cast"
+    source.write_bytes(b'{"version": 2}\n')
+    await master.storage.put_file(recording, source)
+    master.db.execute(
+        "INSERT INTO terminal_sessions(id, node_id, user, state, started_at, recording)"
+        " VALUES ('0123abcd', 'n', 'admin', 'closed', 1.0, ?)",
+        (recording,),
+    )
+    assert (await admin.list_orphans(min_age=0)).objects == []  # all referenced yet
+
+    await admin.restore_backup(backup.name)
+    stray = {f"packages/{later.sha256}.zip", recording}
+    found = await admin.list_orphans(min_age=0)
+    assert {o.key for o in found.objects} == stray and not found.removed
+    assert found.total_bytes == sum(o.size for o in found.objects) > 0
+    # Young objects are left alone by default (an upload may be between object and row).
+    assert (await admin.list_orphans()).objects == []
+    assert (await admin.remove_orphans()).objects == []
+
+    for role in ("viewer", "operator"):
+        async with client_for(app, await token_for(admin, app, role)) as other:
+            with pytest.raises(PermissionDenied):
+                await other.list_orphans(min_age=0)
+            with pytest.raises(PermissionDenied):
+                await other.remove_orphans(min_age=0)
+    assert {o.key for o in (await admin.list_orphans(min_age=0)).objects} == stray
+
+    swept = await admin.remove_orphans(min_age=0)
+    assert swept.removed and {o.key for o in swept.objects} == stray
+    assert (await admin.list_orphans(min_age=0)).objects == []
+    left = {o.key for o in await master.storage.list_objects()}
+    assert f"packages/{kept.sha256}.zip" in left and not stray & left
+    assert any(k.startswith("backups/") for k in left)  # backups are never swept
+    assert (await admin.get_package("web", "1.0.0")).sha256 == kept.sha256
+    entry = (await admin.list_audit(action="storage.sweep")).items[0]
+    assert entry.result == "ok" and entry.params["count"] == 2
+    assert entry.params["bytes"] == swept.total_bytes and entry.params["min_age"] == 0
+
+
+async def test_orphans_bad_min_age_is_refused(admin: AsyncClient) -> None:
+    for bad in ("-1", "soon"):
+        response = await admin._http.get("/storage/orphans", params={"min_age": bad})
+        assert response.status_code == 422 and "min_age" in response.text
