@@ -185,6 +185,9 @@ export const restoreBackup = (name) => post(`/backups/${enc(name)}/restore`)
 export const getBackupSchedule = () => get('/backups/schedule')
 export const setBackupSchedule = (body) => request('PUT', '/backups/schedule', { body })
 export const backupDownloadUrl = (name) => url(`/backups/${enc(name)}/download`)
+// Stored objects no record refers to (left behind by a restore), older than minAge seconds.
+export const listOrphans = (minAge) => get('/storage/orphans', { min_age: minAge })
+export const removeOrphans = (minAge) => del('/storage/orphans', { min_age: minAge })
 
 /** Upload a backup archive (checked by the master, stored, not restored), with progress. */
 export function uploadBackup(file, { onProgress } = {}) {

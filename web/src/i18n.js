@@ -274,6 +274,17 @@ const messages = {
       interval_hint: '0 = no scheduled backups',
       kind: 'Origin',
       kinds: { manual: 'Manual', scheduled: 'Scheduled', uploaded: 'Uploaded' },
+      orphans_ages: { a3600: '1 hour', a86400: '1 day', a0: 'any age' },
+      orphans_confirm:
+        'Delete {n} stored object(s) ({size}) that no package or terminal session refers to? This cannot be undone.',
+      orphans_count: '{n} object(s) without a record, {size}',
+      orphans_find: 'Find',
+      orphans_hint:
+        'A restore leaves the packages uploaded and the sessions recorded after its backup in storage, without a record. Find them here and delete them to free the space; backups are never touched.',
+      orphans_none: 'Nothing to clean up',
+      orphans_older: 'Older than',
+      orphans_removed: 'Deleted {n} object(s), {size} freed',
+      orphans_title: 'Storage clean-up',
       restore: 'Restore',
       restore_confirm:
         'Replace all current data (systems, modules, instances, packages, users, alert rules) with the backup made {time}? Changes made since then are lost; the audit log is kept. Workers reconnect and are brought in line with the restored plan.',
@@ -785,6 +796,16 @@ const messages = {
       interval_hint: '0 = 不定时备份',
       kind: '来源',
       kinds: { manual: '手动', scheduled: '定时', uploaded: '上传' },
+      orphans_ages: { a3600: '1 小时', a86400: '1 天', a0: '不限' },
+      orphans_confirm: '删除 {n} 个已无软件包或终端会话引用的存储对象（{size}）？此操作不可撤销。',
+      orphans_count: '{n} 个无记录的对象，共 {size}',
+      orphans_find: '查找',
+      orphans_hint:
+        '恢复备份后，该备份之后上传的软件包和录制的终端会话仍留在存储中，但已没有记录。可在此查找并删除以释放空间；备份本身不受影响。',
+      orphans_none: '无需清理',
+      orphans_older: '早于',
+      orphans_removed: '已删除 {n} 个对象，释放 {size}',
+      orphans_title: '存储清理',
       restore: '恢复',
       restore_confirm:
         '用 {time} 的备份替换当前全部数据（系统、模块、实例、软件包、用户、告警规则）？此后的更改将丢失；审计日志会保留。各工作节点将重连并按恢复后的计划调整。',
