@@ -236,6 +236,11 @@ class WorkerRuntime:
     work_dir: str = _opt("./work", "folder for instances, package cache and state", flag="work_dir")
     sample_interval: float = _opt(1.0, "seconds between metric samples")
     node_name: str = _opt("", "hostname to report; default the machine's")
+    fetch_attempts: int = _opt(
+        5,
+        "tries to download a package before a deploy fails; waits 0.5, 1, 2, 4 ... s between"
+        " (5 tries ride out about 7.5 s of storage trouble)",
+    )
 
 
 @attrs.frozen
@@ -505,6 +510,9 @@ def load_worker_settings(
             f"connect.master_url must start with http:// or https://, "
             f"got {settings.connect.master_url!r}"
         )
+    attempts = settings.runtime.fetch_attempts
+    if not 1 <= attempts <= 20:
+        raise ConfigError(f"runtime.fetch_attempts must be between 1 and 20, got {attempts}")
     return settings
 
 

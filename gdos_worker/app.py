@@ -49,6 +49,7 @@ class Worker:
             node_id=identity.node_id,
             download=self.agent.download,
             on_change=self.agent.on_instance_change,
+            fetch_attempts=settings.runtime.fetch_attempts,
         )
         self.agent.supervisor = self.supervisor
         self._tasks: list[asyncio.Task[Any]] = []

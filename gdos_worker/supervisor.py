@@ -67,11 +67,15 @@ class Supervisor:
         download: Downloader,
         on_change: Callable[[InstanceStatus], None],
         base_env: dict[str, str] | None = None,
+        fetch_attempts: int = 5,
+        fetch_backoff: float = 0.5,
     ) -> None:
         self.workdir = workdir
         self.executor = executor
         self.node_id = node_id
         self.download = download
+        self.fetch_attempts = fetch_attempts
+        self.fetch_backoff = fetch_backoff
         self.on_change = on_change
         self.base_env = base_env
         self.runners: dict[str, InstanceRunner] = {}
@@ -205,7 +209,9 @@ class Supervisor:
             if target.is_file():
                 return target
             last: GdosError | None = None
-            for attempt in range(3):
+            for attempt in range(self.fetch_attempts):
+                if attempt:  # 0.5, 1, 2, 4 ... s between tries
+                    await asyncio.sleep(self.fetch_backoff * 2 ** (attempt - 1))
                 fd, tmp_name = tempfile.mkstemp(prefix=".dl-", dir=self.workdir.cache_dir)
                 tmp = Path(tmp_name)
                 os.close(fd)
@@ -226,12 +232,12 @@ class Supervisor:
                         attempt + 1,
                         exc.message,
                     )
-                    await asyncio.sleep(0.5 * 2**attempt)
                 finally:
                     tmp.unlink(missing_ok=True)
             assert last is not None
             raise TransportError(
-                f"cannot fetch package {spec.package}@{spec.version}: {last.message}"
+                f"cannot fetch package {spec.package}@{spec.version}"
+                f" ({self.fetch_attempts} tries): {last.message}"
             )
 
     async def destroy(self, instance_id: str) -> None:

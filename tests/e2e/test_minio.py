@@ -292,7 +292,8 @@ def test_download_cut_midway_is_retried_then_fails_clearly(
         flags = seaweed.master_flags("gdos-e2e-midway")
         flags[flags.index("-minio_endpoint") + 1] = proxy.endpoint
         cluster.start_master(*flags)
-        worker = cluster.start_worker()
+        # Three tries (the default is five), so that three cuts exhaust them.
+        worker = cluster.start_worker(env={"OPS_WORKER_RUNTIME_FETCH_ATTEMPTS": "3"})
         with cluster.client() as gdos:
             node_id = online_node(gdos)
             package = gdos.upload_package(big_package(tmp_path))
@@ -314,7 +315,7 @@ def test_download_cut_midway_is_retried_then_fails_clearly(
             for path in cache.iterdir():
                 path.unlink()
             proxy.cut(3, after=256 * 1024)
-            with pytest.raises(RemoteError, match=r"cannot fetch package big@1\.0\.0"):
+            with pytest.raises(RemoteError, match=r"cannot fetch package big@1\.0\.0 \(3 tries\)"):
                 gdos.deploy(module.id, node_id, start=True)
             assert proxy.cuts == 4
             assert gdos.list_instances() == []

@@ -129,3 +129,12 @@ def test_every_option_has_help_and_a_documented_env_name() -> None:
             assert option.env_name(prefix) in doc, option.env_name(prefix)
             if option.flag:
                 assert f"-{option.flag}" in doc
+
+
+def test_worker_fetch_attempts_is_bounded(tmp_path: Path) -> None:
+    assert load_worker_settings([], env={}, cwd=tmp_path).runtime.fetch_attempts == 5
+    env = {"OPS_WORKER_RUNTIME_FETCH_ATTEMPTS": "2"}
+    assert load_worker_settings([], env=env, cwd=tmp_path).runtime.fetch_attempts == 2
+    for bad in ("0", "21"):
+        with pytest.raises(ConfigError, match=r"runtime\.fetch_attempts"):
+            load_worker_settings([], env={"OPS_WORKER_RUNTIME_FETCH_ATTEMPTS": bad}, cwd=tmp_path)
