@@ -51,7 +51,21 @@ def test_ordered_start_shows_tier_progress_and_health(
             module = gdos.create_module(system.id, name, uploaded.name, uploaded.version, env=env)
             gdos.deploy(module.id, node_id, start=False)
 
+        empty = gdos.create_system("empty-ui")
+
     login(page, cluster.url, cluster.admin_password)
+    # Opened by its URL, a system with modules never shows "No modules yet", not even
+    # while its modules load (a MutationObserver notes every appearance).
+    page.add_init_script(
+        "window.__noModules = 0; new MutationObserver(() => {"
+        " if (document.body && document.body.textContent.includes('No modules yet'))"
+        " window.__noModules++ }).observe(document, { childList: true, subtree: true })"
+    )
+    page.goto(f"{cluster.url}/systems/{system.id}")
+    expect(page.locator("[data-test=module-api]")).to_be_visible()
+    assert page.evaluate("window.__noModules") == 0
+    page.goto(f"{cluster.url}/systems/{empty.id}")
+    expect(page.locator("[data-test=no-modules]")).to_be_visible()
     page.goto(f"{cluster.url}/systems/{system.id}")
     order = page.locator("[data-test=module-api] [data-test=module-order] input")
     order.fill("5")
