@@ -85,3 +85,19 @@ def test_ordered_start_shows_tier_progress_and_health(
     with cluster.client() as gdos:
         job = gdos.list_batches(system.id)[0]
         assert [t.order for t in job.tiers] == [0, 5] and job.state.value == "done"
+
+    # A finished batch is not shown again; a failed one is, with its reason, to whoever
+    # opens the system afterwards.
+    page.reload()
+    expect(page.locator("[data-test=module-api]")).to_be_visible()
+    expect(progress).to_have_count(0)
+    with cluster.client() as gdos:
+        far = gdos.plan_node("far-away")  # never connects: the start cannot be applied
+        broken = gdos.create_system("broken-ui")
+        module = gdos.create_module(broken.id, "db", uploaded.name, uploaded.version)
+        gdos.deploy(module.id, far.id, start=False)
+        failed = gdos.get_batch(gdos.start_batch(broken.id, "start").id, wait=10)
+        assert failed.state.value == "failed"
+    page.goto(f"{cluster.url}/systems/{broken.id}")
+    expect(progress).to_contain_text("node is offline")
+    expect(progress.locator("[data-state=failed]").first).to_be_visible()
