@@ -13,10 +13,12 @@ import pytest
 from gdos_sdk.adoption import AdoptionSpec, AdoptionStrategy, ProcessCandidate, same_create_time
 from gdos_sdk.errors import ConflictError
 from gdos_sdk.executors import ExitInfo, ProcessHandle, ProcessRef, SpawnSpec, StopResult
-from gdos_sdk.protocol import InstanceSpec, InstanceStatus
+from gdos_sdk.protocol import InstanceStatus
 from gdos_sdk.states import DesiredState, InstanceState
 from gdos_worker.adopted import AdoptedRunner
-from gdos_worker.state import InstanceRecord, WorkDir
+from gdos_worker.state import WorkDir
+
+from .specs import instance_spec, stopped_record
 
 pytestmark = pytest.mark.anyio
 
@@ -103,23 +105,7 @@ def make_runner(
         follow_timeout=0.6,
         **adoption,  # type: ignore[arg-type]
     )
-    record = InstanceRecord(
-        spec=InstanceSpec(
-            instance_id="i-1",
-            module_id="m",
-            system_id="s",
-            module_name="legacy",
-            package="",
-            version="",
-            sha256="",
-            size=0,
-            download_path="",
-            manifest={},
-            adoption=spec,
-        ),
-        desired_state=DesiredState.STOPPED,
-        state=S.STOPPED,
-    )
+    record = stopped_record(instance_spec(module_name="legacy", adoption=spec))
     workdir = WorkDir(tmp_path / "work")
     workdir.prepare()
     workdir.paths("i-1").logs.mkdir(parents=True)

@@ -12,6 +12,8 @@ from gdos_sdk.protocol import InstanceSpec
 from gdos_worker.state import WorkDir
 from gdos_worker.supervisor import Supervisor
 
+from .specs import instance_spec
+
 pytestmark = pytest.mark.anyio
 
 PACKAGE = b"PK\x05\x06" + b"\x00" * 18  # the bytes do not matter: only the digest is checked
@@ -49,17 +51,12 @@ def make(tmp_path: Path, store: FlakyStore, attempts: int) -> Supervisor:
 
 
 def spec() -> InstanceSpec:
-    return InstanceSpec(
-        instance_id="i",
-        module_id="m",
-        system_id="s",
-        module_name="web",
+    return instance_spec(
         package="shop",
         version="1.0.0",
         sha256=hashlib.sha256(PACKAGE).hexdigest(),
         size=len(PACKAGE),
         download_path="/api/v1/agent/packages/shop/1.0.0",
-        manifest={},
     )
 
 

@@ -7,29 +7,22 @@ from pathlib import Path
 import pytest
 
 from gdos_sdk.errors import SpawnError
-from gdos_sdk.protocol import InstanceSpec
-from gdos_sdk.states import DesiredState, InstanceState
 from gdos_worker.runner import InstanceRunner
-from gdos_worker.state import InstanceRecord, WorkDir
+from gdos_worker.state import WorkDir
+
+from .specs import instance_spec, stopped_record
 
 
 def make_runner(tmp_path: Path, manifest: dict[str, object], **spec: object) -> InstanceRunner:
-    record = InstanceRecord(
-        spec=InstanceSpec(
+    record = stopped_record(
+        instance_spec(
             instance_id="i-7",
-            module_id="m",
-            system_id="s",
             module_name="api",
             package="shop",
             version="1.2.0",
-            sha256="",
-            size=0,
-            download_path="",
             manifest={"name": "shop", "version": "1.2.0", **manifest},
-            **spec,  # type: ignore[arg-type]
-        ),
-        desired_state=DesiredState.STOPPED,
-        state=InstanceState.STOPPED,
+            **spec,
+        )
     )
     workdir = WorkDir(tmp_path / "work")
     workdir.prepare()
