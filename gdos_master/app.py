@@ -42,7 +42,7 @@ from gdos_master.nodes import Nodes
 from gdos_master.orchestrator import Orchestrator
 from gdos_master.packages import Packages
 from gdos_master.prometheus import render_prometheus
-from gdos_master.routing import error_response, json_response
+from gdos_master.routing import close_if_body_sent, error_response, json_response
 from gdos_master.systems import Systems
 from gdos_master.terminal import TerminalRelay
 from gdos_master.terminal_ws import register_terminal_sockets
@@ -345,7 +345,8 @@ def _register_errors(app: Quart) -> None:
         message = exc.description or exc.name
         if exc.code == 404:
             message = f"no route {request.method} {request.path}"
-        return json_response({"error": {"code": code, "message": message}}, exc.code or 500)
+        response = json_response({"error": {"code": code, "message": message}}, exc.code or 500)
+        return close_if_body_sent(response)
 
 
 def _register_web(app: Quart) -> None:

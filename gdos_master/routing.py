@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
-from quart import Quart, Response, request
+from quart import Quart, Response, has_request_context, request
 
 from gdos_master.audit import record_audit
 from gdos_master.auth import Principal, authenticate, check_csrf
@@ -125,7 +125,23 @@ def json_response(data: Any, status: int = 200) -> Response:
 
 
 def error_response(exc: GdosError) -> Response:
-    return json_response(exc.to_body(), exc.status)
+    return close_if_body_sent(json_response(exc.to_body(), exc.status))
+
+
+def close_if_body_sent(response: Response) -> Response:
+    """Mark an error answer to a request that carries a body ``Connection: close``.
+
+    An error (401, 403, 404, 413 ...) is often decided before the body was read, and
+    Hypercorn closes a keep-alive connection whose request body it has not seen the end
+    of when the answer is done. Without this header the client would keep that
+    connection for its next request and find it closed ("Server disconnected without
+    sending a response"); with it, the client opens a new one.
+    """
+    if has_request_context() and (
+        request.content_length or "chunked" in request.headers.get("Transfer-Encoding", "")
+    ):
+        response.headers["Connection"] = "close"
+    return response
 
 
 def client_ip() -> str:

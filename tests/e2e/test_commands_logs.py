@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -98,6 +99,42 @@ def test_viewer_and_operator_cannot_run_commands(running: LocalCluster) -> None:
                     other.start_command([node_id], "id", timeout=5)
                 with pytest.raises(PermissionDenied):
                     other.list_commands()
+
+
+def _raw_exchange(port: int, head: str) -> tuple[str, dict[str, str]]:
+    """Send a request head (no body yet) on a fresh socket; the status line and headers."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head.encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed before an answer: {data!r}"
+            data += chunk
+    status, *lines = data.split(b"\r\n\r\n")[0].decode("latin1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines)
+    return status, {k.lower(): v.lower() for k, v in headers.items()}
+
+
+def test_a_refusal_before_the_body_is_read_closes_the_connection(running: LocalCluster) -> None:
+    """The cause of a "Server disconnected" flake: a 403 decided before the body arrived.
+
+    Hypercorn closes such a connection after the answer; the answer must say so, or the
+    client keeps the connection for its next request and finds it closed.
+    """
+    with running.client() as gdos:
+        token = _user_token(running, gdos, "vic", "viewer")
+    auth = f"Host: m\r\nAuthorization: Bearer {token}\r\n"
+    post = (
+        f"POST /api/v1/commands HTTP/1.1\r\n{auth}"
+        "Content-Type: application/json\r\nContent-Length: 40\r\n\r\n"
+    )  # the 40 bytes of body never come: the answer does not wait for them
+    status, headers = _raw_exchange(running.master_port, post)
+    assert status.startswith("HTTP/1.1 403") and headers.get("connection") == "close", headers
+    # A refusal without a body keeps the connection alive, as any other answer.
+    status, headers = _raw_exchange(
+        running.master_port, f"GET /api/v1/commands HTTP/1.1\r\n{auth}\r\n"
+    )
+    assert status.startswith("HTTP/1.1 403") and headers.get("connection") != "close", headers
 
 
 def test_log_tail_follows_rotation_and_refuses_other_paths(
