@@ -165,6 +165,10 @@ _MIN_AGE = QueryParam(
 )
 
 
+def _min_age() -> int:
+    return query_int("min_age", 3600, minimum=0, maximum=10 * 365 * 86400)
+
+
 @api.route(
     "/storage/orphans",
     "GET",
@@ -175,7 +179,7 @@ _MIN_AGE = QueryParam(
     query=(_MIN_AGE,),
 )
 async def list_orphans(ctx: Ctx) -> StorageSweep:
-    min_age = query_int("min_age", 3600, minimum=0, maximum=10 * 365 * 86400)
+    min_age = _min_age()
     sweep: StorageSweep = await ctx.master.backups.orphans(float(min_age))
     return sweep
 
@@ -192,7 +196,7 @@ async def list_orphans(ctx: Ctx) -> StorageSweep:
     target="storage:orphans",
 )
 async def remove_orphans(ctx: Ctx) -> StorageSweep:
-    min_age = query_int("min_age", 3600, minimum=0, maximum=10 * 365 * 86400)
+    min_age = _min_age()
     sweep: StorageSweep = await ctx.master.backups.remove_orphans(float(min_age))
     ctx.audit_params.update(min_age=min_age, count=len(sweep.objects), bytes=sweep.total_bytes)
     return sweep
