@@ -35,14 +35,21 @@ from gdos_master.batches import BatchRuns
 from gdos_master.commands import CommandRuns
 from gdos_master.db import Database
 from gdos_master.fleet import Fleet
+from gdos_master.headers import SecurityHeaders
 from gdos_master.heap import HeapKeeper
 from gdos_master.live import register_live_socket
 from gdos_master.logview import InstanceLogs
 from gdos_master.nodes import Nodes
 from gdos_master.orchestrator import Orchestrator
 from gdos_master.packages import Packages
+from gdos_master.passwords import PasswordHasher
 from gdos_master.prometheus import render_prometheus
-from gdos_master.routing import close_if_body_sent, error_response, json_response
+from gdos_master.routing import (
+    check_password_fresh,
+    close_if_body_sent,
+    error_response,
+    json_response,
+)
 from gdos_master.systems import Systems
 from gdos_master.terminal import TerminalRelay
 from gdos_master.terminal_ws import register_terminal_sockets
@@ -168,6 +175,7 @@ class Master:
                 await rt.connection.close()
         with contextlib.suppress(Exception):
             self.nodes.flush_last_seen()
+        self.accounts.hasher.close()
         await self.storage.close()
         self.db.close()
 
@@ -212,7 +220,11 @@ def build_master(
         heartbeat_budget=settings.fleet.heartbeat_budget,
         max_push_interval=settings.fleet.max_push_interval,
     )
-    accounts = Accounts(db, session_hours=settings.auth.session_hours)
+    auth = settings.auth
+    hasher = PasswordHasher(
+        cost=auth.password_cost, workers=auth.hash_workers, queue=auth.hash_queue
+    )
+    accounts = Accounts(db, session_hours=auth.session_hours, hasher=hasher)
     initial_password = accounts.ensure_admin(
         settings.auth.admin_username, settings.auth.admin_password
     )
@@ -250,7 +262,12 @@ def build_master(
         packages=packages,
         systems=systems,
         orchestrator=orchestrator,
-        limiter=LoginLimiter(settings.auth.login_attempts, settings.auth.login_window),
+        limiter=LoginLimiter(
+            per_account=auth.login_attempts,
+            per_ip=auth.login_attempts_per_ip,
+            window=auth.login_window,
+            trust_seconds=auth.session_hours * 3600,
+        ),
         join_token=join_token,
         initial_password=initial_password,
         tls=bool(settings.server.tls_cert),
@@ -291,6 +308,11 @@ def create_app(
     register_terminal_sockets(app)
     _register_errors(app)
     _register_web(app)
+    headers = SecurityHeaders.for_console(STATIC_DIR / "index.html", tls=master.tls)
+
+    @app.after_request
+    async def security_headers(response: Response) -> Response:
+        return headers.apply(response)
 
     @app.route("/healthz")
     async def healthz() -> Response:
@@ -302,6 +324,7 @@ def create_app(
             principal = await authenticate(master)
             if principal.kind == "node":
                 raise PermissionDenied("node credentials are accepted only on agent endpoints")
+            check_password_fresh(principal)
         except GdosError as exc:
             return error_response(exc)
         return Response(render_prometheus(master), content_type="text/plain; version=0.0.4")

@@ -225,6 +225,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX batch_jobs_started ON batch_jobs(started_at);
     """,
+    # 7: a generated first-admin password must be changed at the first login (docs/security.md)
+    """
+    ALTER TABLE users ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 

@@ -26,12 +26,15 @@ from quart import Quart, Response, has_request_context, request
 from gdos_master.audit import record_audit
 from gdos_master.auth import Principal, authenticate, check_csrf
 from gdos_master.security import redact
-from gdos_sdk.codec import structure, unstructure
+from gdos_sdk.codec import parse_json, structure, unstructure
 from gdos_sdk.errors import (
     BadRequestError,
     GdosError,
+    PasswordChangeRequired,
     PermissionDenied,
+    RateLimitedError,
     TooLargeError,
+    UnsupportedMediaType,
     ValidationError,
 )
 from gdos_sdk.models import Role
@@ -125,7 +128,11 @@ def json_response(data: Any, status: int = 200) -> Response:
 
 
 def error_response(exc: GdosError) -> Response:
-    return close_if_body_sent(json_response(exc.to_body(), exc.status))
+    response = json_response(exc.to_body(), exc.status)
+    if isinstance(exc, RateLimitedError):
+        retry = exc.details.get("retry_after") if isinstance(exc.details, dict) else None
+        response.headers["Retry-After"] = str(retry if isinstance(retry, int) else 1)
+    return close_if_body_sent(response)
 
 
 def close_if_body_sent(response: Response) -> Response:
@@ -250,10 +257,24 @@ def _make_view(endpoint: Endpoint) -> Handler:
     return view
 
 
+#: What a user whose password must be changed may still do (see :func:`check_password_fresh`).
+BEFORE_PASSWORD_CHANGE = frozenset({"me", "logout", "change_password"})
+
+
+def check_password_fresh(principal: Principal, what: str = "") -> None:
+    """403 ``password_change_required`` for a user who must change their password first."""
+    if principal.must_change_password and what not in BEFORE_PASSWORD_CHANGE:
+        raise PasswordChangeRequired(
+            f"{principal.username} must change the initial password first"
+            " (POST /api/v1/auth/password); nothing else is allowed until then"
+        )
+
+
 def _authorise(principal: Principal, endpoint: Endpoint) -> None:
     assert endpoint.role is not None
     if principal.kind == "node":
         raise PermissionDenied("node credentials are accepted only on agent endpoints")
+    check_password_fresh(principal, endpoint.operation_id)
     if not principal.role.allows(endpoint.role):
         raise PermissionDenied(
             f"this action needs the {endpoint.role.value} role; "
@@ -270,6 +291,15 @@ MAX_JSON_BYTES = 8 * 1024 * 1024
 
 
 async def _read_json() -> Any:
+    # Only JSON is JSON: a form or text/plain body (what another site can make a browser
+    # send without asking) is refused before anything is read or done.
+    mimetype = request.mimetype
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise UnsupportedMediaType(
+            "send the body as JSON with 'Content-Type: application/json'"
+            f" (got {request.content_type or 'no Content-Type'})",
+            details=[{"path": "header.Content-Type", "message": "expected application/json"}],
+        )
     declared = request.content_length
     if declared is not None and declared > MAX_JSON_BYTES:
         raise TooLargeError(
@@ -293,7 +323,7 @@ async def _read_json() -> Any:
             details=[{"path": "$", "message": "empty body"}],
         )
     try:
-        return json.loads(raw)
+        return parse_json(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequestError(
             f"request body is not valid JSON: {exc}",

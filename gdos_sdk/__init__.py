@@ -20,6 +20,7 @@ from gdos_sdk.errors import (
     GdosError,
     ManifestError,
     NotFoundError,
+    PasswordChangeRequired,
     PermissionDenied,
     ProtocolError,
     RateLimitedError,
@@ -28,6 +29,7 @@ from gdos_sdk.errors import (
     StorageError,
     TooLargeError,
     TransportError,
+    UnsupportedMediaType,
     ValidationError,
 )
 from gdos_sdk.manifest import Manifest
@@ -50,6 +52,7 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "NotFoundError",
+    "PasswordChangeRequired",
     "PermissionDenied",
     "ProtocolError",
     "RateLimitedError",
@@ -58,6 +61,7 @@ __all__ = [
     "StorageError",
     "TooLargeError",
     "TransportError",
+    "UnsupportedMediaType",
     "ValidationError",
     "__version__",
 ]

@@ -34,16 +34,66 @@ from cattrs.preconf.json import make_converter as _make_json_converter
 from gdos_sdk.errors import BadRequestError, ValidationError
 
 __all__ = [
+    "MAX_JSON_DEPTH",
+    "JsonTooDeep",
     "converter",
     "dumps",
     "loads",
     "make_converter",
+    "parse_json",
     "structure",
     "suggest",
     "unstructure",
 ]
 
 T = TypeVar("T")
+
+#: How deeply arrays and objects may nest in JSON from a peer. No GDOS message comes
+#: near it; beyond it, code that walks the value (redaction, audit) would recurse too deep.
+MAX_JSON_DEPTH = 64
+
+
+class JsonTooDeep(ValueError):
+    """JSON nested deeper than :data:`MAX_JSON_DEPTH` (a ``ValueError``, like bad JSON)."""
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
+
+
+def parse_json(text: str | bytes, *, max_depth: int | None = MAX_JSON_DEPTH) -> Any:
+    """``json.loads`` for text from a peer: nesting deeper than ``max_depth`` is a ValueError.
+
+    Python's parser itself gives up around 1,000 levels with ``RecursionError``, which
+    no handler expects; this raises :class:`JsonTooDeep` (a ``ValueError``, as bad JSON
+    does) for that, and for anything deeper than ``max_depth``. ``max_depth=None``
+    keeps only the parser's own limit (for hot paths whose messages are fully typed,
+    so that a deep value fails their structuring anyway).
+
+    Example::
+
+        parse_json("[" * 5000)  # JsonTooDeep: JSON nests deeper than 64 levels
+    """
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise JsonTooDeep(f"JSON nests deeper than {max_depth or 'a few hundred'} levels") from None
+    if max_depth is not None and isinstance(value, (dict, list)):
+        if isinstance(text, bytes):
+            opening = text.count(b"[") + text.count(b"{")
+        else:
+            opening = text.count("[") + text.count("{")
+        # Fewer brackets than the limit cannot nest deeper: skip the walk (the usual case).
+        if opening > max_depth and _too_deep(value, max_depth):
+            raise JsonTooDeep(f"JSON nests deeper than {max_depth} levels")
+    return value
 
 
 def _dt_to_str(value: datetime) -> str:
@@ -209,8 +259,8 @@ def dumps(value: Any) -> str:
 def loads(text: str | bytes, cls: type[T], *, what: str = "message") -> T:
     """JSON text to ``cls``; bad JSON or bad shape is a ValidationError."""
     try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = parse_json(text)
+    except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequestError(
             f"{what} is not valid JSON: {exc}",
             details=[{"path": "$", "message": f"invalid JSON: {exc}"}],

@@ -50,6 +50,10 @@ SECRET = "gdos_secret"
 
 S = TypeVar("S")
 
+# The accepted range of auth.password_cost (log2 of scrypt's N).
+MIN_PASSWORD_COST = 14
+MAX_PASSWORD_COST = 20
+
 
 def _opt(default: Any, help: str, *, flag: str | None = None, secret: bool = False) -> Any:
     # Secrets stay out of repr() so a logged settings object never leaks them.
@@ -99,7 +103,8 @@ class MasterAuth:
     admin_username: str = _opt("admin", "name of the admin created on first start")
     admin_password: str = _opt(
         "",
-        "password of the admin created on first start; random and printed once if empty",
+        "password of the admin created on first start; if empty, a random one is printed once"
+        " and must be changed at the first login (a configured one need not be)",
         secret=True,
     )
     join_token: str = _opt(
@@ -110,8 +115,27 @@ class MasterAuth:
     )
     require_approval: bool = _opt(False, "new nodes wait for an admin's approval")
     session_hours: float = _opt(12.0, "browser session lifetime")
-    login_attempts: int = _opt(10, "failed logins allowed per client and user per window")
+    login_attempts: int = _opt(
+        10, "failed logins allowed per account per window, from all addresses together"
+    )
+    login_attempts_per_ip: int = _opt(
+        30, "failed logins allowed per client address (IPv6: per /64) per window, any user"
+    )
     login_window: float = _opt(300.0, "seconds of the login rate-limit window")
+    password_cost: int = _opt(
+        17,
+        "scrypt cost as log2(N), 14 to 20: 17 (OWASP) takes 128 MiB and about 0.5 s per hash;"
+        " older hashes are redone at this cost on login",
+    )
+    hash_workers: int = _opt(
+        2, "password hashes computed at once (each holds 2^password_cost x 1 KiB of memory)"
+    )
+    hash_queue: int = _opt(
+        32, "logins that may wait for a hash worker; more are answered 429 at once"
+    )
+    max_sockets_per_user: int = _opt(
+        20, "live-channel WebSockets one user may hold open at once (console tabs, scripts)"
+    )
 
 
 @attrs.frozen
@@ -170,6 +194,9 @@ class MasterTerminal:
         1800.0, "seconds without input or output after which a web terminal is closed (0 = never)"
     )
     max_sessions_per_node: int = _opt(5, "open web terminal sessions allowed per node")
+    max_sessions_per_user: int = _opt(
+        10, "open web terminal sessions one user may hold, on all nodes together"
+    )
     reattach_grace: float = _opt(
         60.0, "seconds a terminal's shell survives its browser dropping, waiting for a reattach"
     )
@@ -486,6 +513,13 @@ def load_master_settings(
         )
     if not 1 <= settings.storage.presign_expiry <= 604800:
         raise ConfigError("storage.presign_expiry must be between 1 and 604800 seconds (7 days)")
+    if not MIN_PASSWORD_COST <= settings.auth.password_cost <= MAX_PASSWORD_COST:
+        raise ConfigError(
+            f"auth.password_cost must be between {MIN_PASSWORD_COST} and {MAX_PASSWORD_COST}"
+            f" (log2 of scrypt's N), not {settings.auth.password_cost}"
+        )
+    if settings.auth.hash_workers < 1 or settings.auth.hash_queue < 0:
+        raise ConfigError("auth.hash_workers must be >= 1 and auth.hash_queue >= 0")
     if settings.backup.interval_hours < 0 or settings.backup.retention < 1:
         raise ConfigError("backup.interval_hours must be >= 0 and backup.retention >= 1")
     parse_listen(settings.server.listen, default_host="0.0.0.0")

@@ -6,12 +6,14 @@ Every error the SDK, the servers and the pack tool raise on purpose is a
     GdosError
     ├── ValidationError        the input is wrong; fix the request (422)
     │   ├── BadRequestError    not even well-formed, e.g. not JSON (400)
+    │   │   └── UnsupportedMediaType  a body that is not declared JSON (415)
     │   ├── BackupError        a backup archive is corrupt, truncated or foreign (422)
     │   └── ManifestError      service.json or package content is wrong
     ├── NotFoundError          the thing does not exist (404); also a LookupError
     ├── ConflictError          the request clashes with current state (409)
     ├── AuthError              who you are (401)
     │   └── PermissionDenied   what you may do (403)
+    │       └── PasswordChangeRequired  change your password first (403)
     ├── TooLargeError          the body is over a configured limit (413)
     ├── RateLimitedError       slow down (429)
     ├── StorageError           the package store failed (503)
@@ -43,6 +45,7 @@ __all__ = [
     "GdosError",
     "ManifestError",
     "NotFoundError",
+    "PasswordChangeRequired",
     "PermissionDenied",
     "ProtocolError",
     "RateLimitedError",
@@ -51,6 +54,7 @@ __all__ = [
     "StorageError",
     "TooLargeError",
     "TransportError",
+    "UnsupportedMediaType",
     "ValidationError",
     "error_from_body",
 ]
@@ -132,6 +136,13 @@ class PermissionDenied(AuthError):
     status = 403
 
 
+class PasswordChangeRequired(PermissionDenied):
+    """The account's password must be changed (``POST /auth/password``) before anything else."""
+
+    code = "password_change_required"
+    status = 403
+
+
 class TooLargeError(GdosError):
     """A body or an archive is over a configured size limit."""
 
@@ -202,6 +213,13 @@ class BadRequestError(ValidationError):
     status = 400
 
 
+class UnsupportedMediaType(BadRequestError):
+    """A body sent without ``Content-Type: application/json`` where JSON is expected."""
+
+    code = "unsupported_media_type"
+    status = 415
+
+
 class BackupError(ValidationError):
     """A backup archive is truncated, corrupt, foreign or too new; nothing was changed."""
 
@@ -242,6 +260,7 @@ def error_from_body(status: int, body: Any) -> GdosError:
             404: NotFoundError,
             409: ConflictError,
             413: TooLargeError,
+            415: UnsupportedMediaType,
             422: ValidationError,
             429: RateLimitedError,
             502: RemoteError,

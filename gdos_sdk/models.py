@@ -48,6 +48,7 @@ __all__ = [
     "Package",
     "PackageSummary",
     "Page",
+    "PasswordChange",
     "PlannedNodeCreate",
     "Role",
     "Settings",
@@ -200,6 +201,9 @@ class User:
     role: Role
     created_at: datetime
     disabled: bool = False
+    # Set for the first admin's generated password: until it is changed
+    # (POST /auth/password), every route but auth/me, logout and that one answers 403.
+    must_change_password: bool = False
 
 
 @attrs.frozen
@@ -413,6 +417,14 @@ class MetricLatest:
 class LoginRequest:
     username: str
     password: str
+
+
+@attrs.frozen
+class PasswordChange:
+    """Your own new password; the current one proves it is you."""
+
+    current_password: str
+    new_password: str
 
 
 @attrs.frozen

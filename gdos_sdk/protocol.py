@@ -33,7 +33,7 @@ from typing import Any, Literal
 import attrs
 
 from gdos_sdk.adoption import AdoptionSpec, ProcessCandidate
-from gdos_sdk.codec import converter, structure, unstructure
+from gdos_sdk.codec import converter, parse_json, structure, unstructure
 from gdos_sdk.commands import CommandExit
 from gdos_sdk.errors import ProtocolError, ValidationError
 from gdos_sdk.logfiles import LogChunk, LogCursor, LogFile, LogSearch
@@ -455,7 +455,7 @@ def _fast_heartbeat(data: dict[str, Any]) -> Heartbeat | None:
 def decode(text: str | bytes) -> Message:
     """Parse one frame; anything malformed raises :class:`ProtocolError`."""
     try:
-        data = json.loads(text)
+        data = parse_json(text, max_depth=None)  # typed messages: deep values fail structure()
     except ValueError as exc:
         raise ProtocolError(f"frame is not JSON: {exc}") from exc
     if isinstance(data, dict) and data.get("type") == "heartbeat":

@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -110,6 +111,7 @@ class ManagedProcess:
     popen: subprocess.Popen[bytes]
     log_path: Path
     port: int
+    work_dir: Path | None = None  # a worker's work dir
 
     @property
     def pid(self) -> int:
@@ -140,13 +142,29 @@ class ManagedProcess:
 
 
 class LocalCluster:
-    """A master and any number of workers on loopback, all under ``root``."""
+    """A master and any number of workers on loopback, all under ``root``.
+
+    Parameters:
+        root: folder for every process's data and logs.
+        admin_password: the first admin's password (random if not given); it is
+            configured, so the admin is not asked to change it at the first login.
+        env: the environment of the processes (default: this process's).
+        password_cost: the master's ``auth.password_cost``. A throw-away cluster hashes
+            at the cheapest accepted cost (14) so that logins take milliseconds; pass
+            ``None`` for the master's default (17, as in production).
+    """
 
     def __init__(
-        self, root: Path, *, admin_password: str | None = None, env: dict[str, str] | None = None
+        self,
+        root: Path,
+        *,
+        admin_password: str | None = None,
+        env: dict[str, str] | None = None,
+        password_cost: int | None = 14,
     ) -> None:
         self.root = Path(root).absolute()
         self.root.mkdir(parents=True, exist_ok=True)
+        self.password_cost = password_cost
         self.admin_password = admin_password or secrets.token_urlsafe(12)
         self.join_token = secrets.token_urlsafe(24)
         self.env = dict(os.environ if env is None else env)
@@ -191,6 +209,8 @@ class LocalCluster:
             "OPS_MASTER_LOG_LEVEL": "info",
             **(env or {}),
         }
+        if self.password_cost is not None:
+            menv.setdefault("OPS_MASTER_AUTH_PASSWORD_COST", str(self.password_cost))
         argv = [
             *_script("gdos-master"),
             "-port",
@@ -233,6 +253,7 @@ class LocalCluster:
             *extra,
         ]
         worker = self._spawn(f"worker{index}", argv, wenv, wport, f"worker{index}")
+        worker.work_dir = work
         self.workers.append(worker)
         if wait:
             self.wait_worker_connected(worker)
@@ -254,13 +275,19 @@ class LocalCluster:
     def wait_worker_connected(self, worker: ManagedProcess, timeout: float = 30.0) -> str:
         """Wait until the worker's channel is up; return its node id."""
 
-        def connected() -> str | None:
+        def connected() -> bool:
             if not worker.alive():
                 raise ProcessExited(f"{worker.name} exited:\n{worker.output()[-3000:]}")
-            health = self.worker_health(worker)
-            return str(health["node_id"]) if health.get("connected") else None
+            return bool(self.worker_health(worker).get("connected"))
 
-        return str(wait_until(connected, timeout=timeout, what=f"{worker.name} to connect"))
+        wait_until(connected, timeout=timeout, what=f"{worker.name} to connect")
+        return self.node_id(worker)
+
+    def node_id(self, worker: ManagedProcess) -> str:
+        """The worker's node id, from its work dir (the master's welcome settles it)."""
+        assert worker.work_dir is not None, f"{worker.name} is not a worker"
+        identity = json.loads((worker.work_dir / "node.json").read_text())
+        return str(identity["node_id"])
 
     def admin_token(self) -> str:
         """An admin API token (created once by logging in as admin)."""

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from quart import Response
+from typing import Any
+
+import attrs
+from quart import Response, request
 
 from gdos_master.api import api
 from gdos_master.auth import CSRF_COOKIE, SESSION_COOKIE
 from gdos_master.routing import Ctx, json_response
 from gdos_sdk.codec import unstructure
-from gdos_sdk.errors import AuthError, PermissionDenied
+from gdos_sdk.errors import AuthError, PermissionDenied, ValidationError
 from gdos_sdk.models import (
     ApiToken,
     LoginRequest,
     Me,
+    PasswordChange,
     Role,
     TokenCreate,
     TokenCreated,
@@ -35,15 +39,16 @@ T = "auth"
     audit="auth.login",
 )
 async def login(ctx: Ctx, body: LoginRequest) -> Response:
-    ctx.target = f"user:{body.username}"
+    ctx.target = f"user:{body.username[:100]}"
     master = ctx.master
-    master.limiter.check(ctx.ip, body.username)
-    try:
+    with master.limiter.attempt(ctx.ip, body.username) as attempt:
         session_id, csrf, user = await master.accounts.login(body.username, body.password)
-    except AuthError:
-        master.limiter.failed(ctx.ip, body.username)
-        raise
-    master.limiter.succeeded(ctx.ip, body.username)
+        attempt.succeeded()
+    return _session_response(master, session_id, csrf, user)
+
+
+def _session_response(master: Any, session_id: str, csrf: str, user: User) -> Response:
+    """``Me`` with the session and CSRF cookies set."""
     response = json_response(unstructure(Me(user=user, auth="session", csrf_token=csrf)))
     secure = master.tls
     max_age = int(master.accounts.session_seconds)
@@ -78,8 +83,6 @@ async def login(ctx: Ctx, body: LoginRequest) -> Response:
     status=204,
 )
 async def logout(ctx: Ctx) -> Response:
-    from quart import request
-
     session_id = request.cookies.get(SESSION_COOKIE)
     if session_id:
         ctx.master.accounts.logout(session_id)
@@ -95,15 +98,39 @@ async def logout(ctx: Ctx) -> Response:
 async def me(ctx: Ctx) -> Me:
     user = ctx.master.accounts.get_user(ctx.actor.user_id)
     if ctx.actor.kind == "token":  # a token may carry less than its owner's role
-        user = User(
-            id=user.id,
-            username=user.username,
-            role=ctx.actor.role,
-            created_at=user.created_at,
-            disabled=user.disabled,
-        )
+        user = attrs.evolve(user, role=ctx.actor.role)
     csrf = ctx.actor.csrf if ctx.actor.kind == "session" else None
     return Me(user=user, auth=ctx.actor.kind, csrf_token=csrf)
+
+
+@api.route(
+    "/auth/password",
+    "POST",
+    summary="Change your own password (ends your other browser sessions)",
+    tag=T,
+    role=Role.VIEWER,
+    body=PasswordChange,
+    response=Me,
+    audit="auth.password",
+)
+async def change_password(ctx: Ctx, body: PasswordChange) -> Response | Me:
+    """Every browser session of the user ends; a browser caller gets a fresh one."""
+    master, actor = ctx.master, ctx.actor
+    ctx.target = f"user:{actor.username}"
+    try:
+        with master.limiter.attempt(ctx.ip, actor.username) as attempt:
+            user = await master.accounts.change_password(
+                actor.user_id, body.current_password, body.new_password
+            )
+            attempt.succeeded()
+    except AuthError as exc:  # a wrong current password: a failed login, not a logout
+        raise ValidationError(
+            exc.message, details=[{"path": "$.current_password", "message": "wrong password"}]
+        ) from None
+    if actor.kind != "session":
+        return Me(user=user, auth=actor.kind, csrf_token=None)
+    session_id, csrf = master.accounts.new_session(user.id)
+    return _session_response(master, session_id, csrf, user)
 
 
 U = "users"

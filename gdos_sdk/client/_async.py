@@ -122,6 +122,22 @@ class AsyncClient:
         await self.send(_CALLS.logout())
         self._csrf = None
 
+    async def change_password(self, current_password: str, new_password: str) -> Me:
+        """Change your own password (required first when the master generated it).
+
+        Every browser-style session of yours ends; a client logged in with :meth:`login`
+        carries on with the fresh session the master returns. API tokens stay valid.
+
+        Example::
+
+            await gdos.login("admin", printed_password)
+            await gdos.change_password(printed_password, "a-new-long-password")
+        """
+        me = await self.send(_CALLS.change_password(current_password, new_password))
+        if me.auth == "session":
+            self._csrf = me.csrf_token
+        return me
+
     async def upload_package(
         self, source: str | os.PathLike[str] | bytes | IO[bytes], *, force: bool = False
     ) -> Package:

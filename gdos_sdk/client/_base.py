@@ -45,6 +45,7 @@ from gdos_sdk.models import (
     Package,
     PackageSummary,
     Page,
+    PasswordChange,
     PlannedNodeCreate,
     Role,
     Settings,
@@ -142,6 +143,10 @@ class Calls:
 
     def me(self) -> Call[Me]:
         return Call("GET", "/auth/me", _model(Me))
+
+    def change_password(self, current_password: str, new_password: str) -> Call[Me]:
+        body = PasswordChange(current_password=current_password, new_password=new_password)
+        return Call("POST", "/auth/password", _model(Me), json=unstructure(body))
 
     # --- users and tokens -------------------------------------------------------------------
 
