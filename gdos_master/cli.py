@@ -98,7 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Printed once, on the first start, to the console only (never logged).
         print(f"admin user: {settings.auth.admin_username}", flush=True)
         print(
-            f"admin password: {master.initial_password}  (shown once; change it after login)",
+            f"admin password: {master.initial_password}"
+            "  (shown once; it must be changed at the first login)",
             flush=True,
         )
     try:
