@@ -31,13 +31,20 @@ def _url(listen: str, tls: bool) -> str:
     return f"{'https' if tls else 'http'}://{shown}:{port}"
 
 
-async def _serve(app: object, config: Config) -> None:
+async def _serve(app: object, config: Config, master: Master) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         # The handler only sets an event; Hypercorn's graceful shutdown does the work.
         loop.add_signal_handler(sig, stop.set)
-    await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+
+    async def shutdown() -> None:
+        await stop.wait()
+        # End the web terminals first, while their browsers can still be told why: each
+        # session's recording is stored and its end audited (master_restart).
+        await master.terminals.close()
+
+    await serve(app, config, shutdown_trigger=shutdown)  # type: ignore[arg-type]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -103,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             flush=True,
         )
     try:
-        asyncio.run(_serve(app, config))
+        asyncio.run(_serve(app, config, master))
     except OSError as exc:
         print(
             f"gdos-master: cannot listen on {settings.server.listen}: {exc.strerror}",
