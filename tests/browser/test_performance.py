@@ -110,7 +110,7 @@ def test_five_thousand_nodes_render_and_scroll(
 
     started = time.perf_counter()
     page.goto(f"{big_cluster.url}/nodes")
-    page.wait_for_function("performance.getEntriesByName('gdos:nodes-rendered').length > 0")
+    page.wait_for_function("() => performance.getEntriesByName('gdos:nodes-rendered').length > 0")
     wall = (time.perf_counter() - started) * 1000
     first_render = page.evaluate("performance.getEntriesByName('gdos:nodes-rendered')[0].startTime")
     shown = page.inner_text("[data-test=nodes-shown]")
@@ -125,14 +125,14 @@ def test_five_thousand_nodes_render_and_scroll(
     # Sorting all rows by name and filtering them stay interactive too.
     sort_started = page.evaluate("performance.now()")
     page.click("[data-test=th-name]")
-    page.wait_for_function("document.querySelector('[data-test=th-name] .on') !== null")
+    page.wait_for_function("() => document.querySelector('[data-test=th-name] .on') !== null")
     sort_ms = (
         page.evaluate("new Promise((r) => requestAnimationFrame(() => r(performance.now())))")
         - sort_started
     )
     page.fill("[data-test=nodes-search]", "rack042")
     page.wait_for_function(
-        "document.querySelector('[data-test=nodes-shown]').innerText.startsWith('40 ')"
+        "() => document.querySelector('[data-test=nodes-shown]').innerText.startsWith('40 ')"
     )
 
     figures = {
@@ -201,7 +201,7 @@ def test_five_thousand_simulated_nodes_update_live(
     login(page, live_fleet.url, live_fleet.admin_password)
     page.add_init_script(OBSERVE_LONG_TASKS)
     page.goto(f"{live_fleet.url}/nodes")
-    page.wait_for_function("performance.getEntriesByName('gdos:nodes-rendered').length > 0")
+    page.wait_for_function("() => performance.getEntriesByName('gdos:nodes-rendered').length > 0")
     first_render = page.evaluate("performance.getEntriesByName('gdos:nodes-rendered')[0].startTime")
     assert page.inner_text("[data-test=nodes-shown]").replace(" ", "").endswith(f"{NODES}")
     # The header counts the fleet; on a loaded CI machine a simulated node may be between a
@@ -215,10 +215,13 @@ def test_five_thousand_simulated_nodes_update_live(
     # Every visible row has live CPU/memory bars, and they change as batches arrive (an
     # unwatched node of a 5,000-node fleet pushes every 10 s).
     cells = "[data-test=vt-body] [data-row] .pct"
-    page.wait_for_function(f"document.querySelectorAll('{cells}').length > 20", timeout=30_000)
+    page.wait_for_function(
+        f"() => document.querySelectorAll('{cells}').length > 20", timeout=30_000
+    )
     before = page.locator(cells).all_inner_texts()
     page.wait_for_function(
-        f"JSON.stringify(Array.from(document.querySelectorAll('{cells}'), (e) => e.innerText))"
+        "() => JSON.stringify("
+        f"Array.from(document.querySelectorAll('{cells}'), (e) => e.innerText))"
         f" !== {json_literal(before)}",
         timeout=30_000,
     )
