@@ -89,6 +89,11 @@ class Ctx:
         assert self.principal is not None, "route declared without a role"
         return self.principal
 
+    @property
+    def is_admin(self) -> bool:
+        """Whether the caller may choose admin-only settings (gdos_sdk.privileges)."""
+        return self.actor.role.allows(Role.ADMIN)
+
     def page(self) -> tuple[int, int]:
         """``limit`` and ``offset`` from the query string, validated."""
         limit = query_int("limit", 100, minimum=1, maximum=1000)

@@ -226,6 +226,13 @@ class WorkerConnect:
     join_token: str = _opt(
         "", "cluster join token (first contact only)", flag="join_token", secret=True
     )
+    claim_token: str = _opt(
+        "",
+        "a planned node's one-time claim token (from POST /nodes): the worker takes that"
+        " node, with its id and queued instances, without waiting for approval",
+        flag="claim_token",
+        secret=True,
+    )
     reconnect_initial: float = _opt(0.5, "first reconnect delay, seconds")
     reconnect_max: float = _opt(30.0, "longest reconnect delay, seconds")
     ca_file: str = _opt("", "CA bundle to verify an HTTPS master")
@@ -240,6 +247,12 @@ class WorkerRuntime:
         5,
         "tries to download a package before a deploy fails; waits 0.5, 1, 2, 4 ... s between"
         " (5 tries ride out about 7.5 s of storage trouble)",
+    )
+    default_user: str = _opt(
+        "nobody",
+        "account services run as when neither the module nor the manifest names one, if the"
+        " worker runs as root (a worker that is not root runs them as itself; ignored on"
+        " Windows); 'root' makes every operator deploy run as root (docs/security.md)",
     )
 
 

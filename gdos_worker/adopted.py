@@ -14,7 +14,8 @@ goes (see ``docs/adoption.md``):
   (a new pid in the pid file, a new matching process) for ``follow_timeout``
   seconds and follows it; only then does it report the service stopped, or
   start it again when it has a way to;
-* **destroy** releases the process: GDOS stops watching it and leaves it running.
+* **destroy** stops what GDOS started (the process carries the instance's tag) and
+  releases what it found: GDOS stops watching it and leaves it running.
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ class AdoptedRunner(InstanceRunner):
         base_env: dict[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         resolver: Callable[[AdoptionSpec], tuple[ProcessCandidate | None, str]] = resolve,
+        default_user: str = "",
     ) -> None:
         adoption = record.spec.adoption
         assert adoption is not None
@@ -100,6 +102,7 @@ class AdoptedRunner(InstanceRunner):
             on_change=on_change,
             base_env=base_env,
             clock=clock,
+            default_user=default_user,
         )
         self.resolver = resolver
         self._follow_task: asyncio.Task[None] | None = None
@@ -112,8 +115,10 @@ class AdoptedRunner(InstanceRunner):
     # --- processes --------------------------------------------------------------------------
 
     def _command_spec(self, command: str, *, exec_: bool = False) -> SpawnSpec:
-        env = self._instance_env()
+        account = self.account()
+        env = self._instance_env(account)
         self.paths.logs.mkdir(parents=True, exist_ok=True)
+        self.workdir.hand_over(self.paths, account)
         cwd = self.adoption.cwd if os.path.isdir(self.adoption.cwd) else str(self.paths.root)
         return SpawnSpec(
             argv=shell_argv(command, exec_=exec_),
@@ -121,6 +126,7 @@ class AdoptedRunner(InstanceRunner):
             env=env,
             log_path=str(self.paths.console_log),
             tag=self.instance_id,
+            account=account,
         )
 
     def _reap_later(self, handle: ProcessHandle) -> None:
@@ -351,11 +357,25 @@ class AdoptedRunner(InstanceRunner):
             return self.status()
 
     async def destroy(self) -> None:
-        """Release the process (it keeps running) and delete the instance's folder."""
+        """Stop what GDOS started, release what it found, delete the instance's folder.
+
+        Every process GDOS ran for this instance (the ``spawn`` command's, a daemon a
+        start command left behind) carries the instance's tag: it is stopped like a
+        packaged instance's (stop command, stop signal, then SIGKILL to the tree and
+        every tagged straggler). A process GDOS found running (by pid file or match)
+        does not carry it and keeps running, released.
+        """
         async with self.lock:
             self._cancel_backoff()
+            self._set_desired(DesiredState.STOPPED)
+            handle = self.handle
+            if handle is not None and handle.pid in self.executor.find_tag(self.instance_id):
+                with contextlib.suppress(SpawnError):  # no stop command: SIGKILL below
+                    await self._stop_adopted("destroying")
             self.destroyed = True
             self.handle = None
+            self._cancel_health()
+            self.executor.kill_tag(self.instance_id)
             if self._watcher is not None:
                 self._watcher.cancel()
             await asyncio.to_thread(shutil.rmtree, self.paths.root, True)

@@ -151,7 +151,8 @@ async def list_modules(ctx: Ctx, system_id: str) -> list[Module]:
 @api.route(
     "/systems/<system_id>/modules",
     "POST",
-    summary="Add a module to a system",
+    summary="Add a module to a system (user, group, adoption commands, cmd health checks and"
+    " log paths outside the package need an admin)",
     tag=M,
     role=Role.OPERATOR,
     body=ModuleCreate,
@@ -161,7 +162,7 @@ async def list_modules(ctx: Ctx, system_id: str) -> list[Module]:
     target="system:{system_id}",
 )
 async def create_module(ctx: Ctx, system_id: str, body: ModuleCreate) -> Module:
-    module: Module = ctx.master.systems.create_module(system_id, body)
+    module: Module = ctx.master.systems.create_module(system_id, body, admin=ctx.is_admin)
     ctx.target = f"module:{module.id}"
     return module
 
@@ -177,7 +178,8 @@ async def get_module(ctx: Ctx, module_id: str) -> Module:
 @api.route(
     "/modules/<module_id>",
     "PATCH",
-    summary="Change a module's version, env, args or order",
+    summary="Change a module's version, env, args or order (a privileged module: admins only,"
+    " but for its order); secret env values are kept unless named",
     tag=M,
     role=Role.OPERATOR,
     body=ModulePatch,
@@ -186,7 +188,7 @@ async def get_module(ctx: Ctx, module_id: str) -> Module:
     target="module:{module_id}",
 )
 async def patch_module(ctx: Ctx, module_id: str, body: ModulePatch) -> Module:
-    module: Module = ctx.master.systems.patch_module(module_id, body)
+    module: Module = ctx.master.systems.patch_module(module_id, body, admin=ctx.is_admin)
     return module
 
 
