@@ -148,6 +148,12 @@ class MasterAlerts:
     )
     webhook_attempts: int = _opt(5, "delivery attempts per webhook notification")
     webhook_timeout: float = _opt(10.0, "seconds to wait for a webhook to answer")
+    webhook_allow: str = _opt(
+        "",
+        "networks, addresses and host names webhook receivers may reach although they are"
+        " denied by default (loopback, link-local, cloud metadata): comma-separated, e.g."
+        " '127.0.0.1/32, ::1, hooks.internal' (docs/security.md)",
+    )
 
 
 @attrs.frozen

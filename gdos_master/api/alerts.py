@@ -196,7 +196,7 @@ async def expire_silence(ctx: Ctx, silence_id: str) -> Silence:
 @api.route(
     "/alerts/receivers",
     "GET",
-    summary="Webhook receivers (secrets never shown)",
+    summary="Webhook receivers (secrets never shown; URLs show scheme, host and port only)",
     tag=T,
     role=Role.VIEWER,
     response=list[Receiver],
@@ -208,7 +208,8 @@ async def list_receivers(ctx: Ctx) -> list[Receiver]:
 @api.route(
     "/alerts/receivers",
     "POST",
-    summary="Add a webhook receiver",
+    summary="Add a webhook receiver (loopback, link-local and metadata destinations are"
+    " refused unless alerts.webhook_allow allows them)",
     tag=T,
     role=Role.ADMIN,
     body=ReceiverCreate,
@@ -217,6 +218,7 @@ async def list_receivers(ctx: Ctx) -> list[Receiver]:
     audit="receiver.create",
 )
 async def create_receiver(ctx: Ctx, body: ReceiverCreate) -> Receiver:
+    await ctx.master.alerts.notifier.check_destination(body.url)
     receiver: Receiver = ctx.master.alert_store.create_receiver(body)
     ctx.target = f"receiver:{receiver.id}"
     return receiver
@@ -225,7 +227,7 @@ async def create_receiver(ctx: Ctx, body: ReceiverCreate) -> Receiver:
 @api.route(
     "/alerts/receivers/<receiver_id>",
     "PATCH",
-    summary="Change a receiver",
+    summary="Change a receiver (a url left out, or sent as shown, is kept)",
     tag=T,
     role=Role.ADMIN,
     body=ReceiverPatch,
@@ -234,6 +236,8 @@ async def create_receiver(ctx: Ctx, body: ReceiverCreate) -> Receiver:
     target="receiver:{receiver_id}",
 )
 async def patch_receiver(ctx: Ctx, receiver_id: str, body: ReceiverPatch) -> Receiver:
+    if body.url is not None and not ctx.master.alert_store.keeps_url(receiver_id, body.url):
+        await ctx.master.alerts.notifier.check_destination(body.url)
     receiver: Receiver = ctx.master.alert_store.patch_receiver(receiver_id, body)
     return receiver
 

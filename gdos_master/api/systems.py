@@ -8,7 +8,9 @@ from quart import request
 
 from gdos_master.api import api
 from gdos_master.routing import Ctx, QueryParam
+from gdos_master.security import redact
 from gdos_sdk.batches import BatchRequest, BatchState
+from gdos_sdk.codec import unstructure
 from gdos_sdk.models import (
     DeployRequest,
     Instance,
@@ -188,6 +190,10 @@ async def get_module(ctx: Ctx, module_id: str) -> Module:
     target="module:{module_id}",
 )
 async def patch_module(ctx: Ctx, module_id: str, body: ModulePatch) -> Module:
+    # The audit entry masks the variables the module already keeps secret, too.
+    stored = ctx.master.systems.get_module(module_id).secret_env
+    given = {k: v for k, v in unstructure(body).items() if v is not None}
+    ctx.audit_params["body"] = redact(given, secret_env=stored)
     module: Module = ctx.master.systems.patch_module(module_id, body, admin=ctx.is_admin)
     return module
 

@@ -165,7 +165,7 @@ async def test_an_operator_cannot_swap_the_bytes_under_a_privileged_module(
     original = await admin.upload_package(make_zip(name="web"))
     system = await admin.create_system("s")
     await admin.create_module(system.id, "web", "web", "1.0.0", user="root")
-    with pytest.raises(PermissionDenied, match="replacing web@1.0.0"):
+    with pytest.raises(PermissionDenied, match=r"replacing web@1\.0\.0"):
         await operator.upload_package(make_zip(name="web", description="other"), force=True)
     assert (await admin.get_package("web", "1.0.0")).sha256 == original.sha256
     # Nor make a module that runs a version privileged by replacing it.
