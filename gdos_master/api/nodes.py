@@ -57,7 +57,8 @@ async def patch_node(ctx: Ctx, node_id: str, body: NodePatch) -> Node:
 @api.route(
     "/nodes",
     "POST",
-    summary="Register a planned node before its worker joins",
+    summary="Register a planned node before its worker joins; the answer carries its"
+    " one-time claim token (shown once)",
     tag=T,
     role=Role.ADMIN,
     body=PlannedNodeCreate,
@@ -72,9 +73,24 @@ async def plan_node(ctx: Ctx, body: PlannedNodeCreate) -> Node:
 
 
 @api.route(
+    "/nodes/<node_id>/claim-token",
+    "POST",
+    summary="Issue a new claim token for a planned node (the old one stops working)",
+    tag=T,
+    role=Role.ADMIN,
+    response=Node,
+    audit="node.claim_token",
+    target="node:{node_id}",
+)
+async def new_claim_token(ctx: Ctx, node_id: str) -> Node:
+    node: Node = ctx.master.nodes.new_claim_token(node_id)
+    return node
+
+
+@api.route(
     "/nodes/<node_id>/approve",
     "POST",
-    summary="Approve a pending node",
+    summary="Approve a pending node (one that matched a planned node takes it over)",
     tag=T,
     role=Role.ADMIN,
     response=Node,
@@ -82,7 +98,7 @@ async def plan_node(ctx: Ctx, body: PlannedNodeCreate) -> Node:
     target="node:{node_id}",
 )
 async def approve_node(ctx: Ctx, node_id: str) -> Node:
-    node: Node = ctx.master.nodes.approve(node_id)
+    node: Node = await ctx.master.nodes.approve(node_id)
     ctx.master.spawn_reconcile(node_id)
     return node
 

@@ -214,12 +214,27 @@ class Calls:
         addresses: list[str] | None = None,
         labels: dict[str, str] | None = None,
     ) -> Call[Node]:
+        """Register a node before its worker joins (admin).
+
+        The answer's ``claim_token`` is shown this once: give it to the worker
+        (``-claim_token`` / ``OPS_WORKER_CONNECT_CLAIM_TOKEN``) and it takes this node,
+        its id and its queued instances. A worker with only the join token and the
+        same hostname waits for :meth:`approve_node`, which then hands it this node.
+        """
         body = PlannedNodeCreate(
             hostname=hostname, alias=alias, addresses=addresses or [], labels=labels or {}
         )
         return Call("POST", "/nodes", _model(Node), json=unstructure(body))
 
+    def new_claim_token(self, node_id: str) -> Call[Node]:
+        """A new one-time claim token for a planned node (admin); the old one stops working.
+
+        The answer's ``claim_token`` is shown this once.
+        """
+        return Call("POST", f"/nodes/{node_id}/claim-token", _model(Node))
+
     def approve_node(self, node_id: str) -> Call[Node]:
+        """Approve a pending node (admin); one that matched a planned node takes it over."""
         return Call("POST", f"/nodes/{node_id}/approve", _model(Node))
 
     def delete_node(self, node_id: str, *, force: bool = False) -> Call[None]:
