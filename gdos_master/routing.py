@@ -68,6 +68,9 @@ class Endpoint:
     raw_body: str | None  # content type of a streamed body (uploads)
     raw_response: str | None  # content type of a streamed response (downloads)
     agent: bool  # node credentials only (the worker's side of the API)
+    # A rule beyond the role (which settings need an admin, what is write-only): the role
+    # matrix of docs/security.md shows it beside the role.
+    rule: str = ""
 
     @property
     def operation_id(self) -> str:
@@ -177,8 +180,12 @@ class Api:
         raw_body: str | None = None,
         raw_response: str | None = None,
         agent: bool = False,
+        rule: str = "",
     ) -> Callable[[Handler], Handler]:
-        """Declare an endpoint; see the module docstring."""
+        """Declare an endpoint; see the module docstring.
+
+        ``rule`` states what the handler enforces beyond ``role`` (for the role matrix).
+        """
         if method != "GET" and audit is None and role is not None and not agent:
             raise ValueError(f"{method} {path} mutates and must name an audit action")
 
@@ -200,6 +207,7 @@ class Api:
                     raw_body=raw_body,
                     raw_response=raw_response,
                     agent=agent,
+                    rule=rule,
                 )
             )
             return handler

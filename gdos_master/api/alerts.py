@@ -200,6 +200,7 @@ async def expire_silence(ctx: Ctx, silence_id: str) -> Silence:
     tag=T,
     role=Role.VIEWER,
     response=list[Receiver],
+    rule="URLs are write-only: scheme, host and port shown",
 )
 async def list_receivers(ctx: Ctx) -> list[Receiver]:
     return list(ctx.master.alert_store.receivers())
@@ -216,6 +217,7 @@ async def list_receivers(ctx: Ctx) -> list[Receiver]:
     response=Receiver,
     status=201,
     audit="receiver.create",
+    rule="destination policy: loopback, link-local, metadata refused unless alerts.webhook_allow",
 )
 async def create_receiver(ctx: Ctx, body: ReceiverCreate) -> Receiver:
     await ctx.master.alerts.notifier.check_destination(body.url)
@@ -234,6 +236,7 @@ async def create_receiver(ctx: Ctx, body: ReceiverCreate) -> Receiver:
     response=Receiver,
     audit="receiver.update",
     target="receiver:{receiver_id}",
+    rule="destination policy, as for create",
 )
 async def patch_receiver(ctx: Ctx, receiver_id: str, body: ReceiverPatch) -> Receiver:
     if body.url is not None and not ctx.master.alert_store.keeps_url(receiver_id, body.url):
@@ -265,6 +268,7 @@ async def delete_receiver(ctx: Ctx, receiver_id: str) -> None:
     response=DeliveryResult,
     audit="receiver.test",
     target="receiver:{receiver_id}",
+    rule="destination policy after DNS; one error for any receiver that gives no HTTP answer",
 )
 async def test_receiver(ctx: Ctx, receiver_id: str) -> DeliveryResult:
     payload = {

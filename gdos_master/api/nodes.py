@@ -65,6 +65,7 @@ async def patch_node(ctx: Ctx, node_id: str, body: NodePatch) -> Node:
     response=Node,
     status=201,
     audit="node.plan",
+    rule="the answer carries the node's one-time claim token",
 )
 async def plan_node(ctx: Ctx, body: PlannedNodeCreate) -> Node:
     node: Node = ctx.master.nodes.plan(body)
@@ -81,6 +82,7 @@ async def plan_node(ctx: Ctx, body: PlannedNodeCreate) -> Node:
     response=Node,
     audit="node.claim_token",
     target="node:{node_id}",
+    rule="the answer carries the new claim token; the old one stops working",
 )
 async def new_claim_token(ctx: Ctx, node_id: str) -> Node:
     node: Node = ctx.master.nodes.new_claim_token(node_id)
@@ -96,6 +98,7 @@ async def new_claim_token(ctx: Ctx, node_id: str) -> Node:
     response=Node,
     audit="node.approve",
     target="node:{node_id}",
+    rule="a pending node that matched a planned node takes it over (its instances)",
 )
 async def approve_node(ctx: Ctx, node_id: str) -> Node:
     node: Node = await ctx.master.nodes.approve(node_id)
@@ -129,6 +132,7 @@ async def delete_node(ctx: Ctx, node_id: str) -> None:
     response=list[ProcessCandidate],
     audit="node.candidates",
     target="node:{node_id}",
+    rule="shows the matching processes' command lines, working folders and users",
 )
 async def adoption_candidates(ctx: Ctx, node_id: str, body: AdoptionSpec) -> list[ProcessCandidate]:
     found: list[ProcessCandidate] = await ctx.master.orchestrator.candidates(node_id, body)

@@ -22,6 +22,8 @@ T = "packages"
     response=Package,
     status=201,
     audit="package.upload",
+    rule="force-replacing a version a module runs needs admin if that module would then have"
+    " admin-only settings (or has them)",
     raw_body="application/zip",
     query=(
         QueryParam(

@@ -145,6 +145,7 @@ M = "modules"
     tag=M,
     role=Role.VIEWER,
     response=list[Module],
+    rule="secret env values read as ***, for every role",
 )
 async def list_modules(ctx: Ctx, system_id: str) -> list[Module]:
     return list(ctx.master.systems.list_modules(system_id))
@@ -162,6 +163,8 @@ async def list_modules(ctx: Ctx, system_id: str) -> list[Module]:
     status=201,
     audit="module.create",
     target="system:{system_id}",
+    rule="admin-only settings need admin: user, group, adoption commands and log_paths, cmd"
+    " health checks, log paths outside the package (also from the package's manifest)",
 )
 async def create_module(ctx: Ctx, system_id: str, body: ModuleCreate) -> Module:
     module: Module = ctx.master.systems.create_module(system_id, body, admin=ctx.is_admin)
@@ -170,7 +173,13 @@ async def create_module(ctx: Ctx, system_id: str, body: ModuleCreate) -> Module:
 
 
 @api.route(
-    "/modules/<module_id>", "GET", summary="Get a module", tag=M, role=Role.VIEWER, response=Module
+    "/modules/<module_id>",
+    "GET",
+    summary="Get a module",
+    tag=M,
+    role=Role.VIEWER,
+    response=Module,
+    rule="secret env values read as ***, for every role",
 )
 async def get_module(ctx: Ctx, module_id: str) -> Module:
     module: Module = ctx.master.systems.get_module(module_id)
@@ -188,6 +197,8 @@ async def get_module(ctx: Ctx, module_id: str) -> Module:
     response=Module,
     audit="module.update",
     target="module:{module_id}",
+    rule="admin to add admin-only settings or to change a module that has them (start_order"
+    " excepted); write-only env values are kept unless named",
 )
 async def patch_module(ctx: Ctx, module_id: str, body: ModulePatch) -> Module:
     # The audit entry masks the variables the module already keeps secret, too.
@@ -251,6 +262,8 @@ async def list_instances(ctx: Ctx) -> list[Instance]:
     response=Instance,
     status=201,
     audit="instance.deploy",
+    rule="runs what the module says: an operator may deploy a module an admin set up with"
+    " admin-only settings",
 )
 async def deploy_instance(ctx: Ctx, body: DeployRequest) -> tuple[Instance, int]:
     ctx.target = f"module:{body.module_id}"

@@ -202,3 +202,25 @@ async def test_admins_only_is_what_the_role_says(admin: AsyncClient, app: Quart)
                 "x",
                 AdoptionSpec(strategy=AdoptionStrategy.SPAWN, command="id"),
             )
+
+
+def test_the_role_matrix_in_the_docs_is_the_route_registry() -> None:
+    """docs/security.md lists every route once, with the role the routing layer enforces."""
+    import re
+    from pathlib import Path
+
+    from gdos_master.api import api
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    generated = text.split("<!-- BEGIN GENERATED -->")[1].split("<!-- END GENERATED -->")[0]
+    rows = re.findall(
+        r"^\| (GET|POST|PUT|PATCH|DELETE) \| `([^`]+)` \| ([^|]+) \|", generated, re.M
+    )
+    documented = {(m, p): role.strip() for m, p, role in rows}
+    assert len(documented) == len(rows) == len(api.endpoints)
+    for e in api.endpoints:
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", api.prefix + e.path)
+        role = "node credential" if e.agent else (e.role.value if e.role else "none")
+        assert documented[(e.method, path)] == role, (e.method, path)
+    for socket in ("/api/v1/agent/ws", "/api/v1/live", "/api/v1/terminal/{node_id}"):
+        assert f"| `{socket}` |" in generated
