@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -105,6 +106,16 @@ def add_receiver(page: Page, hook: Hook) -> None:
     assert json.loads(body)["status"] == "test"
     expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     assert signature == f"sha256={expected}"
+
+    # Editing shows the hidden URL as a hint and leaves it alone: the test still arrives.
+    page.click("[data-test=edit-receiver-hook]")
+    url = page.locator("[data-test=receiver-url]")
+    expect(url).to_have_value("")
+    expect(url).to_have_attribute("placeholder", re.compile(re.escape(mask_url(hook.url))))
+    page.click("[data-test=receiver-submit]")
+    expect(page.locator("[data-test=receiver-dialog]")).to_be_hidden()
+    page.click("[data-test=test-receiver-hook]")
+    wait_until(lambda: len(hook.received) == 2, what="the second test body")
 
 
 def test_alert_centre_fires_toasts_counts_and_resolves(
