@@ -14,8 +14,9 @@ goes (see ``docs/adoption.md``):
   (a new pid in the pid file, a new matching process) for ``follow_timeout``
   seconds and follows it; only then does it report the service stopped, or
   start it again when it has a way to;
-* **destroy** stops what GDOS started (the process carries the instance's tag) and
-  releases what it found: GDOS stops watching it and leaves it running.
+* **destroy** stops what GDOS started (its spawn, start or restart command brought the
+  process up, or the process carries the instance's tag) and releases what it found:
+  GDOS stops watching it and leaves it running.
 """
 
 from __future__ import annotations
@@ -186,6 +187,7 @@ class AdoptedRunner(InstanceRunner):
         handle = self._attach(found) if found is not None else None
         if handle is not None:
             # Already running: adopt it as it is, never restart it.
+            self.record.started_here = False
             self._adopt(handle, fresh=False)
             self.record.started_at = found.create_time if found is not None else time.time()
             self._set_state(S.RUNNING, f"adopted running process {handle.pid}")
@@ -210,6 +212,7 @@ class AdoptedRunner(InstanceRunner):
                 await self.executor.stop(spawned, stop_signal=_SIGKILL, timeout=0.1)
                 self._set_state(S.FAILED, f"start command ran but {why}")  # STARTING -> FAILED
                 raise ConflictError(f"start command ran but {why}")
+        self.record.started_here = True  # by the spawn or the start command
         self._adopt(handle, fresh=True)
         if restarted:
             self.record.restarts += 1
@@ -253,6 +256,7 @@ class AdoptedRunner(InstanceRunner):
             self._follow_task = None
             if handle is not None:
                 self._set_state(S.STARTING, "following restarted process")  # BACKOFF -> STARTING
+                self.record.started_here = False  # restarted outside GDOS
                 self._adopt(handle, fresh=False)
                 self.record.started_at = _create_time(handle)
                 self.record.restarts += 1
@@ -343,6 +347,7 @@ class AdoptedRunner(InstanceRunner):
                 if handle is None:
                     self._set_state(S.FAILED, f"restart command ran but {why}")
                     raise ConflictError(f"restart command ran but {why}")
+                self.record.started_here = True  # the restart command started it
                 self._adopt(handle, fresh=False)
                 self.record.started_at = _create_time(handle)
                 self._set_state(S.RUNNING, f"restarted by command (pid {handle.pid})")
@@ -359,17 +364,21 @@ class AdoptedRunner(InstanceRunner):
     async def destroy(self) -> None:
         """Stop what GDOS started, release what it found, delete the instance's folder.
 
-        Every process GDOS ran for this instance (the ``spawn`` command's, a daemon a
-        start command left behind) carries the instance's tag: it is stopped like a
-        packaged instance's (stop command, stop signal, then SIGKILL to the tree and
-        every tagged straggler). A process GDOS found running (by pid file or match)
-        does not carry it and keeps running, released.
+        A tracked process GDOS started (the ``spawn`` command's, or what its start or
+        restart command brought up) is stopped like a packaged instance's: stop
+        command, stop signal, then SIGKILL to its tree. Every other process GDOS ran
+        for the instance carries its tag and is killed too. A process GDOS found
+        running (by pid file or match, or a successor after an outside restart) keeps
+        running, released.
         """
         async with self.lock:
             self._cancel_backoff()
             self._set_desired(DesiredState.STOPPED)
             handle = self.handle
-            if handle is not None and handle.pid in self.executor.find_tag(self.instance_id):
+            ours = self.record.started_here
+            if handle is not None and (
+                ours or handle.pid in self.executor.find_tag(self.instance_id)
+            ):
                 with contextlib.suppress(SpawnError):  # no stop command: SIGKILL below
                     await self._stop_adopted("destroying")
             self.destroyed = True
@@ -392,6 +401,7 @@ class AdoptedRunner(InstanceRunner):
                 handle = self._attach(found)
                 if handle is not None:
                     self.record.started_at = found.create_time
+                    self.record.started_here = False  # a successor GDOS did not start
         if handle is not None:
             self._adopt(handle, fresh=False)
             self.record.state = S.RUNNING

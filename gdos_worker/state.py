@@ -80,6 +80,9 @@ class InstanceRecord:
     exit_code: int | None = None
     reason: str = ""
     health: Health = Health.NONE
+    # An adopted instance: GDOS started the tracked process (spawn, start or restart
+    # command), so destroying the instance stops it; one it found running is released.
+    started_here: bool = False
 
 
 @attrs.frozen
