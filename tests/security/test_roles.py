@@ -12,6 +12,7 @@ runs. Admins may; operators still deploy and act on what an admin approved.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -207,7 +208,6 @@ async def test_admins_only_is_what_the_role_says(admin: AsyncClient, app: Quart)
 def test_the_role_matrix_in_the_docs_is_the_route_registry() -> None:
     """docs/security.md lists every route once, with the role the routing layer enforces."""
     import re
-    from pathlib import Path
 
     from gdos_master.api import api
 
@@ -224,3 +224,43 @@ def test_the_role_matrix_in_the_docs_is_the_route_registry() -> None:
         assert documented[(e.method, path)] == role, (e.method, path)
     for socket in ("/api/v1/agent/ws", "/api/v1/live", "/api/v1/terminal/{node_id}"):
         assert f"| `{socket}` |" in generated
+
+
+def test_a_service_cannot_swap_its_checked_log_file_for_a_host_file(tmp_path: Path) -> None:
+    """The package folder is the service's: it may replace a checked name by a link at once.
+
+    The worker (root) checks the file it actually opened, so the swap reads nothing.
+    """
+    import os
+
+    from gdos_sdk.logfiles import log_sources, read_follow, resolve_log_file, tail_lines
+
+    app, logs = tmp_path / "app", tmp_path / "logs"
+    (app / "logs").mkdir(parents=True)
+    logs.mkdir()
+    (app / "logs" / "app.log").write_text("mine\n")
+    (app / "x").mkdir()
+    (app / "x" / "passwd").write_text("mine too\n")
+    sources = log_sources(app, logs, ["logs/app.log", "x/passwd"])
+    path = resolve_log_file("logs/app.log", sources)
+    assert tail_lines(path, 5, root=app)[0] == "mine\n"
+    _, cursor = tail_lines(path, 5, root=app)
+    # After the check: the file becomes a link to a host file...
+    (app / "logs" / "app.log").unlink()
+    (app / "logs" / "app.log").symlink_to("/etc/passwd")
+    with pytest.raises(PermissionDenied, match="outside the instance's folder"):
+        tail_lines(path, 5, root=app)
+    with pytest.raises(PermissionDenied):
+        read_follow(path, cursor, root=app)
+    # ... or a folder on the way becomes a link to /etc.
+    other = resolve_log_file("x/passwd", sources)
+    (app / "x" / "passwd").unlink()
+    (app / "x").rmdir()
+    (app / "x").symlink_to("/etc")
+    with pytest.raises(PermissionDenied):
+        tail_lines(other, 5, root=app)
+    # A FIFO in its place is refused at once instead of hanging the reader.
+    (app / "logs" / "app.log").unlink()
+    os.mkfifo(app / "logs" / "app.log")
+    with pytest.raises(PermissionDenied, match="not a regular file"):
+        tail_lines(path, 5, root=app)
