@@ -268,3 +268,35 @@ def test_an_operator_deploy_on_a_root_worker_runs_as_nobody(open_dir: Path, tmp_
             assert instance.state == InstanceState.RUNNING and instance.pid is not None
             assert ids(instance.pid)["Uid"] == [NOBODY.pw_uid] * 4
             ops.destroy_instance(instance.id)
+
+
+def test_a_worker_that_is_not_root_runs_as_itself_and_refuses_another_account() -> None:
+    """The account code run as nobody: no switch, a clear error for another account."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    site = [p for p in sys.path if p.endswith("site-packages")]
+    script = (
+        "from gdos_sdk.executors.accounts import *\n"
+        "from gdos_sdk.errors import SpawnError\n"
+        "assert not can_switch_accounts()\n"
+        "assert switch_arguments(current_account(), 'x') == {}\n"
+        "try:\n"
+        "    switch_arguments(lookup_account('root'), 'x')\n"
+        "except SpawnError as exc:\n"
+        "    print(exc.message)\n"
+    )
+    python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+    result = subprocess.run(
+        [python, "-c", script],
+        env={"PYTHONPATH": ":".join([str(root), *site]), "PATH": "/usr/bin:/bin"},
+        user="nobody",
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "only a worker running as root can switch accounts" in result.stdout
