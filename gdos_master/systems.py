@@ -220,15 +220,11 @@ class Systems:
         )
         return {} if row is None else dict(json.loads(row["manifest"]))
 
-    def admin_only(
-        self, module: Module, *, manifest: dict[str, Any] | None = None
-    ) -> list[AdminOnly]:
+    def admin_only(self, module: Module) -> list[AdminOnly]:
         """The admin-only settings of ``module`` with every package version it may run.
 
         That is the module's version and the versions its instances were deployed with
-        (a redeploy runs those with the module's current env, args and account);
-        ``manifest`` replaces the stored manifest of those versions (a package upload
-        that would replace them).
+        (a redeploy runs those with the module's current env, args and account).
         """
         if module.kind == ModuleKind.ADOPTED:
             return admin_only_settings(
@@ -246,9 +242,7 @@ class Systems:
         found: list[AdminOnly] = []
         for version in sorted(versions):
             for item in admin_only_settings(
-                manifest=manifest
-                if manifest is not None
-                else self._manifest(module.package, version),
+                manifest=self._manifest(module.package, version),
                 health_check=module.health_check,
                 user=module.user,
                 group=module.group,
@@ -271,15 +265,12 @@ class Systems:
         new = manifest.to_dict()
         for row in rows:
             module = self._module(row)
-            found = [
-                item
-                for item in admin_only_settings(
-                    manifest=new,
-                    health_check=module.health_check,
-                    user=module.user,
-                    group=module.group,
-                )
-            ]
+            found = admin_only_settings(
+                manifest=new,
+                health_check=module.health_check,
+                user=module.user,
+                group=module.group,
+            )
             require_admin_for(
                 found,
                 what=f"replacing {manifest.name}@{manifest.version}, which module"
