@@ -1,7 +1,8 @@
 """The master's end of the agent channel (``/api/v1/agent/ws``).
 
 The handshake is authenticated before the socket is accepted: a node
-credential, or the cluster join token together with ``X-GDOS-Node-Id``.
+credential, a planned node's one-time claim token, or the cluster join token
+together with ``X-GDOS-Node-Id``.
 After ``hello`` / ``welcome`` the receive loop only updates memory
 (heartbeats), records state changes, and completes pending requests; the
 reconciliation runs as its own task so a slow worker answer never stalls
@@ -21,6 +22,7 @@ from quart import Quart, websocket
 from gdos_master.audit import record_audit
 from gdos_master.auth import NODE_PREFIX, authenticate_websocket
 from gdos_master.fleet import AgentConnection
+from gdos_master.nodes import CLAIM_PREFIX
 from gdos_master.routing import error_response
 from gdos_sdk.errors import AuthError, GdosError, ProtocolError
 from gdos_sdk.protocol import (
@@ -59,13 +61,19 @@ def register_agent_socket(app: Quart) -> None:
         token = _bearer()
         via_join = False
         node_id = ""
+        claim = ""
         try:
             if token.startswith(NODE_PREFIX):
                 node_id = authenticate_websocket(master).node_id
+            elif token.startswith(CLAIM_PREFIX):
+                claim = master.nodes.claimed_by(token)
             elif token and hmac.compare_digest(token, master.join_token):
                 via_join = True
             else:
-                raise AuthError("agent channel needs a node credential or the join token")
+                raise AuthError(
+                    "agent channel needs a node credential, a planned node's claim token or"
+                    " the join token"
+                )
         except GdosError as exc:
             # Refused before accept(): the worker sees an HTTP status, not a socket.
             return error_response(exc)
@@ -82,7 +90,9 @@ def register_agent_socket(app: Quart) -> None:
 
         try:
             hello = await _receive_hello(ws)
-            node_id, credential = master.nodes.join(hello, via_join_token=via_join, node_id=node_id)
+            node_id, credential = master.nodes.join(
+                hello, via_join_token=via_join, node_id=node_id, claim=claim
+            )
         except GdosError as exc:
             await send(encode(ErrorMessage(code=exc.code, message=exc.message)))
             await ws.close(1008)
@@ -95,7 +105,11 @@ def register_agent_socket(app: Quart) -> None:
                 ip=websocket.remote_addr or "",
                 action="node.join",
                 target=f"node:{node_id}",
-                params={"hostname": hello.hostname, "approved": approved},
+                params={
+                    "hostname": hello.hostname,
+                    "approved": approved,
+                    "via": "claim token" if claim else "join token",
+                },
                 status=200,
                 actor_kind="node",
                 actor=f"node:{node_id}",

@@ -34,6 +34,7 @@ from gdos_master.backups import Backups
 from gdos_master.batches import BatchRuns
 from gdos_master.commands import CommandRuns
 from gdos_master.db import Database
+from gdos_master.destinations import DestinationPolicy
 from gdos_master.fleet import Fleet
 from gdos_master.headers import SecurityHeaders
 from gdos_master.heap import HeapKeeper
@@ -245,6 +246,7 @@ def build_master(
         alert_store,
         attempts=settings.alerts.webhook_attempts,
         timeout=settings.alerts.webhook_timeout,
+        policy=DestinationPolicy.parse(settings.alerts.webhook_allow),
     )
     alerts = AlertEngine(
         alert_store, db, fleet, notifier, startup_grace=settings.alerts.startup_grace

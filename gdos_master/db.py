@@ -229,6 +229,16 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE users ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0;
     """,
+    # 8: the role model and secrets (docs/security.md): a module's account and write-only
+    # env names; a planned node's one-time claim token (hashed) and the planned node a
+    # pending node would take over once approved
+    """
+    ALTER TABLE modules ADD COLUMN run_user TEXT NOT NULL DEFAULT '';
+    ALTER TABLE modules ADD COLUMN run_group TEXT NOT NULL DEFAULT '';
+    ALTER TABLE modules ADD COLUMN secret_env TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE nodes ADD COLUMN claim_hash TEXT;
+    ALTER TABLE nodes ADD COLUMN claims TEXT;
+    """,
 ]
 
 

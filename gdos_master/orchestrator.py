@@ -162,7 +162,7 @@ class Orchestrator:
     # --- actions ----------------------------------------------------------------------------
 
     def spec_for(self, row: sqlite3.Row) -> InstanceSpec:
-        module = self.systems.get_module(row["module_id"])
+        module = self.systems.stored_module(row["module_id"])  # the real env, for the worker
         if module.kind == ModuleKind.ADOPTED:
             # Nothing to fetch: the worker finds the process by the adoption spec.
             return InstanceSpec(
@@ -179,6 +179,8 @@ class Orchestrator:
                 env=module.env,
                 adoption=module.adoption,
                 health_check=module.health_check,
+                user=module.user,
+                group=module.group,
             )
         package = self.packages.get(row["package"], row["version"])
         # A presigned URL lets the worker fetch straight from the object store;
@@ -199,6 +201,8 @@ class Orchestrator:
             env=module.env,
             args=module.args,
             health_check=module.health_check,
+            user=module.user,
+            group=module.group,
         )
 
     async def deploy(self, body: DeployRequest) -> tuple[Instance, bool]:

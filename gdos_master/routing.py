@@ -71,6 +71,9 @@ class Endpoint:
     raw_body: str | None  # content type of a streamed body (uploads)
     raw_response: str | None  # content type of a streamed response (downloads)
     agent: bool  # node credentials only (the worker's side of the API)
+    # A rule beyond the role (which settings need an admin, what is write-only): the role
+    # matrix of docs/security.md shows it beside the role.
+    rule: str = ""
 
     @property
     def operation_id(self) -> str:
@@ -91,6 +94,11 @@ class Ctx:
     def actor(self) -> Principal:
         assert self.principal is not None, "route declared without a role"
         return self.principal
+
+    @property
+    def is_admin(self) -> bool:
+        """Whether the caller may choose admin-only settings (gdos_sdk.privileges)."""
+        return self.actor.role.allows(Role.ADMIN)
 
     def page(self) -> tuple[int, int]:
         """``limit`` and ``offset`` from the query string, validated."""
@@ -179,8 +187,12 @@ class Api:
         raw_body: str | None = None,
         raw_response: str | None = None,
         agent: bool = False,
+        rule: str = "",
     ) -> Callable[[Handler], Handler]:
-        """Declare an endpoint; see the module docstring."""
+        """Declare an endpoint; see the module docstring.
+
+        ``rule`` states what the handler enforces beyond ``role`` (for the role matrix).
+        """
         if method != "GET" and audit is None and role is not None and not agent:
             raise ValueError(f"{method} {path} mutates and must name an audit action")
 
@@ -202,6 +214,7 @@ class Api:
                     raw_body=raw_body,
                     raw_response=raw_response,
                     agent=agent,
+                    rule=rule,
                 )
             )
             return handler

@@ -17,9 +17,11 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Collection
 from typing import Any
 
 from gdos_sdk.config import MAX_PASSWORD_COST
+from gdos_sdk.redaction import is_secret_env, mask_url
 
 __all__ = [
     "PASSWORD_COST",
@@ -142,18 +144,37 @@ def is_secret_key(key: str) -> bool:
     return bool(_SECRET_KEY.search(key))
 
 
-def redact(value: Any) -> Any:
+def redact(value: Any, *, secret_env: Collection[str] = ()) -> Any:
     """A copy of JSON-like ``value`` with secret-looking keys' values replaced.
+
+    An ``env`` map is masked as the API shows it (``gdos_sdk.redaction.mask_env``: by
+    name, by the ``secret_env`` beside it or given here, by a URL value with a
+    password); a ``url`` keeps its scheme, host and port only.
 
     Example::
 
         redact({"username": "a", "password": "x"})  # {"username": "a", "password": "***"}
     """
     if isinstance(value, dict):
-        return {
-            k: (REDACTED if is_secret_key(str(k)) and v not in (None, "") else redact(v))
-            for k, v in value.items()
-        }
+        explicit = set(secret_env)
+        if isinstance(value.get("secret_env"), list):
+            explicit |= {str(v) for v in value["secret_env"]}
+        out: dict[Any, Any] = {}
+        for k, v in value.items():
+            if is_secret_key(str(k)) and v not in (None, ""):
+                out[k] = REDACTED
+            elif k == "env" and isinstance(v, dict):
+                out[k] = {
+                    name: REDACTED
+                    if isinstance(val, str) and is_secret_env(str(name), val, explicit)
+                    else val
+                    for name, val in v.items()
+                }
+            elif k == "url" and isinstance(v, str):
+                out[k] = mask_url(v)
+            else:
+                out[k] = redact(v, secret_env=secret_env)
+        return out
     if isinstance(value, list):
-        return [redact(v) for v in value]
+        return [redact(v, secret_env=secret_env) for v in value]
     return value

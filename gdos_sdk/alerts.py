@@ -341,7 +341,11 @@ class SilenceCreate:
 
 @attrs.frozen
 class Receiver:
-    """A webhook; its secret (for the HMAC signature header) is never shown."""
+    """A webhook; its secret (for the HMAC signature header) is never shown.
+
+    ``url`` shows scheme, host and port only when the rest may hold a credential
+    (``url_redacted``): the stored URL is write-only (see :func:`gdos_sdk.redaction.mask_url`).
+    """
 
     id: str
     name: str
@@ -349,6 +353,7 @@ class Receiver:
     enabled: bool
     has_secret: bool
     created_at: datetime
+    url_redacted: bool = False
 
 
 @attrs.frozen
@@ -361,6 +366,8 @@ class ReceiverCreate:
 
 @attrs.frozen
 class ReceiverPatch:
+    """Fields left ``None`` stay as they are; a ``url`` equal to the shown (masked) one too."""
+
     name: str | None = None
     url: str | None = None
     secret: str | None = None

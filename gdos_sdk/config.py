@@ -172,6 +172,12 @@ class MasterAlerts:
     )
     webhook_attempts: int = _opt(5, "delivery attempts per webhook notification")
     webhook_timeout: float = _opt(10.0, "seconds to wait for a webhook to answer")
+    webhook_allow: str = _opt(
+        "",
+        "networks, addresses and host names webhook receivers may reach although they are"
+        " denied by default (loopback, link-local, cloud metadata): comma-separated, e.g."
+        " '127.0.0.1/32, ::1, hooks.internal' (docs/security.md)",
+    )
 
 
 @attrs.frozen
@@ -253,6 +259,13 @@ class WorkerConnect:
     join_token: str = _opt(
         "", "cluster join token (first contact only)", flag="join_token", secret=True
     )
+    claim_token: str = _opt(
+        "",
+        "a planned node's one-time claim token (from POST /nodes): the worker takes that"
+        " node, with its id and queued instances, without waiting for approval",
+        flag="claim_token",
+        secret=True,
+    )
     reconnect_initial: float = _opt(0.5, "first reconnect delay, seconds")
     reconnect_max: float = _opt(30.0, "longest reconnect delay, seconds")
     ca_file: str = _opt("", "CA bundle to verify an HTTPS master")
@@ -267,6 +280,12 @@ class WorkerRuntime:
         5,
         "tries to download a package before a deploy fails; waits 0.5, 1, 2, 4 ... s between"
         " (5 tries ride out about 7.5 s of storage trouble)",
+    )
+    default_user: str = _opt(
+        "nobody",
+        "account services run as when neither the module nor the manifest names one, if the"
+        " worker runs as root (a worker that is not root runs them as itself; ignored on"
+        " Windows); 'root' makes every operator deploy run as root (docs/security.md)",
     )
 
 

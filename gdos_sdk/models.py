@@ -251,6 +251,12 @@ class Node:
     approved: bool = True
     latest: NodeSample | None = None
     instance_count: int = 0
+    # A planned node's one-time claim token: only in the answer that creates it (or issues
+    # a new one); a worker presents it to take this node. Never shown again.
+    claim_token: str | None = None
+    # A pending node whose hostname or address matched this planned node: approving it
+    # hands it the planned node's instances (docs/security.md, "Planned nodes").
+    claims: str | None = None
 
 
 @attrs.frozen
@@ -302,6 +308,14 @@ class Module:
     adoption: AdoptionSpec | None = None  # kind "adopted": how to find the process
     # Replaces the package's service.json health_check for this module's instances.
     health_check: dict[str, Any] | None = None
+    # The account the instances run as (replaces the manifest's; "" = the manifest's, else
+    # the worker's runtime.default_user). Admin only: docs/security.md.
+    user: str = ""
+    group: str = ""
+    # env names that are write-only besides the ones that look secret (docs/security.md).
+    secret_env: list[str] = attrs.field(factory=list)
+    # env names whose value is write-only: shown as "***" in ``env``, never read back.
+    masked_env: list[str] = attrs.field(factory=list)
 
 
 @attrs.frozen
@@ -487,18 +501,30 @@ class ModuleCreate:
     kind: ModuleKind = ModuleKind.PACKAGE
     adoption: AdoptionSpec | None = None
     health_check: dict[str, Any] | None = None  # a service.json health_check object
+    user: str = ""  # admin only
+    group: str = ""  # admin only
+    secret_env: list[str] = attrs.field(factory=list)
 
 
 @attrs.frozen
 class ModulePatch:
-    """Fields left ``None`` stay as they are; ``health_check: {}`` removes the override."""
+    """Fields left ``None`` stay as they are; ``health_check: {}`` removes the override.
+
+    ``env`` is the new set of visible variables, except that a write-only (secret)
+    variable it does not name keeps its value, and so does one it names with the
+    value ``"***"`` (what a read shows); ``null`` removes a variable. ``user: ""``
+    and ``group: ""`` remove the module's account override.
+    """
 
     version: str | None = None
-    env: dict[str, str] | None = None
+    env: dict[str, str | None] | None = None
     args: list[str] | None = None
     start_order: int | None = None
     adoption: AdoptionSpec | None = None
     health_check: dict[str, Any] | None = None
+    user: str | None = None
+    group: str | None = None
+    secret_env: list[str] | None = None
 
 
 @attrs.frozen

@@ -94,6 +94,9 @@ class InstanceSpec:
     adoption: AdoptionSpec | None = None
     # The module's health_check override (a service.json health_check object), if any.
     health_check: dict[str, Any] | None = None
+    # The module's account override; "" = the manifest's, else the worker's default_user.
+    user: str = ""
+    group: str = ""
 
 
 @attrs.frozen

@@ -2,7 +2,10 @@
 
 :class:`LocalCluster` starts ``gdos-master`` and ``gdos-worker`` as separate
 processes on free ports under one folder and stops all of them — and every
-service process they started — when it closes, even after a failure.
+service process they started — when it closes, even after a failure. Its
+workers run services as the account that runs the cluster (pass
+``env={"OPS_WORKER_RUNTIME_DEFAULT_USER": "nobody"}`` to a worker for the
+production default).
 
 Example::
 
@@ -33,6 +36,7 @@ import httpx
 import psutil
 
 from gdos_sdk.client import Client
+from gdos_sdk.executors.accounts import current_account
 
 __all__ = [
     "LocalCluster",
@@ -240,6 +244,9 @@ class LocalCluster:
             **self.env,
             "OPS_WORKER_CONNECT_JOIN_TOKEN": self.join_token,
             "OPS_WORKER_CONNECT_RECONNECT_MAX": "2",
+            # A local cluster lives in one folder of whoever runs it: its services run as
+            # that account too (a worker running as root would otherwise use "nobody").
+            "OPS_WORKER_RUNTIME_DEFAULT_USER": current_account().name,
             **(env or {}),
         }
         argv = [

@@ -104,10 +104,13 @@ class Agent:
     # --- identity ---------------------------------------------------------------------------
 
     def _auth_headers(self) -> dict[str, str]:
-        secret = self.identity.credential or self.settings.connect.join_token
+        # A planned node's claim token beats the join token: it names this very node.
+        connect = self.settings.connect
+        secret = self.identity.credential or connect.claim_token or connect.join_token
         if not secret:
             raise AuthError(
-                "this worker has no node credential yet; give it the cluster join token"
+                "this worker has no node credential yet; give it a planned node's claim token"
+                " (-claim_token or OPS_WORKER_CONNECT_CLAIM_TOKEN) or the cluster join token"
                 " (-join_token or OPS_WORKER_CONNECT_JOIN_TOKEN)"
             )
         return {"Authorization": f"Bearer {secret}", "X-GDOS-Node-Id": self.identity.node_id}

@@ -50,6 +50,7 @@ class Worker:
             download=self.agent.download,
             on_change=self.agent.on_instance_change,
             fetch_attempts=settings.runtime.fetch_attempts,
+            default_user=settings.runtime.default_user,
         )
         self.agent.supervisor = self.supervisor
         self._tasks: list[asyncio.Task[Any]] = []

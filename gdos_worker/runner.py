@@ -23,6 +23,13 @@ from pathlib import Path
 
 from gdos_sdk.errors import SpawnError
 from gdos_sdk.executors import Executor, ExitInfo, ProcessHandle, SpawnSpec
+from gdos_sdk.executors.accounts import (
+    Account,
+    can_switch_accounts,
+    current_account,
+    lookup_account,
+    switch_arguments,
+)
 from gdos_sdk.health import HealthTracker
 from gdos_sdk.manifest import HealthCheck, Manifest
 from gdos_sdk.protocol import InstanceStatus
@@ -96,8 +103,10 @@ class InstanceRunner:
         on_change: Callable[[InstanceStatus], None],
         base_env: dict[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        default_user: str = "",
     ) -> None:
         self.record = record
+        self.default_user = default_user
         self.workdir = workdir
         self.paths: InstancePaths = workdir.paths(record.spec.instance_id)
         self.executor = executor
@@ -177,7 +186,29 @@ class InstanceRunner:
 
     # --- process control --------------------------------------------------------------------
 
-    def _instance_env(self, **extra: str) -> dict[str, str]:
+    def account(self) -> Account | None:
+        """The account this instance's processes run as; ``None``: the worker's own.
+
+        The module's ``user``/``group``, else the manifest's, else (a worker running as
+        root) ``runtime.default_user``. A worker that is not root runs everything as
+        itself and refuses another explicit account when it spawns.
+
+        Raises:
+            SpawnError: the account or group does not exist on this node.
+        """
+        spec = self.record.spec
+        user = spec.user or self.manifest.user or ""
+        group = spec.group or self.manifest.group or ""
+        if not user:
+            if self.default_user and can_switch_accounts():
+                user = self.default_user
+            elif group:
+                user = current_account().name
+            else:
+                return None
+        return lookup_account(user, group)
+
+    def _instance_env(self, account: Account | None = None, **extra: str) -> dict[str, str]:
         """The environment of a process run for this instance, with the GDOS_* variables."""
         spec = self.record.spec
         gdos = {
@@ -190,11 +221,14 @@ class InstanceRunner:
             "GDOS_WORK_DIR": str(self.workdir.root),
             **extra,
         }
-        return build_env(self.base_env, self.manifest, spec.env, gdos)
+        base = self.base_env if account is None else {**self.base_env, **account.env()}
+        return build_env(base, self.manifest, spec.env, gdos)
 
     def _spawn_spec(self) -> SpawnSpec:
         spec = self.record.spec
+        account = self.account()
         env = self._instance_env(
+            account,
             GDOS_PACKAGE=spec.package,
             GDOS_VERSION=spec.version,
             GDOS_APP_DIR=str(self.paths.app),
@@ -205,12 +239,14 @@ class InstanceRunner:
         args = spec.args if spec.args is not None else list(self.manifest.args)
         argv = resolve_argv(self.paths.app, entrypoint, args, env)
         self.paths.logs.mkdir(parents=True, exist_ok=True)
+        self.workdir.hand_over(self.paths, account)
         return SpawnSpec(
             argv=argv,
             cwd=str(self.paths.app),
             env=env,
             log_path=str(self.paths.console_log),
             tag=spec.instance_id,
+            account=account,
         )
 
     def _spawn(self) -> None:
@@ -289,6 +325,11 @@ class InstanceRunner:
         except SpawnError as exc:
             log.warning("instance %s: stop command unusable: %s", self.instance_id, exc.message)
             return
+        try:
+            switch = switch_arguments(spec.account, argv[0])
+        except SpawnError as exc:
+            log.warning("instance %s: stop command unusable: %s", self.instance_id, exc.message)
+            return
         proc = await asyncio.create_subprocess_exec(
             *argv,
             cwd=spec.cwd,
@@ -297,6 +338,7 @@ class InstanceRunner:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
             start_new_session=True,
+            **switch,
         )
         try:
             await asyncio.wait_for(proc.wait(), self.manifest.stop_timeout)
@@ -360,14 +402,18 @@ class InstanceRunner:
         log.info("instance %s health -> %s (%s)", self.instance_id, health.value, detail)
         self.on_change(self.status())
 
-    def _check_env(self) -> dict[str, str]:
+    def _check_env(self, account: Account | None) -> dict[str, str]:
         try:
             return self._spawn_spec().env
         except SpawnError:  # no entrypoint (an adopted process): the environment still helps
-            return build_env(self.base_env, self.manifest, self.record.spec.env, {})
+            base = self.base_env if account is None else {**self.base_env, **account.env()}
+            return build_env(base, self.manifest, self.record.spec.env, {})
 
     async def _check_health(self, handle: ProcessHandle, check: HealthCheck) -> None:
-        """Probe until this run ends; a check never blocks the loop or an operator action."""
+        """Probe until this run ends; a check never blocks the loop or an operator action.
+
+        A ``cmd`` check runs as the instance's account, like the service itself.
+        """
         tracker = HealthTracker.for_check(check)
         tracker.begin(self.clock())
         cwd = self.paths.app if self.paths.app.is_dir() else self.paths.root
@@ -375,7 +421,14 @@ class InstanceRunner:
             await asyncio.sleep(tracker.delay(self.clock()))
             if self.handle is not handle or self.destroyed:
                 return
-            ok, detail = await probe(check, cwd=cwd, env=self._check_env())
+            try:
+                account = self.account()
+            except SpawnError as exc:
+                ok, detail = False, exc.message
+            else:
+                ok, detail = await probe(
+                    check, cwd=cwd, env=self._check_env(account), account=account
+                )
             if self.handle is not handle or self.destroyed:
                 return
             verdict = tracker.record(ok, self.clock())

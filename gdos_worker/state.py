@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import sys
 import tempfile
 import uuid
@@ -29,6 +30,7 @@ import attrs
 from gdos_sdk.codec import converter
 from gdos_sdk.errors import ConfigError
 from gdos_sdk.executors import ProcessRef
+from gdos_sdk.executors.accounts import Account
 from gdos_sdk.protocol import InstanceSpec
 from gdos_sdk.states import DesiredState, Health, InstanceState
 
@@ -78,6 +80,9 @@ class InstanceRecord:
     exit_code: int | None = None
     reason: str = ""
     health: Health = Health.NONE
+    # An adopted instance: GDOS started the tracked process (spawn, start or restart
+    # command), so destroying the instance stops it; one it found running is released.
+    started_here: bool = False
 
 
 @attrs.frozen
@@ -175,6 +180,38 @@ class WorkDir:
             except (ValueError, TypeError, KeyError, Exception) as exc:
                 broken.append((folder, f"unreadable instance.json: {exc}"))
         return records, broken
+
+    def hand_over(self, paths: InstancePaths, account: Account | None) -> None:
+        """Let ``account`` (the service's, when it is not ours) use its package folder.
+
+        ``app/`` and everything in it become the account's: a service writes its own
+        files there. The instance folder, its ``instance.json`` and ``logs/`` stay the
+        worker's: a service must not rewrite its own record (which says which account
+        it runs as) nor swap the console log for a link the worker would then append
+        to. The folders above ``app/`` only get the search bit for others, so the
+        account can reach ``app/`` without listing or reading anything else.
+        """
+        if account is None or sys.platform == "win32":
+            return
+        else:
+            if account.uid == os.geteuid():
+                return
+            for folder in (self.root, self.instances_dir, paths.root):
+                mode = stat.S_IMODE(folder.stat().st_mode)
+                if not mode & stat.S_IXOTH:
+                    os.chmod(folder, mode | stat.S_IXOTH)
+            app = paths.app
+            if not app.is_dir():
+                return
+            st = app.stat()
+            if (st.st_uid, st.st_gid) == (account.uid, account.gid):
+                return  # handed over already (chown is recursive, and done first to last)
+            for top, folders, files in os.walk(app, topdown=False):
+                for name in folders + files:
+                    os.chown(
+                        os.path.join(top, name), account.uid, account.gid, follow_symlinks=False
+                    )
+            os.chown(app, account.uid, account.gid)
 
     def cached_package(self, sha256: str) -> Path:
         return self.cache_dir / f"{sha256}.zip"

@@ -69,8 +69,10 @@ class Supervisor:
         base_env: dict[str, str] | None = None,
         fetch_attempts: int = 5,
         fetch_backoff: float = 0.5,
+        default_user: str = "",
     ) -> None:
         self.workdir = workdir
+        self.default_user = default_user
         self.executor = executor
         self.node_id = node_id
         self.download = download
@@ -90,6 +92,7 @@ class Supervisor:
             node_id=self.node_id,
             on_change=self._changed,
             base_env=self.base_env,
+            default_user=self.default_user,
         )
 
     def _changed(self, status: InstanceStatus) -> None:

@@ -33,6 +33,9 @@ PUBLIC_MODULES = [
     "gdos_sdk.logfiles",
     "gdos_sdk.restart",
     "gdos_sdk.testing",
+    "gdos_sdk.privileges",
+    "gdos_sdk.redaction",
+    "gdos_sdk.executors.accounts",
 ]
 
 

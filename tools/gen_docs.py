@@ -1,7 +1,9 @@
 """Regenerate the generated parts of docs/ (``nox -s docs``).
 
 * docs/configuration.md: the option tables between the GENERATED markers;
-* docs/api.md: the endpoint reference from the OpenAPI document.
+* docs/api.md: the endpoint reference from the OpenAPI document;
+* docs/security.md: the role matrix (every route of the registry, and the WebSocket
+  endpoints) between the GENERATED markers.
 
 ``python tools/gen_docs.py --check`` fails when a file is stale (used by the tests).
 """
@@ -9,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -47,6 +50,73 @@ def option_tables() -> str:
                 f" {o.help}{secret} |"
             )
         out.append("")
+    return "\n".join(out)
+
+
+#: The WebSocket endpoints (declared on the app, not in the REST registry), with their rules.
+WEBSOCKETS: list[tuple[str, str, str, str]] = [
+    (
+        "/api/v1/agent/ws",
+        "node credential, a planned node's claim token, or the join token",
+        "node.join (first join)",
+        "the agent channel; authenticated before the socket is accepted; the join token only"
+        " creates a new node (pending if it matches a planned node), a claim token takes its"
+        " planned node once",
+    ),
+    (
+        "/api/v1/live",
+        "viewer (session cookie from a same-Origin page, or an API token)",
+        "",
+        "live updates; credentials re-checked while the socket is open; node credentials"
+        " refused; the audit topic needs admin",
+    ),
+    (
+        "/api/v1/terminal/{node_id}",
+        "admin (session cookie from a same-Origin page, or an API token)",
+        "terminal.open, terminal.start, terminal.end",
+        "a root shell on the node; recorded; see docs/terminal.md",
+    ),
+    (
+        "/api/v1/agent/terminal/{session_id}",
+        "node credential of the session's node + the session's one-time token",
+        "",
+        "the terminal's stream, dialled back by the worker",
+    ),
+]
+
+
+def _role(endpoint: Any) -> str:
+    if endpoint.agent:
+        return "node credential"
+    if endpoint.role is None:
+        return "none"
+    return str(endpoint.role.value)
+
+
+def role_matrix() -> str:
+    """Every route of the registry: method, path, minimum role, audit action, extra rule."""
+    out = [
+        "| method | path | minimum role | audited as | rule beyond the role |",
+        "|---|---|---|---|---|",
+    ]
+    for e in sorted(api.endpoints, key=lambda e: (e.tag, e.path, e.method)):
+        audit = f"`{e.audit}`" if e.audit else ""
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", api.prefix + e.path)
+        out.append(f"| {e.method} | `{path}` | {_role(e)} | {audit} | {e.rule} |")
+    out += [
+        "",
+        "WebSocket endpoints:",
+        "",
+        "| path | who | audited as | rule |",
+        "|---|---|---|---|",
+    ]
+    out += [f"| `{path}` | {who} | {audit} | {rule} |" for path, who, audit, rule in WEBSOCKETS]
+    out += [
+        "",
+        'Outside `/api/v1`: `GET /healthz` (none: `{"status": "ok"}` only), `GET /metrics`'
+        " (viewer: Prometheus text), the web console's files (none: no data in them).",
+        "",
+    ]
     return "\n".join(out)
 
 
@@ -91,7 +161,8 @@ def api_reference() -> str:
         "",
         "| path | who | purpose |",
         "|---|---|---|",
-        "| `/api/v1/agent/ws` | workers (node credential or join token) | the agent channel;"
+        "| `/api/v1/agent/ws` | workers (node credential, claim token or join token) | the"
+        " agent channel;"
         " see architecture.md |",
         "| `/api/v1/live` | browsers (session cookie, same Origin) or API tokens | live"
         " updates: subscribe to `fleet`, `nodes`, `node:<id>`, `instances`, `system:<id>`,"
@@ -112,10 +183,14 @@ def api_reference() -> str:
     return "\n".join(lines)
 
 
-def render_configuration(current: str) -> str:
+def render_between_markers(current: str, generated: str) -> str:
     head, _, rest = current.partition(BEGIN)
     _, _, tail = rest.partition(END)
-    return f"{head}{BEGIN}\n{option_tables()}{END}{tail}"
+    return f"{head}{BEGIN}\n{generated}{END}{tail}"
+
+
+def render_configuration(current: str) -> str:
+    return render_between_markers(current, option_tables())
 
 
 def main() -> int:
@@ -125,6 +200,9 @@ def main() -> int:
             (ROOT / "docs" / "configuration.md").read_text()
         ),
         ROOT / "docs" / "api.md": api_reference(),
+        ROOT / "docs" / "security.md": render_between_markers(
+            (ROOT / "docs" / "security.md").read_text(), role_matrix()
+        ),
     }
     stale = []
     for path, text in targets.items():

@@ -206,6 +206,7 @@ K = "tokens"
     tag=K,
     role=Role.VIEWER,
     response=list[ApiToken],
+    rule="admins see every token, others their own",
 )
 async def list_tokens(ctx: Ctx) -> list[ApiToken]:
     owner = None if ctx.actor.role == Role.ADMIN else ctx.actor.user_id
@@ -222,6 +223,7 @@ async def list_tokens(ctx: Ctx) -> list[ApiToken]:
     response=TokenCreated,
     status=201,
     audit="token.create",
+    rule="for yourself, with your role or a lower one",
 )
 async def create_token(ctx: Ctx, body: TokenCreate) -> TokenCreated:
     if ctx.actor.kind == "token" and body.role is not None and not ctx.actor.role.allows(body.role):
@@ -245,6 +247,7 @@ async def create_token(ctx: Ctx, body: TokenCreate) -> TokenCreated:
     response=ApiToken,
     audit="token.revoke",
     target="token:{token_id}",
+    rule="your own tokens; admins any",
 )
 async def revoke_token(ctx: Ctx, token_id: str) -> ApiToken:
     token = ctx.master.accounts.get_token(token_id)

@@ -196,10 +196,11 @@ async def expire_silence(ctx: Ctx, silence_id: str) -> Silence:
 @api.route(
     "/alerts/receivers",
     "GET",
-    summary="Webhook receivers (secrets never shown)",
+    summary="Webhook receivers (secrets never shown; URLs show scheme, host and port only)",
     tag=T,
     role=Role.VIEWER,
     response=list[Receiver],
+    rule="URLs are write-only: scheme, host and port shown",
 )
 async def list_receivers(ctx: Ctx) -> list[Receiver]:
     return list(ctx.master.alert_store.receivers())
@@ -208,15 +209,18 @@ async def list_receivers(ctx: Ctx) -> list[Receiver]:
 @api.route(
     "/alerts/receivers",
     "POST",
-    summary="Add a webhook receiver",
+    summary="Add a webhook receiver (loopback, link-local and metadata destinations are"
+    " refused unless alerts.webhook_allow allows them)",
     tag=T,
     role=Role.ADMIN,
     body=ReceiverCreate,
     response=Receiver,
     status=201,
     audit="receiver.create",
+    rule="destination policy: loopback, link-local, metadata refused unless alerts.webhook_allow",
 )
 async def create_receiver(ctx: Ctx, body: ReceiverCreate) -> Receiver:
+    await ctx.master.alerts.notifier.check_destination(body.url)
     receiver: Receiver = ctx.master.alert_store.create_receiver(body)
     ctx.target = f"receiver:{receiver.id}"
     return receiver
@@ -225,15 +229,18 @@ async def create_receiver(ctx: Ctx, body: ReceiverCreate) -> Receiver:
 @api.route(
     "/alerts/receivers/<receiver_id>",
     "PATCH",
-    summary="Change a receiver",
+    summary="Change a receiver (a url left out, or sent as shown, is kept)",
     tag=T,
     role=Role.ADMIN,
     body=ReceiverPatch,
     response=Receiver,
     audit="receiver.update",
     target="receiver:{receiver_id}",
+    rule="destination policy, as for create",
 )
 async def patch_receiver(ctx: Ctx, receiver_id: str, body: ReceiverPatch) -> Receiver:
+    if body.url is not None and not ctx.master.alert_store.keeps_url(receiver_id, body.url):
+        await ctx.master.alerts.notifier.check_destination(body.url)
     receiver: Receiver = ctx.master.alert_store.patch_receiver(receiver_id, body)
     return receiver
 
@@ -261,6 +268,7 @@ async def delete_receiver(ctx: Ctx, receiver_id: str) -> None:
     response=DeliveryResult,
     audit="receiver.test",
     target="receiver:{receiver_id}",
+    rule="destination policy after DNS; one error for any receiver that gives no HTTP answer",
 )
 async def test_receiver(ctx: Ctx, receiver_id: str) -> DeliveryResult:
     payload = {

@@ -19,6 +19,11 @@ from gdos_sdk.errors import PermissionDenied, ValidationError
 from gdos_sdk.logfiles import LogChunk, LogFile, LogSearch
 from gdos_sdk.models import Role
 
+LOG_RULE = (
+    "console output and the log_paths of the package or adoption only (outside the package:"
+    " set by an admin)"
+)
+
 T = "logs"
 R = TypeVar("R")
 
@@ -49,6 +54,7 @@ async def _guarded(ctx: Ctx, instance_id: str, file: str, call: Awaitable[R]) ->
     summary="List an instance's log files (console output and the manifest's log_paths)",
     tag=T,
     role=Role.OPERATOR,
+    rule=LOG_RULE,
     response=list[LogFile],
 )
 async def list_log_files(ctx: Ctx, instance_id: str) -> list[LogFile]:
@@ -62,6 +68,7 @@ async def list_log_files(ctx: Ctx, instance_id: str) -> list[LogFile]:
     summary="Tail a log file (last N lines), or follow it from a cursor (long poll)",
     tag=T,
     role=Role.OPERATOR,
+    rule=LOG_RULE,
     response=LogChunk,
     query=(
         _FILE,
@@ -85,6 +92,7 @@ async def read_log(ctx: Ctx, instance_id: str) -> LogChunk:
     summary="The last lines of a log file that contain a text (any case)",
     tag=T,
     role=Role.OPERATOR,
+    rule=LOG_RULE,
     response=LogSearch,
     query=(
         _FILE,
@@ -110,6 +118,7 @@ async def search_log(ctx: Ctx, instance_id: str) -> LogSearch:
     summary="Download a whole log file",
     tag=T,
     role=Role.OPERATOR,
+    rule=LOG_RULE,
     query=(_FILE,),
     raw_response="text/plain",
 )

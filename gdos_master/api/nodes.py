@@ -57,13 +57,15 @@ async def patch_node(ctx: Ctx, node_id: str, body: NodePatch) -> Node:
 @api.route(
     "/nodes",
     "POST",
-    summary="Register a planned node before its worker joins",
+    summary="Register a planned node before its worker joins; the answer carries its"
+    " one-time claim token (shown once)",
     tag=T,
     role=Role.ADMIN,
     body=PlannedNodeCreate,
     response=Node,
     status=201,
     audit="node.plan",
+    rule="the answer carries the node's one-time claim token",
 )
 async def plan_node(ctx: Ctx, body: PlannedNodeCreate) -> Node:
     node: Node = ctx.master.nodes.plan(body)
@@ -72,17 +74,34 @@ async def plan_node(ctx: Ctx, body: PlannedNodeCreate) -> Node:
 
 
 @api.route(
+    "/nodes/<node_id>/claim-token",
+    "POST",
+    summary="Issue a new claim token for a planned node (the old one stops working)",
+    tag=T,
+    role=Role.ADMIN,
+    response=Node,
+    audit="node.claim_token",
+    target="node:{node_id}",
+    rule="the answer carries the new claim token; the old one stops working",
+)
+async def new_claim_token(ctx: Ctx, node_id: str) -> Node:
+    node: Node = ctx.master.nodes.new_claim_token(node_id)
+    return node
+
+
+@api.route(
     "/nodes/<node_id>/approve",
     "POST",
-    summary="Approve a pending node",
+    summary="Approve a pending node (one that matched a planned node takes it over)",
     tag=T,
     role=Role.ADMIN,
     response=Node,
     audit="node.approve",
     target="node:{node_id}",
+    rule="a pending node that matched a planned node takes it over (its instances)",
 )
 async def approve_node(ctx: Ctx, node_id: str) -> Node:
-    node: Node = ctx.master.nodes.approve(node_id)
+    node: Node = await ctx.master.nodes.approve(node_id)
     ctx.master.spawn_reconcile(node_id)
     return node
 
@@ -113,6 +132,7 @@ async def delete_node(ctx: Ctx, node_id: str) -> None:
     response=list[ProcessCandidate],
     audit="node.candidates",
     target="node:{node_id}",
+    rule="shows the matching processes' command lines, working folders and users",
 )
 async def adoption_candidates(ctx: Ctx, node_id: str, body: AdoptionSpec) -> list[ProcessCandidate]:
     found: list[ProcessCandidate] = await ctx.master.orchestrator.candidates(node_id, body)

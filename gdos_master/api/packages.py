@@ -22,8 +22,17 @@ T = "packages"
     response=Package,
     status=201,
     audit="package.upload",
+    rule="force-replacing a version a module runs needs admin if that module would then have"
+    " admin-only settings (or has them)",
     raw_body="application/zip",
-    query=(QueryParam("force", bool, "replace an existing version with other bytes"),),
+    query=(
+        QueryParam(
+            "force",
+            bool,
+            "replace an existing version with other bytes (admins only when a module that"
+            " runs it would then need an admin)",
+        ),
+    ),
 )
 async def upload_package(ctx: Ctx) -> tuple[Package, int]:
     length = request.content_length
@@ -32,6 +41,7 @@ async def upload_package(ctx: Ctx) -> tuple[Package, int]:
         content_length=length,
         force=query_bool("force"),
         uploaded_by=ctx.actor.label,
+        on_replace=None if ctx.is_admin else ctx.master.systems.check_package_replacement,
     )
     ctx.target = f"package:{package.name}@{package.version}"
     ctx.audit_params.update(sha256=package.sha256, size=package.size, created=created)

@@ -8,7 +8,9 @@ from quart import request
 
 from gdos_master.api import api
 from gdos_master.routing import Ctx, QueryParam
+from gdos_master.security import redact
 from gdos_sdk.batches import BatchRequest, BatchState
+from gdos_sdk.codec import unstructure
 from gdos_sdk.models import (
     DeployRequest,
     Instance,
@@ -143,6 +145,7 @@ M = "modules"
     tag=M,
     role=Role.VIEWER,
     response=list[Module],
+    rule="secret env values read as ***, for every role",
 )
 async def list_modules(ctx: Ctx, system_id: str) -> list[Module]:
     return list(ctx.master.systems.list_modules(system_id))
@@ -151,7 +154,8 @@ async def list_modules(ctx: Ctx, system_id: str) -> list[Module]:
 @api.route(
     "/systems/<system_id>/modules",
     "POST",
-    summary="Add a module to a system",
+    summary="Add a module to a system (user, group, adoption commands, cmd health checks and"
+    " log paths outside the package need an admin)",
     tag=M,
     role=Role.OPERATOR,
     body=ModuleCreate,
@@ -159,15 +163,23 @@ async def list_modules(ctx: Ctx, system_id: str) -> list[Module]:
     status=201,
     audit="module.create",
     target="system:{system_id}",
+    rule="admin-only settings need admin: user, group, adoption commands and log_paths, cmd"
+    " health checks, log paths outside the package (also from the package's manifest)",
 )
 async def create_module(ctx: Ctx, system_id: str, body: ModuleCreate) -> Module:
-    module: Module = ctx.master.systems.create_module(system_id, body)
+    module: Module = ctx.master.systems.create_module(system_id, body, admin=ctx.is_admin)
     ctx.target = f"module:{module.id}"
     return module
 
 
 @api.route(
-    "/modules/<module_id>", "GET", summary="Get a module", tag=M, role=Role.VIEWER, response=Module
+    "/modules/<module_id>",
+    "GET",
+    summary="Get a module",
+    tag=M,
+    role=Role.VIEWER,
+    response=Module,
+    rule="secret env values read as ***, for every role",
 )
 async def get_module(ctx: Ctx, module_id: str) -> Module:
     module: Module = ctx.master.systems.get_module(module_id)
@@ -177,16 +189,23 @@ async def get_module(ctx: Ctx, module_id: str) -> Module:
 @api.route(
     "/modules/<module_id>",
     "PATCH",
-    summary="Change a module's version, env, args or order",
+    summary="Change a module's version, env, args or order (a privileged module: admins only,"
+    " but for its order); secret env values are kept unless named",
     tag=M,
     role=Role.OPERATOR,
     body=ModulePatch,
     response=Module,
     audit="module.update",
     target="module:{module_id}",
+    rule="admin to add admin-only settings or to change a module that has them (start_order"
+    " excepted); write-only env values are kept unless named",
 )
 async def patch_module(ctx: Ctx, module_id: str, body: ModulePatch) -> Module:
-    module: Module = ctx.master.systems.patch_module(module_id, body)
+    # The audit entry masks the variables the module already keeps secret, too.
+    stored = ctx.master.systems.get_module(module_id).secret_env
+    given = {k: v for k, v in unstructure(body).items() if v is not None}
+    ctx.audit_params["body"] = redact(given, secret_env=stored)
+    module: Module = ctx.master.systems.patch_module(module_id, body, admin=ctx.is_admin)
     return module
 
 
@@ -243,6 +262,8 @@ async def list_instances(ctx: Ctx) -> list[Instance]:
     response=Instance,
     status=201,
     audit="instance.deploy",
+    rule="runs what the module says: an operator may deploy a module an admin set up with"
+    " admin-only settings",
 )
 async def deploy_instance(ctx: Ctx, body: DeployRequest) -> tuple[Instance, int]:
     ctx.target = f"module:{body.module_id}"

@@ -277,6 +277,7 @@ class AsyncClient:
     get_node = _endpoint(Calls.get_node)
     update_node = _endpoint(Calls.update_node)
     plan_node = _endpoint(Calls.plan_node)
+    new_claim_token = _endpoint(Calls.new_claim_token)
     approve_node = _endpoint(Calls.approve_node)
     delete_node = _endpoint(Calls.delete_node)
     list_packages = _endpoint(Calls.list_packages)

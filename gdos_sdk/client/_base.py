@@ -10,7 +10,7 @@ stay in step.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Generic, Literal, TypeVar
 
 import attrs
@@ -219,12 +219,27 @@ class Calls:
         addresses: list[str] | None = None,
         labels: dict[str, str] | None = None,
     ) -> Call[Node]:
+        """Register a node before its worker joins (admin).
+
+        The answer's ``claim_token`` is shown this once: give it to the worker
+        (``-claim_token`` / ``OPS_WORKER_CONNECT_CLAIM_TOKEN``) and it takes this node,
+        its id and its queued instances. A worker with only the join token and the
+        same hostname waits for :meth:`approve_node`, which then hands it this node.
+        """
         body = PlannedNodeCreate(
             hostname=hostname, alias=alias, addresses=addresses or [], labels=labels or {}
         )
         return Call("POST", "/nodes", _model(Node), json=unstructure(body))
 
+    def new_claim_token(self, node_id: str) -> Call[Node]:
+        """A new one-time claim token for a planned node (admin); the old one stops working.
+
+        The answer's ``claim_token`` is shown this once.
+        """
+        return Call("POST", f"/nodes/{node_id}/claim-token", _model(Node))
+
     def approve_node(self, node_id: str) -> Call[Node]:
+        """Approve a pending node (admin); one that matched a planned node takes it over."""
         return Call("POST", f"/nodes/{node_id}/approve", _model(Node))
 
     def delete_node(self, node_id: str, *, force: bool = False) -> Call[None]:
@@ -334,7 +349,17 @@ class Calls:
         args: list[str] | None = None,
         start_order: int = 0,
         health_check: dict[str, Any] | None = None,
+        user: str = "",
+        group: str = "",
+        secret_env: list[str] | None = None,
     ) -> Call[Module]:
+        """Add a package module to a system.
+
+        ``env`` values that look secret (``*PASSWORD*``, ``*TOKEN*``, ...) or are named in
+        ``secret_env`` are write-only: answers show them as ``"***"``. ``user`` and
+        ``group`` (the account the instances run as), a ``cmd`` health check and a
+        package whose manifest needs them are for admins only (docs/security.md).
+        """
         body = ModuleCreate(
             name=name,
             package=package,
@@ -343,6 +368,9 @@ class Calls:
             args=args,
             start_order=start_order,
             health_check=health_check,
+            user=user,
+            group=group,
+            secret_env=secret_env or [],
         )
         return Call("POST", f"/systems/{system_id}/modules", _model(Module), json=unstructure(body))
 
@@ -354,14 +382,23 @@ class Calls:
         *,
         env: dict[str, str] | None = None,
         start_order: int = 0,
+        user: str = "",
+        group: str = "",
+        secret_env: list[str] | None = None,
     ) -> Call[Module]:
-        """A module for a process GDOS did not deploy; deploy it on a node to adopt it."""
+        """A module for a process GDOS did not deploy; deploy it on a node to adopt it.
+
+        Adoption commands, ``log_paths``, ``user`` and ``group`` need the admin role.
+        """
         body = ModuleCreate(
             name=name,
             kind=ModuleKind.ADOPTED,
             adoption=adoption,
             env=env or {},
             start_order=start_order,
+            user=user,
+            group=group,
+            secret_env=secret_env or [],
         )
         return Call("POST", f"/systems/{system_id}/modules", _model(Module), json=unstructure(body))
 
@@ -384,18 +421,34 @@ class Calls:
         module_id: str,
         *,
         version: str | None = None,
-        env: dict[str, str] | None = None,
+        env: Mapping[str, str | None] | None = None,
         args: list[str] | None = None,
         start_order: int | None = None,
         health_check: dict[str, Any] | None = None,
+        adoption: AdoptionSpec | None = None,
+        user: str | None = None,
+        group: str | None = None,
+        secret_env: list[str] | None = None,
     ) -> Call[Module]:
-        """Change a module; ``health_check={}`` removes its health check override."""
+        """Change a module; ``None`` leaves a field as it is.
+
+        ``health_check={}`` removes the health check override; ``user=""`` and
+        ``group=""`` remove the account override. ``env`` is the new set of visible
+        variables; a secret variable it leaves out keeps its value, and so does one
+        given as ``"***"`` (what :meth:`get_module` shows), so
+        ``update_module(m.id, env={**m.env, "NEW": "1"})`` is safe; ``None`` as a
+        value removes a variable.
+        """
         patch = ModulePatch(
             version=version,
-            env=env,
+            env=None if env is None else dict(env),
             args=args,
             start_order=start_order,
             health_check=health_check,
+            adoption=adoption,
+            user=user,
+            group=group,
+            secret_env=secret_env,
         )
         body = {k: v for k, v in unstructure(patch).items() if v is not None}
         return Call("PATCH", f"/modules/{module_id}", _model(Module), json=body)

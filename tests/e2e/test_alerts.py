@@ -56,6 +56,18 @@ class Hook:
         self.server.server_close()
 
 
+# The test receiver listens on loopback, which the destination policy denies by default.
+ALLOW_HOOK = {"OPS_MASTER_ALERTS_WEBHOOK_ALLOW": "127.0.0.1/32"}
+
+
+@pytest.fixture
+def running(cluster: LocalCluster) -> LocalCluster:
+    """A started master that may post to the loopback test receiver, with one worker."""
+    cluster.start_master(env=ALLOW_HOOK)
+    cluster.start_worker()
+    return cluster
+
+
 @pytest.fixture
 def hook() -> Iterator[Hook]:
     receiver = Hook()
@@ -132,7 +144,7 @@ def test_cpu_rule_debounces_fires_resolves_and_survives_restart(
 
     assert running.master is not None
     running.master.terminate()  # stop the master while the alert fires...
-    running.start_master(port=running.master_port)  # ...and start it again
+    running.start_master(port=running.master_port, env=ALLOW_HOOK)  # ...and start it again
     with running.client() as gdos:
         running.wait_worker_connected(running.workers[0])
         time.sleep(4)  # several evaluations with the burner still hot
@@ -150,7 +162,11 @@ def test_node_offline_fires_within_interval_plus_grace_and_resolves(
     cluster: LocalCluster, hook: Hook
 ) -> None:
     cluster.start_master(
-        env={"OPS_MASTER_ALERTS_STARTUP_GRACE": "0", "OPS_MASTER_FLEET_OFFLINE_GRACE": "3"}
+        env={
+            "OPS_MASTER_ALERTS_STARTUP_GRACE": "0",
+            "OPS_MASTER_FLEET_OFFLINE_GRACE": "3",
+            **ALLOW_HOOK,
+        }
     )
     worker = cluster.start_worker()
     with cluster.client() as gdos:
@@ -180,7 +196,7 @@ def test_node_offline_fires_within_interval_plus_grace_and_resolves(
 
 
 def test_deleting_a_rule_resolves_its_alerts(cluster: LocalCluster, hook: Hook) -> None:
-    cluster.start_master(env={"OPS_MASTER_ALERTS_STARTUP_GRACE": "0"})
+    cluster.start_master(env={"OPS_MASTER_ALERTS_STARTUP_GRACE": "0", **ALLOW_HOOK})
     worker = cluster.start_worker()
     with cluster.client() as gdos:
         cluster.wait_worker_connected(worker)
