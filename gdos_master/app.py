@@ -34,7 +34,7 @@ from gdos_master.backups import Backups
 from gdos_master.batches import BatchRuns
 from gdos_master.commands import CommandRuns
 from gdos_master.db import Database
-from gdos_master.fleet import Fleet
+from gdos_master.fleet import Fleet, SampleWindow
 from gdos_master.heap import HeapKeeper
 from gdos_master.live import register_live_socket
 from gdos_master.logview import InstanceLogs
@@ -195,6 +195,15 @@ def _make_storage(settings: MasterSettings) -> Storage:
     raise ConfigError(f"storage.type must be 'local' or 'minio', not {conf.type!r}")
 
 
+def _placement(db: Database) -> Callable[[str], list[str]]:
+    """The instance ids the database places on a node (what it may send samples for)."""
+
+    def instances_of(node_id: str) -> list[str]:
+        return [r["id"] for r in db.all("SELECT id FROM instances WHERE node_id = ?", (node_id,))]
+
+    return instances_of
+
+
 def build_master(
     settings: MasterSettings, *, db: Database | None = None, storage: Storage | None = None
 ) -> Master:
@@ -203,14 +212,21 @@ def build_master(
     data_dir.mkdir(parents=True, exist_ok=True)
     db = db or Database.open(settings.db_path)
     storage = storage or _make_storage(settings)
+    metrics = settings.metrics
     fleet = Fleet(
         heartbeat_interval=settings.fleet.heartbeat_interval,
         offline_grace=settings.fleet.offline_grace,
         store=SeriesStore(
-            window=int(settings.metrics.window), minute_window=int(settings.metrics.minute_window)
+            window=int(metrics.window),
+            minute_window=int(metrics.minute_window),
+            ahead=int(metrics.max_sample_ahead),
+            max_series=metrics.max_series,
+            max_target_metrics=metrics.max_series_per_target,
         ),
         heartbeat_budget=settings.fleet.heartbeat_budget,
         max_push_interval=settings.fleet.max_push_interval,
+        placement=_placement(db),
+        window=SampleWindow(max_age=metrics.max_sample_age, max_ahead=metrics.max_sample_ahead),
     )
     accounts = Accounts(db, session_hours=settings.auth.session_hours)
     initial_password = accounts.ensure_admin(

@@ -17,6 +17,7 @@ from gdos_master.wsdeflate import serve_uncompressed
 from gdos_sdk import autostart
 from gdos_sdk.config import load_master_settings, parse_listen
 from gdos_sdk.errors import GdosError
+from gdos_sdk.protocol import MAX_FRAME
 
 __all__ = ["main"]
 
@@ -83,6 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = 5
     config.websocket_ping_interval = None
+    # Hypercorn's bound for every socket (it closes with 1009 and no reason past it); the
+    # agent channel's own, lower limit answers with a reason (gdos_master.agent).
+    config.websocket_max_message_size = 2 * MAX_FRAME
     serve_uncompressed()  # terminal sockets: no permessage-deflate (see gdos_master.wsdeflate)
     if settings.server.tls_cert:
         config.certfile = settings.server.tls_cert

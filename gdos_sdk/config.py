@@ -139,6 +139,24 @@ class MasterFleet:
 class MasterMetrics:
     window: float = _opt(3600.0, "seconds of 1 s samples kept in memory")
     minute_window: float = _opt(86400.0, "seconds of 1 min aggregates kept in memory")
+    max_series: int = _opt(
+        1_000_000,
+        "time series kept in memory in all (about 20 KB each at full retention); samples of"
+        " new series past it are dropped",
+    )
+    max_series_per_target: int = _opt(
+        256,
+        "series kept per node or instance (a node has 12 plus two per network interface and"
+        " one per file system); new metric names past it are dropped",
+    )
+    max_sample_age: float = _opt(
+        900.0,
+        "a sample older than this (seconds, by the master's clock) is dropped; covers a"
+        " worker's 5 min buffer after an outage plus clock skew",
+    )
+    max_sample_ahead: float = _opt(
+        60.0, "a sample more than this many seconds in the future (clock skew) is dropped"
+    )
 
 
 @attrs.frozen
@@ -488,6 +506,11 @@ def load_master_settings(
         raise ConfigError("storage.presign_expiry must be between 1 and 604800 seconds (7 days)")
     if settings.backup.interval_hours < 0 or settings.backup.retention < 1:
         raise ConfigError("backup.interval_hours must be >= 0 and backup.retention >= 1")
+    metrics = settings.metrics
+    if metrics.max_series < 1 or metrics.max_series_per_target < 1:
+        raise ConfigError("metrics.max_series and metrics.max_series_per_target must be >= 1")
+    if metrics.max_sample_age < 0 or metrics.max_sample_ahead < 0:
+        raise ConfigError("metrics.max_sample_age and metrics.max_sample_ahead must be >= 0")
     parse_listen(settings.server.listen, default_host="0.0.0.0")
     return settings
 
