@@ -16,7 +16,6 @@ pending (not yet approved) node are not even parsed: they only keep it "seen".
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import time
@@ -75,7 +74,7 @@ def register_agent_socket(app: Quart) -> None:
         try:
             if token.startswith(NODE_PREFIX):
                 node_id = authenticate_websocket(master).node_id
-            elif token and hmac.compare_digest(token, master.join_token):
+            elif master.join_token.matches(token):
                 via_join = True
             else:
                 raise AuthError("agent channel needs a node credential or the join token")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
 
+import attrs
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
@@ -71,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log.level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Everything the master writes (database, packages, backups, recordings, temporary
+    # files) is for this user only; the master starts no processes that could inherit this.
+    os.umask(0o077)
     try:
         app = create_app(settings)
     except GdosError as exc:
@@ -105,6 +110,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"admin password: {master.initial_password}  (shown once; change it after login)",
             flush=True,
         )
+    if master.join_token.shown_once:
+        # Likewise: the database keeps only its hash. Lost? Rotate it under Settings.
+        print(
+            f"join token: {master.join_token.shown_once}  (shown once; workers use it to join)",
+            flush=True,
+        )
+        master.join_token = attrs.evolve(master.join_token, shown_once=None)
     try:
         asyncio.run(_serve(app, config))
     except OSError as exc:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from gdos_sdk.errors import SpawnError
 from gdos_sdk.executors import Executor, ExitInfo, ProcessHandle, SpawnSpec
+from gdos_sdk.filemodes import private_dir
 from gdos_sdk.health import HealthTracker
 from gdos_sdk.manifest import HealthCheck, Manifest
 from gdos_sdk.protocol import InstanceStatus
@@ -204,7 +205,7 @@ class InstanceRunner:
             raise SpawnError("the manifest has no entrypoint")
         args = spec.args if spec.args is not None else list(self.manifest.args)
         argv = resolve_argv(self.paths.app, entrypoint, args, env)
-        self.paths.logs.mkdir(parents=True, exist_ok=True)
+        private_dir(self.paths.logs)
         return SpawnSpec(
             argv=argv,
             cwd=str(self.paths.app),

@@ -34,6 +34,7 @@ from gdos_sdk.models import (
     AuditEntry,
     DeployRequest,
     Instance,
+    JoinToken,
     LoginRequest,
     Me,
     Module,
@@ -521,10 +522,21 @@ class Calls:
         return Call("GET", "/audit", _model(Page[AuditEntry]), params=params)
 
     def get_settings(self) -> Call[Settings]:
+        """Cluster settings (admins). The join token is not among them: see
+        :meth:`rotate_join_token`."""
         return Call("GET", "/settings", _model(Settings))
 
-    def rotate_join_token(self) -> Call[Settings]:
-        return Call("POST", "/settings/join-token", _model(Settings))
+    def rotate_join_token(self) -> Call[JoinToken]:
+        """Make a new cluster join token and return it: it is shown this once (admins).
+
+        The old token stops working at once; joined workers keep their node credentials.
+        Raises ConflictError when the token is set in the master's configuration.
+
+        Example::
+
+            token = gdos.rotate_join_token().join_token
+        """
+        return Call("POST", "/settings/join-token", _model(JoinToken))
 
     # --- backups (admins) -------------------------------------------------------------------
 

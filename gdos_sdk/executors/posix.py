@@ -415,7 +415,7 @@ class PosixExecutor:
         env = {**spec.env, TAG_ENV: spec.tag}
         try:
             log_fd = os.open(
-                spec.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
+                spec.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
             )
         except OSError as exc:
             raise SpawnError(
