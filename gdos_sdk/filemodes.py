@@ -52,11 +52,10 @@ class Owner:
 
 
 def _own(path: Path, owner: Owner | None) -> None:
-    if owner is None or not _POSIX:
-        return
-    st = path.lstat()
-    if (st.st_uid, st.st_gid) != (owner.uid, owner.gid):
-        os.chown(path, owner.uid, owner.gid, follow_symlinks=False)
+    if sys.platform != "win32" and owner is not None:
+        st = path.lstat()
+        if (st.st_uid, st.st_gid) != (owner.uid, owner.gid):
+            os.chown(path, owner.uid, owner.gid, follow_symlinks=False)
 
 
 def private_dir(path: Path, *, owner: Owner | None = None, mode: int = PRIVATE_DIR) -> Path:

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from websockets.sync.client import connect
 
+from gdos_sdk.filemodes import Owner, private_dir, secure_tree
 from gdos_sdk.testing import LocalCluster
 
 pytestmark = [
@@ -131,3 +132,27 @@ def test_data_and_work_dirs_are_private_and_repaired_at_start(
         assert not_private(data) == {}
         assert not_private(work) == {}
         assert "private to this user" in cluster.master.output()
+
+
+def test_the_helpers_make_private_and_repair_without_following_links(tmp_path: Path) -> None:
+    made = private_dir(tmp_path / "a" / "b", owner=Owner(os.getuid(), os.getgid()))
+    assert stat.S_IMODE((tmp_path / "a").stat().st_mode) == 0o700
+    assert stat.S_IMODE(made.stat().st_mode) == 0o700
+    passable = private_dir(tmp_path / "a" / "pass", mode=0o711)
+    assert stat.S_IMODE(passable.stat().st_mode) == 0o711
+
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not ours")
+    outside.chmod(0o644)
+    (made / "f").write_text("x")
+    (made / "f").chmod(0o664)
+    (made / "app").mkdir(mode=0o755)
+    (made / "app" / "run.sh").write_text("#!/bin/sh\n")
+    (made / "app" / "run.sh").chmod(0o755)
+    (made / "link").symlink_to(outside)
+    changed = secure_tree(tmp_path / "a", descend=lambda folder: folder.name != "app")
+    assert changed == 3  # pass, f, app (not the package's file, not the link's target)
+    assert stat.S_IMODE((made / "f").stat().st_mode) == 0o600
+    assert stat.S_IMODE((made / "app").stat().st_mode) == 0o700
+    assert stat.S_IMODE((made / "app" / "run.sh").stat().st_mode) == 0o755
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o644

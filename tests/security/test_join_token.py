@@ -112,6 +112,6 @@ def test_a_configured_token_is_not_rotated_through_the_api(cluster: LocalCluster
     cluster.start_master()
     with cluster.client() as gdos:
         assert gdos.get_settings().join_token_source == "configuration"
-        with pytest.raises(ConflictError, match="auth.join_token"):
+        with pytest.raises(ConflictError, match=r"auth\.join_token"):
             gdos.rotate_join_token()
     assert cluster.join_token.encode() not in database_bytes(cluster)
