@@ -17,7 +17,7 @@ from gdos_master import __version__
 from gdos_master.app import Master, create_app
 from gdos_master.wsdeflate import serve_uncompressed
 from gdos_sdk import autostart
-from gdos_sdk.config import load_master_settings, parse_listen
+from gdos_sdk.config import load_master_settings, parse_listen, plain_http_warning
 from gdos_sdk.errors import GdosError
 from gdos_sdk.protocol import MAX_FRAME
 
@@ -82,6 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gdos-master: {exc.message}", file=sys.stderr)
         return 2
     host, port = parse_listen(settings.server.listen, default_host="0.0.0.0")
+    warning = plain_http_warning(settings.server)
+    if warning:
+        # Loud on purpose: on stderr and in the log, framed so it is not lost in the noise.
+        line = "!" * 78
+        log.warning("%s", warning)
+        print(f"{line}\nWARNING: {warning}\n{line}", file=sys.stderr, flush=True)
     config = Config()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = None

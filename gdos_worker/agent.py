@@ -25,7 +25,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus, WebSocketException
 
 from gdos_sdk.backoff import Backoff
-from gdos_sdk.config import WorkerSettings
+from gdos_sdk.config import WorkerSettings, check_master_url
 from gdos_sdk.errors import AuthError, GdosError, ProtocolError, TransportError
 from gdos_sdk.metrics import NodeSampler, ProcessTreeSampler, collect_fingerprint, local_addresses
 from gdos_sdk.models import InstanceSample, NodeSample
@@ -90,6 +90,7 @@ class Agent:
         self.tree_sampler = ProcessTreeSampler()
         self.last_error = ""
         self._tasks: set[asyncio.Task[Any]] = set()
+        check_master_url(settings.connect)  # no plain HTTP off loopback unless told so
         base = settings.connect.master_url.rstrip("/")
         self.master_url = base
         self.ws_url = "ws" + base[len("http") :] + "/api/v1/agent/ws"

@@ -10,6 +10,7 @@ stay in step.
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Callable
 from typing import Any, Generic, Literal, TypeVar
 
@@ -83,6 +84,13 @@ class Call(Generic[T]):
     @property
     def mutating(self) -> bool:
         return self.method not in {"GET", "HEAD", "OPTIONS"}
+
+
+def tls_verify(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:
+    """``verify`` as httpx takes it: a CA bundle path becomes an SSL context."""
+    if isinstance(verify, str):
+        return ssl.create_default_context(cafile=verify)
+    return verify
 
 
 def raise_for_error(response: httpx.Response) -> None:
