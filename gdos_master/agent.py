@@ -93,7 +93,7 @@ def register_agent_socket(app: Quart) -> None:
             await ws.close(1000)
 
         try:
-            hello = await _receive_hello(ws)
+            hello, hello_size = await _receive_hello(ws)
             node_id, credential = master.nodes.join(hello, via_join_token=via_join, node_id=node_id)
         except GdosError as exc:
             await send(encode(ErrorMessage(code=exc.code, message=exc.message)))
@@ -125,7 +125,7 @@ def register_agent_socket(app: Quart) -> None:
         )
         conn = AgentConnection(node_id, send, close)
         await master.fleet.connect(conn, approved=approved)
-        log.info("node %s (%s) connected", node_id, hello.hostname)
+        log.info("node %s (%s) connected; hello of %d bytes", node_id, hello.hostname, hello_size)
         if approved:
             master.spawn_reconcile(node_id, hello.instances)
         try:
@@ -142,7 +142,8 @@ def too_big(size: int) -> str:
     return f"frame of {size} bytes is over the agent channel limit of {MAX_FRAME} bytes"
 
 
-async def _receive_hello(ws: Any) -> Hello:
+async def _receive_hello(ws: Any) -> tuple[Hello, int]:
+    """The worker's hello and its size in bytes."""
     try:
         text = await asyncio.wait_for(ws.receive(), HELLO_TIMEOUT)
     except TimeoutError:
@@ -158,7 +159,7 @@ async def _receive_hello(ws: Any) -> Hello:
             f" {PROTOCOL_VERSION}; upgrade the older side"
         )
     _check_hello(message)
-    return message
+    return message, len(text)
 
 
 def _check_hello(hello: Hello) -> None:

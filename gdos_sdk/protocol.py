@@ -84,7 +84,7 @@ PROTOCOL_VERSION = 1
 
 # Largest frame a worker may send, in characters (frames are ASCII JSON, so also bytes).
 # Sized for a big, legitimate node; a real worker with 200 instances measured (see
-# docs/security.md): hello 77 KB, heartbeat 38 KB per second of samples, so ~0.6 MB at the
+# docs/security.md): hello 49 KB, heartbeat 38 KB per second of samples, so ~0.6 MB at the
 # slowest push interval (15 s). A log download chunk (512 KiB of text) is at most 3 MiB
 # once JSON-escaped.
 MAX_FRAME = 4 * 1024 * 1024
