@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import attrs
 from quart import Quart, Response, current_app, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 
-from gdos_master import __version__
+from gdos_master import __version__, jointoken
 from gdos_master.accounts import Accounts
 from gdos_master.agent import register_agent_socket
 from gdos_master.alert_store import AlertStore
@@ -35,9 +34,10 @@ from gdos_master.batches import BatchRuns
 from gdos_master.commands import CommandRuns
 from gdos_master.db import Database
 from gdos_master.destinations import DestinationPolicy
-from gdos_master.fleet import Fleet
+from gdos_master.fleet import Fleet, SampleWindow
 from gdos_master.headers import SecurityHeaders
 from gdos_master.heap import HeapKeeper
+from gdos_master.jointoken import JoinTokenState
 from gdos_master.live import register_live_socket
 from gdos_master.logview import InstanceLogs
 from gdos_master.nodes import Nodes
@@ -56,8 +56,9 @@ from gdos_master.terminal import TerminalRelay
 from gdos_master.terminal_ws import register_terminal_sockets
 from gdos_sdk.config import MasterSettings
 from gdos_sdk.errors import ConfigError, ConflictError, GdosError, PermissionDenied
+from gdos_sdk.filemodes import private_dir, secure_tree
 from gdos_sdk.metrics.series import SeriesStore
-from gdos_sdk.models import Settings
+from gdos_sdk.models import JoinToken, Settings
 from gdos_sdk.protocol import InstanceStatus
 from gdos_sdk.storage import LocalStorage, MinioStorage, Storage
 
@@ -82,7 +83,7 @@ class Master:
     systems: Systems
     orchestrator: Orchestrator
     limiter: LoginLimiter
-    join_token: str
+    join_token: JoinTokenState
     alert_store: AlertStore
     alerts: AlertEngine
     initial_password: str | None = None
@@ -124,7 +125,7 @@ class Master:
 
     def cluster_settings(self) -> Settings:
         return Settings(
-            join_token=self.join_token,
+            join_token_source=self.join_token.source,
             require_approval=self.settings.auth.require_approval,
             heartbeat_interval=self.settings.fleet.heartbeat_interval,
             offline_after=self.fleet.offline_after,
@@ -132,11 +133,14 @@ class Master:
             version=__version__,
         )
 
-    def rotate_join_token(self) -> None:
+    def rotate_join_token(self) -> JoinToken:
+        """A new join token, returned this once; the old one stops working now."""
         if self.settings.auth.join_token:
-            raise ConflictError("the join token is set in the configuration (auth.join_token)")
-        self.join_token = secrets.token_urlsafe(32)
-        self.db.set_kv("join_token", self.join_token)
+            raise ConflictError(
+                "the join token is set in the configuration (auth.join_token); change it there"
+            )
+        self.join_token, token = jointoken.rotate(self.db)
+        return JoinToken(join_token=token, rotated_at=datetime.now(UTC))
 
     async def run_housekeeping(self, clock: Callable[[], float] = time.monotonic) -> None:
         """Detect silent nodes twice a second; flush last-seen times now and then."""
@@ -204,22 +208,51 @@ def _make_storage(settings: MasterSettings) -> Storage:
     raise ConfigError(f"storage.type must be 'local' or 'minio', not {conf.type!r}")
 
 
+def _repair_modes(settings: MasterSettings) -> None:
+    """Make an older install's data private (0700 folders, 0600 files; docs/security.md)."""
+    data_dir = Path(settings.server.data_dir).absolute()
+    roots = [data_dir]
+    storage = settings.storage_dir.absolute()
+    if settings.storage.type == "local" and storage.is_dir() and data_dir not in storage.parents:
+        roots.append(storage)  # a local_dir of its own
+    for root in roots:
+        changed = secure_tree(root)
+        if changed:
+            log.warning("made %d files and folders under %s private to this user", changed, root)
+
+
+def _placement(db: Database) -> Callable[[str], list[str]]:
+    """The instance ids the database places on a node (what it may send samples for)."""
+
+    def instances_of(node_id: str) -> list[str]:
+        return [r["id"] for r in db.all("SELECT id FROM instances WHERE node_id = ?", (node_id,))]
+
+    return instances_of
+
+
 def build_master(
     settings: MasterSettings, *, db: Database | None = None, storage: Storage | None = None
 ) -> Master:
     """Open the database and storage and build the domain objects."""
-    data_dir = Path(settings.server.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = private_dir(Path(settings.server.data_dir))
+    _repair_modes(settings)
     db = db or Database.open(settings.db_path)
     storage = storage or _make_storage(settings)
+    metrics = settings.metrics
     fleet = Fleet(
         heartbeat_interval=settings.fleet.heartbeat_interval,
         offline_grace=settings.fleet.offline_grace,
         store=SeriesStore(
-            window=int(settings.metrics.window), minute_window=int(settings.metrics.minute_window)
+            window=int(metrics.window),
+            minute_window=int(metrics.minute_window),
+            ahead=int(metrics.max_sample_ahead),
+            max_series=metrics.max_series,
+            max_target_metrics=metrics.max_series_per_target,
         ),
         heartbeat_budget=settings.fleet.heartbeat_budget,
         max_push_interval=settings.fleet.max_push_interval,
+        placement=_placement(db),
+        window=SampleWindow(max_age=metrics.max_sample_age, max_ahead=metrics.max_sample_ahead),
     )
     auth = settings.auth
     hasher = PasswordHasher(
@@ -229,10 +262,7 @@ def build_master(
     initial_password = accounts.ensure_admin(
         settings.auth.admin_username, settings.auth.admin_password
     )
-    join_token = settings.auth.join_token or db.get_kv("join_token")
-    if not join_token:
-        join_token = secrets.token_urlsafe(32)
-        db.set_kv("join_token", join_token)
+    join_token = jointoken.load(db, configured=settings.auth.join_token)
     nodes = Nodes(db, fleet, require_approval=settings.auth.require_approval)
     packages = Packages(
         db, storage, max_bytes=settings.storage.max_package_bytes, tmp_dir=data_dir / "tmp"

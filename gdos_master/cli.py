@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
 
+import attrs
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
@@ -15,8 +17,9 @@ from gdos_master import __version__
 from gdos_master.app import Master, create_app
 from gdos_master.wsdeflate import serve_uncompressed
 from gdos_sdk import autostart
-from gdos_sdk.config import load_master_settings, parse_listen
+from gdos_sdk.config import load_master_settings, parse_listen, plain_http_warning
 from gdos_sdk.errors import GdosError
+from gdos_sdk.protocol import MAX_FRAME
 
 __all__ = ["main"]
 
@@ -77,12 +80,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log.level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Everything the master writes (database, packages, backups, recordings, temporary
+    # files) is for this user only; the master starts no processes that could inherit this.
+    os.umask(0o077)
     try:
         app = create_app(settings)
     except GdosError as exc:
         print(f"gdos-master: {exc.message}", file=sys.stderr)
         return 2
     host, port = parse_listen(settings.server.listen, default_host="0.0.0.0")
+    warning = plain_http_warning(settings.server)
+    if warning:
+        # Loud on purpose: on stderr and in the log, framed so it is not lost in the noise.
+        line = "!" * 78
+        log.warning("%s", warning)
+        print(f"{line}\nWARNING: {warning}\n{line}", file=sys.stderr, flush=True)
     config = Config()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = None
@@ -90,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = 5
     config.websocket_ping_interval = None
+    # Hypercorn's bound for every socket (it closes with 1009 and no reason past it); the
+    # agent channel's own, lower limit answers with a reason (gdos_master.agent).
+    config.websocket_max_message_size = 2 * MAX_FRAME
     serve_uncompressed()  # terminal sockets: no permessage-deflate (see gdos_master.wsdeflate)
     if settings.server.tls_cert:
         config.certfile = settings.server.tls_cert
@@ -109,6 +124,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "  (shown once; it must be changed at the first login)",
             flush=True,
         )
+    if master.join_token.shown_once:
+        # Likewise: the database keeps only its hash. Lost? Rotate it under Settings.
+        print(
+            f"join token: {master.join_token.shown_once}  (shown once; workers use it to join)",
+            flush=True,
+        )
+        master.join_token = attrs.evolve(master.join_token, shown_once=None)
     try:
         asyncio.run(_serve(app, config, master))
     except OSError as exc:

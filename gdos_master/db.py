@@ -15,10 +15,13 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from gdos_sdk.filemodes import PRIVATE_FILE, private_dir, private_file
 
 __all__ = ["MIGRATIONS", "Database"]
 
@@ -252,7 +255,14 @@ class Database:
     @classmethod
     def open(cls, path: Path) -> Database:
         """Open (creating if needed) the database at ``path`` and migrate it."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.is_dir():
+            private_dir(path.parent)
+        # Made 0600 before SQLite opens it: SQLite gives the -wal and -shm files the
+        # database file's mode. An existing file (and its -wal/-shm) is repaired.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE))
+        for part in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if part.exists():
+                private_file(part)
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         db = cls(conn, path)
         db._configure()

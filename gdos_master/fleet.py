@@ -1,10 +1,17 @@
 """The live fleet: which nodes are connected, their latest samples, their open requests.
 
-Nothing here touches the database. Heartbeats only update memory; a node is
+Nothing here writes the database. Heartbeats only update memory; a node is
 online while its agent channel is open and its last heartbeat is younger
 than ``heartbeat_interval + offline_grace``. :meth:`Fleet.sweep`, called
 about twice a second, closes channels that went quiet so a half-open TCP
 connection cannot keep a dead node "online".
+
+A node is trusted with its own numbers only (docs/security.md, "Nodes and the
+agent channel"): samples of a pending node are dropped, an instance sample counts
+only for an instance the master's records place on the sending node (looked up
+through ``placement``, cached per node), and a sample whose timestamp lies more
+than :attr:`SampleWindow.max_age` behind or :attr:`SampleWindow.max_ahead` ahead of
+the master's clock is dropped. The series store caps the series count.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 import attrs
 
@@ -27,11 +34,16 @@ from gdos_sdk.metrics.series import SeriesStore
 from gdos_sdk.models import InstanceSample, NodeSample
 from gdos_sdk.protocol import Command, Configure, InstanceStatus, Request, Response, encode
 
-__all__ = ["AgentConnection", "Fleet", "IngestStats", "NodeRuntime"]
+__all__ = ["AgentConnection", "Fleet", "IngestStats", "NodeRuntime", "SampleWindow"]
 
 log = logging.getLogger("gdos.master.fleet")
 
 Sender = Callable[[str], Awaitable[None]]
+Placement = Callable[[str], Iterable[str]]
+
+# A node's cached set of its instance ids is looked up again at most this often (seconds),
+# and only when a heartbeat names an instance missing from it.
+PLACEMENT_REFRESH = 1.0
 
 
 class AgentConnection:
@@ -117,6 +129,9 @@ class NodeRuntime:
     latest_ts: float = 0.0
     instance_texts: dict[str, str] = attrs.field(factory=dict)
     approved: bool = True
+    # The instances the master's records place on this node (a cache of ``placement``).
+    instance_ids: frozenset[str] = frozenset()
+    instance_ids_at: float = -math.inf  # monotonic time of the last lookup
     push_interval: float = 1.0
     watchers: int = 0
     _decoded: tuple[str, NodeSample] | None = None
@@ -157,6 +172,19 @@ class RecentMax:
         return max(self._previous, self._current)
 
 
+@attrs.frozen
+class SampleWindow:
+    """How far a sample's timestamp may lie from the master's clock and still be kept.
+
+    ``max_age`` covers the worker's buffer after an outage (5 minutes) plus the longest
+    push interval and some clock skew; ``max_ahead`` allows for skew only. Samples outside
+    are dropped (not clamped: moving them would invent values at the wrong time).
+    """
+
+    max_age: float = 900.0
+    max_ahead: float = 60.0
+
+
 @attrs.define
 class IngestStats:
     """The master's own ingest counters (exported at /metrics)."""
@@ -165,6 +193,13 @@ class IngestStats:
     node_samples: int = 0
     instance_samples: int = 0
     disconnects: int = 0
+    frames: int = 0  # agent frames received (any kind, any node)
+    largest_frame: int = 0  # bytes of the largest agent frame received since start
+    # samples not kept, by reason: pending (node not approved), not_owned (an instance the
+    # records do not place on the sender), out_of_window (timestamp), capped (series caps)
+    dropped: dict[str, int] = attrs.field(
+        factory=lambda: dict.fromkeys(("pending", "not_owned", "out_of_window", "capped"), 0)
+    )
     # seconds between a batch's newest sample and its arrival
     lag: RecentMax = attrs.field(factory=RecentMax)
     # how late the event loop wakes up a 0.1 s sleeper: the master's own responsiveness
@@ -190,7 +225,10 @@ class Fleet:
         store: SeriesStore | None = None,
         heartbeat_budget: float = 500.0,
         max_push_interval: float = 15.0,
+        placement: Placement | None = None,
+        window: SampleWindow | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.heartbeat_interval = heartbeat_interval
         self.offline_grace = offline_grace
@@ -199,7 +237,12 @@ class Fleet:
         self.max_push_interval = max_push_interval
         self.store = store if store is not None else SeriesStore()
         self.stats = IngestStats()
+        # Which instance ids the master's records place on a node; without it, no instance
+        # sample is accepted.
+        self._placement = placement
+        self.window = window if window is not None else SampleWindow()
         self._clock = clock
+        self._wall = wall_clock
         self.nodes: dict[str, NodeRuntime] = {}
         self.on_offline: list[Callable[[str], None]] = []
         # Called with (node id, node samples, instance samples) after each heartbeat.
@@ -238,39 +281,84 @@ class Fleet:
             for callback in self.on_offline:
                 callback(conn.node_id)
 
+    def touch(self, node_id: str) -> None:
+        """Record that a node is alive (any frame counts), without reading what it sent."""
+        rt = self.runtime(node_id)
+        rt.last_heartbeat = self._clock()
+        rt.last_seen = self._wall()
+
+    def frame(self, size: int) -> None:
+        """Count one agent frame of ``size`` bytes (characters)."""
+        self.stats.frames += 1
+        if size > self.stats.largest_frame:
+            self.stats.largest_frame = size
+
     def heartbeat(
         self, node_id: str, nodes: list[NodeSample], instances: list[InstanceSample]
     ) -> None:
-        """Record liveness and every sample of a heartbeat batch (no database write)."""
-        rt = self.runtime(node_id)
-        rt.last_heartbeat = self._clock()
-        now = time.time()
-        rt.last_seen = now
+        """Record liveness and the acceptable samples of a heartbeat batch (no database write).
+
+        Kept: samples of an approved node, timestamped within :attr:`window` of the
+        master's clock, and (instance samples) of instances placed on ``node_id``.
+        """
+        self.touch(node_id)
+        rt = self.nodes[node_id]
+        now = rt.last_seen
+        self.stats.heartbeats += 1
+        dropped = self.stats.dropped
+        if not rt.approved:
+            dropped["pending"] += len(nodes) + len(instances)
+            return
+        oldest, newest = now - self.window.max_age, now + self.window.max_ahead
+        given = len(nodes) + len(instances)
+        nodes = [s for s in nodes if oldest <= s.ts <= newest]
+        instances = [s for s in instances if oldest <= s.ts <= newest]
+        dropped["out_of_window"] += given - len(nodes) - len(instances)
+        if instances:
+            given = len(instances)
+            instances = self._owned(rt, instances)
+            dropped["not_owned"] += given - len(instances)
         store = self.store
         node_target = f"node:{node_id}"
+        capped = 0
         for sample in nodes:
-            store.add(node_target, node_values(sample), sample.ts)
+            capped += store.add(node_target, node_values(sample), sample.ts)
         if nodes:
-            newest = max(nodes, key=lambda s: s.ts)
-            if rt.latest_text is None or newest.ts >= rt.latest_ts:
-                rt.latest_text = json.dumps(converter.unstructure(newest))
-                rt.latest_ts = newest.ts
-            self.stats.lag.record(max(0.0, now - newest.ts), now)
+            newest_sample = max(nodes, key=lambda s: s.ts)
+            if rt.latest_text is None or newest_sample.ts >= rt.latest_ts:
+                rt.latest_text = json.dumps(converter.unstructure(newest_sample))
+                rt.latest_ts = newest_sample.ts
+            self.stats.lag.record(max(0.0, now - newest_sample.ts), now)
         latest: dict[str, InstanceSample] = {}
         for isample in instances:
-            store.add(f"instance:{isample.instance_id}", instance_values(isample), isample.ts)
+            capped += store.add(
+                f"instance:{isample.instance_id}", instance_values(isample), isample.ts
+            )
             seen = latest.get(isample.instance_id)
             if seen is None or isample.ts >= seen.ts:
                 latest[isample.instance_id] = isample
+        dropped["capped"] += capped
         if instances or nodes:
             rt.instance_texts = {
                 iid: json.dumps(converter.unstructure(s)) for iid, s in latest.items()
             }
-        self.stats.heartbeats += 1
         self.stats.node_samples += len(nodes)
         self.stats.instance_samples += len(instances)
         for callback in self.on_samples:
             callback(node_id, nodes, instances)
+
+    def _owned(self, rt: NodeRuntime, instances: list[InstanceSample]) -> list[InstanceSample]:
+        """The samples of instances the master's records place on ``rt``'s node."""
+        owned = rt.instance_ids
+        if all(s.instance_id in owned for s in instances):
+            return instances
+        now = self._clock()
+        if self._placement is not None and now - rt.instance_ids_at >= PLACEMENT_REFRESH:
+            # A new instance (deployed since the last lookup), or a node lying: look again,
+            # at most once per PLACEMENT_REFRESH so a stream of made-up ids costs little.
+            rt.instance_ids = owned = frozenset(self._placement(rt.node_id))
+            rt.instance_ids_at = now
+        return [s for s in instances if s.instance_id in owned]
 
     def is_online(self, node_id: str) -> bool:
         rt = self.nodes.get(node_id)
@@ -327,6 +415,11 @@ class Fleet:
         # runs in the same housekeeping loop).
         await asyncio.gather(*(self._apply_interval(rt) for rt in changed))
 
+    def is_approved(self, node_id: str) -> bool:
+        """Whether the node's samples and messages are read (False while it is pending)."""
+        rt = self.nodes.get(node_id)
+        return rt is not None and rt.approved
+
     def connection(self, node_id: str) -> AgentConnection | None:
         """The node's channel if it is online and approved, else None."""
         rt = self.nodes.get(node_id)
@@ -360,8 +453,11 @@ class Fleet:
             await rt.connection.close()
 
     def forget_instance(self, instance_id: str) -> None:
-        """Free a destroyed instance's series."""
+        """Free a destroyed instance's series; no node may report it any more."""
         self.store.drop(f"instance:{instance_id}")
+        for rt in self.nodes.values():
+            if instance_id in rt.instance_ids:
+                rt.instance_ids = rt.instance_ids - {instance_id}
 
     def online_count(self) -> int:
         return sum(1 for node_id in self.nodes if self.is_online(node_id))

@@ -24,6 +24,7 @@ import anyio.to_thread
 from gdos_master.db import Database
 from gdos_sdk.archive import ArchiveLimits, inspect_archive
 from gdos_sdk.errors import ConflictError, NotFoundError, TooLargeError, ValidationError
+from gdos_sdk.filemodes import private_dir
 from gdos_sdk.manifest import Manifest
 from gdos_sdk.models import Package, PackageSummary
 from gdos_sdk.storage import Storage
@@ -81,7 +82,7 @@ class Packages:
         """
         if content_length is not None and content_length > self.max_bytes:
             raise self._too_large()
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.tmp_dir)
         fd, tmp_name = tempfile.mkstemp(prefix="upload-", suffix=".zip", dir=self.tmp_dir)
         tmp = Path(tmp_name)
         out = os.fdopen(fd, "wb")

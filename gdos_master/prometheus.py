@@ -212,6 +212,25 @@ def render_prometheus(master: Any) -> str:
         [({}, stats.recent_max_lag)],
     )
     out += _family(
+        "gdos_master_agent_frames_total",
+        "counter",
+        "frames received on agent channels",
+        [({}, float(stats.frames))],
+    )
+    out += _family(
+        "gdos_master_agent_frame_max_bytes",
+        "gauge",
+        "largest agent frame received since the master started (the limit is 4 MiB)",
+        [({}, float(stats.largest_frame))],
+    )
+    out += _family(
+        "gdos_master_samples_dropped_total",
+        "counter",
+        "samples not kept, by reason (pending node, instance not on the sender,"
+        " timestamp out of window, series cap)",
+        [({"reason": reason}, float(count)) for reason, count in stats.dropped.items()],
+    )
+    out += _family(
         "gdos_master_series",
         "gauge",
         "time series held in memory",

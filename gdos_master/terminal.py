@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import time
 import uuid
@@ -64,6 +65,7 @@ from gdos_sdk.errors import (
     PermissionDenied,
     TransportError,
 )
+from gdos_sdk.filemodes import PRIVATE_FILE, private_dir
 from gdos_sdk.models import Page, Role
 from gdos_sdk.protocol import TerminalOpenCommand
 from gdos_sdk.terminal import (
@@ -260,7 +262,7 @@ class TerminalRelay:
             )
         session_id = uuid.uuid4().hex
         now = time.time()
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.tmp_dir)
         rec_path = self.tmp_dir / f"{session_id}.cast"
         recorder = AsciicastRecorder(
             rows=rows,
@@ -270,7 +272,9 @@ class TerminalRelay:
             max_bytes=self.conf.max_recording_bytes,
             title=f"{principal.label} on {node_id}",
         )
-        rec_file = open(rec_path, "w", encoding="utf-8")  # noqa: SIM115 - lives with the session
+        # Private from the first byte: a recording shows everything typed and printed.
+        fd = os.open(rec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+        rec_file = open(fd, "w", encoding="utf-8")  # noqa: SIM115 - lives with the session
         rec_file.write(recorder.header())
         loop = asyncio.get_running_loop()
         session = _Session(

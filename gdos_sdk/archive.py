@@ -542,6 +542,7 @@ def inspect_archive(path: StrPath, limits: ArchiveLimits = ArchiveLimits()) -> A
     Parameters:
         path: the zip file.
         limits: size limits; see :class:`ArchiveLimits`.
+        mode: permission bits of ``dest_dir`` itself (a worker makes it 0700).
 
     Raises:
         ManifestError: not a zip, an unsafe or corrupt entry, missing or invalid manifest.
@@ -565,6 +566,8 @@ def safe_extract(
     path: StrPath,
     dest_dir: StrPath,
     limits: ArchiveLimits = ArchiveLimits(),
+    *,
+    mode: int = 0o755,
 ) -> ArchiveInfo:
     """Validate and extract a package into ``dest_dir``, all or nothing.
 
@@ -620,7 +623,7 @@ def safe_extract(
         # Deepest first: a read-only parent must not block setting its children.
         for folder in sorted(dir_modes, key=lambda p: len(p.parts), reverse=True):
             folder.chmod(dir_modes[folder])
-        tmp.chmod(0o755)  # mkdtemp made it 0o700; an installed package is readable
+        tmp.chmod(mode)  # mkdtemp made it 0o700
         try:
             tmp.rename(dest)
         except OSError as exc:

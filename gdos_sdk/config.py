@@ -3,7 +3,8 @@
 Each setting has a key ``section.name``. Four sources fill it, the first that
 has it wins::
 
-    flag      -port :9090   or  --port=:9090      (seed flags, one or two dashes)
+    flag      -port :9090   or  --port=:9090      (seed flags, one or two dashes;
+                                                   a boolean flag alone means true)
     env       OPS_MASTER_SERVER_LISTEN=:9090      (OPS_WORKER_... for the worker)
     file      ./config.yaml  (master) / ./worker.yaml (worker), or -config PATH
     default   the value in the class below
@@ -20,7 +21,9 @@ Example::
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,11 +40,15 @@ __all__ = [
     "SECRET",
     "MasterSettings",
     "WorkerSettings",
+    "check_master_url",
+    "flag_takes_next",
+    "is_loopback_host",
     "iter_options",
     "load_master_settings",
     "load_settings",
     "load_worker_settings",
     "parse_listen",
+    "plain_http_warning",
 ]
 
 FLAG = "gdos_flag"
@@ -163,6 +170,24 @@ class MasterFleet:
 class MasterMetrics:
     window: float = _opt(3600.0, "seconds of 1 s samples kept in memory")
     minute_window: float = _opt(86400.0, "seconds of 1 min aggregates kept in memory")
+    max_series: int = _opt(
+        1_000_000,
+        "time series kept in memory in all (about 20 KB each at full retention); samples of"
+        " new series past it are dropped",
+    )
+    max_series_per_target: int = _opt(
+        256,
+        "series kept per node or instance (a node has 12 plus two per network interface and"
+        " one per file system); new metric names past it are dropped",
+    )
+    max_sample_age: float = _opt(
+        900.0,
+        "a sample older than this (seconds, by the master's clock) is dropped; covers a"
+        " worker's 5 min buffer after an outage plus clock skew",
+    )
+    max_sample_ahead: float = _opt(
+        60.0, "a sample more than this many seconds in the future (clock skew) is dropped"
+    )
 
 
 @attrs.frozen
@@ -250,7 +275,12 @@ class MasterSettings:
 
 @attrs.frozen
 class WorkerServer:
-    listen: str = _opt(":8081", "address of the worker's own status port", flag="port")
+    listen: str = _opt(
+        "127.0.0.1:8081",
+        "address of the worker's own status port (/healthz); loopback unless you need it"
+        " elsewhere (':8081' listens on every interface)",
+        flag="port",
+    )
 
 
 @attrs.frozen
@@ -269,6 +299,12 @@ class WorkerConnect:
     reconnect_initial: float = _opt(0.5, "first reconnect delay, seconds")
     reconnect_max: float = _opt(30.0, "longest reconnect delay, seconds")
     ca_file: str = _opt("", "CA bundle to verify an HTTPS master")
+    insecure: bool = _opt(
+        False,
+        "accept a plain http:// master_url that is not on loopback (root commands, terminal"
+        " traffic and secrets then cross the network unencrypted)",
+        flag="insecure",
+    )
 
 
 @attrs.frozen
@@ -356,15 +392,46 @@ def iter_options(cls: type[Any]) -> list[Option]:
     return found
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _bool_flags() -> frozenset[str]:
+    return frozenset(
+        o.flag
+        for cls in (MasterSettings, WorkerSettings)
+        for o in iter_options(cls)
+        if o.flag and o.type is bool
+    )
+
+
+def flag_takes_next(name: str, following: str | None) -> bool:
+    """Whether flag ``name`` (without dashes) takes the token ``following`` as its value.
+
+    Every flag takes a value except a boolean one, which may stand alone: ``-insecure``
+    means ``-insecure true``; it takes the next token only if that is a boolean word.
+
+    Example::
+
+        flag_takes_next("insecure", "-port")  # False
+        flag_takes_next("port", ":9090")  # True
+    """
+    if following is None:
+        return False
+    if name in _bool_flags():
+        return following.strip().lower() in _TRUE | _FALSE
+    return True
+
+
 def _coerce(option: Option, raw: Any, source: str) -> Any:
     where = f"{option.key} (from {source})"
     if option.type is bool:
         if isinstance(raw, bool):
             return raw
         text = str(raw).strip().lower()
-        if text in {"1", "true", "yes", "on"}:
+        if text in _TRUE:
             return True
-        if text in {"0", "false", "no", "off", ""}:
+        if text in _FALSE or text == "":
             return False
         raise ConfigError(f"{where}: expected true/false, got {raw!r}")
     if option.type is int:
@@ -409,10 +476,18 @@ def _parse_flags(
             tip = f"; did you mean -{hint}?" if hint else f"; known flags: -{', -'.join(known)}"
             raise ConfigError(f"unknown flag {token!r}{tip}")
         if value is None:
-            if i + 1 >= len(args):
+            following = args[i + 1] if i + 1 < len(args) else None
+            if (
+                name in by_flag
+                and by_flag[name].type is bool
+                and not flag_takes_next(name, following)
+            ):
+                value = "true"  # a boolean flag standing alone
+            elif following is None:
                 raise ConfigError(f"flag -{name} needs a value")
-            value = args[i + 1]
-            i += 1
+            else:
+                value = following
+                i += 1
         if name in by_flag:
             values[by_flag[name].key] = value
         else:
@@ -541,7 +616,14 @@ def load_master_settings(
         raise ConfigError("auth.hash_workers must be >= 1 and auth.hash_queue >= 0")
     if settings.backup.interval_hours < 0 or settings.backup.retention < 1:
         raise ConfigError("backup.interval_hours must be >= 0 and backup.retention >= 1")
+    metrics = settings.metrics
+    if metrics.max_series < 1 or metrics.max_series_per_target < 1:
+        raise ConfigError("metrics.max_series and metrics.max_series_per_target must be >= 1")
+    if metrics.max_sample_age < 0 or metrics.max_sample_ahead < 0:
+        raise ConfigError("metrics.max_sample_age and metrics.max_sample_ahead must be >= 0")
     parse_listen(settings.server.listen, default_host="0.0.0.0")
+    if bool(settings.server.tls_cert) != bool(settings.server.tls_key):
+        raise ConfigError("server.tls_cert and server.tls_key go together: give both or neither")
     return settings
 
 
@@ -558,15 +640,73 @@ def load_worker_settings(
         cwd=cwd,
     )
     parse_listen(settings.server.listen, default_host="0.0.0.0")
-    if not settings.connect.master_url.startswith(("http://", "https://")):
-        raise ConfigError(
-            f"connect.master_url must start with http:// or https://, "
-            f"got {settings.connect.master_url!r}"
-        )
+    check_master_url(settings.connect)
     attempts = settings.runtime.fetch_attempts
     if not 1 <= attempts <= 20:
         raise ConfigError(f"runtime.fetch_attempts must be between 1 and 20, got {attempts}")
     return settings
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost``, ``127.0.0.0/8`` and ``::1`` (no name is resolved).
+
+    Example::
+
+        is_loopback_host("127.0.0.1")  # True
+        is_loopback_host("0.0.0.0")  # False: every interface
+    """
+    name = host.strip().strip("[]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def check_master_url(connect: WorkerConnect) -> None:
+    """Refuse a master URL a worker must not dial: not http(s), or plain HTTP off loopback.
+
+    The agent channel carries root commands, terminal sessions, module env and the
+    node's credential; over ``http://`` anyone on the path reads and changes them. A
+    loopback master (``./dev up``, tests) is fine; anything else needs ``https://`` or
+    an explicit ``connect.insecure``.
+
+    Raises:
+        ConfigError: names the URL and ``-insecure``.
+    """
+    url = connect.master_url
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"connect.master_url must start with http:// or https://, got {url!r}")
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if url.startswith("http://") and not is_loopback_host(host) and not connect.insecure:
+        raise ConfigError(
+            f"refusing plain HTTP to {url}: the agent channel carries root commands, terminal"
+            " sessions and secrets, so a master that is not on this machine must be reached by"
+            " https:// (docs/security.md, 'TLS'); to accept plain HTTP anyway, pass -insecure"
+            " (connect.insecure: true, OPS_WORKER_CONNECT_INSECURE=1)"
+        )
+
+
+def plain_http_warning(server: MasterServer) -> str | None:
+    """The warning for a master that listens beyond loopback without TLS, or None.
+
+    Example::
+
+        plain_http_warning(MasterServer(listen=":8080"))  # "listening on 0.0.0.0:8080 ..."
+    """
+    if server.tls_cert:
+        return None
+    host, port = parse_listen(server.listen, default_host="0.0.0.0")
+    if is_loopback_host(host):
+        return None
+    shown = f"[{host}]" if ":" in host else host
+    return (
+        f"listening on {shown}:{port} WITHOUT TLS: passwords, API tokens, node credentials,"
+        " terminal sessions and module secrets cross the network in clear. Serve HTTPS"
+        " (-tls_cert and -tls_key; docs/security.md, 'TLS'), or listen on 127.0.0.1 behind a"
+        " TLS proxy."
+    )
 
 
 def parse_listen(value: str, *, default_host: str) -> tuple[str, int]:

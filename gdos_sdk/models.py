@@ -31,6 +31,7 @@ __all__ = [
     "IngestStatus",
     "Instance",
     "InstanceSample",
+    "JoinToken",
     "LoginRequest",
     "Me",
     "MetricLatest",
@@ -369,14 +370,32 @@ class SystemActionResult:
 
 @attrs.frozen
 class Settings:
-    """Cluster settings an admin can read (the join token is a secret: admins only)."""
+    """Cluster settings an admin can read.
 
-    join_token: str
+    The join token is not among them: the master keeps only its hash. It is printed once
+    at the first start, and :class:`JoinToken` shows a new one once, on rotation.
+    ``join_token_source`` says where it comes from: ``configuration`` (``auth.join_token``,
+    rotated there) or ``database`` (generated; rotated through the API).
+    """
+
+    join_token_source: str
     require_approval: bool
     heartbeat_interval: float
     offline_after: float
     max_package_bytes: int
     version: str
+
+
+@attrs.frozen
+class JoinToken:
+    """A new cluster join token, shown this once: the master keeps only its hash.
+
+    Workers that have joined keep their node credentials; the old token stops working at
+    once.
+    """
+
+    join_token: str
+    rotated_at: datetime
 
 
 @attrs.frozen

@@ -24,6 +24,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -42,6 +43,7 @@ __all__ = [
     "LocalCluster",
     "ManagedProcess",
     "ProcessExited",
+    "TlsFiles",
     "free_port",
     "kill_instances_under",
     "wait_until",
@@ -145,6 +147,15 @@ class ManagedProcess:
         self.popen.wait()
 
 
+@attrs.frozen
+class TlsFiles:
+    """PEM files for an HTTPS master: its certificate and key, and the CA that signed it."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
 class LocalCluster:
     """A master and any number of workers on loopback, all under ``root``.
 
@@ -156,6 +167,8 @@ class LocalCluster:
         password_cost: the master's ``auth.password_cost``. A throw-away cluster hashes
             at the cheapest accepted cost (14) so that logins take milliseconds; pass
             ``None`` for the master's default (17, as in production).
+        tls: serve the master over HTTPS with that certificate; workers dial ``wss://``,
+            verifying it against ``tls.ca``.
     """
 
     def __init__(
@@ -165,8 +178,13 @@ class LocalCluster:
         admin_password: str | None = None,
         env: dict[str, str] | None = None,
         password_cost: int | None = 14,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.root = Path(root).absolute()
+        self.tls = tls
+        self.verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=str(tls.ca)) if tls is not None else True
+        )
         self.root.mkdir(parents=True, exist_ok=True)
         self.password_cost = password_cost
         self.admin_password = admin_password or secrets.token_urlsafe(12)
@@ -179,7 +197,8 @@ class LocalCluster:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.master_port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.master_port}"
 
     def _spawn(
         self, name: str, argv: list[str], env: dict[str, str], port: int, log_name: str
@@ -221,6 +240,11 @@ class LocalCluster:
             f"127.0.0.1:{self.master_port}",
             "-data_dir",
             str(self.root / "master"),
+            *(
+                ("-tls_cert", str(self.tls.cert), "-tls_key", str(self.tls.key))
+                if self.tls is not None
+                else ()
+            ),
             *extra,
         ]
         self.master = self._spawn("master", argv, menv, self.master_port, "master")
@@ -247,6 +271,7 @@ class LocalCluster:
             # A local cluster lives in one folder of whoever runs it: its services run as
             # that account too (a worker running as root would otherwise use "nobody").
             "OPS_WORKER_RUNTIME_DEFAULT_USER": current_account().name,
+            **({"OPS_WORKER_CONNECT_CA_FILE": str(self.tls.ca)} if self.tls is not None else {}),
             **(env or {}),
         }
         argv = [
@@ -275,7 +300,8 @@ class LocalCluster:
         def ready() -> bool:
             if not proc.alive():
                 raise ProcessExited(f"{proc.name} exited:\n{proc.output()[-3000:]}")
-            return httpx.get(f"http://127.0.0.1:{proc.port}/healthz", timeout=2).status_code == 200
+            url = f"{self.url if proc is self.master else f'http://127.0.0.1:{proc.port}'}/healthz"
+            return httpx.get(url, timeout=2, verify=self.verify).status_code == 200
 
         wait_until(ready, timeout=timeout, what=f"{proc.name} health")
 
@@ -299,13 +325,13 @@ class LocalCluster:
     def admin_token(self) -> str:
         """An admin API token (created once by logging in as admin)."""
         if self._admin_token is None:
-            with Client(self.url) as client:
+            with Client(self.url, verify=self.verify) as client:
                 client.login("admin", self.admin_password)
                 self._admin_token = client.create_token("tests").secret
         return self._admin_token
 
     def client(self, token: str | None = None) -> Client:
-        return Client(self.url, token=token or self.admin_token(), timeout=60)
+        return Client(self.url, token=token or self.admin_token(), timeout=60, verify=self.verify)
 
     def close(self) -> None:
         """Stop every worker, the master and every service process under ``root``."""

@@ -35,6 +35,7 @@ import attrs
 from gdos_sdk.adoption import AdoptionSpec, AdoptionStrategy, ProcessCandidate, resolve
 from gdos_sdk.errors import ConflictError, SpawnError
 from gdos_sdk.executors import Executor, ExitInfo, ProcessHandle, ProcessRef, SpawnSpec
+from gdos_sdk.filemodes import private_dir
 from gdos_sdk.manifest import Manifest
 from gdos_sdk.protocol import InstanceSpec, InstanceStatus
 from gdos_sdk.states import DesiredState, InstanceState
@@ -118,7 +119,7 @@ class AdoptedRunner(InstanceRunner):
     def _command_spec(self, command: str, *, exec_: bool = False) -> SpawnSpec:
         account = self.account()
         env = self._instance_env(account)
-        self.paths.logs.mkdir(parents=True, exist_ok=True)
+        private_dir(self.paths.logs)
         self.workdir.hand_over(self.paths, account)
         cwd = self.adoption.cwd if os.path.isdir(self.adoption.cwd) else str(self.paths.root)
         return SpawnSpec(

@@ -25,11 +25,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus, WebSocketException
 
 from gdos_sdk.backoff import Backoff
-from gdos_sdk.config import WorkerSettings
+from gdos_sdk.config import WorkerSettings, check_master_url
 from gdos_sdk.errors import AuthError, GdosError, ProtocolError, TransportError
 from gdos_sdk.metrics import NodeSampler, ProcessTreeSampler, collect_fingerprint, local_addresses
 from gdos_sdk.models import InstanceSample, NodeSample
 from gdos_sdk.protocol import (
+    MAX_FRAME,
     PROTOCOL_VERSION,
     CandidatesCommand,
     CommandOutput,
@@ -50,6 +51,7 @@ from gdos_sdk.protocol import (
     Welcome,
     decode,
     encode,
+    heartbeat_frames,
 )
 from gdos_worker.commands import run_fleet_command
 from gdos_worker.logview import LogViewer
@@ -88,6 +90,7 @@ class Agent:
         self.tree_sampler = ProcessTreeSampler()
         self.last_error = ""
         self._tasks: set[asyncio.Task[Any]] = set()
+        check_master_url(settings.connect)  # no plain HTTP off loopback unless told so
         base = settings.connect.master_url.rstrip("/")
         self.master_url = base
         self.ws_url = "ws" + base[len("http") :] + "/api/v1/agent/ws"
@@ -279,7 +282,17 @@ class Agent:
             response = Response(
                 id=request.id, ok=False, error=ErrorInfo(code="internal", message=str(exc))
             )
-        await self._send(ws, encode(response))
+        text = encode(response)
+        if len(text) > MAX_FRAME:
+            # The master would close the channel on a frame this large: say so instead.
+            message = (
+                f"the answer to {request.command.kind} is {len(text)} bytes, over the agent"
+                f" channel's limit of {MAX_FRAME} bytes; ask for less"
+            )
+            log.warning("%s", message)
+            error = ErrorInfo(code="too_large", message=message)
+            text = encode(Response(id=request.id, ok=False, error=error))
+        await self._send(ws, text)
 
     async def _answer_tool(self, ws: ClientConnection, request: Request) -> Response | None:
         """Answer a fleet command or a log request; None for the supervisor's commands."""
@@ -334,7 +347,9 @@ class Agent:
             instances = [s for batch in self._instance_buffer for s in batch]
             self._instance_buffer.clear()
             beat = Heartbeat(ts=time.time(), node_samples=nodes, instance_samples=instances)
-            await ws.send(encode(beat))
+            # A backlog after an outage is split so every frame stays far under MAX_FRAME.
+            for frame in heartbeat_frames(beat):
+                await ws.send(frame)
             self._push_now.clear()
             wait = self.push_interval
             while True:

@@ -35,7 +35,8 @@ __all__ = ["DOWNLOAD_CHUNK", "LogViewer"]
 
 log = logging.getLogger("gdos.worker.logs")
 
-DOWNLOAD_CHUNK = 1024 * 1024
+# 512 KiB of text is at most 3 MiB once JSON-escaped: under the agent frame limit (MAX_FRAME).
+DOWNLOAD_CHUNK = 512 * 1024
 MAX_WAIT = 30.0
 POLL = 0.2
 

@@ -30,6 +30,7 @@ from gdos_sdk.executors.accounts import (
     lookup_account,
     switch_arguments,
 )
+from gdos_sdk.filemodes import private_dir
 from gdos_sdk.health import HealthTracker
 from gdos_sdk.manifest import HealthCheck, Manifest
 from gdos_sdk.protocol import InstanceStatus
@@ -238,7 +239,7 @@ class InstanceRunner:
             raise SpawnError("the manifest has no entrypoint")
         args = spec.args if spec.args is not None else list(self.manifest.args)
         argv = resolve_argv(self.paths.app, entrypoint, args, env)
-        self.paths.logs.mkdir(parents=True, exist_ok=True)
+        private_dir(self.paths.logs)
         self.workdir.hand_over(self.paths, account)
         return SpawnSpec(
             argv=argv,

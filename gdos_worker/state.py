@@ -2,15 +2,17 @@
 
 Layout under ``work_dir``::
 
-    node.json                       node id + credential (mode 0600)
+    node.json                       node id + credential
     worker.lock                     held while a worker runs here
     cache/<sha256>.zip              packages by digest
-    instances/<id>/instance.json    spec, desired state, process ref, counters
+    instances/<id>/instance.json    spec (with its env), desired state, process ref, counters
     instances/<id>/app/             the extracted package
     instances/<id>/logs/            console.log (+ .1, .2 ... after rotation)
 
 Every file is written to a temporary name, flushed and renamed, so a worker
-killed mid-write leaves the previous version intact.
+killed mid-write leaves the previous version intact. Folders are 0700 and files
+0600 (:mod:`gdos_sdk.filemodes`); :meth:`WorkDir.prepare` repairs an older work
+dir at start, without walking the extracted packages.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from gdos_sdk.codec import converter
 from gdos_sdk.errors import ConfigError
 from gdos_sdk.executors import ProcessRef
 from gdos_sdk.executors.accounts import Account
+from gdos_sdk.filemodes import PRIVATE_FILE, private_dir, secure_tree
 from gdos_sdk.protocol import InstanceSpec
 from gdos_sdk.states import DesiredState, Health, InstanceState
 
@@ -42,9 +45,10 @@ else:
 __all__ = ["Identity", "InstancePaths", "InstanceRecord", "WorkDir", "atomic_write"]
 
 
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+def atomic_write(path: Path, data: bytes, *, mode: int = PRIVATE_FILE) -> None:
     """Replace ``path`` with ``data`` so readers see the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -116,8 +120,19 @@ class WorkDir:
         self._lock_fd: int | None = None
 
     def prepare(self) -> None:
+        """Create the folders (0700) and make an older work dir private."""
         for folder in (self.root, self.instances_dir, self.cache_dir):
-            folder.mkdir(parents=True, exist_ok=True)
+            private_dir(folder)
+        # The packages are not secrets and may be large: their folders are closed, not walked.
+        secure_tree(self.root, descend=lambda folder: folder.name != "app")
+        # The repair closes the search bit that hand_over() gave the folders above a
+        # service's app/ when it runs as another account; running services still need it.
+        if sys.platform != "win32" and self.instances_dir.is_dir():
+            for folder in self.instances_dir.iterdir():
+                app = folder / "app"
+                if app.is_dir() and not app.is_symlink() and app.stat().st_uid != os.geteuid():
+                    for above in (self.root, self.instances_dir, folder):
+                        above.chmod(stat.S_IMODE(above.stat().st_mode) | stat.S_IXOTH)
 
     def lock(self) -> None:
         """Take the work dir's lock; two workers on one folder would fight over instances."""
@@ -154,7 +169,7 @@ class WorkDir:
 
     def save_identity(self, identity: Identity) -> None:
         data = {"node_id": identity.node_id, "credential": identity.credential}
-        atomic_write(self.root / "node.json", json.dumps(data).encode(), mode=0o600)
+        atomic_write(self.root / "node.json", json.dumps(data).encode())
 
     # --- instances --------------------------------------------------------------------------
 

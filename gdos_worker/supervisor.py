@@ -21,6 +21,7 @@ from gdos_sdk.archive import safe_extract
 from gdos_sdk.codec import unstructure
 from gdos_sdk.errors import ConflictError, GdosError, NotFoundError, TransportError
 from gdos_sdk.executors import Executor
+from gdos_sdk.filemodes import PRIVATE_DIR, private_dir
 from gdos_sdk.manifest import Manifest
 from gdos_sdk.metrics import ProcessTreeSampler
 from gdos_sdk.models import InstanceSample
@@ -152,9 +153,9 @@ class Supervisor:
             await asyncio.to_thread(shutil.rmtree, paths.root, True)
         try:
             archive = await self._fetch(spec)
-            paths.root.mkdir(parents=True)
-            await asyncio.to_thread(safe_extract, archive, paths.app)
-            paths.logs.mkdir()
+            paths.root.mkdir(PRIVATE_DIR)
+            await asyncio.to_thread(safe_extract, archive, paths.app, mode=PRIVATE_DIR)
+            paths.logs.mkdir(PRIVATE_DIR)
             record = InstanceRecord(
                 spec=spec, desired_state=DesiredState.STOPPED, state=InstanceState.DEPLOYING
             )
@@ -179,7 +180,7 @@ class Supervisor:
         paths = self.workdir.paths(spec.instance_id)
         if paths.root.exists():
             await asyncio.to_thread(shutil.rmtree, paths.root, True)
-        paths.logs.mkdir(parents=True)
+        private_dir(paths.logs)
         record = InstanceRecord(
             spec=spec, desired_state=DesiredState.STOPPED, state=InstanceState.DEPLOYING
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
@@ -20,6 +21,7 @@ from gdos_sdk.client._base import (
     Calls,
     map_transport_error,
     raise_for_error,
+    tls_verify,
 )
 from gdos_sdk.commands import CommandRun
 from gdos_sdk.errors import TransportError
@@ -52,6 +54,8 @@ class AsyncClient:
         token: an API token (``gdos_...``); or call :meth:`login` instead.
         transport: an httpx transport (tests pass ``httpx.MockTransport`` or an ASGI one).
         timeout: seconds per request (deploys wait for the worker: keep it generous).
+        verify: check the master's certificate (default, against the system's CAs), a CA
+            bundle file or an ``ssl.SSLContext`` to check it against, or False (do not).
 
     Example::
 
@@ -66,7 +70,7 @@ class AsyncClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 120.0,
-        verify: bool | str = True,
+        verify: bool | str | ssl.SSLContext = True,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.AsyncClient(
@@ -74,7 +78,7 @@ class AsyncClient:
             headers=headers,
             timeout=timeout,
             transport=transport,
-            verify=verify,
+            verify=tls_verify(verify),
         )
         self._csrf: str | None = None
 

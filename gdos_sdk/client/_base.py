@@ -10,6 +10,7 @@ stay in step.
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, Literal, TypeVar
 
@@ -34,6 +35,7 @@ from gdos_sdk.models import (
     AuditEntry,
     DeployRequest,
     Instance,
+    JoinToken,
     LoginRequest,
     Me,
     Module,
@@ -83,6 +85,13 @@ class Call(Generic[T]):
     @property
     def mutating(self) -> bool:
         return self.method not in {"GET", "HEAD", "OPTIONS"}
+
+
+def tls_verify(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:
+    """``verify`` as httpx takes it: a CA bundle path becomes an SSL context."""
+    if isinstance(verify, str):
+        return ssl.create_default_context(cafile=verify)
+    return verify
 
 
 def raise_for_error(response: httpx.Response) -> None:
@@ -579,10 +588,21 @@ class Calls:
         return Call("GET", "/audit", _model(Page[AuditEntry]), params=params)
 
     def get_settings(self) -> Call[Settings]:
+        """Cluster settings (admins). The join token is not among them: see
+        :meth:`rotate_join_token`."""
         return Call("GET", "/settings", _model(Settings))
 
-    def rotate_join_token(self) -> Call[Settings]:
-        return Call("POST", "/settings/join-token", _model(Settings))
+    def rotate_join_token(self) -> Call[JoinToken]:
+        """Make a new cluster join token and return it: it is shown this once (admins).
+
+        The old token stops working at once; joined workers keep their node credentials.
+        Raises ConflictError when the token is set in the master's configuration.
+
+        Example::
+
+            token = gdos.rotate_join_token().join_token
+        """
+        return Call("POST", "/settings/join-token", _model(JoinToken))
 
     # --- backups (admins) -------------------------------------------------------------------
 

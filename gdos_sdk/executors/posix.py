@@ -421,7 +421,7 @@ class PosixExecutor:
             log_fd = os.open(
                 spec.log_path,
                 os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
-                0o644,
+                0o600,
             )
         except OSError as exc:
             raise SpawnError(

@@ -10,6 +10,12 @@ Python object per sample and a series holds only the chunks its retained samples
 The minute tier keeps (avg, min, max) per minute in the same encoding, folded in as each
 minute closes, for :attr:`SeriesStore.minute_window` seconds (default 24 h).
 
+Memory is bounded: :meth:`SeriesStore.trim` frees chunks behind the windows and chunks more
+than :attr:`SeriesStore.ahead` seconds in the future (a sample from a clock far ahead must
+not pin a chunk forever), and the store refuses new series past ``max_series`` in all and
+``max_target_metrics`` per target. Callers that take samples from the network also check
+timestamps before adding (the master's :class:`~gdos_master.fleet.Fleet` does).
+
 Example::
 
     store = SeriesStore(window=3600)
@@ -122,14 +128,27 @@ class Series:
         chunk[offset * 3 + 1] = encode(found[1])
         chunk[offset * 3 + 2] = encode(found[2])
 
-    def trim(self, now: int, window: int, minute_window: int) -> None:
-        """Drop chunks that lie wholly before the retention windows."""
+    def trim(self, now: int, window: int, minute_window: int, ahead: int | None = None) -> None:
+        """Drop chunks that lie wholly before the retention windows (or, with ``ahead``,
+        wholly after ``now + ahead``)."""
         oldest = (now - window) // CHUNK
-        for index in [i for i in self._chunks if i < oldest]:
+        newest = None if ahead is None else (now + ahead) // CHUNK
+        for index in [i for i in self._chunks if i < oldest or (newest is not None and i > newest)]:
             del self._chunks[index]
         oldest_minutes = (now - minute_window) // 60 // MINUTE_CHUNK
-        for index in [i for i in self._minutes if i < oldest_minutes]:
+        newest_minutes = None if ahead is None else (now + ahead) // 60 // MINUTE_CHUNK
+        for index in [
+            i
+            for i in self._minutes
+            if i < oldest_minutes or (newest_minutes is not None and i > newest_minutes)
+        ]:
             del self._minutes[index]
+        if ahead is not None and self.last_ts > now + ahead:
+            # The newest sample came from the future: forget it, or later samples (which
+            # are "older") would never become the latest value.
+            self.last_ts = -1
+            self.last_value = math.nan
+            self._open_minute = -1
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -206,38 +225,70 @@ class SeriesStore:
     Parameters:
         window: seconds of 1 s samples to keep (default 1 h).
         minute_window: seconds of minute aggregates to keep (default 24 h).
+        ahead: seconds after "now" beyond which :meth:`trim` frees chunks (default 1 min).
+        max_series: series held in all; a sample of a new series past it is refused.
+        max_target_metrics: series held per target (a node's metric names include its
+            interfaces and mount points; past this, new names are refused).
     """
 
-    def __init__(self, *, window: int = 3600, minute_window: int = 86400) -> None:
+    def __init__(
+        self,
+        *,
+        window: int = 3600,
+        minute_window: int = 86400,
+        ahead: int = 60,
+        max_series: int = 1_000_000,
+        max_target_metrics: int = 256,
+    ) -> None:
         self.window = window
         self.minute_window = minute_window
+        self.ahead = ahead
+        self.max_series = max_series
+        self.max_target_metrics = max_target_metrics
         self._targets: dict[str, dict[str, Series]] = {}
+        self._series = 0
         self.samples_ingested = 0
+        self.refused = 0  # values refused because a cap was reached
         self._last_trim = 0
 
-    def add(self, target: str, values: Mapping[str, float], ts: float) -> None:
-        """Record one sample of several metrics of ``target`` at time ``ts``."""
+    def add(self, target: str, values: Mapping[str, float], ts: float) -> int:
+        """Record one sample of several metrics of ``target`` at time ``ts``.
+
+        Returns how many of the values were refused because a new series would pass
+        ``max_series`` or ``max_target_metrics`` (0 normally).
+        """
         second = int(ts)
         series = self._targets.get(target)
         if series is None:
             series = self._targets[target] = {}
+        refused = 0
         for metric, value in values.items():
             one = series.get(metric)
             if one is None:
+                if self._series >= self.max_series or len(series) >= self.max_target_metrics:
+                    refused += 1
+                    continue
                 one = series[metric] = Series()
+                self._series += 1
             one.add(second, value)
-        self.samples_ingested += len(values)
+        if not series:  # nothing could be stored: keep no empty target around
+            del self._targets[target]
+        self.samples_ingested += len(values) - refused
+        self.refused += refused
+        return refused
 
     def trim(self, now: float) -> None:
-        """Free chunks past the windows (call about once a minute)."""
+        """Free chunks past the windows, and any in the future (call about once a minute)."""
         for series in self._targets.values():
             for one in series.values():
-                one.trim(int(now), self.window, self.minute_window)
+                one.trim(int(now), self.window, self.minute_window, self.ahead)
         self._last_trim = int(now)
 
     def drop(self, target: str) -> None:
         """Forget a target (a deleted node or destroyed instance): its memory is freed."""
-        self._targets.pop(target, None)
+        dropped = self._targets.pop(target, None)
+        if dropped is not None:
+            self._series -= len(dropped)
 
     def targets(self) -> list[str]:
         return sorted(self._targets)
@@ -288,4 +339,4 @@ class SeriesStore:
         return sum(s.count() for series in self._targets.values() for s in series.values())
 
     def series_count(self) -> int:
-        return sum(len(series) for series in self._targets.values())
+        return self._series

@@ -90,7 +90,7 @@ async def test_watch_switches_a_large_fleet_node_to_one_second() -> None:
 
 
 async def test_heartbeat_batches_fill_the_series_and_latest() -> None:
-    fleet = Fleet(heartbeat_interval=1, offline_grace=5)
+    fleet = Fleet(heartbeat_interval=1, offline_grace=5, wall_clock=lambda: 103.0)
     await channel(fleet, "n", [])
     fleet.heartbeat("n", [sample(100, 1), sample(101, 2), sample(102, 3)], [])
     assert fleet.nodes["n"].latest is not None and fleet.nodes["n"].latest.ts == 102

@@ -90,6 +90,8 @@ def package_runner(
             **spec,
         )
     )
+    root.mkdir(mode=0o711, exist_ok=True)  # the work dir's parent, as /opt would be
+    root.chmod(0o711)
     workdir = WorkDir(root / "work")
     workdir.prepare()
     paths = workdir.paths("i-1")

@@ -529,9 +529,14 @@ const messages = {
       preferences: 'Preferences (this browser)',
       rotate: 'Rotate join token',
       rotate_confirm:
-        'Make a new join token? Joined nodes keep working; the old token stops admitting new ones.',
+        'Make a new join token? Joined nodes keep working; the old token stops admitting new ones. The new token is shown once.',
       rotated: 'New join token made',
       show: 'Show token',
+      token_config: "The join token is set in the master's configuration (auth.join_token): use that value.",
+      token_hidden:
+        'The master keeps only a hash of the join token, so it cannot show it. Rotate it to get a new one, shown once.',
+      token_once: 'This is the new join token. It is shown this once: copy it now.',
+      token_placeholder: '<join token>',
       version: 'Version',
     },
     commands: {
@@ -1064,9 +1069,13 @@ const messages = {
       offline_after: '判定离线时间',
       preferences: '偏好设置（仅本浏览器）',
       rotate: '更换加入令牌',
-      rotate_confirm: '生成新的加入令牌？已加入的节点不受影响；旧令牌将无法再接入新节点。',
+      rotate_confirm: '生成新的加入令牌？已加入的节点不受影响；旧令牌将无法再接入新节点。新令牌只显示一次。',
       rotated: '已生成新的加入令牌',
       show: '显示令牌',
+      token_config: '加入令牌写在主控的配置中（auth.join_token），请使用该值。',
+      token_hidden: '主控只保存加入令牌的哈希，因此无法显示它。更换令牌即可得到一个新令牌（只显示一次）。',
+      token_once: '这是新的加入令牌，只显示这一次：请现在复制。',
+      token_placeholder: '<加入令牌>',
       version: '版本',
     },
     commands: {
