@@ -49,6 +49,9 @@ class AgentConnection:
         self._close = close
         self._pending: dict[str, asyncio.Future[Response]] = {}
         self.closed = False
+        # Set by Fleet.disconnect: the sweep and the agent route's clean-up both drop a
+        # channel, and one lost channel must count once.
+        self.dropped = False
 
     async def send(self, text: str) -> None:
         if self.closed:
@@ -228,9 +231,12 @@ class Fleet:
         return self.desired_interval(self.runtime(node_id))
 
     async def disconnect(self, conn: AgentConnection) -> None:
+        """Drop ``conn`` (idempotent: a channel counts as one disconnect however it ended)."""
         rt = self.nodes.get(conn.node_id)
         await conn.close()
-        self.stats.disconnects += 1
+        if not conn.dropped:
+            conn.dropped = True
+            self.stats.disconnects += 1
         if rt is not None and rt.connection is conn:
             rt.connection = None
             rt.latest_text = None
