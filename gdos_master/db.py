@@ -225,6 +225,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX batch_jobs_started ON batch_jobs(started_at);
     """,
+    # 7: a restart asked for while the instance's node was offline, sent when it returns
+    """
+    ALTER TABLE instances ADD COLUMN restart_pending INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 
