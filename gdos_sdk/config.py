@@ -229,6 +229,15 @@ class WorkerConnect:
     reconnect_initial: float = _opt(0.5, "first reconnect delay, seconds")
     reconnect_max: float = _opt(30.0, "longest reconnect delay, seconds")
     ca_file: str = _opt("", "CA bundle to verify an HTTPS master")
+    ping_interval: float = _opt(
+        5.0,
+        "seconds between WebSocket pings on the agent channel (liveness check; 0: none)",
+    )
+    ping_timeout: float = _opt(
+        10.0,
+        "seconds to wait for a ping's answer; a channel without one is dropped and dialled"
+        " again (noticed within ping_interval + ping_timeout + 5 s)",
+    )
 
 
 @attrs.frozen
@@ -513,6 +522,9 @@ def load_worker_settings(
     attempts = settings.runtime.fetch_attempts
     if not 1 <= attempts <= 20:
         raise ConfigError(f"runtime.fetch_attempts must be between 1 and 20, got {attempts}")
+    for name in ("ping_interval", "ping_timeout"):
+        if getattr(settings.connect, name) < 0:
+            raise ConfigError(f"connect.{name} must be >= 0 (0 turns it off)")
     return settings
 
 

@@ -47,6 +47,7 @@ class TcpProxy:
         self.target_port = target_port
         self.port = 0
         self.held = 0  # connections held back so far
+        self.connections = 0  # connections accepted so far
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
@@ -103,6 +104,7 @@ class TcpProxy:
         return count
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         link = _Link()
         link.writers.append(writer)
         self._links.append(link)

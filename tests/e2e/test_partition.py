@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from gdos_sdk import Client, InstanceState
-from gdos_sdk.testing import LocalCluster
+from gdos_sdk.testing import LocalCluster, wait_until
 
 from .proxy import TcpProxy
 
@@ -108,3 +108,45 @@ def test_a_deploy_outliving_the_command_timeout_is_never_left_unmanaged(
         assert set(live) == {instance_id} and listed[instance_id].pid in live[instance_id]
         worker_dir = cluster.root / "worker0" / "instances"
         assert sorted(p.name for p in worker_dir.iterdir()) == [instance_id]
+
+
+def test_a_silent_channel_is_dropped_by_both_ends_and_the_worker_dials_again(
+    cluster: LocalCluster,
+) -> None:
+    cluster.start_master(env={"OPS_MASTER_FLEET_OFFLINE_GRACE": "1"})
+    with TcpProxy(cluster.master_port) as proxy:
+        worker = cluster.start_worker(
+            "-master",
+            proxy.url,
+            env={
+                "OPS_WORKER_CONNECT_PING_INTERVAL": "1",
+                "OPS_WORKER_CONNECT_PING_TIMEOUT": "2",
+            },
+        )
+        node_id = cluster.wait_worker_connected(worker)
+        with cluster.client() as gdos:
+            wait_until(lambda: gdos.get_node(node_id).status.value == "online", what="online")
+            # The path goes silent: no FIN, no RST, nothing gets through either way.
+            assert proxy.freeze() == 1
+            # The master misses heartbeats and drops the node ...
+            wait_until(
+                lambda: gdos.get_node(node_id).status.value == "offline",
+                timeout=15,
+                what="master to notice",
+            )
+            # ... and the worker, whose pings go unanswered, drops the channel and dials
+            # again (a new connection: the frozen one stays frozen).
+            wait_until(
+                lambda: "keepalive ping timeout" in worker.output(),
+                timeout=20,
+                what="worker to notice",
+            )
+            wait_until(lambda: proxy.connections >= 2, timeout=15, what="a new connection")
+            cluster.wait_worker_connected(worker, timeout=15)
+            wait_until(lambda: gdos.get_node(node_id).status.value == "online", what="back")
+            ingest = httpx.get(
+                f"{cluster.url}/api/v1/metrics/ingest",
+                headers={"Authorization": f"Bearer {cluster.admin_token()}"},
+                timeout=10,
+            ).json()
+            assert ingest["disconnects"] == 1, ingest
