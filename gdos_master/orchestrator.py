@@ -257,15 +257,11 @@ class Orchestrator:
         when = self._deleted.get(instance_id)
         return when is not None and time.monotonic() - when < FORGET_AFTER
 
-    def _set_reason(
-        self, instance_id: str, reason: str, state: InstanceState | None = None
-    ) -> None:
-        row = self.db.one("SELECT state FROM instances WHERE id = ?", (instance_id,))
-        if row is None:
-            return
+    def _still_deploying(self, instance_id: str, reason: str) -> None:
+        """Say why a record is still ``deploying`` (unless a report settled it meanwhile)."""
         self.db.execute(
-            "UPDATE instances SET state = ?, reason = ?, updated_at = ? WHERE id = ?",
-            ((state.value if state else row["state"]), reason, time.time(), instance_id),
+            "UPDATE instances SET reason = ?, updated_at = ? WHERE id = ? AND state = ?",
+            (reason, time.time(), instance_id, InstanceState.DEPLOYING.value),
         )
 
     def _deploy_answered(self, node_id: str, instance_id: str, response: Response) -> None:
@@ -281,7 +277,17 @@ class Orchestrator:
     def _deploy_failed(self, node_id: str, instance_id: str, message: str) -> None:
         """The worker refused a deploy after the API answered: it left nothing behind."""
         log.warning("instance %s: deploy on node %s failed: %s", instance_id, node_id, message)
-        self._set_reason(instance_id, f"deploy failed: {message}", InstanceState.FAILED)
+        self.db.execute(
+            "UPDATE instances SET state = ?, health = ?, pid = NULL, reason = ?, updated_at = ?"
+            " WHERE id = ?",
+            (
+                InstanceState.FAILED.value,
+                Health.NONE.value,
+                f"deploy failed: {message}",
+                time.time(),
+                instance_id,
+            ),
+        )
         record_audit(
             self.db,
             principal=None,
@@ -385,7 +391,7 @@ class Orchestrator:
             # slow download), so the record stays, `deploying`, and is settled by the
             # worker's late answer, its reports, or the reconcile when it reconnects.
             log.warning("instance %s: deploy outcome unknown: %s", instance_id, exc.message)
-            self._set_reason(
+            self._still_deploying(
                 instance_id,
                 f"deploying: no answer yet ({exc.message}); the worker reports the outcome",
             )
@@ -407,8 +413,11 @@ class Orchestrator:
         reconcile when the worker returns; a stop drops a queued restart.
         """
         row = self._row(instance_id)
-        pending = isinstance(command, RestartCommand) or (
-            bool(row["restart_pending"]) and desired == DesiredState.RUNNING
+        conn = self.fleet.connection(row["node_id"])
+        # Queued only for an offline node: a restart sent now whose answer is lost must
+        # not be repeated at the next reconnect.
+        pending = desired == DesiredState.RUNNING and (
+            bool(row["restart_pending"]) or (conn is None and isinstance(command, RestartCommand))
         )
         if row["desired_state"] != desired.value or bool(row["restart_pending"]) != pending:
             self.db.execute(
@@ -416,7 +425,6 @@ class Orchestrator:
                 " WHERE id = ?",
                 (desired.value, int(pending), time.time(), instance_id),
             )
-        conn = self.fleet.connection(row["node_id"])
         if conn is None:
             return self.get(instance_id), False
         status = await conn.request(command, self.command_timeout)

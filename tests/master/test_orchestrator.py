@@ -164,3 +164,10 @@ async def test_a_restart_on_an_offline_node_is_queued_and_sent_when_it_returns(
     await master.orchestrator.reconcile(node_id, inventory)
     assert [c.kind for c in worker.commands()] == ["stop"]
     assert converter.unstructure(worker.commands()[0])["instance_id"] == instance.id
+
+    # Online, a restart is sent, never queued: one whose answer is lost is not repeated.
+    master.orchestrator.command_timeout = 0.2
+    worker.answer = lambda _: None
+    answer = await post(admin, f"/instances/{instance.id}/restart")
+    assert answer.status_code == 503
+    assert "restart queued" not in (await admin.get_instance(instance.id)).reason
