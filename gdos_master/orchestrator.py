@@ -486,7 +486,8 @@ class Orchestrator:
         for row in rows:
             desired = DesiredState(row["desired_state"])
             status = reported.pop(row["id"], None)
-            if status is None:
+            # UNKNOWN: processes the worker found without a usable record; deploy it afresh.
+            if status is None or status.state == InstanceState.UNKNOWN:
                 try:
                     spec = self.spec_for(row)
                 except NotFoundError as exc:

@@ -41,7 +41,7 @@ from gdos_sdk.protocol import (
     StartCommand,
     StopCommand,
 )
-from gdos_sdk.states import DesiredState, InstanceState
+from gdos_sdk.states import DesiredState, Health, InstanceState
 from gdos_worker.adopted import AdoptedRunner
 from gdos_worker.runner import InstanceRunner
 from gdos_worker.state import InstanceRecord, WorkDir
@@ -52,6 +52,22 @@ log = logging.getLogger("gdos.worker.supervisor")
 
 # (download_path, destination file) -> None; raises TransportError on failure
 Downloader = Callable[[str, Path], Awaitable[None]]
+
+
+def _stray(instance_id: str, pids: list[int], problem: str) -> InstanceStatus:
+    return InstanceStatus(
+        instance_id=instance_id,
+        desired_state=DesiredState.STOPPED,
+        state=InstanceState.UNKNOWN,
+        health=Health.NONE,
+        pid=pids[0],
+        started_at=None,
+        restarts=0,
+        exit_code=None,
+        reason=f"processes {pids} run without a usable record on the worker ({problem})",
+        package="",
+        version="",
+    )
 
 
 async def _finish_thread(func: Callable[..., object], *args: object) -> None:
@@ -103,6 +119,9 @@ class Supervisor:
         self.runners: dict[str, InstanceRunner] = {}
         self._fetch_locks: dict[str, asyncio.Lock] = {}
         self._deploying: dict[str, asyncio.Task[InstanceStatus]] = {}
+        # Processes tagged with an instance whose record is unreadable: reported, never kept
+        # silently (the master destroys what it has no record of).
+        self.strays: dict[str, InstanceStatus] = {}
 
     def _runner(self, record: InstanceRecord) -> InstanceRunner:
         cls = AdoptedRunner if record.spec.adoption is not None else InstanceRunner
@@ -122,7 +141,17 @@ class Supervisor:
         """Read every instance record and re-attach or converge (call on the event loop)."""
         records, broken = self.workdir.load_records()
         for folder, problem in broken:
-            log.error("ignoring %s: %s", folder, problem)
+            pids = self.executor.find_tag(folder.name)
+            if not pids:
+                log.error("ignoring %s: %s", folder, problem)
+                continue
+            log.warning(
+                "instance %s: %s, but processes %s carry its tag; reporting them to the master",
+                folder.name,
+                problem,
+                pids,
+            )
+            self.strays[folder.name] = _stray(folder.name, pids, problem)
         for record in records:
             try:
                 runner = self._runner(record)
@@ -133,7 +162,8 @@ class Supervisor:
             runner.resume()
 
     def inventory(self) -> list[InstanceStatus]:
-        return [r.status() for r in self.runners.values()]
+        """Every instance of this node, strays (no usable record) included."""
+        return [r.status() for r in self.runners.values()] + list(self.strays.values())
 
     def get(self, instance_id: str) -> InstanceRunner:
         runner = self.runners.get(instance_id)
@@ -188,6 +218,8 @@ class Supervisor:
                 task.add_done_callback(lambda _: self._deploying.pop(spec.instance_id, None))
 
     async def _deploy(self, spec: InstanceSpec, *, start: bool) -> InstanceStatus:
+        if self.strays.pop(spec.instance_id, None) is not None:
+            self.executor.kill_tag(spec.instance_id)  # what ran without a record goes first
         if spec.adoption is not None:
             return await self._adopt(spec, start=start)
         Manifest.from_dict(spec.manifest)  # refuse a bad manifest before fetching anything
@@ -302,6 +334,10 @@ class Supervisor:
                 await deploying
             if instance_id not in self.runners:
                 return  # cancelled before it existed: nothing is left
+        if instance_id not in self.runners and self.strays.pop(instance_id, None) is not None:
+            self.executor.kill_tag(instance_id)
+            await asyncio.to_thread(shutil.rmtree, self.workdir.paths(instance_id).root, True)
+            return
         runner = self.get(instance_id)
         await runner.destroy()
         self.runners.pop(instance_id, None)

@@ -18,7 +18,7 @@ from gdos_master.app import Master
 from gdos_sdk.client import AsyncClient
 from gdos_sdk.client._base import CSRF_HEADER
 from gdos_sdk.codec import converter
-from gdos_sdk.protocol import DestroyCommand, ErrorInfo, Response, RestartCommand
+from gdos_sdk.protocol import DeployCommand, DestroyCommand, ErrorInfo, Response, RestartCommand
 from gdos_sdk.states import InstanceState
 
 from .scripted import ScriptedWorker, join, status
@@ -129,6 +129,15 @@ async def test_a_report_about_an_instance_without_record_destroys_the_orphan(
     await asyncio.sleep(0.05)
     assert len(worker.received) == sent
     assert len(audit(master, "instance.orphan")) == 1
+
+    # The same in a hello's inventory: destroyed by the reconcile, and audited as well.
+    await orchestrator.reconcile(node_id, [status("ghost-2")])
+    assert worker.commands()[-1] == DestroyCommand("ghost-2")
+    assert audit(master, "instance.orphan")[-1]["target"] == "instance:ghost-2"
+    # An instance the worker runs without a usable record, which the master knows: redeployed.
+    kept = await admin.deploy(module_id, node_id)
+    await orchestrator.reconcile(node_id, [status(kept.id, InstanceState.UNKNOWN)])
+    assert isinstance(worker.commands()[-1], DeployCommand)
 
 
 async def test_a_restart_on_an_offline_node_is_queued_and_sent_when_it_returns(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,26 @@ async def test_a_deploy_that_cannot_start_leaves_nothing(tmp_path: Path) -> None
     assert supervisor.runners == {} and supervisor.inventory() == []
     assert not supervisor.workdir.paths("i-1").root.exists()
     assert reports[-1].state == InstanceState.FAILED
+
+
+async def test_processes_of_an_instance_without_a_record_are_reported_then_destroyed(
+    tmp_path: Path,
+) -> None:
+    content = package(tmp_path)
+    supervisor, _ = make(tmp_path, HeldStore(content))
+    folder = supervisor.workdir.paths("lost-1").root
+    folder.mkdir(parents=True)  # its instance.json is gone (a disk full, a manual cleanup)
+    env = {**os.environ, "GDOS_INSTANCE_ID": "lost-1"}
+    proc = await asyncio.create_subprocess_exec("sleep", "300", env=env, start_new_session=True)
+    try:
+        supervisor.load()
+        [stray] = supervisor.inventory()
+        assert (stray.instance_id, stray.state, stray.pid) == ("lost-1", "unknown", proc.pid)
+        assert "without a usable record" in stray.reason
+        await supervisor.destroy("lost-1")  # what the master commands for an orphan
+        assert await asyncio.wait_for(proc.wait(), 10) == -9
+        assert supervisor.inventory() == [] and not folder.exists()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
