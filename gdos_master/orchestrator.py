@@ -277,7 +277,7 @@ class Orchestrator:
     def _deploy_failed(self, node_id: str, instance_id: str, message: str) -> None:
         """The worker refused a deploy after the API answered: it left nothing behind."""
         log.warning("instance %s: deploy on node %s failed: %s", instance_id, node_id, message)
-        self.db.execute(
+        updated = self.db.execute(
             "UPDATE instances SET state = ?, health = ?, pid = NULL, reason = ?, updated_at = ?"
             " WHERE id = ?",
             (
@@ -288,6 +288,8 @@ class Orchestrator:
                 instance_id,
             ),
         )
+        if not updated.rowcount:
+            return  # destroyed meanwhile
         record_audit(
             self.db,
             principal=None,
