@@ -10,6 +10,8 @@
    p99), and bulk output through the relay against raw PTY reads of the same command.
 4. fleet scale (``bench_fleet.py``): the largest simulated fleet one master keeps, against a
    bare Hypercorn WebSocket echo; bytes per retained sample; sample-to-browser delay.
+5. batch start (``bench_batch.py``): ``POST /systems/{id}/start`` of 20 instances against 20
+   concurrent ``start_instance`` calls (with and without the same ``min_running`` check).
 
 The machine is shared and noisy; compare each figure with its baseline, not across runs.
 """
@@ -33,6 +35,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import bench_batch  # noqa: E402
 import bench_fleet  # noqa: E402
 import bench_terminal  # noqa: E402
 
@@ -199,6 +202,11 @@ def main() -> int:
         terminal = bench_terminal.measure(Path(tmp))
     results["terminal"] = terminal
     bench_terminal.report(terminal)
+    # 5. batch start against concurrent starts (before the fleet run, which loads the machine)
+    with tempfile.TemporaryDirectory(prefix="gdos-bench-batch-") as tmp:
+        batch = bench_batch.measure(Path(tmp), instances=args.instances)
+    results["batch"] = batch
+    bench_batch.report(batch)
     # 4. fleet scale: simulated workers over real WebSockets against one master
     if args.fleet_sizes:
         print("fleet:")

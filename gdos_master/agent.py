@@ -210,7 +210,7 @@ async def _receive_loop(master: Any, conn: AgentConnection, ws: Any) -> None:
         if isinstance(message, Heartbeat):
             master.fleet.heartbeat(conn.node_id, message.node_samples, message.instance_samples)
         elif isinstance(message, InstanceEvent):
-            master.orchestrator.apply_status(conn.node_id, message.status)
+            master.orchestrator.report(conn.node_id, message.status)
         elif isinstance(message, Response):
             conn.resolve(message)
         elif isinstance(message, CommandOutput):

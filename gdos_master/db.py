@@ -242,6 +242,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE nodes ADD COLUMN claim_hash TEXT;
     ALTER TABLE nodes ADD COLUMN claims TEXT;
     """,
+    # 9: a restart asked for while the instance's node was offline, sent when it returns
+    """
+    ALTER TABLE instances ADD COLUMN restart_pending INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 

@@ -28,13 +28,28 @@ from collections.abc import Awaitable, Callable, Iterable
 import attrs
 
 from gdos_sdk.codec import converter
-from gdos_sdk.errors import RemoteError, TransportError
+from gdos_sdk.errors import (
+    ConflictError,
+    GdosError,
+    ManifestError,
+    RemoteError,
+    TransportError,
+    ValidationError,
+)
 from gdos_sdk.metrics.names import instance_values, node_values
 from gdos_sdk.metrics.series import SeriesStore
 from gdos_sdk.models import InstanceSample, NodeSample
 from gdos_sdk.protocol import Command, Configure, InstanceStatus, Request, Response, encode
 
-__all__ = ["AgentConnection", "Fleet", "IngestStats", "NodeRuntime", "SampleWindow"]
+__all__ = [
+    "AgentConnection",
+    "Fleet",
+    "IngestStats",
+    "LateHandler",
+    "NodeRuntime",
+    "SampleWindow",
+    "worker_error",
+]
 
 log = logging.getLogger("gdos.master.fleet")
 
@@ -44,6 +59,31 @@ Placement = Callable[[str], Iterable[str]]
 # A node's cached set of its instance ids is looked up again at most this often (seconds),
 # and only when a heartbeat names an instance missing from it.
 PLACEMENT_REFRESH = 1.0
+
+# Called with a worker's answer that came after its request had timed out.
+LateHandler = Callable[[Response], None]
+
+# Worker error codes that say the request itself is at fault (the caller can act on it):
+# they keep their own class and status instead of 502 "worker error".
+_CALLER_ERRORS: dict[str, type[GdosError]] = {
+    ConflictError.code: ConflictError,
+    ValidationError.code: ValidationError,
+    ManifestError.code: ManifestError,
+}
+
+
+def worker_error(response: Response, node_id: str) -> GdosError:
+    """The error a worker's failed ``response`` stands for.
+
+    A conflict (``nothing to adopt``, ``stale pid file``) or invalid input is the caller's
+    to fix and keeps its class (409, 422); anything else is a :class:`RemoteError` (502).
+    ``details`` carries the worker's code and the node id either way.
+    """
+    error = response.error
+    code = error.code if error else "unknown"
+    message = error.message if error else "worker reported an error"
+    cls = _CALLER_ERRORS.get(code, RemoteError)
+    return cls(message, details={"code": code, "node_id": node_id})
 
 
 class AgentConnection:
@@ -60,19 +100,33 @@ class AgentConnection:
         self._send = send
         self._close = close
         self._pending: dict[str, asyncio.Future[Response]] = {}
+        self._late: dict[str, LateHandler] = {}
         self.closed = False
+        # Set by Fleet.disconnect: the sweep and the agent route's clean-up both drop a
+        # channel, and one lost channel must count once.
+        self.dropped = False
 
     async def send(self, text: str) -> None:
         if self.closed:
             raise TransportError(f"node {self.node_id} is not connected")
         await self._send(text)
 
-    async def request(self, command: Command, timeout: float) -> InstanceStatus | None:
-        """Send ``command``; return the worker's result or raise its error."""
-        return (await self.ask(command, timeout)).result
+    async def request(
+        self, command: Command, timeout: float, *, on_late: LateHandler | None = None
+    ) -> InstanceStatus | None:
+        """Send ``command``; return the worker's result or raise its error (see :meth:`ask`)."""
+        return (await self.ask(command, timeout, on_late=on_late)).result
 
-    async def ask(self, command: Command, timeout: float) -> Response:
-        """Send ``command``; return the worker's whole (successful) response or raise its error."""
+    async def ask(
+        self, command: Command, timeout: float, *, on_late: LateHandler | None = None
+    ) -> Response:
+        """Send ``command``; return the worker's whole (successful) response or raise its error.
+
+        A worker's error comes back as :func:`worker_error` translates it. When the worker
+        does not answer within ``timeout`` this raises :class:`TransportError`; with
+        ``on_late``, an answer that arrives later on this channel is handed to it (a deploy
+        goes on on the worker after the master stopped waiting, and its outcome matters).
+        """
         request_id = uuid.uuid4().hex
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
@@ -81,29 +135,36 @@ class AgentConnection:
             try:
                 response = await asyncio.wait_for(future, timeout)
             except TimeoutError:
+                if on_late is not None and not self.closed:
+                    self._late[request_id] = on_late
                 raise TransportError(
                     f"node {self.node_id} did not answer {command.kind} within {timeout:g} s"
                 ) from None
         finally:
             self._pending.pop(request_id, None)
         if not response.ok:
-            error = response.error
-            raise RemoteError(
-                error.message if error else "worker reported an error",
-                details={"code": error.code if error else "unknown", "node_id": self.node_id},
-            )
+            raise worker_error(response, self.node_id)
         return response
 
     def resolve(self, response: Response) -> None:
         future = self._pending.get(response.id)
-        if future is not None and not future.done():
-            future.set_result(response)
+        if future is not None:
+            if not future.done():
+                future.set_result(response)
+            return
+        late = self._late.pop(response.id, None)
+        if late is not None:
+            try:
+                late(response)
+            except Exception:  # a handler's bug must not end the channel's receive loop
+                log.exception("late answer handler for node %s failed", self.node_id)
 
     async def close(self) -> None:
         """Fail every open request and close the socket."""
         if self.closed:
             return
         self.closed = True
+        self._late.clear()  # the worker's next hello reports how those commands ended
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(TransportError(f"connection to node {self.node_id} lost"))
@@ -271,9 +332,12 @@ class Fleet:
         return self.desired_interval(self.runtime(node_id))
 
     async def disconnect(self, conn: AgentConnection) -> None:
+        """Drop ``conn`` (idempotent: a channel counts as one disconnect however it ended)."""
         rt = self.nodes.get(conn.node_id)
         await conn.close()
-        self.stats.disconnects += 1
+        if not conn.dropped:
+            conn.dropped = True
+            self.stats.disconnects += 1
         if rt is not None and rt.connection is conn:
             rt.connection = None
             rt.latest_text = None

@@ -45,6 +45,7 @@ __all__ = [
     "PidFile",
     "ProcessCandidate",
     "ProcessIdentity",
+    "clean_cmdline",
     "discover",
     "find_candidates",
     "list_processes",
@@ -266,6 +267,29 @@ def find_candidates(
     return sorted(tops, key=lambda p: (p.create_time, p.pid))
 
 
+def clean_cmdline(argv: list[str]) -> list[str]:
+    """A command line as a person reads it, also when the program rewrote its title.
+
+    Daemons such as redis-server or nginx overwrite their argument area with a title
+    ("redis-server 127.0.0.1:6379") padded with NUL bytes, which reads back as the title
+    followed by dozens of empty arguments. The trailing empty strings go; a lone title
+    with spaces is split into words (as psutil does when the padding is a single NUL).
+    Empty arguments between others are real and kept.
+
+    Example::
+
+        clean_cmdline(["/usr/bin/redis-server 127.0.0.1:6379", "", ""])
+        # ["/usr/bin/redis-server", "127.0.0.1:6379"]
+    """
+    end = len(argv)
+    while end and not argv[end - 1]:
+        end -= 1
+    kept = argv[:end]
+    if len(kept) == 1 and " " in kept[0].strip():
+        return kept[0].split()
+    return kept
+
+
 def _candidate(proc: psutil.Process, *, details: bool = True) -> ProcessCandidate | None:
     """One process; ``details`` also reads its working directory and user (slower)."""
     try:
@@ -276,7 +300,7 @@ def _candidate(proc: psutil.Process, *, details: bool = True) -> ProcessCandidat
                 pid=proc.pid,
                 create_time=proc.create_time(),
                 name=proc.name(),
-                cmdline=_safe(proc.cmdline, []),
+                cmdline=clean_cmdline(_safe(proc.cmdline, [])),
                 cwd=_safe(proc.cwd, "") if details else "",
                 user=_safe(proc.username, "") if details else "",
                 ppid=proc.ppid(),

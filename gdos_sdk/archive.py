@@ -50,6 +50,7 @@ __all__ = [
     "ArchiveLimits",
     "EntryInfo",
     "build_archive",
+    "folder_entries",
     "inspect_archive",
     "safe_extract",
     "sha256_file",
@@ -683,6 +684,27 @@ def _collect(src: Path, skip: Path) -> list[_Item]:
             raise _bad(item.arcname, f"symlink target {item.target!r} is absolute")
     _check_links(links)
     return items
+
+
+def folder_entries(src_dir: StrPath) -> list[EntryInfo]:
+    """The entries :func:`build_archive` would pack from ``src_dir``, without packing it.
+
+    Example::
+
+        names = [e.name for e in folder_entries("my-service")]
+    """
+    items = _collect(Path(src_dir), Path(os.devnull))
+    return [
+        EntryInfo(
+            name=item.arcname,
+            size=item.size,
+            mode=item.mode if item.kind == "file" else 0o755,
+            is_dir=item.kind == "dir",
+            is_symlink=item.kind == "link",
+            link_target=item.target if item.kind == "link" else None,
+        )
+        for item in items
+    ]
 
 
 def _zinfo(arcname: str, mode: int, compress_type: int) -> zipfile.ZipInfo:

@@ -47,7 +47,9 @@ class BatchRequest:
 
     Parameters:
         action: ``start`` (tiers by ascending ``start_order``) or ``stop`` (descending).
-        concurrency: instances acted on at once within a tier.
+        concurrency: instances being started (until running, or healthy when waiting for
+            health) or stopped at once within a tier; the ``min_running`` check of one
+            that runs does not take a place.
         wait_healthy: a start waits for instances with a health check to be healthy.
         tier_timeout: seconds a tier may take before the batch fails.
         min_running: seconds an instance must stay running to count as started when

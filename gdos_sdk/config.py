@@ -305,6 +305,15 @@ class WorkerConnect:
         " traffic and secrets then cross the network unencrypted)",
         flag="insecure",
     )
+    ping_interval: float = _opt(
+        5.0,
+        "seconds between WebSocket pings on the agent channel (liveness check; 0: none)",
+    )
+    ping_timeout: float = _opt(
+        10.0,
+        "seconds to wait for a ping's answer; a channel without one is dropped and dialled"
+        " again (noticed within ping_interval + ping_timeout + 5 s)",
+    )
 
 
 @attrs.frozen
@@ -644,6 +653,9 @@ def load_worker_settings(
     attempts = settings.runtime.fetch_attempts
     if not 1 <= attempts <= 20:
         raise ConfigError(f"runtime.fetch_attempts must be between 1 and 20, got {attempts}")
+    for name in ("ping_interval", "ping_timeout"):
+        if getattr(settings.connect, name) < 0:
+            raise ConfigError(f"connect.{name} must be >= 0 (0 turns it off)")
     return settings
 
 

@@ -242,6 +242,11 @@ class AdoptedRunner(InstanceRunner):
 
     # --- exits the service made on its own ----------------------------------------------------
 
+    _vanished = "exit status unknown: GDOS is not its parent"
+
+    async def _clear_run(self, handle: ProcessHandle) -> None:
+        """Nothing to clear: what an adopted process leaves may be its own successor."""
+
     def _on_unexpected_exit(self, info: ExitInfo) -> None:
         self.handle = None
         self.record.process = None
@@ -279,7 +284,7 @@ class AdoptedRunner(InstanceRunner):
                 if decision.give_up:
                     self._set_state(S.FAILED, f"{info.reason}; {decision.reason}")
                     return
-            self._set_state(S.STOPPED, f"{info.reason} outside GDOS")  # BACKOFF -> STOPPED
+            self._set_state(S.STOPPED, f"exited outside GDOS ({info.reason})")  # BACKOFF -> STOPPED
 
     async def _restart_later(self, delay: float) -> None:
         await asyncio.sleep(delay)

@@ -62,6 +62,7 @@ from gdos_worker.terminal import TerminalHost
 __all__ = ["BUFFER_SECONDS", "Agent"]
 
 BUFFER_SECONDS = 300
+CLOSE_TIMEOUT = 5.0  # seconds the close handshake of a dead channel may take before we abort
 
 log = logging.getLogger("gdos.worker.agent")
 
@@ -195,11 +196,17 @@ class Agent:
             await asyncio.sleep(delay)
 
     async def _session(self, backoff: Backoff) -> None:
+        settings = self.settings.connect
         async with connect(
             self.ws_url,
             additional_headers=self._auth_headers(),
             open_timeout=10,
-            ping_interval=None,  # heartbeats every second are our liveness check
+            # Our heartbeats tell the master we live; pings tell us the master does. A path
+            # that went silent without a FIN or RST (a dead NAT entry, a cut cable) would
+            # otherwise keep this socket "open" until TCP gives up, many minutes later.
+            ping_interval=settings.ping_interval or None,
+            ping_timeout=settings.ping_timeout or None,
+            close_timeout=CLOSE_TIMEOUT,
             compression=None,  # small JSON frames: deflate costs both ends more CPU than it saves
             max_size=16 * 1024 * 1024,
             ssl=self._ssl,

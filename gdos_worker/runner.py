@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import attrs
+
 from gdos_sdk.errors import SpawnError
 from gdos_sdk.executors import Executor, ExitInfo, ProcessHandle, SpawnSpec
 from gdos_sdk.executors.accounts import (
@@ -280,7 +282,35 @@ class InstanceRunner:
         async with self.lock:
             if self.handle is not handle or self.destroyed:
                 return  # an operator action already took care of this process
+            if not handle.is_child and info.code is None and info.signal is None:
+                info = attrs.evolve(info, reason=self._vanished)
             self._on_unexpected_exit(info)
+            # Still under the lock: a restart (which waits for it) finds the old run gone.
+            await self._clear_run(handle)
+
+    # Why a process that is not this worker's child ended is all its exit tells.
+    _vanished = "the process vanished (its exit status cannot be read after a worker restart)"
+
+    async def _clear_run(self, handle: ProcessHandle) -> None:
+        """Stop what is left of a run whose main process exited on its own.
+
+        Its children, the process group, and every process tagged with the instance (a
+        ``setsid()`` grandchild too) get ``stop_signal``, then SIGKILL after
+        ``stop_timeout``, exactly as a stop would: otherwise a crash restart would start a
+        second tree beside the old one (a forking server's old children keeping its port).
+        """
+        result = await self.executor.stop(
+            handle,
+            stop_signal=_signal_number(self.manifest.stop_signal),
+            timeout=self.manifest.stop_timeout,
+        )
+        left = self.executor.kill_tag(self.instance_id)
+        if result.killed_pids or left:
+            log.warning(
+                "instance %s: killed %d leftover process(es) of the exited run",
+                self.instance_id,
+                len(result.killed_pids) + len(left),
+            )
 
     def _on_unexpected_exit(self, info: ExitInfo) -> None:
         self.handle = None

@@ -255,7 +255,8 @@ async def list_instances(ctx: Ctx) -> list[Instance]:
 @api.route(
     "/instances",
     "POST",
-    summary="Deploy a module onto a node (202 when the node is offline: applied on return)",
+    summary="Deploy a module onto a node (202: node offline, or no answer in time; the record"
+    " is kept and settled by the worker)",
     tag=I,
     role=Role.OPERATOR,
     body=DeployRequest,

@@ -479,6 +479,21 @@ class Calls:
         return Call("GET", "/instances", _model(list[Instance]), params=params)
 
     def deploy(self, module_id: str, node_id: str, *, start: bool = True) -> Call[Instance]:
+        """Deploy a module onto a node (and start it); returns the instance record.
+
+        The record always exists when this returns: the instance is ``running`` (or
+        ``stopped``) when the worker finished in time; ``deploying`` when the worker did
+        not answer within the master's ``fleet.command_timeout`` (the deploy goes on there
+        and the record follows it, ending ``running`` or ``failed`` with the reason); and
+        ``unknown`` when the node is offline (deployed when it returns). A deploy the
+        worker refused raises its error and leaves no record.
+
+        Example::
+
+            instance = gdos.deploy(module.id, node.id)
+            if instance.state.value != "running":
+                instance = gdos.wait_for_instance(instance.id, "running", timeout=120)
+        """
         body = DeployRequest(module_id=module_id, node_id=node_id, start=start)
         return Call("POST", "/instances", _model(Instance), json=unstructure(body))
 

@@ -149,3 +149,12 @@ def test_worker_fetch_attempts_is_bounded(tmp_path: Path) -> None:
     for bad in ("0", "21"):
         with pytest.raises(ConfigError, match=r"runtime\.fetch_attempts"):
             load_worker_settings([], env={"OPS_WORKER_RUNTIME_FETCH_ATTEMPTS": bad}, cwd=tmp_path)
+
+
+def test_worker_channel_pings_are_on_by_default_and_not_negative(tmp_path: Path) -> None:
+    connect = load_worker_settings([], env={}, cwd=tmp_path).connect
+    assert (connect.ping_interval, connect.ping_timeout) == (5.0, 10.0)
+    env = {"OPS_WORKER_CONNECT_PING_INTERVAL": "0"}
+    assert load_worker_settings([], env=env, cwd=tmp_path).connect.ping_interval == 0
+    with pytest.raises(ConfigError, match=r"connect\.ping_timeout must be >= 0"):
+        load_worker_settings([], env={"OPS_WORKER_CONNECT_PING_TIMEOUT": "-1"}, cwd=tmp_path)
