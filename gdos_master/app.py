@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from quart import Quart, Response, current_app, request, send_from_directory
+from quart import Quart, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from gdos_master import __version__
@@ -33,6 +33,7 @@ from gdos_master.auth import LoginLimiter, authenticate
 from gdos_master.backups import Backups
 from gdos_master.batches import BatchRuns
 from gdos_master.commands import CommandRuns
+from gdos_master.console import register_console
 from gdos_master.db import Database
 from gdos_master.fleet import Fleet
 from gdos_master.heap import HeapKeeper
@@ -56,9 +57,6 @@ from gdos_sdk.storage import LocalStorage, MinioStorage, Storage
 __all__ = ["Master", "create_app", "current_master"]
 
 log = logging.getLogger("gdos.master")
-
-STATIC_DIR = Path(__file__).parent / "static"
-
 
 @attrs.define
 class Master:
@@ -290,7 +288,7 @@ def create_app(
     register_live_socket(app)
     register_terminal_sockets(app)
     _register_errors(app)
-    _register_web(app)
+    register_console(app)
 
     @app.route("/healthz")
     async def healthz() -> Response:
@@ -347,31 +345,3 @@ def _register_errors(app: Quart) -> None:
             message = f"no route {request.method} {request.path}"
         response = json_response({"error": {"code": code, "message": message}}, exc.code or 500)
         return close_if_body_sent(response)
-
-
-def _register_web(app: Quart) -> None:
-    """Serve the built web console; history-mode routes fall back to index.html."""
-
-    @app.route("/", defaults={"path": ""})
-    @app.route("/<path:path>")
-    async def web(path: str) -> Response:
-        if path.startswith("api/"):
-            return json_response(
-                {"error": {"code": "not_found", "message": f"no route GET /{path}"}}, 404
-            )
-        index = STATIC_DIR / "index.html"
-        if not index.is_file():
-            return Response(
-                "<!doctype html><title>GDOS</title><p>The GDOS API is running. The web console"
-                " is not built: run <code>nox -s web</code>.</p>",
-                content_type="text/html",
-            )
-        candidate = (STATIC_DIR / path).resolve()
-        if path and candidate.is_file() and STATIC_DIR.resolve() in candidate.parents:
-            response = await send_from_directory(STATIC_DIR, path)
-            if path.startswith("assets/"):  # content-hashed names: cache for a year
-                response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
-            return response
-        response = await send_from_directory(STATIC_DIR, "index.html")
-        response.headers["Cache-Control"] = "no-cache"
-        return response
