@@ -12,15 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import secrets
 import time
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import attrs
-from quart import Quart, Response, current_app, request
+from quart import Quart, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from gdos_master import __version__
@@ -49,6 +51,7 @@ from gdos_master.terminal import TerminalRelay
 from gdos_master.terminal_ws import register_terminal_sockets
 from gdos_sdk.config import MasterSettings
 from gdos_sdk.errors import ConfigError, ConflictError, GdosError, PermissionDenied
+from gdos_sdk.logformat import set_log_context
 from gdos_sdk.metrics.series import SeriesStore
 from gdos_sdk.models import Settings
 from gdos_sdk.protocol import InstanceStatus
@@ -57,6 +60,7 @@ from gdos_sdk.storage import LocalStorage, MinioStorage, Storage
 __all__ = ["Master", "create_app", "current_master"]
 
 log = logging.getLogger("gdos.master")
+
 
 @attrs.define
 class Master:
@@ -288,6 +292,7 @@ def create_app(
     register_live_socket(app)
     register_terminal_sockets(app)
     _register_errors(app)
+    _register_request_ids(app)
     register_console(app)
 
     @app.route("/healthz")
@@ -318,6 +323,34 @@ def create_app(
         await master.close()
 
     return app
+
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def _register_request_ids(app: Quart) -> None:
+    """Give each HTTP request an id: in every log line it causes and in ``X-Request-ID``.
+
+    A caller's own ``X-Request-ID`` (a proxy's) is kept when it is a plain token. The node or
+    instance a route names joins the log lines too.
+    """
+
+    @app.before_request
+    async def bind_request_id() -> None:
+        given = request.headers.get("X-Request-ID", "")
+        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
+        g.request_id = request_id
+        args = request.view_args or {}
+        set_log_context(
+            request_id=request_id, node_id=args.get("node_id"), instance_id=args.get("instance_id")
+        )
+
+    @app.after_request
+    async def echo_request_id(response: Response) -> Response:
+        request_id = g.get("request_id")
+        if request_id:
+            response.headers["X-Request-ID"] = request_id
+        return response
 
 
 def _register_errors(app: Quart) -> None:

@@ -1,5 +1,8 @@
 """Secrets: password hashing, random credentials, and redaction (pure, no I/O).
 
+Redaction itself lives in :mod:`gdos_sdk.redaction` (the worker's logs use it too); it is
+re-exported here for the master's modules.
+
 Passwords use scrypt from the standard library (memory-hard, no extra
 dependency). API tokens, session ids and node credentials are 256-bit random
 values, so a plain SHA-256 of them is enough to store: nobody can brute-force
@@ -11,9 +14,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import re
 import secrets
-from typing import Any
+
+from gdos_sdk.redaction import REDACTED, is_secret_key, redact
 
 __all__ = [
     "REDACTED",
@@ -24,8 +27,6 @@ __all__ = [
     "redact",
     "verify_password",
 ]
-
-REDACTED = "***"
 
 _SCRYPT_N = 2**14
 _SCRYPT_R = 8
@@ -80,31 +81,3 @@ def new_secret(prefix: str) -> str:
 def hash_secret(secret: str) -> str:
     """Storage form of a high-entropy secret."""
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-_SECRET_KEY = re.compile(
-    r"(pass(word)?|secret|token|credential|api[_-]?key|access[_-]?key|private|authorization|cookie)",
-    re.IGNORECASE,
-)
-
-
-def is_secret_key(key: str) -> bool:
-    """True for keys whose values must never be logged or echoed."""
-    return bool(_SECRET_KEY.search(key))
-
-
-def redact(value: Any) -> Any:
-    """A copy of JSON-like ``value`` with secret-looking keys' values replaced.
-
-    Example::
-
-        redact({"username": "a", "password": "x"})  # {"username": "a", "password": "***"}
-    """
-    if isinstance(value, dict):
-        return {
-            k: (REDACTED if is_secret_key(str(k)) and v not in (None, "") else redact(v))
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    return value

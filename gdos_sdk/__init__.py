@@ -62,4 +62,3 @@ __all__ = [
     "ValidationError",
     "__version__",
 ]
-

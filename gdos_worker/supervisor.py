@@ -21,6 +21,7 @@ from gdos_sdk.archive import safe_extract
 from gdos_sdk.codec import unstructure
 from gdos_sdk.errors import ConflictError, GdosError, NotFoundError, TransportError
 from gdos_sdk.executors import Executor
+from gdos_sdk.logformat import log_context
 from gdos_sdk.manifest import Manifest
 from gdos_sdk.metrics import ProcessTreeSampler
 from gdos_sdk.models import InstanceSample
@@ -107,7 +108,8 @@ class Supervisor:
                 log.error("instance %s cannot be loaded: %s", record.spec.instance_id, exc)
                 continue
             self.runners[runner.instance_id] = runner
-            runner.resume()
+            with log_context(instance_id=runner.instance_id):
+                runner.resume()
 
     def inventory(self) -> list[InstanceStatus]:
         return [r.status() for r in self.runners.values()]
@@ -122,6 +124,12 @@ class Supervisor:
 
     async def execute(self, command: Command) -> InstanceStatus | None:
         """Run one command from the master."""
+        instance_id = command.spec.instance_id if isinstance(command, DeployCommand) else None
+        # Log lines of the command, and of the tasks it starts (watchers, restarts), name it.
+        with log_context(instance_id=getattr(command, "instance_id", instance_id)):
+            return await self._execute(command)
+
+    async def _execute(self, command: Command) -> InstanceStatus | None:
         if isinstance(command, DeployCommand):
             return await self.deploy(command.spec, start=command.start)
         if isinstance(command, StartCommand):

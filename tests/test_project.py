@@ -33,6 +33,9 @@ PUBLIC_MODULES = [
     "gdos_sdk.logfiles",
     "gdos_sdk.restart",
     "gdos_sdk.testing",
+    "gdos_sdk.logformat",
+    "gdos_sdk.redaction",
+    "gdos_sdk.flaghelp",
 ]
 
 
