@@ -83,4 +83,5 @@ class BuildWithConsole(build_py):
         super().run()
 
 
-setup(cmdclass={"build_py": BuildWithConsole})
+if __name__ == "__main__":  # how setuptools' build backend runs this file
+    setup(cmdclass={"build_py": BuildWithConsole})
