@@ -44,7 +44,12 @@ from gdos_master.logview import InstanceLogs
 from gdos_master.nodes import Nodes
 from gdos_master.orchestrator import Orchestrator
 from gdos_master.packages import Packages
-from gdos_master.prometheus import render_prometheus
+from gdos_master.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
+from gdos_master.prometheus import (
+    OPENMETRICS_CONTENT_TYPE,
+    render_prometheus,
+    wants_openmetrics,
+)
 from gdos_master.routing import close_if_body_sent, error_response, json_response
 from gdos_master.systems import Systems
 from gdos_master.terminal import TerminalRelay
@@ -307,7 +312,11 @@ def create_app(
                 raise PermissionDenied("node credentials are accepted only on agent endpoints")
         except GdosError as exc:
             return error_response(exc)
-        return Response(render_prometheus(master), content_type="text/plain; version=0.0.4")
+        openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
+        return Response(
+            render_prometheus(master, openmetrics=openmetrics),
+            content_type=OPENMETRICS_CONTENT_TYPE if openmetrics else PROMETHEUS_CONTENT_TYPE,
+        )
 
     @app.before_serving
     async def start_background() -> None:

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 
 import attrs
 
+from gdos_master.prometheus import INSTANCE_RATES, NODE_RATES, RateTotals
 from gdos_sdk.codec import converter
 from gdos_sdk.errors import RemoteError, TransportError
 from gdos_sdk.metrics.names import instance_values, node_values
@@ -199,6 +200,8 @@ class Fleet:
         self.max_push_interval = max_push_interval
         self.store = store if store is not None else SeriesStore()
         self.stats = IngestStats()
+        # Byte and CPU counters for /metrics, integrated from the samples' rates.
+        self.totals = RateTotals()
         self._clock = clock
         self.nodes: dict[str, NodeRuntime] = {}
         self.on_offline: list[Callable[[str], None]] = []
@@ -248,8 +251,11 @@ class Fleet:
         rt.last_seen = now
         store = self.store
         node_target = f"node:{node_id}"
+        totals = self.totals
         for sample in nodes:
-            store.add(node_target, node_values(sample), sample.ts)
+            values = node_values(sample)
+            store.add(node_target, values, sample.ts)
+            totals.add(node_target, sample.ts, values, NODE_RATES)
         if nodes:
             newest = max(nodes, key=lambda s: s.ts)
             if rt.latest_text is None or newest.ts >= rt.latest_ts:
@@ -258,7 +264,10 @@ class Fleet:
             self.stats.lag.record(max(0.0, now - newest.ts), now)
         latest: dict[str, InstanceSample] = {}
         for isample in instances:
-            store.add(f"instance:{isample.instance_id}", instance_values(isample), isample.ts)
+            target = f"instance:{isample.instance_id}"
+            ivalues = instance_values(isample)
+            store.add(target, ivalues, isample.ts)
+            totals.add(target, isample.ts, ivalues, INSTANCE_RATES)
             seen = latest.get(isample.instance_id)
             if seen is None or isample.ts >= seen.ts:
                 latest[isample.instance_id] = isample
@@ -356,12 +365,14 @@ class Fleet:
         """Drop a deleted node, closing its channel and freeing its series."""
         rt = self.nodes.pop(node_id, None)
         self.store.drop(f"node:{node_id}")
+        self.totals.drop(f"node:{node_id}")
         if rt is not None and rt.connection is not None:
             await rt.connection.close()
 
     def forget_instance(self, instance_id: str) -> None:
         """Free a destroyed instance's series."""
         self.store.drop(f"instance:{instance_id}")
+        self.totals.drop(f"instance:{instance_id}")
 
     def online_count(self) -> int:
         return sum(1 for node_id in self.nodes if self.is_online(node_id))
