@@ -178,7 +178,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         prog=PROG,
         description="Create, build, validate and inspect GDOS service packages.",
         epilog="Long options also work with a single dash (-output, -force, -json)."
-        " 'gdos-pack COMMAND --help' lists a command's options.",
+        " 'gdos-pack COMMAND --help' lists a command's options and their defaults;"
+        " gdos-pack reads no environment variables or configuration files.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -195,14 +196,18 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         p.set_defaults(func=func)
         subs[name] = p
     subs["init"].add_argument("dir", metavar="DIR")
-    subs["init"].add_argument("--force", action="store_true", help="overwrite service.json")
+    subs["init"].add_argument(
+        "--force", action="store_true", help="overwrite an existing service.json (default: refuse)"
+    )
     subs["build"].add_argument("dir", metavar="DIR")
     subs["build"].add_argument(
         "-o", "--output", metavar="FILE", help="zip to write (default: NAME-VERSION.zip)"
     )
     subs["validate"].add_argument("target", metavar="DIR|ZIP")
     subs["inspect"].add_argument("zip", metavar="ZIP")
-    subs["inspect"].add_argument("--json", action="store_true", help="machine-readable output")
+    subs["inspect"].add_argument(
+        "--json", action="store_true", help="machine-readable output (default: a readable listing)"
+    )
     return parser, subs
 
 
