@@ -31,6 +31,7 @@ from gdos_master.nodes import CLAIM_PREFIX
 from gdos_master.routing import error_response
 from gdos_sdk.codec import unstructure
 from gdos_sdk.errors import AuthError, GdosError, ProtocolError
+from gdos_sdk.logformat import set_log_context
 from gdos_sdk.protocol import (
     MAX_FRAME,
     PROTOCOL_VERSION,
@@ -109,6 +110,7 @@ def register_agent_socket(app: Quart) -> None:
             await send(encode(ErrorMessage(code=exc.code, message=exc.message)))
             await ws.close(1008)
             return None
+        set_log_context(node_id=node_id)  # this task is the node's connection from here on
         approved = master.nodes.is_approved(node_id)
         if credential is not None:
             record_audit(

@@ -12,14 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import attrs
-from quart import Quart, Response, current_app, request, send_from_directory
+from quart import Quart, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from gdos_master import __version__, jointoken
@@ -32,6 +34,7 @@ from gdos_master.auth import LoginLimiter, authenticate
 from gdos_master.backups import Backups
 from gdos_master.batches import BatchRuns
 from gdos_master.commands import CommandRuns
+from gdos_master.console import STATIC_DIR, register_console
 from gdos_master.db import Database
 from gdos_master.destinations import DestinationPolicy
 from gdos_master.fleet import Fleet, SampleWindow
@@ -44,7 +47,12 @@ from gdos_master.nodes import Nodes
 from gdos_master.orchestrator import Orchestrator
 from gdos_master.packages import Packages
 from gdos_master.passwords import PasswordHasher
-from gdos_master.prometheus import render_prometheus
+from gdos_master.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
+from gdos_master.prometheus import (
+    OPENMETRICS_CONTENT_TYPE,
+    render_prometheus,
+    wants_openmetrics,
+)
 from gdos_master.routing import (
     check_password_fresh,
     close_if_body_sent,
@@ -57,6 +65,7 @@ from gdos_master.terminal_ws import register_terminal_sockets
 from gdos_sdk.config import MasterSettings
 from gdos_sdk.errors import ConfigError, ConflictError, GdosError, PermissionDenied
 from gdos_sdk.filemodes import private_dir, secure_tree
+from gdos_sdk.logformat import set_log_context
 from gdos_sdk.metrics.series import SeriesStore
 from gdos_sdk.models import JoinToken, Settings
 from gdos_sdk.protocol import InstanceStatus
@@ -65,8 +74,6 @@ from gdos_sdk.storage import LocalStorage, MinioStorage, Storage
 __all__ = ["Master", "create_app", "current_master"]
 
 log = logging.getLogger("gdos.master")
-
-STATIC_DIR = Path(__file__).parent / "static"
 
 
 @attrs.define
@@ -339,7 +346,8 @@ def create_app(
     register_live_socket(app)
     register_terminal_sockets(app)
     _register_errors(app)
-    _register_web(app)
+    _register_request_ids(app)
+    register_console(app)
     headers = SecurityHeaders.for_console(STATIC_DIR / "index.html", tls=master.tls)
 
     @app.after_request
@@ -359,7 +367,11 @@ def create_app(
             check_password_fresh(principal)
         except GdosError as exc:
             return error_response(exc)
-        return Response(render_prometheus(master), content_type="text/plain; version=0.0.4")
+        openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
+        return Response(
+            render_prometheus(master, openmetrics=openmetrics),
+            content_type=OPENMETRICS_CONTENT_TYPE if openmetrics else PROMETHEUS_CONTENT_TYPE,
+        )
 
     @app.before_serving
     async def start_background() -> None:
@@ -375,6 +387,34 @@ def create_app(
         await master.close()
 
     return app
+
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def _register_request_ids(app: Quart) -> None:
+    """Give each HTTP request an id: in every log line it causes and in ``X-Request-ID``.
+
+    A caller's own ``X-Request-ID`` (a proxy's) is kept when it is a plain token. The node or
+    instance a route names joins the log lines too.
+    """
+
+    @app.before_request
+    async def bind_request_id() -> None:
+        given = request.headers.get("X-Request-ID", "")
+        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
+        g.request_id = request_id
+        args = request.view_args or {}
+        set_log_context(
+            request_id=request_id, node_id=args.get("node_id"), instance_id=args.get("instance_id")
+        )
+
+    @app.after_request
+    async def echo_request_id(response: Response) -> Response:
+        request_id = g.get("request_id")
+        if request_id:
+            response.headers["X-Request-ID"] = request_id
+        return response
 
 
 def _register_errors(app: Quart) -> None:
@@ -402,31 +442,3 @@ def _register_errors(app: Quart) -> None:
             message = f"no route {request.method} {request.path}"
         response = json_response({"error": {"code": code, "message": message}}, exc.code or 500)
         return close_if_body_sent(response)
-
-
-def _register_web(app: Quart) -> None:
-    """Serve the built web console; history-mode routes fall back to index.html."""
-
-    @app.route("/", defaults={"path": ""})
-    @app.route("/<path:path>")
-    async def web(path: str) -> Response:
-        if path.startswith("api/"):
-            return json_response(
-                {"error": {"code": "not_found", "message": f"no route GET /{path}"}}, 404
-            )
-        index = STATIC_DIR / "index.html"
-        if not index.is_file():
-            return Response(
-                "<!doctype html><title>GDOS</title><p>The GDOS API is running. The web console"
-                " is not built: run <code>nox -s web</code>.</p>",
-                content_type="text/html",
-            )
-        candidate = (STATIC_DIR / path).resolve()
-        if path and candidate.is_file() and STATIC_DIR.resolve() in candidate.parents:
-            response = await send_from_directory(STATIC_DIR, path)
-            if path.startswith("assets/"):  # content-hashed names: cache for a year
-                response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
-            return response
-        response = await send_from_directory(STATIC_DIR, "index.html")
-        response.headers["Cache-Control"] = "no-cache"
-        return response

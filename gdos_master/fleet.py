@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 import attrs
 
+from gdos_master.prometheus import INSTANCE_RATES, NODE_RATES, RateTotals
 from gdos_sdk.codec import converter
 from gdos_sdk.errors import (
     ConflictError,
@@ -302,6 +303,8 @@ class Fleet:
         # sample is accepted.
         self._placement = placement
         self.window = window if window is not None else SampleWindow()
+        # Byte and CPU counters for /metrics, integrated from the samples' rates.
+        self.totals = RateTotals()
         self._clock = clock
         self._wall = wall_clock
         self.nodes: dict[str, NodeRuntime] = {}
@@ -385,8 +388,11 @@ class Fleet:
         store = self.store
         node_target = f"node:{node_id}"
         capped = 0
+        totals = self.totals
         for sample in nodes:
-            capped += store.add(node_target, node_values(sample), sample.ts)
+            values = node_values(sample)
+            capped += store.add(node_target, values, sample.ts)
+            totals.add(node_target, sample.ts, values, NODE_RATES)
         if nodes:
             newest_sample = max(nodes, key=lambda s: s.ts)
             if rt.latest_text is None or newest_sample.ts >= rt.latest_ts:
@@ -395,9 +401,10 @@ class Fleet:
             self.stats.lag.record(max(0.0, now - newest_sample.ts), now)
         latest: dict[str, InstanceSample] = {}
         for isample in instances:
-            capped += store.add(
-                f"instance:{isample.instance_id}", instance_values(isample), isample.ts
-            )
+            target = f"instance:{isample.instance_id}"
+            ivalues = instance_values(isample)
+            capped += store.add(target, ivalues, isample.ts)
+            totals.add(target, isample.ts, ivalues, INSTANCE_RATES)
             seen = latest.get(isample.instance_id)
             if seen is None or isample.ts >= seen.ts:
                 latest[isample.instance_id] = isample
@@ -513,6 +520,7 @@ class Fleet:
         """Drop a deleted node, closing its channel and freeing its series."""
         rt = self.nodes.pop(node_id, None)
         self.store.drop(f"node:{node_id}")
+        self.totals.drop(f"node:{node_id}")
         if rt is not None and rt.connection is not None:
             await rt.connection.close()
 
@@ -522,6 +530,7 @@ class Fleet:
         for rt in self.nodes.values():
             if instance_id in rt.instance_ids:
                 rt.instance_ids = rt.instance_ids - {instance_id}
+        self.totals.drop(f"instance:{instance_id}")
 
     def online_count(self) -> int:
         return sum(1 for node_id in self.nodes if self.is_online(node_id))

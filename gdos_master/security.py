@@ -1,5 +1,8 @@
 """Secrets: password hashing, random credentials, and redaction (pure, no I/O).
 
+Redaction itself lives in :mod:`gdos_sdk.redaction` (the worker's logs use it too); it is
+re-exported here for the master's modules.
+
 Passwords use scrypt from the standard library (memory-hard, no extra
 dependency) at OWASP's cost: N=2^17, r=8, p=1, which takes 128 MiB and about
 half a second per hash. The cost is written into each hash, so hashes made
@@ -15,13 +18,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import re
 import secrets
-from collections.abc import Collection
-from typing import Any
 
 from gdos_sdk.config import MAX_PASSWORD_COST
-from gdos_sdk.redaction import is_secret_env, mask_url
+from gdos_sdk.redaction import REDACTED, is_secret_key, redact
 
 __all__ = [
     "PASSWORD_COST",
@@ -36,8 +36,6 @@ __all__ = [
     "scrypt_memory",
     "verify_password",
 ]
-
-REDACTED = "***"
 
 #: log2 of scrypt's N: 17 is OWASP's recommendation (N=2^17, r=8, p=1: 128 MiB per hash).
 PASSWORD_COST = 17
@@ -131,50 +129,3 @@ def new_secret(prefix: str) -> str:
 def hash_secret(secret: str) -> str:
     """Storage form of a high-entropy secret."""
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-_SECRET_KEY = re.compile(
-    r"(pass(word)?|secret|token|credential|api[_-]?key|access[_-]?key|private|authorization|cookie)",
-    re.IGNORECASE,
-)
-
-
-def is_secret_key(key: str) -> bool:
-    """True for keys whose values must never be logged or echoed."""
-    return bool(_SECRET_KEY.search(key))
-
-
-def redact(value: Any, *, secret_env: Collection[str] = ()) -> Any:
-    """A copy of JSON-like ``value`` with secret-looking keys' values replaced.
-
-    An ``env`` map is masked as the API shows it (``gdos_sdk.redaction.mask_env``: by
-    name, by the ``secret_env`` beside it or given here, by a URL value with a
-    password); a ``url`` keeps its scheme, host and port only.
-
-    Example::
-
-        redact({"username": "a", "password": "x"})  # {"username": "a", "password": "***"}
-    """
-    if isinstance(value, dict):
-        explicit = set(secret_env)
-        if isinstance(value.get("secret_env"), list):
-            explicit |= {str(v) for v in value["secret_env"]}
-        out: dict[Any, Any] = {}
-        for k, v in value.items():
-            if is_secret_key(str(k)) and v not in (None, ""):
-                out[k] = REDACTED
-            elif k == "env" and isinstance(v, dict):
-                out[k] = {
-                    name: REDACTED
-                    if isinstance(val, str) and is_secret_env(str(name), val, explicit)
-                    else val
-                    for name, val in v.items()
-                }
-            elif k == "url" and isinstance(v, str):
-                out[k] = mask_url(v)
-            else:
-                out[k] = redact(v, secret_env=secret_env)
-        return out
-    if isinstance(value, list):
-        return [redact(v, secret_env=secret_env) for v in value]
-    return value

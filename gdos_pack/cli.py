@@ -32,7 +32,9 @@ from typing import Any, TextIO
 
 import attrs
 
+from gdos_sdk.__about__ import __version__
 from gdos_sdk.archive import ArchiveInfo, EntryInfo, build_archive, folder_entries, inspect_archive
+from gdos_sdk.codec import suggest
 from gdos_sdk.contents import check_contents
 from gdos_sdk.errors import GdosError, ManifestError
 from gdos_sdk.manifest import MANIFEST_FILENAME, Manifest, schema_text
@@ -42,7 +44,7 @@ __all__ = ["main"]
 PROG = "gdos-pack"
 
 # Long options that may also be written with a single dash.
-_LONG_OPTIONS = frozenset({"output", "force", "json", "help", "strict"})
+_LONG_OPTIONS = frozenset({"output", "force", "json", "help", "strict", "version"})
 
 # The service ``init`` writes next to service.json: it starts, logs, and stops on SIGTERM.
 MAIN_PY = """\
@@ -222,12 +224,16 @@ def _cmd_schema(ns: argparse.Namespace, out: TextIO) -> int:
 # --- plumbing -----------------------------------------------------------------------------
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser and one parser per command."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Create, build, validate and inspect GDOS service packages.",
-        epilog="Long options also work with a single dash (-output, -force, -json, -strict).",
+        epilog="Long options also work with a single dash (-output, -force, -json, -strict)."
+        " 'gdos-pack COMMAND --help' lists a command's options and their defaults;"
+        " gdos-pack reads no environment variables or configuration files.",
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands: list[tuple[str, str, Callable[[argparse.Namespace, TextIO], int]]] = [
         ("init", "write a service.json template and a minimal main.py into DIR", _cmd_init),
@@ -242,7 +248,9 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         subs[name] = p
     subs["init"].add_argument("dir", metavar="DIR")
-    subs["init"].add_argument("--force", action="store_true", help="overwrite service.json")
+    subs["init"].add_argument(
+        "--force", action="store_true", help="overwrite an existing service.json (default: refuse)"
+    )
     subs["build"].add_argument("dir", metavar="DIR")
     subs["build"].add_argument(
         "-o", "--output", metavar="FILE", help="zip to write (default: NAME-VERSION.zip)"
@@ -255,8 +263,40 @@ def _parser() -> argparse.ArgumentParser:
             help="fail (exit 1) when service.json names a file the package lacks",
         )
     subs["inspect"].add_argument("zip", metavar="ZIP")
-    subs["inspect"].add_argument("--json", action="store_true", help="machine-readable output")
-    return parser
+    subs["inspect"].add_argument(
+        "--json", action="store_true", help="machine-readable output (default: a readable listing)"
+    )
+    return parser, subs
+
+
+def _misspelt(
+    args: list[str], top: argparse.ArgumentParser, subs: dict[str, argparse.ArgumentParser]
+) -> str | None:
+    """A "did you mean" for an unknown command or option, before argparse sees them."""
+    command = next((a for a in args if not a.startswith("-")), None)
+    if command is not None and command not in subs:
+        hint = suggest(command, list(subs))
+        tip = f"did you mean '{hint}'?" if hint else f"commands: {', '.join(subs)}"
+        return f"unknown command {command!r}; {tip}"
+    parser = subs[command] if command is not None else top
+    known = [s for action in parser._actions for s in action.option_strings]
+    for arg in args:
+        if arg == "--":
+            break
+        name = arg.split("=", 1)[0]
+        if arg.startswith("-") and len(arg) > 1 and not _is_known(name, known):
+            hint = suggest(name, known)
+            where = f" for '{command}'" if command else ""
+            tip = f"; did you mean {hint}?" if hint else f"; options{where}: {', '.join(known)}"
+            return f"unknown option {name!r}{where}{tip}"
+    return None
+
+
+def _is_known(name: str, known: list[str]) -> bool:
+    # argparse accepts an unambiguous prefix of a long option (--out for --output).
+    if name in known:
+        return True
+    return name.startswith("--") and len([k for k in known if k.startswith(name)]) == 1
 
 
 def _report(exc: GdosError, err: TextIO) -> None:
@@ -283,7 +323,11 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(main(["validate", "my-service"]))
     """
     args = _normalise_argv(sys.argv[1:] if argv is None else argv)
-    parser = _parser()
+    parser, subs = _parser()
+    problem = _misspelt(args, parser, subs)
+    if problem is not None:
+        print(f"{PROG}: error: {problem}", file=sys.stderr)
+        return 2
     try:
         ns = parser.parse_args(args)
     except SystemExit as exc:  # argparse exits on --help (0) and usage errors (2)

@@ -9,6 +9,7 @@ Example::
 
 from __future__ import annotations
 
+from gdos_sdk.__about__ import __version__
 from gdos_sdk.adoption import AdoptionSpec, AdoptionStrategy
 from gdos_sdk.client import AsyncClient, Client
 from gdos_sdk.errors import (
@@ -65,5 +66,3 @@ __all__ = [
     "ValidationError",
     "__version__",
 ]
-
-__version__ = "0.1.0"

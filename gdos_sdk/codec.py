@@ -17,9 +17,11 @@ Example::
 from __future__ import annotations
 
 import difflib
+import enum
 import json
+import types
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, Union, cast, get_args, get_origin
 
 import attrs
 import cattrs
@@ -96,6 +98,70 @@ def parse_json(text: str | bytes, *, max_depth: int | None = MAX_JSON_DEPTH) -> 
     return value
 
 
+_JSON_TYPES = {
+    dict: "object",
+    list: "array",
+    tuple: "array",
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
+
+
+class _InputError(TypeError):
+    """A structuring failure whose message is already written for the person who sent it."""
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a value's type: ``"object"``, ``"array"``, ``"string"`` ..."""
+    for cls in type(value).__mro__:
+        if cls in _JSON_TYPES:
+            return _JSON_TYPES[cls]
+    return type(value).__name__
+
+
+def _choices(values: Any) -> str:
+    """``"a", "b" or "c"``: allowed values as they are written in JSON."""
+    shown = [json.dumps(v.value if isinstance(v, enum.Enum) else v) for v in values]
+    return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} or {shown[-1]}"
+
+
+def _one_of(values: Any, value: Any) -> _InputError:
+    expected = _choices(values) if len(values) == 1 else f"one of {_choices(values)}"
+    return _InputError(f"expected {expected}, got {json.dumps(value, default=str)}")
+
+
+def _expected(tp: Any) -> str:
+    """What a value of type ``tp`` looks like, in the words of the JSON it arrives in."""
+    origin = get_origin(tp)
+    if origin is Literal:
+        values = get_args(tp)
+        return _choices(values) if len(values) == 1 else f"one of {_choices(values)}"
+    if origin in (Union, types.UnionType):
+        words = [_expected(a) for a in get_args(tp) if a is not type(None)]
+        if type(None) in get_args(tp):
+            words.append("null")
+        return " or ".join(dict.fromkeys(words))
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return f"one of {_choices(list(tp))}"
+    base = origin or tp
+    if isinstance(base, type):
+        if attrs.has(base) or issubclass(base, dict):
+            return "an object"
+        if issubclass(base, list | tuple | set | frozenset):
+            return "an array"
+        if issubclass(base, datetime):
+            return "an ISO 8601 time"
+        for cls, word in ((bool, "true or false"), (str, "a string"), (int, "an integer")):
+            if issubclass(base, cls):
+                return word
+        if issubclass(base, float):
+            return "a number"
+    return "a valid value"
+
+
 def _dt_to_str(value: datetime) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
@@ -115,17 +181,24 @@ def _str_to_dt(value: Any, _: type) -> datetime:
     return parsed
 
 
+def _enum_member(cls: type[enum.Enum], value: Any) -> Any:
+    try:
+        return cls(value)
+    except ValueError:
+        raise _one_of(list(cls), value) from None
+
+
 def _strict_str(value: Any, cls: type) -> str:
     if not isinstance(value, str):
-        raise TypeError(f"expected a string, got {type(value).__name__}")
+        raise _InputError(f"expected a string, got {_json_type(value)}")
     if cls is not str:  # a StrEnum lands here too: let it validate the value
-        return cast(str, cls(value))
+        return cast(str, _enum_member(cast(type[enum.Enum], cls), value))
     return value
 
 
 def _strict_bool(value: Any, _: type) -> bool:
     if not isinstance(value, bool):
-        raise TypeError(f"expected true or false, got {type(value).__name__}")
+        raise _InputError(f"expected true or false, got {_json_type(value)}")
     return value
 
 
@@ -134,16 +207,38 @@ def _strict_int(value: Any, cls: type) -> int:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         else:
-            raise TypeError(f"expected an integer, got {type(value).__name__}")
+            raise _InputError(f"expected an integer, got {_json_type(value)}")
     if cls is not int:  # IntEnum
-        return cast(int, cls(value))
+        return cast(int, _enum_member(cast(type[enum.Enum], cls), value))
     return int(value)
 
 
 def _strict_float(value: Any, _: type) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"expected a number, got {type(value).__name__}")
+        raise _InputError(f"expected a number, got {_json_type(value)}")
     return float(value)
+
+
+def _strict_enum(value: Any, cls: type[enum.Enum]) -> enum.Enum:
+    return cast(enum.Enum, _enum_member(cls, value))
+
+
+def _is_literal(tp: Any) -> bool:
+    origin: Any = get_origin(tp)
+    return origin is Literal
+
+
+def _literal_hook(tp: Any) -> Any:
+    allowed = get_args(tp)
+    # 1 == True in Python; in JSON they are different values.
+    keys = {(type(v), v) for v in allowed}
+
+    def structure_literal(value: Any, _: Any) -> Any:
+        if (type(value), value) not in keys:
+            raise _one_of(allowed, value)
+        return value
+
+    return structure_literal
 
 
 def make_converter() -> cattrs.Converter:
@@ -159,6 +254,8 @@ def make_converter() -> cattrs.Converter:
     conv.register_structure_hook(bool, _strict_bool)
     conv.register_structure_hook(int, _strict_int)
     conv.register_structure_hook(float, _strict_float)
+    conv.register_structure_hook(enum.Enum, _strict_enum)
+    conv.register_structure_hook_factory(_is_literal, _literal_hook)
     return conv
 
 
@@ -182,7 +279,7 @@ def _field_names(cls: type) -> list[str]:
     return []
 
 
-def _describe(exc: BaseException, cls: type, path: str) -> list[dict[str, Any]]:
+def _describe(exc: BaseException, cls: Any, path: str) -> list[dict[str, Any]]:
     """Flatten a cattrs exception group into ``{path, message}`` problems."""
     problems: list[dict[str, Any]] = []
     if isinstance(exc, ForbiddenExtraKeysError):
@@ -210,12 +307,17 @@ def _describe(exc: BaseException, cls: type, path: str) -> list[dict[str, Any]]:
                 else:
                     sub_path = f"{path}.{note.name}"
                 sub_cls = getattr(note, "type", cls)
-            problems.extend(_describe(sub, sub_cls if isinstance(sub_cls, type) else cls, sub_path))
+            problems.extend(_describe(sub, sub_cls, sub_path))
         return problems
     if isinstance(exc, KeyError):
         return [{"path": path, "message": "required field is missing"}]
-    message = str(exc) or type(exc).__name__
-    return [{"path": path, "message": message}]
+    if isinstance(exc, TypeError | AttributeError | cattrs.errors.CattrsError) and not isinstance(
+        exc, _InputError
+    ):
+        # cattrs' own words are Python's ("'int' object is not iterable"): say what was expected.
+        return [{"path": path, "message": f"expected {_expected(cls)}"}]
+    # Ours, and attrs validators' ("'concurrency' must be >= 1: 0").
+    return [{"path": path, "message": str(exc) or type(exc).__name__}]
 
 
 def _note_of(exc: BaseException) -> Any:

@@ -244,6 +244,7 @@ class MasterTerminal:
 @attrs.frozen
 class MasterLog:
     level: str = _opt("info", "debug, info, warning or error", flag="log_level")
+    format: str = _opt("text", "text, or json: one JSON object per line", flag="log_format")
 
 
 @attrs.frozen
@@ -344,6 +345,7 @@ class WorkerTerminal:
 @attrs.frozen
 class WorkerLog:
     level: str = _opt("info", "debug, info, warning or error", flag="log_level")
+    format: str = _opt("text", "text, or json: one JSON object per line", flag="log_format")
 
 
 @attrs.frozen
@@ -463,13 +465,20 @@ def _coerce(option: Option, raw: Any, source: str) -> Any:
 
 
 def _parse_flags(
-    argv: Sequence[str], options: list[Option], extra_flags: Sequence[str]
+    argv: Sequence[str],
+    options: list[Option],
+    extra_flags: Sequence[str],
+    other_flags: Sequence[str] = (),
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """Split argv into option values by key and extra flags (like ``config``) by name."""
+    """Split argv into option values by key and extra flags (like ``config``) by name.
+
+    ``other_flags`` are flags the command handles before calling the loader (``-autostart``,
+    ``-to``): not accepted here, but named in the "did you mean" of an unknown flag.
+    """
     by_flag = {o.flag: o for o in options if o.flag}
     values: dict[str, str] = {}
     extras: dict[str, str] = {}
-    known = sorted([*by_flag, *extra_flags])
+    known = sorted({*by_flag, *extra_flags, *other_flags})
     args = list(argv)
     i = 0
     while i < len(args):
@@ -549,6 +558,7 @@ def load_settings(
     env_prefix: str,
     default_file: str,
     cwd: Path | None = None,
+    other_flags: Sequence[str] = (),
 ) -> S:
     """Fill ``cls`` from flags > env > file > defaults.
 
@@ -558,9 +568,12 @@ def load_settings(
         env: the environment to read (pass ``os.environ`` explicitly).
         env_prefix: ``OPS_MASTER_`` or ``OPS_WORKER_``.
         default_file: file read when no ``-config`` flag is given, if it exists.
+        other_flags: flags the caller takes out of ``argv`` itself; named in hints only.
     """
     options = iter_options(cls)
-    flag_values, extras = _parse_flags(argv, options, extra_flags=("config",))
+    flag_values, extras = _parse_flags(
+        argv, options, extra_flags=("config",), other_flags=other_flags
+    )
     base = cwd or Path.cwd()
     file_values: dict[str, Any] = {}
     config_path = extras.get("config") or env.get(f"{env_prefix}CONFIG")
@@ -596,7 +609,11 @@ def load_settings(
 
 
 def load_master_settings(
-    argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    other_flags: Sequence[str] = (),
 ) -> MasterSettings:
     """Master settings from flags, ``OPS_MASTER_*``, ``./config.yaml`` and defaults."""
     settings = load_settings(
@@ -606,7 +623,9 @@ def load_master_settings(
         env_prefix="OPS_MASTER_",
         default_file="config.yaml",
         cwd=cwd,
+        other_flags=other_flags,
     )
+    _check_log(settings.log)
     if settings.storage.type not in {"local", "minio"}:
         raise ConfigError(f"storage.type must be 'local' or 'minio', not {settings.storage.type!r}")
     if settings.storage.worker_fetch not in {"presigned", "master"}:
@@ -637,7 +656,11 @@ def load_master_settings(
 
 
 def load_worker_settings(
-    argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    other_flags: Sequence[str] = (),
 ) -> WorkerSettings:
     """Worker settings from flags, ``OPS_WORKER_*``, ``./worker.yaml`` and defaults."""
     settings = load_settings(
@@ -647,7 +670,9 @@ def load_worker_settings(
         env_prefix="OPS_WORKER_",
         default_file="worker.yaml",
         cwd=cwd,
+        other_flags=other_flags,
     )
+    _check_log(settings.log)
     parse_listen(settings.server.listen, default_host="0.0.0.0")
     check_master_url(settings.connect)
     attempts = settings.runtime.fetch_attempts
@@ -719,6 +744,19 @@ def plain_http_warning(server: MasterServer) -> str | None:
         " (-tls_cert and -tls_key; docs/security.md, 'TLS'), or listen on 127.0.0.1 behind a"
         " TLS proxy."
     )
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+
+
+def _check_log(log: MasterLog | WorkerLog) -> None:
+    if log.level.lower() not in LOG_LEVELS:
+        raise ConfigError(f"log.level must be one of {', '.join(LOG_LEVELS)}, not {log.level!r}")
+    if log.format not in LOG_FORMATS:
+        hint = suggest(log.format, LOG_FORMATS)
+        tip = f"; did you mean {hint!r}?" if hint else ""
+        raise ConfigError(f"log.format must be text or json, not {log.format!r}{tip}")
 
 
 def parse_listen(value: str, *, default_host: str) -> tuple[str, int]:

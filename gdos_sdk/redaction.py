@@ -1,4 +1,11 @@
-"""Write-only values: module env secrets and credentials in URLs (docs/security.md, "Secrets").
+"""Keeping secrets out of API output, audit details and logs (pure, no I/O).
+
+Three layers: write-only values in API answers (below), :func:`redact` for JSON-like data
+(audit parameters, log fields: secret-looking keys, env maps and URLs), and :func:`scrub`
+for free text (log messages, tracebacks): ``Bearer ...`` headers, GDOS API tokens and node
+credentials, and ``password=`` / ``token=`` style pairs.
+
+Write-only values: module env secrets and credentials in URLs (docs/security.md, "Secrets").
 
 A secret the master stores for a service is written through the API and never
 read back through it, by anyone (admins included, as Vault and Nomad do): the
@@ -31,20 +38,27 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 __all__ = [
     "MASK",
+    "REDACTED",
     "is_secret_env",
+    "is_secret_key",
     "keeps_url",
     "mask_env",
     "mask_url",
     "merge_env",
+    "redact",
+    "scrub",
     "url_hides_something",
 ]
 
 #: What a write-only value reads as.
 MASK = "***"
+#: What a redacted value reads as in audit details and logs (the same mask).
+REDACTED = MASK
 
 _SECRET_NAME = re.compile(
     r"PASSWORD|PASSWD|PASSPHRASE|SECRET|TOKEN|KEY|CREDENTIAL|PRIVATE",
@@ -162,3 +176,79 @@ def keeps_url(stored: str, given: str) -> bool:
         keeps_url("https://h/secret-path", "https://h/***")  # True
     """
     return given != stored and given == mask_url(stored) and url_hides_something(stored)
+
+
+_SECRET_KEY = re.compile(
+    r"(pass(word)?|secret|token|credential|api[_-]?key|access[_-]?key|private|authorization|cookie)",
+    re.IGNORECASE,
+)
+
+
+def is_secret_key(key: str) -> bool:
+    """True for keys whose values must never be logged or echoed."""
+    return bool(_SECRET_KEY.search(key))
+
+
+def redact(value: Any, *, secret_env: Collection[str] = ()) -> Any:
+    """A copy of JSON-like ``value`` with secret-looking keys' values replaced.
+
+    An ``env`` map is masked as the API shows it (``gdos_sdk.redaction.mask_env``: by
+    name, by the ``secret_env`` beside it or given here, by a URL value with a
+    password); a ``url`` keeps its scheme, host and port only.
+
+    Example::
+
+        redact({"username": "a", "password": "x"})  # {"username": "a", "password": "***"}
+    """
+    if isinstance(value, dict):
+        explicit = set(secret_env)
+        if isinstance(value.get("secret_env"), list):
+            explicit |= {str(v) for v in value["secret_env"]}
+        out: dict[Any, Any] = {}
+        for k, v in value.items():
+            if is_secret_key(str(k)) and v not in (None, ""):
+                out[k] = REDACTED
+            elif k == "env" and isinstance(v, dict):
+                out[k] = {
+                    name: REDACTED
+                    if isinstance(val, str) and is_secret_env(str(name), val, explicit)
+                    else val
+                    for name, val in v.items()
+                }
+            elif k == "url" and isinstance(v, str):
+                out[k] = mask_url(v)
+            else:
+                out[k] = redact(v, secret_env=secret_env)
+        return out
+    if isinstance(value, list):
+        return [redact(v, secret_env=secret_env) for v in value]
+    return value
+
+
+# Credentials with a shape: bearer values, gdos_/gdosn_ secrets (256-bit url-safe), and
+# key=value and "key": "value" pairs whose key names a secret.
+_SHAPED = re.compile(
+    r"(?P<bearer>\b(?:Bearer|Basic)\s+)[A-Za-z0-9._~+/=-]+"
+    r"|\bgdosn?_[A-Za-z0-9_-]{20,}"
+    r"|(?P<pair>\b[\w-]*(?:pass(?:word)?|secret|token|credential|api[_-]?key|access[_-]?key)"
+    r"[\w-]*(?:\s*=\s*|[\"']\s*:\s*[\"']))(?P<value>[^\s\"'&,;}]+)",
+    re.IGNORECASE,
+)
+
+
+def _mask(match: re.Match[str]) -> str:
+    if match["bearer"]:
+        return match["bearer"] + REDACTED
+    if match["pair"]:
+        return match["pair"] + REDACTED
+    return REDACTED
+
+
+def scrub(text: str) -> str:
+    """``text`` with credential-shaped substrings masked (for free text such as log lines).
+
+    Example::
+
+        scrub("login failed: password=hunter2 user=bob")  # "... password=*** user=bob"
+    """
+    return _SHAPED.sub(_mask, text)

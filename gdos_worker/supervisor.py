@@ -30,6 +30,7 @@ from gdos_sdk.codec import unstructure
 from gdos_sdk.errors import ConflictError, GdosError, NotFoundError, TransportError
 from gdos_sdk.executors import Executor
 from gdos_sdk.filemodes import PRIVATE_DIR, private_dir
+from gdos_sdk.logformat import log_context
 from gdos_sdk.manifest import Manifest
 from gdos_sdk.metrics import ProcessTreeSampler
 from gdos_sdk.models import InstanceSample
@@ -164,7 +165,8 @@ class Supervisor:
                 log.error("instance %s cannot be loaded: %s", record.spec.instance_id, exc)
                 continue
             self.runners[runner.instance_id] = runner
-            runner.resume()
+            with log_context(instance_id=runner.instance_id):
+                runner.resume()
 
     def inventory(self) -> list[InstanceStatus]:
         """Every instance of this node, strays (no usable record) included."""
@@ -180,6 +182,12 @@ class Supervisor:
 
     async def execute(self, command: Command) -> InstanceStatus | None:
         """Run one command from the master."""
+        instance_id = command.spec.instance_id if isinstance(command, DeployCommand) else None
+        # Log lines of the command, and of the tasks it starts (watchers, restarts), name it.
+        with log_context(instance_id=getattr(command, "instance_id", instance_id)):
+            return await self._execute(command)
+
+    async def _execute(self, command: Command) -> InstanceStatus | None:
         if isinstance(command, DeployCommand):
             return await self.deploy(command.spec, start=command.start)
         if isinstance(command, StartCommand):

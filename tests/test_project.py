@@ -36,6 +36,8 @@ PUBLIC_MODULES = [
     "gdos_sdk.privileges",
     "gdos_sdk.redaction",
     "gdos_sdk.executors.accounts",
+    "gdos_sdk.logformat",
+    "gdos_sdk.flaghelp",
 ]
 
 

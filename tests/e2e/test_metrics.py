@@ -13,6 +13,7 @@ import pytest
 from gdos_sdk import NotFoundError
 from gdos_sdk.testing import LocalCluster, wait_until
 
+from ..master.test_prometheus import promtool_check
 from .test_lifecycle import setup_module_instance
 
 pytestmark = pytest.mark.e2e
@@ -62,9 +63,11 @@ def test_series_latest_and_prometheus(running: LocalCluster, pack: Callable[...,
             f"{running.url}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=5
         ).text
         assert f'gdos_node_up{{node_id="{node_id}"' in text
-        assert "# TYPE gdos_instance_rss gauge" in text
+        assert "# TYPE gdos_instance_resident_memory_bytes gauge" in text
+        assert "# TYPE gdos_instance_restarts_total counter" in text
         assert f'instance_id="{instance.id}"' in text
         assert "gdos_master_heartbeats_total" in text
+        promtool_check(text)  # a real worker's samples, as Prometheus' own linter sees them
         assert httpx.get(f"{running.url}/metrics", timeout=5).status_code == 401
 
         gdos.destroy_instance(instance.id)
