@@ -463,7 +463,7 @@ class AlertEngine:
             target=target,
             target_name=name,
             severity=rule.severity,
-            phase=state.phase,
+            state=state.phase,
             value=state.value,
             since=datetime.fromtimestamp(since, UTC),
             labels=labels,
@@ -491,7 +491,7 @@ class AlertEngine:
                     target=target,
                     target_name=name,
                     severity=rule.severity,
-                    phase=state.phase,
+                    state=state.phase,
                     value=state.value,
                     since=datetime.fromtimestamp(since, UTC),
                     labels=labels,
@@ -499,7 +499,7 @@ class AlertEngine:
                     event_id=state.event_id,
                 )
             )
-        return sorted(found, key=lambda a: (a.phase != AlertPhase.FIRING, a.since))
+        return sorted(found, key=lambda a: (a.state != AlertPhase.FIRING, a.since))
 
     def firing_count(self) -> int:
         return sum(1 for s in self.states.values() if s.phase == AlertPhase.FIRING)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from array import array
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
@@ -32,6 +33,7 @@ from cattrs.errors import (
 from cattrs.preconf.json import make_converter as _make_json_converter
 
 from gdos_sdk.errors import BadRequestError, ValidationError
+from gdos_sdk.models import MetricSeries
 
 __all__ = [
     "converter",
@@ -96,6 +98,41 @@ def _strict_float(value: Any, _: type) -> float:
     return float(value)
 
 
+_SERIES_FIELDS = frozenset({"target", "ts", "values", "name"})
+
+
+def _structure_series(value: Any, _: type) -> MetricSeries:
+    """A metric series without a Python call per point: C-level type checks of the lists.
+
+    An hour of 100 nodes is 360,000 numbers; the generic hooks would validate each one
+    in Python. ``array`` checks the same types (integers, numbers) in C.
+    """
+    if not isinstance(value, dict):
+        raise TypeError(f"expected an object, got {type(value).__name__}")
+    unknown = set(value) - _SERIES_FIELDS
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))} in a metric series")
+    ts, values = value.get("ts"), value.get("values")
+    if not isinstance(ts, list) or not isinstance(values, list):
+        raise TypeError("a metric series needs 'ts' and 'values' arrays")
+    if len(ts) != len(values):
+        raise ValueError(f"'ts' has {len(ts)} items but 'values' has {len(values)}")
+    try:
+        array("q", ts)
+    except (TypeError, OverflowError) as exc:
+        raise TypeError(f"'ts' must hold integers (Unix seconds): {exc}") from None
+    try:
+        array("d", values)
+    except TypeError as exc:
+        raise TypeError(f"'values' must hold numbers: {exc}") from None
+    return MetricSeries(
+        target=_strict_str(value.get("target"), str),
+        ts=ts,
+        values=values,
+        name=_strict_str(value.get("name", ""), str),
+    )
+
+
 def make_converter() -> cattrs.Converter:
     """Build the JSON converter: ISO 8601 UTC times, strict scalars, no unknown keys.
 
@@ -109,6 +146,7 @@ def make_converter() -> cattrs.Converter:
     conv.register_structure_hook(bool, _strict_bool)
     conv.register_structure_hook(int, _strict_int)
     conv.register_structure_hook(float, _strict_float)
+    conv.register_structure_hook(MetricSeries, _structure_series)
     return conv
 
 

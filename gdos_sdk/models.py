@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import attrs
 
 from gdos_sdk.adoption import AdoptionSpec
+from gdos_sdk.display import displayed
+from gdos_sdk.frames import import_pandas, series_frame
 from gdos_sdk.states import DesiredState, Health, InstanceState
+
+if TYPE_CHECKING:
+    import pandas
 
 __all__ = [
     "ApiToken",
@@ -35,6 +40,7 @@ __all__ = [
     "Me",
     "MetricLatest",
     "MetricRange",
+    "MetricSeries",
     "MetricValue",
     "Module",
     "ModuleCreate",
@@ -100,6 +106,7 @@ class NodeStatus(enum.StrEnum):
 # --- metrics and fingerprint --------------------------------------------------------------
 
 
+@displayed
 @attrs.frozen
 class Disk:
     """A mounted file system as seen when the worker started."""
@@ -110,6 +117,7 @@ class Disk:
     total_bytes: int
 
 
+@displayed
 @attrs.frozen
 class Fingerprint:
     """Hardware and OS facts a worker reports in its ``hello``."""
@@ -129,6 +137,7 @@ class Fingerprint:
     python: str = ""
 
 
+@displayed
 @attrs.frozen
 class DiskUsage:
     mountpoint: str
@@ -137,6 +146,7 @@ class DiskUsage:
     percent: float
 
 
+@displayed
 @attrs.frozen
 class NetRate:
     interface: str
@@ -144,6 +154,7 @@ class NetRate:
     tx_bps: float
 
 
+@displayed
 @attrs.frozen
 class NodeSample:
     """One second of a node's vital signs."""
@@ -165,6 +176,7 @@ class NodeSample:
     net: list[NetRate] = attrs.field(factory=list)
 
 
+@displayed
 @attrs.frozen
 class InstanceSample:
     """One second of an instance's process tree, summed over every process in it."""
@@ -183,6 +195,7 @@ class InstanceSample:
 # --- resources ------------------------------------------------------------------------------
 
 
+@displayed
 @attrs.frozen
 class Page(Generic[T]):
     """One page of a list endpoint."""
@@ -193,6 +206,7 @@ class Page(Generic[T]):
     offset: int
 
 
+@displayed
 @attrs.frozen
 class User:
     id: str
@@ -202,6 +216,7 @@ class User:
     disabled: bool = False
 
 
+@displayed
 @attrs.frozen
 class Me:
     """Who the current credential belongs to."""
@@ -211,6 +226,7 @@ class Me:
     csrf_token: str | None = None
 
 
+@displayed
 @attrs.frozen
 class ApiToken:
     id: str
@@ -224,6 +240,7 @@ class ApiToken:
     revoked: bool = False
 
 
+@displayed
 @attrs.frozen
 class TokenCreated:
     """A new API token; ``secret`` is shown this once and never again."""
@@ -232,6 +249,7 @@ class TokenCreated:
     secret: str
 
 
+@displayed
 @attrs.frozen
 class Node:
     id: str
@@ -249,6 +267,7 @@ class Node:
     instance_count: int = 0
 
 
+@displayed
 @attrs.frozen
 class Package:
     """One uploaded version of a package."""
@@ -263,6 +282,7 @@ class Package:
     manifest: dict[str, Any] = attrs.field(factory=dict)
 
 
+@displayed
 @attrs.frozen
 class PackageSummary:
     """A package name with its versions, newest first."""
@@ -273,6 +293,7 @@ class PackageSummary:
     description: str = ""
 
 
+@displayed
 @attrs.frozen
 class System:
     id: str
@@ -283,6 +304,7 @@ class System:
     instance_count: int = 0
 
 
+@displayed
 @attrs.frozen
 class Module:
     id: str
@@ -300,6 +322,7 @@ class Module:
     health_check: dict[str, Any] | None = None
 
 
+@displayed
 @attrs.frozen
 class Instance:
     """A module deployed on a node: desired state plus the worker's last report."""
@@ -324,6 +347,7 @@ class Instance:
     metrics: InstanceSample | None = None
 
 
+@displayed
 @attrs.frozen
 class AuditEntry:
     id: int
@@ -339,6 +363,7 @@ class AuditEntry:
     message: str = ""
 
 
+@displayed
 @attrs.frozen
 class SystemActionResult:
     """Outcome of a batch action on one instance of a system."""
@@ -349,6 +374,7 @@ class SystemActionResult:
     error: str | None = None
 
 
+@displayed
 @attrs.frozen
 class Settings:
     """Cluster settings an admin can read (the join token is a secret: admins only)."""
@@ -361,19 +387,82 @@ class Settings:
     version: str
 
 
+@displayed
 @attrs.frozen
-class MetricRange:
-    """``points`` are ``[unix seconds, value]`` pairs, one per ``step``, oldest first."""
+class MetricSeries:
+    """One target's values of a metric: ``ts`` (Unix seconds) and ``values``, oldest first.
+
+    Columnar on purpose: an hour of 1 s samples is two lists of 3600 numbers, not 3600
+    objects, and :meth:`to_pandas` hands them to numpy as they are.
+    """
 
     target: str
+    ts: list[int]
+    values: list[float]
+    name: str = ""  # the node's alias or hostname, the instance's module name
+
+    def to_pandas(self) -> pandas.Series:
+        """The values as a pandas Series with a UTC DatetimeIndex (needs pandas)."""
+        frame = series_frame([self.target], [self.ts], [self.values])
+        column: pandas.Series = frame[self.target]
+        return column.rename(self.name or self.target)
+
+
+@displayed
+@attrs.frozen
+class MetricRange:
+    """A metric of one or more targets over a time range: ``series``, one per target.
+
+    ``step`` seconds per point, ``agg`` how the samples within a step were combined.
+
+    Example::
+
+        cpu = gdos.query_range("cpu", "node:*", start=timedelta(hours=1))
+        cpu.to_pandas().plot()          # a column per node, a UTC DatetimeIndex
+    """
+
     metric: str
     start: float
     end: float
     step: int
     agg: str
-    points: list[tuple[int, float]]
+    series: list[MetricSeries] = attrs.field(factory=list)
+
+    def __getitem__(self, target: str) -> MetricSeries:
+        """The series of ``target`` (``node:<id>``), or KeyError."""
+        for one in self.series:
+            if one.target == target:
+                return one
+        raise KeyError(target)
+
+    def to_pandas(
+        self, *, long: bool = False, label: Literal["target", "name"] = "target"
+    ) -> pandas.DataFrame:
+        """The series as one DataFrame (needs pandas: ``pip install 'gdos[notebook]'``).
+
+        By default a UTC ``DatetimeIndex`` named ``time`` and one column per series, named
+        by ``target`` or, with ``label="name"``, by the node's or module's name (a name
+        two targets share gets the target appended). A time one series lacks is ``NaN``
+        there. With ``long=True``: one row per point, columns ``time``, ``series``,
+        ``name`` and ``value`` (tidy data for grouping and plotting libraries).
+        """
+        labels = [s.target for s in self.series]
+        if label == "name":
+            names = [s.name or s.target for s in self.series]
+            labels = [
+                n if names.count(n) == 1 else f"{n} ({s.target})"
+                for n, s in zip(names, self.series, strict=True)
+            ]
+        return series_frame(
+            labels,
+            [s.ts for s in self.series],
+            [s.values for s in self.series],
+            long=long,
+            extra={"name": [s.name for s in self.series]} if long else None,
+        )
 
 
+@displayed
 @attrs.frozen
 class IngestStatus:
     """The master's own ingest counters (cheap to read; what the fleet benchmark polls)."""
@@ -392,12 +481,14 @@ class IngestStatus:
     gc_frozen_objects: int = 0
 
 
+@displayed
 @attrs.frozen
 class MetricValue:
     ts: int
     value: float
 
 
+@displayed
 @attrs.frozen
 class MetricLatest:
     """The newest value of every metric of a target."""
@@ -405,16 +496,31 @@ class MetricLatest:
     target: str
     values: dict[str, MetricValue]
 
+    def to_pandas(self) -> pandas.DataFrame:
+        """One row per metric (the index), columns ``time`` (UTC) and ``value``."""
+        pd = import_pandas()
+        names = sorted(self.values)
+        frame: pandas.DataFrame = pd.DataFrame(
+            {
+                "time": pd.to_datetime([self.values[n].ts for n in names], unit="s", utc=True),
+                "value": [self.values[n].value for n in names],
+            },
+            index=pd.Index(names, name="metric"),
+        )
+        return frame
+
 
 # --- request bodies -------------------------------------------------------------------------
 
 
+@displayed
 @attrs.frozen
 class LoginRequest:
     username: str
     password: str
 
 
+@displayed
 @attrs.frozen
 class UserCreate:
     username: str
@@ -422,6 +528,7 @@ class UserCreate:
     role: Role = Role.VIEWER
 
 
+@displayed
 @attrs.frozen
 class UserPatch:
     role: Role | None = None
@@ -429,6 +536,7 @@ class UserPatch:
     disabled: bool | None = None
 
 
+@displayed
 @attrs.frozen
 class TokenCreate:
     name: str
@@ -436,12 +544,14 @@ class TokenCreate:
     expires_in_days: int | None = None
 
 
+@displayed
 @attrs.frozen
 class NodePatch:
     alias: str | None = None
     labels: dict[str, str] | None = None
 
 
+@displayed
 @attrs.frozen
 class PlannedNodeCreate:
     hostname: str
@@ -450,18 +560,21 @@ class PlannedNodeCreate:
     labels: dict[str, str] = attrs.field(factory=dict)
 
 
+@displayed
 @attrs.frozen
 class SystemCreate:
     name: str
     description: str = ""
 
 
+@displayed
 @attrs.frozen
 class SystemPatch:
     name: str | None = None
     description: str | None = None
 
 
+@displayed
 @attrs.frozen
 class ModuleCreate:
     """A package module (``package`` + ``version``) or an adopted one (``adoption``)."""
@@ -477,6 +590,7 @@ class ModuleCreate:
     health_check: dict[str, Any] | None = None  # a service.json health_check object
 
 
+@displayed
 @attrs.frozen
 class ModulePatch:
     """Fields left ``None`` stay as they are; ``health_check: {}`` removes the override."""
@@ -489,6 +603,7 @@ class ModulePatch:
     health_check: dict[str, Any] | None = None
 
 
+@displayed
 @attrs.frozen
 class DeployRequest:
     """Deploy ``module_id`` onto ``node_id``; ``start`` sets the desired state to running."""

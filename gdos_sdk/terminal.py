@@ -34,6 +34,7 @@ from typing import Any
 
 import attrs
 
+from gdos_sdk.display import displayed
 from gdos_sdk.errors import ValidationError
 
 __all__ = [
@@ -67,6 +68,7 @@ class TerminalState(enum.StrEnum):
     CLOSED = "closed"
 
 
+@displayed
 @attrs.frozen
 class TerminalSession:
     """One web terminal session and its recording.
@@ -137,6 +139,7 @@ class RingBuffer:
         return len(self._buf)
 
 
+@displayed
 @attrs.frozen
 class CastEvent:
     """One asciicast v2 event: seconds since the start, code (``o``, ``i``, ``r``), data."""

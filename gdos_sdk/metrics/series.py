@@ -147,6 +147,22 @@ class Series:
                         yield t, decode(code)
             ts = stop
 
+    def columns(self, start: int, end: int) -> tuple[list[int], list[float]]:
+        """:meth:`seconds` as two lists (times, values), built a chunk at a time."""
+        stamps: list[int] = []
+        values: list[float] = []
+        ts = start
+        while ts < end:
+            index = ts // CHUNK
+            stop = min(end, (index + 1) * CHUNK)
+            chunk = self._chunks.get(index)
+            if chunk is not None:
+                codes = chunk[ts - index * CHUNK : stop - index * CHUNK]
+                stamps += [t for t, c in zip(range(ts, stop), codes, strict=True) if c != MISSING]
+                values += [2.0 ** (c / _SCALE) - 1.0 for c in codes if c != MISSING]
+            ts = stop
+        return stamps, values
+
     def minutes(self, start: int, end: int, agg: Agg) -> Iterable[Point]:
         """Minute aggregates whose minute starts in ``[start, end)``; ``agg`` picks the column."""
         column = {"avg": 0, "min": 1, "max": 2, "last": 0}[agg]
@@ -280,6 +296,30 @@ class SeriesStore:
         # Chunks are freed whole; never answer from the part of one that is past retention.
         begin = max(begin, self._last_trim - self.minute_window)
         return _bucket(series.minutes(begin, stop, agg), begin - begin % 60, step, agg)
+
+    def columns(
+        self,
+        target: str,
+        metric: str,
+        *,
+        start: float,
+        end: float,
+        step: int = 1,
+        agg: Agg = "avg",
+    ) -> tuple[list[int], list[float]]:
+        """:meth:`query` as two lists, times and values (what the API sends).
+
+        One-second steps inside the 1 s window are read straight from the chunks, two
+        list comprehensions per chunk: an hour of a series costs about a millisecond.
+        """
+        series = self._targets.get(target, {}).get(metric)
+        if series is None:
+            return [], []
+        begin, stop = int(start), math.ceil(end)
+        if int(step) <= 1 and begin >= series.last_ts - self.window:
+            return series.columns(begin, stop)
+        points = self.query(target, metric, start=start, end=end, step=step, agg=agg)
+        return [t for t, _ in points], [v for _, v in points]
 
     def nbytes(self) -> int:
         return sum(s.nbytes for series in self._targets.values() for s in series.values())
