@@ -93,15 +93,17 @@ def _is_state(name: str, value: Any) -> bool:
 
 
 def _fields(obj: Any) -> tuple[attrs.Attribute[Any], ...]:
-    return attrs.fields(type(obj))
+    found: tuple[attrs.Attribute[Any], ...] = attrs.fields(type(obj))
+    return found
 
 
 def _is_default(field: attrs.Attribute[Any], value: Any) -> bool:
     default = field.default
     if default is attrs.NOTHING:
         return False
-    if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
-        return not value if default.factory in (list, dict) else False
+    factory = getattr(default, "factory", None)
+    if factory is not None:
+        return not value if factory in (list, dict) else False
     return bool(value == default)
 
 

@@ -136,7 +136,8 @@ def records_frame(items: Sequence[Any], item_type: type | None = None) -> pandas
     pd = import_pandas()
     cls = item_type or (type(items[0]) if items else None)
     if cls is None or not attrs.has(cls):
-        return pd.DataFrame({"value": list(items)})
+        plain: pandas.DataFrame = pd.DataFrame({"value": list(items)})
+        return plain
     data = {}
     for column in _columns(cls):
         values = [_value(item, column.path) for item in items]
