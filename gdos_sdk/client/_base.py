@@ -254,6 +254,8 @@ def adopt_signature(method: Callable[..., Any], factory: Callable[..., Any], own
     returned = signature.return_annotation
     args = typing.get_args(returned)
     result = args[0] if typing.get_origin(returned) is Call and args else returned
+    if result is type(None):
+        result = None
     signature = signature.replace(return_annotation=result)
     method.__name__ = factory.__name__
     method.__qualname__ = f"{owner}.{factory.__name__}"
