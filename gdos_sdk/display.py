@@ -133,9 +133,11 @@ def _ordered(obj: Any) -> list[attrs.Attribute[Any]]:
             return (0, position)
         if field.name in _NAME_FIELDS:
             return (1, _NAME_FIELDS.index(field.name))
-        if _is_state(field.name, getattr(obj, field.name)):
+        if field.name in ("state", "status", "health"):
             return (2, position)
-        return (3, position)
+        if _is_state(field.name, getattr(obj, field.name)):
+            return (3, position)
+        return (4, position)
 
     return sorted(fields, key=rank)
 
