@@ -19,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import math
 from array import array
 from collections.abc import Iterable, Mapping
@@ -60,6 +61,17 @@ def encode(value: float) -> int:
 def decode(code: int) -> float:
     """The value a code stands for."""
     return float(2.0 ** (code / _SCALE) - 1.0)
+
+
+@functools.cache
+def _wire_values() -> list[float]:
+    """Every code's value to 5 significant digits: what :meth:`Series.columns` returns.
+
+    A code stands for a value to within 0.04 % anyway, so the digits past the fifth are
+    noise; without them an hour of 100 nodes is 40 % less JSON, and a table lookup is
+    cheaper than the power. Built on first use (64 K floats, about 2 MB).
+    """
+    return [float(f"{decode(code):.5g}") for code in range(MISSING)]
 
 
 class Series:
@@ -148,7 +160,7 @@ class Series:
             ts = stop
 
     def columns(self, start: int, end: int) -> tuple[list[int], list[float]]:
-        """:meth:`seconds` as two lists (times, values), built a chunk at a time."""
+        """:meth:`seconds` as two lists (times, values to 5 significant digits)."""
         stamps: list[int] = []
         values: list[float] = []
         ts = start
@@ -159,7 +171,8 @@ class Series:
             if chunk is not None:
                 codes = chunk[ts - index * CHUNK : stop - index * CHUNK]
                 stamps += [t for t, c in zip(range(ts, stop), codes, strict=True) if c != MISSING]
-                values += [2.0 ** (c / _SCALE) - 1.0 for c in codes if c != MISSING]
+                table = _wire_values()
+                values += [table[c] for c in codes if c != MISSING]
             ts = stop
         return stamps, values
 

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from gdos_sdk import NotFoundError
+from gdos_sdk.models import MetricSeries
 from gdos_sdk.testing import LocalCluster, wait_until
 
 from .test_lifecycle import setup_module_instance
@@ -24,37 +25,19 @@ def test_series_latest_and_prometheus(running: LocalCluster, pack: Callable[...,
         instance = setup_module_instance(gdos, node_id, pack("sleeper", stop_timeout=1), start=True)
         began = time.time()
         time.sleep(4.5)
-        send = gdos.send  # generic escape hatch keeps this test on the SDK
-        from gdos_sdk.client._base import Call, _model
-        from gdos_sdk.models import MetricLatest, MetricRange
 
-        def query(target: str, metric: str) -> MetricRange:
-            return send(
-                Call(
-                    "GET",
-                    "/metrics/query",
-                    _model(MetricRange),
-                    params={
-                        "target": target,
-                        "metric": metric,
-                        "start": began,
-                        "end": time.time() + 1,
-                    },
-                )
-            )
+        def query(target: str, metric: str) -> MetricSeries:
+            found = gdos.query_range(metric, target, start=began, end=time.time() + 1)
+            assert [s.target for s in found.series] == [target]
+            return found.series[0]
 
         cpu = query(f"node:{node_id}", "cpu")
-        assert len(cpu.points) >= 3
-        stamps = [ts for ts, _ in cpu.points]
-        assert stamps == sorted(stamps) and all(b - a >= 1 for a, b in itertools.pairwise(stamps))
-        assert all(0 <= v <= 100 for _, v in cpu.points)
+        assert len(cpu.ts) >= 3
+        assert cpu.ts == sorted(cpu.ts) and all(b - a >= 1 for a, b in itertools.pairwise(cpu.ts))
+        assert all(0 <= v <= 100 for v in cpu.values)
         rss = query(f"instance:{instance.id}", "rss")
-        assert len(rss.points) >= 3 and all(v > 1_000_000 for _, v in rss.points)
-        latest = send(
-            Call(
-                "GET", "/metrics/latest", _model(MetricLatest), params={"target": f"node:{node_id}"}
-            )
-        )
+        assert len(rss.ts) >= 3 and all(v > 1_000_000 for v in rss.values)
+        latest = gdos.latest(f"node:{node_id}")
         assert {"cpu", "mem_percent", "load1", "net_rx", "disk_percent:/"} <= set(latest.values)
 
         token = running.admin_token()
@@ -90,16 +73,6 @@ def test_unwatched_node_of_a_large_fleet_pushes_in_batches(cluster: LocalCluster
         )
         assert beats <= 5  # about one per 4 s, not one per second
         # ...but every second's sample still arrives, in batches.
-        from gdos_sdk.client._base import Call, _model
-        from gdos_sdk.models import MetricRange
-
-        points = gdos.send(
-            Call(
-                "GET",
-                "/metrics/query",
-                _model(MetricRange),
-                params={"target": f"node:{node_id}", "metric": "cpu"},
-            )
-        ).points
+        points = gdos.query_range("cpu", f"node:{node_id}").series[0].ts
         assert len(points) >= 7
         wait_until(lambda: gdos.get_node(node_id).status.value == "online", what="online")
