@@ -98,39 +98,48 @@ def _strict_float(value: Any, _: type) -> float:
     return float(value)
 
 
-_SERIES_FIELDS = frozenset({"target", "ts", "values", "name"})
+_SERIES_FIELDS = frozenset({"target", "start", "step", "values", "name"})
 
 
 def _structure_series(value: Any, _: type) -> MetricSeries:
-    """A metric series without a Python call per point: C-level type checks of the lists.
+    """A metric series without a Python call per value: the type check runs in C.
 
-    An hour of 100 nodes is 360,000 numbers; the generic hooks would validate each one
-    in Python. ``array`` checks the same types (integers, numbers) in C.
+    An hour of 100 nodes is 360,000 numbers; the generic hooks would check each one in
+    Python. ``array("d", ...)`` checks that the values present are numbers in C.
     """
     if not isinstance(value, dict):
         raise TypeError(f"expected an object, got {type(value).__name__}")
     unknown = set(value) - _SERIES_FIELDS
     if unknown:
         raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))} in a metric series")
-    ts, values = value.get("ts"), value.get("values")
-    if not isinstance(ts, list) or not isinstance(values, list):
-        raise TypeError("a metric series needs 'ts' and 'values' arrays")
-    if len(ts) != len(values):
-        raise ValueError(f"'ts' has {len(ts)} items but 'values' has {len(values)}")
+    values = value.get("values")
+    if not isinstance(values, list):
+        raise TypeError("a metric series needs a 'values' array")
     try:
-        array("q", ts)
-    except (TypeError, OverflowError) as exc:
-        raise TypeError(f"'ts' must hold integers (Unix seconds): {exc}") from None
-    try:
-        array("d", values)
+        array("d", [v for v in values if v is not None])
     except TypeError as exc:
-        raise TypeError(f"'values' must hold numbers: {exc}") from None
+        raise TypeError(f"'values' must hold numbers or null: {exc}") from None
+    step = _strict_int(value.get("step"), int)
+    if step < 1:
+        raise ValueError("'step' must be at least 1")
     return MetricSeries(
         target=_strict_str(value.get("target"), str),
-        ts=ts,
+        start=_strict_int(value.get("start"), int),
+        step=step,
         values=values,
         name=_strict_str(value.get("name", ""), str),
     )
+
+
+def _unstructure_series(series: MetricSeries) -> dict[str, Any]:
+    # The lists go out as they are (the generic hook would copy every value).
+    return {
+        "target": series.target,
+        "start": series.start,
+        "step": series.step,
+        "values": series.values,
+        "name": series.name,
+    }
 
 
 def make_converter() -> cattrs.Converter:
@@ -147,6 +156,7 @@ def make_converter() -> cattrs.Converter:
     conv.register_structure_hook(int, _strict_int)
     conv.register_structure_hook(float, _strict_float)
     conv.register_structure_hook(MetricSeries, _structure_series)
+    conv.register_unstructure_hook(MetricSeries, _unstructure_series)
     return conv
 
 

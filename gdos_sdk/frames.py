@@ -8,9 +8,9 @@ says which extra to install.
   dotted columns (``fingerprint.os``, ``latest.cpu_percent``); ``datetime`` fields and float
   Unix-second fields named ``ts`` or ``*_at`` become UTC ``datetime64`` columns; enums
   become categories (their values, in declaration order); lists and dicts stay objects.
-* :func:`series_frame`: metric series (columnar arrays of Unix seconds and values) as one
+* :func:`series_frame`: metric series (a start, a step and a list of values each) as one
   frame with a UTC ``DatetimeIndex``, a column per series, or in long form (one row per
-  point). The arrays are handed to numpy as they are: no Python object per point.
+  value). The lists are handed to numpy as they are: no Python object per point.
 
 Example::
 
@@ -149,28 +149,34 @@ def records_frame(items: Sequence[Any], item_type: type | None = None) -> pandas
 
 def series_frame(
     labels: Sequence[str],
-    stamps: Sequence[Sequence[int]],
-    values: Sequence[Sequence[float]],
+    starts: Sequence[int],
+    steps: Sequence[int],
+    values: Sequence[Sequence[float | None]],
     *,
     long: bool = False,
     extra: dict[str, Sequence[str]] | None = None,
 ) -> pandas.DataFrame:
     """Series as one frame: a UTC ``DatetimeIndex`` named ``time`` and a column per label.
 
-    ``stamps[i]`` and ``values[i]`` are the Unix seconds and values of series ``i``
-    (``array.array`` or lists). A time missing from a series is ``NaN`` in its column;
-    rows are sorted by time. With ``long``, one row per point instead: ``time``, ``series``
-    (the label), the ``extra`` per-series columns, and ``value``.
+    Series ``i`` has ``values[i][k]`` at Unix second ``starts[i] + k * steps[i]`` (``None``
+    for no value). Times no series has a value for are left out; a time one series lacks
+    is ``NaN`` in its column. With ``long``, one row per value present instead: ``time``,
+    ``series`` (the label), the ``extra`` per-series columns, and ``value``.
     """
     pd = import_pandas()
     import numpy as np
 
-    ts = [np.asarray(s, dtype="int64") for s in stamps]
-    vs = [np.asarray(v, dtype="float64") for v in values]
+    columns = [np.array(v, dtype="float64") for v in values]  # None becomes NaN, in C
+    stamps = [
+        np.arange(len(c), dtype="int64") * int(step) + int(start)
+        for c, start, step in zip(columns, starts, steps, strict=True)
+    ]
     if long:
-        counts = np.array([len(s) for s in ts], dtype="int64")
+        present = [~np.isnan(c) for c in columns]
+        counts = np.array([int(p.sum()) for p in present], dtype="int64")
         which = np.repeat(np.arange(len(labels)), counts)
-        all_ts = np.concatenate(ts) if ts else np.empty(0, dtype="int64")
+        empty_i, empty_f = np.empty(0, dtype="int64"), np.empty(0, dtype="float64")
+        all_ts = np.concatenate([s[p] for s, p in zip(stamps, present, strict=True)] or [empty_i])
         data: dict[str, Any] = {
             "time": pd.to_datetime(all_ts, unit="s", utc=True),
             "series": pd.Categorical.from_codes(which, categories=list(labels)),
@@ -178,17 +184,23 @@ def series_frame(
         for name, per_series in (extra or {}).items():
             uniques, codes = np.unique(np.asarray(per_series, dtype=object), return_inverse=True)
             data[name] = pd.Categorical.from_codes(codes[which], categories=list(uniques))
-        data["value"] = np.concatenate(vs) if vs else np.empty(0, dtype="float64")
+        data["value"] = np.concatenate(
+            [c[p] for c, p in zip(columns, present, strict=True)] or [empty_f]
+        )
         frame: pandas.DataFrame = pd.DataFrame(data)
         return frame
-    if ts and all(len(s) == len(ts[0]) and np.array_equal(s, ts[0]) for s in ts):
-        grid = ts[0]  # every series has the same stamps: the common case, no scatter
-        table = np.column_stack(vs) if vs else np.empty((0, 0))
+    if columns and all(
+        len(c) == len(columns[0]) and s == starts[0] and t == steps[0]
+        for c, s, t in zip(columns, starts, steps, strict=True)
+    ):
+        grid = stamps[0]  # every series on the same grid: the common case, no scatter
+        table = np.column_stack(columns)
     else:
-        grid = np.unique(np.concatenate(ts)) if ts else np.empty(0, dtype="int64")
+        grid = np.unique(np.concatenate(stamps)) if stamps else np.empty(0, dtype="int64")
         table = np.full((len(grid), len(labels)), np.nan)
-        for column, (s, v) in enumerate(zip(ts, vs, strict=True)):
-            table[np.searchsorted(grid, s), column] = v
-    index = pd.DatetimeIndex(pd.to_datetime(grid, unit="s", utc=True), name="time")
-    frame = pd.DataFrame(table, index=index, columns=pd.Index(list(labels), name="series"))
+        for column, (s, c) in enumerate(zip(stamps, columns, strict=True)):
+            table[np.searchsorted(grid, s), column] = c
+    keep = ~np.isnan(table).all(axis=1) if len(labels) else np.zeros(len(grid), dtype=bool)
+    index = pd.DatetimeIndex(pd.to_datetime(grid[keep], unit="s", utc=True), name="time")
+    frame = pd.DataFrame(table[keep], index=index, columns=pd.Index(list(labels), name="series"))
     return frame

@@ -390,20 +390,32 @@ class Settings:
 @displayed
 @attrs.frozen
 class MetricSeries:
-    """One target's values of a metric: ``ts`` (Unix seconds) and ``values``, oldest first.
+    """One target's values of a metric, one per ``step`` seconds from ``start``.
 
-    Columnar on purpose: an hour of 1 s samples is two lists of 3600 numbers, not 3600
-    objects, and :meth:`to_pandas` hands them to numpy as they are.
+    ``values[i]`` is the value at Unix second ``start + i * step`` (see :attr:`ts`), or
+    ``None`` where there was no sample. Columnar on purpose: an hour of 1 s samples is
+    one list of 3600 numbers, not 3600 objects, the times cost nothing on the wire, and
+    :meth:`to_pandas` hands the list to numpy as it is.
     """
 
     target: str
-    ts: list[int]
-    values: list[float]
+    start: int
+    step: int
+    values: list[float | None]
     name: str = ""  # the node's alias or hostname, the instance's module name
+
+    @property
+    def ts(self) -> range:
+        """The Unix second of each value."""
+        return range(self.start, self.start + len(self.values) * self.step, self.step)
+
+    def points(self) -> list[tuple[int, float]]:
+        """``(unix seconds, value)`` of the values that are there (no ``None``)."""
+        return [(t, v) for t, v in zip(self.ts, self.values, strict=True) if v is not None]
 
     def to_pandas(self) -> pandas.Series:
         """The values as a pandas Series with a UTC DatetimeIndex (needs pandas)."""
-        frame = series_frame([self.target], [self.ts], [self.values])
+        frame = series_frame([self.target], [self.start], [self.step], [self.values])
         column: pandas.Series = frame[self.target]
         return column.rename(self.name or self.target)
 
@@ -443,8 +455,9 @@ class MetricRange:
         By default a UTC ``DatetimeIndex`` named ``time`` and one column per series, named
         by ``target`` or, with ``label="name"``, by the node's or module's name (a name
         two targets share gets the target appended). A time one series lacks is ``NaN``
-        there. With ``long=True``: one row per point, columns ``time``, ``series``,
-        ``name`` and ``value`` (tidy data for grouping and plotting libraries).
+        there; rows where no series has a value are left out. With ``long=True``: one row
+        per value present, columns ``time``, ``series``, ``name`` and ``value`` (tidy data
+        for grouping and plotting libraries).
         """
         labels = [s.target for s in self.series]
         if label == "name":
@@ -455,7 +468,8 @@ class MetricRange:
             ]
         return series_frame(
             labels,
-            [s.ts for s in self.series],
+            [s.start for s in self.series],
+            [s.step for s in self.series],
             [s.values for s in self.series],
             long=long,
             extra={"name": [s.name for s in self.series]} if long else None,

@@ -123,8 +123,8 @@ async def query_range(ctx: Ctx) -> MetricRange:
     store = ctx.master.fleet.store
     series = []
     for target, name in targets:
-        ts, values = store.columns(target, metric, start=start, end=end, step=step, agg=agg)
-        series.append(MetricSeries(target=target, name=name, ts=ts, values=values))
+        first, size, values = store.grid(target, metric, start=start, end=end, step=step, agg=agg)
+        series.append(MetricSeries(target=target, name=name, start=first, step=size, values=values))
     return MetricRange(metric=metric, start=start, end=end, step=step, agg=agg, series=series)
 
 

@@ -31,12 +31,13 @@ def test_series_latest_and_prometheus(running: LocalCluster, pack: Callable[...,
             assert [s.target for s in found.series] == [target]
             return found.series[0]
 
-        cpu = query(f"node:{node_id}", "cpu")
-        assert len(cpu.ts) >= 3
-        assert cpu.ts == sorted(cpu.ts) and all(b - a >= 1 for a, b in itertools.pairwise(cpu.ts))
-        assert all(0 <= v <= 100 for v in cpu.values)
-        rss = query(f"instance:{instance.id}", "rss")
-        assert len(rss.ts) >= 3 and all(v > 1_000_000 for v in rss.values)
+        cpu = query(f"node:{node_id}", "cpu").points()
+        assert len(cpu) >= 3
+        stamps = [ts for ts, _ in cpu]
+        assert all(b - a >= 1 for a, b in itertools.pairwise(stamps))
+        assert all(0 <= v <= 100 for _, v in cpu)
+        rss = query(f"instance:{instance.id}", "rss").points()
+        assert len(rss) >= 3 and all(v > 1_000_000 for _, v in rss)
         latest = gdos.latest(f"node:{node_id}")
         assert {"cpu", "mem_percent", "load1", "net_rx", "disk_percent:/"} <= set(latest.values)
 
@@ -73,6 +74,6 @@ def test_unwatched_node_of_a_large_fleet_pushes_in_batches(cluster: LocalCluster
         )
         assert beats <= 5  # about one per 4 s, not one per second
         # ...but every second's sample still arrives, in batches.
-        points = gdos.query_range("cpu", f"node:{node_id}").series[0].ts
+        points = gdos.query_range("cpu", f"node:{node_id}").series[0].points()
         assert len(points) >= 7
         wait_until(lambda: gdos.get_node(node_id).status.value == "online", what="online")

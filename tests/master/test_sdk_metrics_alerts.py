@@ -39,9 +39,9 @@ async def test_query_range_returns_a_series_per_target_and_a_frame(
 
     one = await admin.query_range("cpu", f"node:{nodes[0].id}", start=now - 60, end=now)
     assert isinstance(one, MetricRange) and len(one.series) == 1
-    assert one.series[0].name == "web-00" and len(one.series[0].ts) == 60
-    assert one.series[0].ts == list(range(now - 60, now))
-    assert all(abs(v - 10.0) < 0.01 for v in one.series[0].values)
+    assert one.series[0].name == "web-00" and len(one.series[0].values) == 60
+    assert list(one.series[0].ts) == list(range(now - 60, now))
+    assert all(v is not None and abs(v - 10.0) < 0.01 for v in one.series[0].values)
 
     every = await admin.query_range("cpu", "node:*", start=timedelta(seconds=60), end=now)
     assert sorted(s.target for s in every.series) == sorted(f"node:{n.id}" for n in nodes)
@@ -66,8 +66,10 @@ async def test_query_range_returns_a_series_per_target_and_a_frame(
         step=10,
         agg="max",
     )
-    assert [len(s.ts) for s in stepped.series] == [6, 6]
+    assert [(s.step, len(s.values)) for s in stepped.series] == [(10, 6), (10, 6)]
     assert stepped[f"node:{nodes[1].id}"].values[0] == pytest.approx(20.0, rel=1e-3)
+    gaps = every[f"node:{nodes[2].id}"]
+    assert gaps.values.count(None) == 6 and len(gaps.points()) == 54
 
     latest = await admin.latest(f"node:{nodes[1].id}")
     assert latest.values["cpu"].value == pytest.approx(20.0, rel=1e-3)

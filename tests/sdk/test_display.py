@@ -221,17 +221,20 @@ def test_metric_range_to_pandas_is_one_column_per_series() -> None:
         step=1,
         agg="avg",
         series=[
-            MetricSeries(target="node:a", name="web", ts=[1, 2, 3], values=[1.0, 2.0, 3.0]),
-            MetricSeries(target="node:b", name="web", ts=[2, 3, 4], values=[5.0, 6.0, 7.0]),
+            MetricSeries(target="node:a", name="web", start=1, step=1, values=[1.0, 2.0, 3.0]),
+            MetricSeries(target="node:b", name="web", start=2, step=1, values=[5.0, None, 7.0]),
         ],
     )
     frame = result.to_pandas()
     assert list(frame.columns) == ["node:a", "node:b"] and frame.index.name == "time"
     assert str(frame.index.tz) == "UTC" and len(frame) == 4
     assert pd.isna(frame["node:a"].iloc[3]) and frame["node:b"].iloc[3] == 7.0
+    assert pd.isna(frame["node:b"].iloc[2])  # None is NaN
     assert list(result.to_pandas(label="name").columns) == ["web (node:a)", "web (node:b)"]
+    long = result.to_pandas(long=True)
+    assert len(long) == 5 and long["value"].tolist() == [1.0, 2.0, 3.0, 5.0, 7.0]
     series = result["node:b"].to_pandas()
-    assert series.name == "web" and series.tolist() == [5.0, 6.0, 7.0]
+    assert series.name == "web" and series.tolist() == [5.0, 7.0]
 
 
 def test_pandas_is_optional_and_named_when_missing(monkeypatch: pytest.MonkeyPatch) -> None:
