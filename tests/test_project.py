@@ -33,6 +33,10 @@ PUBLIC_MODULES = [
     "gdos_sdk.logfiles",
     "gdos_sdk.restart",
     "gdos_sdk.testing",
+    "gdos_sdk.alerts",
+    "gdos_sdk.display",
+    "gdos_sdk.frames",
+    "gdos_sdk.profiles",
 ]
 
 
