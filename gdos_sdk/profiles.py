@@ -227,6 +227,8 @@ def resolve(
         ConfigError: no URL anywhere, or a named profile that does not exist.
     """
     env = os.environ if env is None else env
+    if base_url and token is not None and profile is None:  # nothing to look up
+        return Resolved(base_url, token, True if verify is None else verify, None, "argument")
     named = profile or env.get(PROFILE_ENV) or None
     config = load_profiles(path or config_path(env))
     chosen: Profile | None = None

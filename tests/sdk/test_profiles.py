@@ -86,6 +86,9 @@ def test_bad_profile_file_is_a_config_error(config: Path) -> None:
     config.write_text("current = [")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_profiles(config)
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        resolve("http://arg:1")  # it looks for a saved token for this URL
+    assert resolve("http://arg:1", "tok").token == "tok"  # nothing to look up: not read
     config.write_text('[profiles.x]\ntoken = "t"\n')
     with pytest.raises(ConfigError, match="needs a url"):
         load_profiles(config)
