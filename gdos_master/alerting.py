@@ -506,7 +506,7 @@ class AlertEngine:
             target=target,
             target_name=name,
             severity=rule.severity,
-            phase=state.phase,
+            state=state.phase,
             value=state.value,
             since=datetime.fromtimestamp(since, UTC),
             labels=labels,
@@ -534,7 +534,7 @@ class AlertEngine:
                     target=target,
                     target_name=name,
                     severity=rule.severity,
-                    phase=state.phase,
+                    state=state.phase,
                     value=state.value,
                     since=datetime.fromtimestamp(since, UTC),
                     labels=labels,
@@ -542,7 +542,7 @@ class AlertEngine:
                     event_id=state.event_id,
                 )
             )
-        return sorted(found, key=lambda a: (a.phase != AlertPhase.FIRING, a.since))
+        return sorted(found, key=lambda a: (a.state != AlertPhase.FIRING, a.since))
 
     def firing_count(self) -> int:
         return sum(1 for s in self.states.values() if s.phase == AlertPhase.FIRING)

@@ -16,7 +16,9 @@ or its audit entry.
 
 from __future__ import annotations
 
+import enum
 import json
+import typing
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -39,17 +41,59 @@ from gdos_sdk.errors import (
 )
 from gdos_sdk.models import Role
 
-__all__ = ["Api", "Ctx", "Endpoint", "QueryParam", "error_response", "json_response"]
+__all__ = [
+    "Api",
+    "Ctx",
+    "Endpoint",
+    "QueryParam",
+    "check_choices",
+    "error_response",
+    "json_response",
+]
 
 Handler = Callable[..., Awaitable[Any]]
 
 
 @attrs.frozen
 class QueryParam:
+    """A query parameter; an enum or ``Literal`` type also limits its values (checked)."""
+
     name: str
-    type: type
+    type: Any
     description: str
     required: bool = False
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        """The allowed values when the type names them, else ``()``."""
+        if isinstance(self.type, type) and issubclass(self.type, enum.Enum):
+            return tuple(str(m.value) for m in self.type)
+        if typing.get_origin(self.type) is typing.Literal:
+            return tuple(str(a) for a in typing.get_args(self.type))
+        return ()
+
+
+def check_choices(params: tuple[QueryParam, ...]) -> None:
+    """A ValidationError naming the allowed values for any query value outside them.
+
+    An unknown filter value (``?status=bogus``) must not quietly match nothing.
+    """
+    for param in params:
+        allowed = param.choices
+        if not allowed:
+            continue
+        for raw in request.args.getlist(param.name):
+            if raw and raw not in allowed:
+                raise ValidationError(
+                    f"unknown {param.name} {raw!r}; one of {', '.join(allowed)}",
+                    details=[
+                        {
+                            "path": f"query.{param.name}",
+                            "message": f"unknown {param.name}",
+                            "allowed": list(allowed),
+                        }
+                    ],
+                )
 
 
 @attrs.frozen
@@ -251,6 +295,7 @@ def _make_view(endpoint: Endpoint) -> Handler:
             elif endpoint.role is not None:
                 ctx.principal = await authenticate(master)
                 _authorise(ctx.principal, endpoint)
+            check_choices(endpoint.query)
             if endpoint.body is not None:
                 raw = await _read_json()
                 params["body"] = redact(raw)

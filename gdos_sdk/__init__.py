@@ -3,8 +3,10 @@
 Example::
 
     from gdos_sdk import Client
-    with Client("http://127.0.0.1:8080", token="gdos_...") as gdos:
+    with Client("http://127.0.0.1:8080", token="gdos_...") as gdos:  # or Client(): GDOS_URL
         print([n.hostname for n in gdos.list_nodes()])
+
+The guide is docs/python.md.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from gdos_sdk.__about__ import __version__
 from gdos_sdk.adoption import AdoptionSpec, AdoptionStrategy
 from gdos_sdk.client import AsyncClient, Client
+from gdos_sdk.display import ModelList
 from gdos_sdk.errors import (
     AuthError,
     BackupError,
@@ -52,6 +55,7 @@ __all__ = [
     "InstanceState",
     "Manifest",
     "ManifestError",
+    "ModelList",
     "NotFoundError",
     "PasswordChangeRequired",
     "PermissionDenied",

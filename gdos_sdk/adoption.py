@@ -37,6 +37,7 @@ from typing import TypeVar
 import attrs
 import psutil
 
+from gdos_sdk.display import displayed
 from gdos_sdk.errors import ValidationError
 
 __all__ = [
@@ -70,6 +71,7 @@ class AdoptionStrategy(enum.StrEnum):
     SPAWN = "spawn"
 
 
+@displayed
 @attrs.frozen
 class AdoptionSpec:
     """What makes a module an adopted service instead of a package.
@@ -142,6 +144,7 @@ class AdoptionSpec:
                 fail(f"log_paths[{i}]", "log paths of an adopted service must be absolute")
 
 
+@displayed
 @attrs.frozen
 class ProcessCandidate:
     """One process as the candidate list shows it."""
@@ -159,6 +162,7 @@ class ProcessCandidate:
         return ProcessIdentity(self.pid, self.create_time)
 
 
+@displayed
 @attrs.frozen
 class ProcessIdentity:
     """pid + create time: what names one process run, unlike a bare pid.
@@ -186,6 +190,7 @@ def same_create_time(actual: float, recorded: float) -> bool:
     return diff < 0.005 or abs(diff - 1.0) < 0.005
 
 
+@displayed
 @attrs.frozen
 class PidFile:
     """What a pid file said and when it was written (``pid`` ``None``: missing or unreadable)."""

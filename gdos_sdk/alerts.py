@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import enum
 import re
+import warnings
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Literal
 
 import attrs
 
+from gdos_sdk.display import displayed
 from gdos_sdk.errors import ValidationError
 
 __all__ = [
@@ -38,11 +40,13 @@ __all__ = [
     "AlertState",
     "Change",
     "DeliveryResult",
+    "EventState",
     "Matcher",
     "Receiver",
     "ReceiverCreate",
     "ReceiverPatch",
     "RuleTarget",
+    "Severity",
     "Silence",
     "SilenceCreate",
     "breaching",
@@ -55,6 +59,9 @@ __all__ = [
 
 Op = Literal[">", ">=", "<", "<=", "==", "!="]
 Severity = Literal["info", "warning", "critical"]
+#: an alert event's state: ``firing`` until it ``resolved`` (see :class:`AlertPhase` for the
+#: states of a live alert, ``pending`` and ``firing``)
+EventState = Literal["firing", "resolved"]
 
 #: metric name -> which targets it applies to
 METRIC_KINDS: dict[str, str] = {
@@ -88,6 +95,8 @@ STATUS_METRICS = frozenset(
 
 
 class AlertPhase(enum.StrEnum):
+    """Where a (rule, target) pair is: an active alert is ``pending`` or ``firing``."""
+
     INACTIVE = "inactive"
     PENDING = "pending"
     FIRING = "firing"
@@ -102,6 +111,7 @@ class Change(enum.StrEnum):
     CANCELLED = "cancelled"  # pending, then the condition lapsed before ``for``
 
 
+@displayed
 @attrs.frozen
 class RuleTarget:
     """Which targets a rule watches.
@@ -118,6 +128,7 @@ class RuleTarget:
     module_id: str | None = None
 
 
+@displayed
 @attrs.frozen
 class AlertRule:
     """A threshold on a metric of a set of targets (``id`` is set by the master)."""
@@ -213,6 +224,7 @@ def step(
 # --- silences -------------------------------------------------------------------------------
 
 
+@displayed
 @attrs.frozen
 class Matcher:
     """``label`` equals ``value`` (or matches it as a full regular expression)."""
@@ -222,6 +234,7 @@ class Matcher:
     regex: bool = False
 
 
+@displayed
 @attrs.frozen
 class Silence:
     id: str
@@ -295,6 +308,7 @@ def delivery_delays(attempts: int = 5, initial: float = 1.0) -> list[float]:
 # --- API shapes -----------------------------------------------------------------------------
 
 
+@displayed
 @attrs.frozen
 class AlertEvent:
     """A firing (or since resolved) alert, as persisted."""
@@ -305,7 +319,7 @@ class AlertEvent:
     target: str
     target_name: str
     severity: str
-    state: str  # firing or resolved
+    state: EventState
     value: float | None
     started_at: datetime
     labels: dict[str, str] = attrs.field(factory=dict)
@@ -314,23 +328,37 @@ class AlertEvent:
     silenced: bool = False
 
 
+@displayed
 @attrs.frozen
 class ActiveAlert:
-    """A (rule, target) pair that is pending or firing right now."""
+    """A (rule, target) pair whose ``state`` is ``pending`` or ``firing`` right now.
+
+    ``state`` is named as in the history (:class:`AlertEvent`) and in the
+    ``/alerts/events?state=`` filter; it was called ``phase`` before 0.2.
+    """
 
     rule_id: str
     rule_name: str
     target: str
     target_name: str
     severity: str
-    phase: AlertPhase
+    state: AlertPhase
     value: float | None
     since: datetime
     labels: dict[str, str] = attrs.field(factory=dict)
     silenced: bool = False
     event_id: int | None = None
 
+    @property
+    def phase(self) -> AlertPhase:
+        """Deprecated: the old name of :attr:`state` (removed in 0.3)."""
+        warnings.warn(
+            "ActiveAlert.phase is deprecated: use ActiveAlert.state", DeprecationWarning, 2
+        )
+        return self.state
 
+
+@displayed
 @attrs.frozen
 class SilenceCreate:
     matchers: list[Matcher]
@@ -339,6 +367,7 @@ class SilenceCreate:
     comment: str = ""
 
 
+@displayed
 @attrs.frozen
 class Receiver:
     """A webhook; its secret (for the HMAC signature header) is never shown.
@@ -356,6 +385,7 @@ class Receiver:
     url_redacted: bool = False
 
 
+@displayed
 @attrs.frozen
 class ReceiverCreate:
     name: str
@@ -364,6 +394,7 @@ class ReceiverCreate:
     enabled: bool = True
 
 
+@displayed
 @attrs.frozen
 class ReceiverPatch:
     """Fields left ``None`` stay as they are; a ``url`` equal to the shown (masked) one too."""
@@ -374,6 +405,7 @@ class ReceiverPatch:
     enabled: bool | None = None
 
 
+@displayed
 @attrs.frozen
 class DeliveryResult:
     ok: bool

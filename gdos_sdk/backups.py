@@ -38,6 +38,7 @@ from pathlib import Path
 
 import attrs
 
+from gdos_sdk.display import displayed
 from gdos_sdk.errors import BackupError, ValidationError
 from gdos_sdk.storage.base import ObjectInfo, check_key
 
@@ -84,6 +85,7 @@ class BackupKind(enum.StrEnum):
     UPLOADED = "uploaded"
 
 
+@displayed
 @attrs.frozen
 class BackupInfo:
     """One archive in the storage back end (under ``backups/``)."""
@@ -95,6 +97,7 @@ class BackupInfo:
     kind: BackupKind
 
 
+@displayed
 @attrs.frozen
 class BackupRequest:
     """Body of ``POST /backups``."""
@@ -102,6 +105,7 @@ class BackupRequest:
     include_packages: bool = False
 
 
+@displayed
 @attrs.frozen
 class BackupSchedule:
     """Automatic backups: every ``interval_hours`` (0 = off), keeping ``retention`` of them."""
@@ -111,6 +115,7 @@ class BackupSchedule:
     include_packages: bool = False
 
 
+@displayed
 @attrs.frozen
 class RestoreResult:
     """What a restore did."""
@@ -125,6 +130,7 @@ class RestoreResult:
     audit_entries_kept: int
 
 
+@displayed
 @attrs.frozen
 class StorageSweep:
     """Stored objects no record refers to (``GET`` / ``DELETE /storage/orphans``).

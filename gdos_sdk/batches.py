@@ -21,6 +21,7 @@ from typing import Literal
 
 import attrs
 
+from gdos_sdk.display import displayed
 from gdos_sdk.states import Health, InstanceState
 
 __all__ = ["BatchItem", "BatchJob", "BatchRequest", "BatchState", "BatchTier"]
@@ -41,6 +42,7 @@ def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> Non
         raise ValueError(f"{attribute.name} must be > 0")
 
 
+@displayed
 @attrs.frozen
 class BatchRequest:
     """Start or stop a system's instances tier by tier.
@@ -64,6 +66,7 @@ class BatchRequest:
     min_running: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
 
 
+@displayed
 @attrs.frozen
 class BatchItem:
     """One instance in a batch."""
@@ -81,6 +84,7 @@ class BatchItem:
     error: str = ""
 
 
+@displayed
 @attrs.frozen
 class BatchTier:
     """The instances of the modules sharing one ``start_order``."""
@@ -92,6 +96,7 @@ class BatchTier:
     finished_at: float | None = None
 
 
+@displayed
 @attrs.frozen
 class BatchJob:
     """A batch action and its progress; ``state`` ends ``done`` or ``failed``."""

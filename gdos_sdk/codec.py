@@ -20,6 +20,7 @@ import difflib
 import enum
 import json
 import types
+from array import array
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar, Union, cast, get_args, get_origin
 
@@ -34,6 +35,7 @@ from cattrs.errors import (
 from cattrs.preconf.json import make_converter as _make_json_converter
 
 from gdos_sdk.errors import BadRequestError, ValidationError
+from gdos_sdk.models import MetricSeries
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -241,6 +243,50 @@ def _literal_hook(tp: Any) -> Any:
     return structure_literal
 
 
+_SERIES_FIELDS = frozenset({"target", "start", "step", "values", "name"})
+
+
+def _structure_series(value: Any, _: type) -> MetricSeries:
+    """A metric series without a Python call per value: the type check runs in C.
+
+    An hour of 100 nodes is 360,000 numbers; the generic hooks would check each one in
+    Python. ``array("d", ...)`` checks that the values present are numbers in C.
+    """
+    if not isinstance(value, dict):
+        raise TypeError(f"expected an object, got {type(value).__name__}")
+    unknown = set(value) - _SERIES_FIELDS
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))} in a metric series")
+    values = value.get("values")
+    if not isinstance(values, list):
+        raise TypeError("a metric series needs a 'values' array")
+    try:
+        array("d", [v for v in values if v is not None])
+    except TypeError as exc:
+        raise TypeError(f"'values' must hold numbers or null: {exc}") from None
+    step = _strict_int(value.get("step"), int)
+    if step < 1:
+        raise ValueError("'step' must be at least 1")
+    return MetricSeries(
+        target=_strict_str(value.get("target"), str),
+        start=_strict_int(value.get("start"), int),
+        step=step,
+        values=values,
+        name=_strict_str(value.get("name", ""), str),
+    )
+
+
+def _unstructure_series(series: MetricSeries) -> dict[str, Any]:
+    # The lists go out as they are (the generic hook would copy every value).
+    return {
+        "target": series.target,
+        "start": series.start,
+        "step": series.step,
+        "values": series.values,
+        "name": series.name,
+    }
+
+
 def make_converter() -> cattrs.Converter:
     """Build the JSON converter: ISO 8601 UTC times, strict scalars, no unknown keys.
 
@@ -256,6 +302,8 @@ def make_converter() -> cattrs.Converter:
     conv.register_structure_hook(float, _strict_float)
     conv.register_structure_hook(enum.Enum, _strict_enum)
     conv.register_structure_hook_factory(_is_literal, _literal_hook)
+    conv.register_structure_hook(MetricSeries, _structure_series)
+    conv.register_unstructure_hook(MetricSeries, _unstructure_series)
     return conv
 
 

@@ -34,6 +34,7 @@ from collections.abc import Callable
 
 import attrs
 
+from gdos_sdk.display import displayed
 from gdos_sdk.executors import TAG_ENV, Executor, default_executor
 
 __all__ = [
@@ -74,6 +75,7 @@ def _node_ids(_: object, attribute: attrs.Attribute[list[str]], value: list[str]
         raise ValueError(f"{attribute.name} may name at most 1000 nodes")
 
 
+@displayed
 @attrs.frozen
 class CommandRequest:
     """Run ``command`` on every node of ``node_ids``; kill it after ``timeout`` seconds.
@@ -96,6 +98,7 @@ class NodeRunState(enum.StrEnum):
     FAILED = "failed"
 
 
+@displayed
 @attrs.frozen
 class NodeCommandResult:
     """One node's part of a run: its output so far, then how the command ended.
@@ -116,6 +119,7 @@ class NodeCommandResult:
     duration: float = 0.0
 
 
+@displayed
 @attrs.frozen
 class CommandRun:
     """A fleet command and the results of its nodes (``finished_at`` is set once all are in)."""

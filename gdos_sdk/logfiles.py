@@ -45,6 +45,7 @@ from typing import BinaryIO
 
 import attrs
 
+from gdos_sdk.display import displayed
 from gdos_sdk.errors import NotFoundError, PermissionDenied
 
 __all__ = [
@@ -68,6 +69,7 @@ _CONSOLE_RE = re.compile(r"^console\.log(\.[0-9]{1,4})?$")
 READ_LIMIT = 256 * 1024
 
 
+@displayed
 @attrs.frozen
 class LogCursor:
     """Where following stopped: which file (device, inode) and the byte offset in it."""
@@ -77,6 +79,7 @@ class LogCursor:
     offset: int
 
 
+@displayed
 @attrs.frozen
 class LogFile:
     """One readable log file of an instance, as the log viewer lists it."""
@@ -87,6 +90,7 @@ class LogFile:
     mtime: float | None = None
 
 
+@displayed
 @attrs.frozen
 class LogChunk:
     """Text read from a log file and the cursor to continue from.
@@ -102,12 +106,14 @@ class LogChunk:
     more: bool = False  # the read stopped at the size limit; ask again at once
 
 
+@displayed
 @attrs.frozen
 class LogMatch:
     line: int  # 1-based
     text: str
 
 
+@displayed
 @attrs.frozen
 class LogSearch:
     """The last ``limit`` lines containing ``query`` (case-insensitive), oldest first."""

@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import attrs
 
 from gdos_sdk.adoption import AdoptionSpec
+from gdos_sdk.display import displayed
+from gdos_sdk.frames import import_pandas, series_frame
 from gdos_sdk.states import DesiredState, Health, InstanceState
+
+if TYPE_CHECKING:
+    import pandas
 
 __all__ = [
     "ApiToken",
@@ -36,6 +41,7 @@ __all__ = [
     "Me",
     "MetricLatest",
     "MetricRange",
+    "MetricSeries",
     "MetricValue",
     "Module",
     "ModuleCreate",
@@ -102,6 +108,7 @@ class NodeStatus(enum.StrEnum):
 # --- metrics and fingerprint --------------------------------------------------------------
 
 
+@displayed
 @attrs.frozen
 class Disk:
     """A mounted file system as seen when the worker started."""
@@ -112,6 +119,7 @@ class Disk:
     total_bytes: int
 
 
+@displayed
 @attrs.frozen
 class Fingerprint:
     """Hardware and OS facts a worker reports in its ``hello``."""
@@ -131,6 +139,7 @@ class Fingerprint:
     python: str = ""
 
 
+@displayed
 @attrs.frozen
 class DiskUsage:
     mountpoint: str
@@ -139,6 +148,7 @@ class DiskUsage:
     percent: float
 
 
+@displayed
 @attrs.frozen
 class NetRate:
     interface: str
@@ -146,6 +156,7 @@ class NetRate:
     tx_bps: float
 
 
+@displayed
 @attrs.frozen
 class NodeSample:
     """One second of a node's vital signs."""
@@ -167,6 +178,7 @@ class NodeSample:
     net: list[NetRate] = attrs.field(factory=list)
 
 
+@displayed
 @attrs.frozen
 class InstanceSample:
     """One second of an instance's process tree, summed over every process in it."""
@@ -185,6 +197,7 @@ class InstanceSample:
 # --- resources ------------------------------------------------------------------------------
 
 
+@displayed
 @attrs.frozen
 class Page(Generic[T]):
     """One page of a list endpoint."""
@@ -195,6 +208,7 @@ class Page(Generic[T]):
     offset: int
 
 
+@displayed
 @attrs.frozen
 class User:
     id: str
@@ -207,6 +221,7 @@ class User:
     must_change_password: bool = False
 
 
+@displayed
 @attrs.frozen
 class Me:
     """Who the current credential belongs to."""
@@ -216,6 +231,7 @@ class Me:
     csrf_token: str | None = None
 
 
+@displayed
 @attrs.frozen
 class ApiToken:
     id: str
@@ -229,6 +245,7 @@ class ApiToken:
     revoked: bool = False
 
 
+@displayed
 @attrs.frozen
 class TokenCreated:
     """A new API token; ``secret`` is shown this once and never again."""
@@ -237,6 +254,7 @@ class TokenCreated:
     secret: str
 
 
+@displayed
 @attrs.frozen
 class Node:
     id: str
@@ -260,6 +278,7 @@ class Node:
     claims: str | None = None
 
 
+@displayed
 @attrs.frozen
 class Package:
     """One uploaded version of a package."""
@@ -274,6 +293,7 @@ class Package:
     manifest: dict[str, Any] = attrs.field(factory=dict)
 
 
+@displayed
 @attrs.frozen
 class PackageSummary:
     """A package name with its versions, newest first."""
@@ -284,6 +304,7 @@ class PackageSummary:
     description: str = ""
 
 
+@displayed
 @attrs.frozen
 class System:
     id: str
@@ -294,6 +315,7 @@ class System:
     instance_count: int = 0
 
 
+@displayed
 @attrs.frozen
 class Module:
     id: str
@@ -319,6 +341,7 @@ class Module:
     masked_env: list[str] = attrs.field(factory=list)
 
 
+@displayed
 @attrs.frozen
 class Instance:
     """A module deployed on a node: desired state plus the worker's last report."""
@@ -343,6 +366,7 @@ class Instance:
     metrics: InstanceSample | None = None
 
 
+@displayed
 @attrs.frozen
 class AuditEntry:
     id: int
@@ -358,6 +382,7 @@ class AuditEntry:
     message: str = ""
 
 
+@displayed
 @attrs.frozen
 class SystemActionResult:
     """Outcome of a batch action on one instance of a system."""
@@ -368,6 +393,7 @@ class SystemActionResult:
     error: str | None = None
 
 
+@displayed
 @attrs.frozen
 class Settings:
     """Cluster settings an admin can read.
@@ -386,6 +412,7 @@ class Settings:
     version: str
 
 
+@displayed
 @attrs.frozen
 class JoinToken:
     """A new cluster join token, shown this once: the master keeps only its hash.
@@ -398,19 +425,96 @@ class JoinToken:
     rotated_at: datetime
 
 
+@displayed
 @attrs.frozen
-class MetricRange:
-    """``points`` are ``[unix seconds, value]`` pairs, one per ``step``, oldest first."""
+class MetricSeries:
+    """One target's values of a metric, one per ``step`` seconds from ``start``.
+
+    ``values[i]`` is the value at Unix second ``start + i * step`` (see :attr:`ts`), or
+    ``None`` where there was no sample. Columnar on purpose: an hour of 1 s samples is
+    one list of 3600 numbers, not 3600 objects, the times cost nothing on the wire, and
+    :meth:`to_pandas` hands the list to numpy as it is.
+    """
 
     target: str
+    start: int
+    step: int
+    values: list[float | None]
+    name: str = ""  # the node's alias or hostname, the instance's module name
+
+    @property
+    def ts(self) -> range:
+        """The Unix second of each value."""
+        return range(self.start, self.start + len(self.values) * self.step, self.step)
+
+    def points(self) -> list[tuple[int, float]]:
+        """``(unix seconds, value)`` of the values that are there (no ``None``)."""
+        return [(t, v) for t, v in zip(self.ts, self.values, strict=True) if v is not None]
+
+    def to_pandas(self) -> pandas.Series:
+        """The values as a pandas Series with a UTC DatetimeIndex (needs pandas)."""
+        frame = series_frame([self.target], [self.start], [self.step], [self.values])
+        column: pandas.Series = frame[self.target]
+        return column.rename(self.name or self.target)
+
+
+@displayed
+@attrs.frozen
+class MetricRange:
+    """A metric of one or more targets over a time range: ``series``, one per target.
+
+    ``step`` seconds per point, ``agg`` how the samples within a step were combined.
+
+    Example::
+
+        cpu = gdos.query_range("cpu", "node:*", start=timedelta(hours=1))
+        cpu.to_pandas().plot()          # a column per node, a UTC DatetimeIndex
+    """
+
     metric: str
     start: float
     end: float
     step: int
     agg: str
-    points: list[tuple[int, float]]
+    series: list[MetricSeries] = attrs.field(factory=list)
+
+    def __getitem__(self, target: str) -> MetricSeries:
+        """The series of ``target`` (``node:<id>``), or KeyError."""
+        for one in self.series:
+            if one.target == target:
+                return one
+        raise KeyError(target)
+
+    def to_pandas(
+        self, *, long: bool = False, label: Literal["target", "name"] = "target"
+    ) -> pandas.DataFrame:
+        """The series as one DataFrame (needs pandas: ``pip install 'gdos[notebook]'``).
+
+        By default a UTC ``DatetimeIndex`` named ``time`` and one column per series, named
+        by ``target`` or, with ``label="name"``, by the node's or module's name (a name
+        two targets share gets the target appended). A time one series lacks is ``NaN``
+        there; rows where no series has a value are left out. With ``long=True``: one row
+        per value present, columns ``time``, ``series``, ``name`` and ``value`` (tidy data
+        for grouping and plotting libraries).
+        """
+        labels = [s.target for s in self.series]
+        if label == "name":
+            names = [s.name or s.target for s in self.series]
+            labels = [
+                n if names.count(n) == 1 else f"{n} ({s.target})"
+                for n, s in zip(names, self.series, strict=True)
+            ]
+        return series_frame(
+            labels,
+            [s.start for s in self.series],
+            [s.step for s in self.series],
+            [s.values for s in self.series],
+            long=long,
+            extra={"name": [s.name for s in self.series]} if long else None,
+        )
 
 
+@displayed
 @attrs.frozen
 class IngestStatus:
     """The master's own ingest counters (cheap to read; what the fleet benchmark polls)."""
@@ -429,12 +533,14 @@ class IngestStatus:
     gc_frozen_objects: int = 0
 
 
+@displayed
 @attrs.frozen
 class MetricValue:
     ts: int
     value: float
 
 
+@displayed
 @attrs.frozen
 class MetricLatest:
     """The newest value of every metric of a target."""
@@ -442,16 +548,31 @@ class MetricLatest:
     target: str
     values: dict[str, MetricValue]
 
+    def to_pandas(self) -> pandas.DataFrame:
+        """One row per metric (the index), columns ``time`` (UTC) and ``value``."""
+        pd = import_pandas()
+        names = sorted(self.values)
+        frame: pandas.DataFrame = pd.DataFrame(
+            {
+                "time": pd.to_datetime([self.values[n].ts for n in names], unit="s", utc=True),
+                "value": [self.values[n].value for n in names],
+            },
+            index=pd.Index(names, name="metric"),
+        )
+        return frame
+
 
 # --- request bodies -------------------------------------------------------------------------
 
 
+@displayed
 @attrs.frozen
 class LoginRequest:
     username: str
     password: str
 
 
+@displayed
 @attrs.frozen
 class PasswordChange:
     """Your own new password; the current one proves it is you."""
@@ -460,6 +581,7 @@ class PasswordChange:
     new_password: str
 
 
+@displayed
 @attrs.frozen
 class UserCreate:
     username: str
@@ -467,6 +589,7 @@ class UserCreate:
     role: Role = Role.VIEWER
 
 
+@displayed
 @attrs.frozen
 class UserPatch:
     role: Role | None = None
@@ -474,6 +597,7 @@ class UserPatch:
     disabled: bool | None = None
 
 
+@displayed
 @attrs.frozen
 class TokenCreate:
     name: str
@@ -481,12 +605,14 @@ class TokenCreate:
     expires_in_days: int | None = None
 
 
+@displayed
 @attrs.frozen
 class NodePatch:
     alias: str | None = None
     labels: dict[str, str] | None = None
 
 
+@displayed
 @attrs.frozen
 class PlannedNodeCreate:
     hostname: str
@@ -495,18 +621,21 @@ class PlannedNodeCreate:
     labels: dict[str, str] = attrs.field(factory=dict)
 
 
+@displayed
 @attrs.frozen
 class SystemCreate:
     name: str
     description: str = ""
 
 
+@displayed
 @attrs.frozen
 class SystemPatch:
     name: str | None = None
     description: str | None = None
 
 
+@displayed
 @attrs.frozen
 class ModuleCreate:
     """A package module (``package`` + ``version``) or an adopted one (``adoption``)."""
@@ -525,6 +654,7 @@ class ModuleCreate:
     secret_env: list[str] = attrs.field(factory=list)
 
 
+@displayed
 @attrs.frozen
 class ModulePatch:
     """Fields left ``None`` stay as they are; ``health_check: {}`` removes the override.
@@ -546,6 +676,7 @@ class ModulePatch:
     secret_env: list[str] | None = None
 
 
+@displayed
 @attrs.frozen
 class DeployRequest:
     """Deploy ``module_id`` onto ``node_id``; ``start`` sets the desired state to running."""

@@ -35,6 +35,7 @@ from typing import Any
 import attrs
 
 from gdos_sdk.codec import parse_json
+from gdos_sdk.display import displayed
 from gdos_sdk.errors import ValidationError
 
 __all__ = [
@@ -70,6 +71,7 @@ class TerminalState(enum.StrEnum):
     CLOSED = "closed"
 
 
+@displayed
 @attrs.frozen
 class TerminalSession:
     """One web terminal session and its recording.
@@ -140,6 +142,7 @@ class RingBuffer:
         return len(self._buf)
 
 
+@displayed
 @attrs.frozen
 class CastEvent:
     """One asciicast v2 event: seconds since the start, code (``o``, ``i``, ``r``), data."""

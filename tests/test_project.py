@@ -38,6 +38,10 @@ PUBLIC_MODULES = [
     "gdos_sdk.executors.accounts",
     "gdos_sdk.logformat",
     "gdos_sdk.flaghelp",
+    "gdos_sdk.alerts",
+    "gdos_sdk.display",
+    "gdos_sdk.frames",
+    "gdos_sdk.profiles",
 ]
 
 

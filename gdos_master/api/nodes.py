@@ -7,7 +7,7 @@ from quart import request
 from gdos_master.api import api
 from gdos_master.routing import Ctx, QueryParam, query_bool
 from gdos_sdk.adoption import AdoptionSpec, ProcessCandidate
-from gdos_sdk.models import Node, NodePatch, PlannedNodeCreate, Role
+from gdos_sdk.models import Node, NodePatch, NodeStatus, PlannedNodeCreate, Role
 
 T = "nodes"
 
@@ -20,7 +20,7 @@ T = "nodes"
     role=Role.VIEWER,
     response=list[Node],
     query=(
-        QueryParam("status", str, "online, offline, pending or planned"),
+        QueryParam("status", NodeStatus, "only nodes with this status"),
         QueryParam("search", str, "substring of hostname, alias, id or address"),
     ),
 )

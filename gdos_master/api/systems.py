@@ -23,6 +23,7 @@ from gdos_sdk.models import (
     SystemCreate,
     SystemPatch,
 )
+from gdos_sdk.states import InstanceState
 
 S = "systems"
 
@@ -237,7 +238,7 @@ I = "instances"  # noqa: E741
         QueryParam("system_id", str, "only this system's"),
         QueryParam("module_id", str, "only this module's"),
         QueryParam("node_id", str, "only this node's"),
-        QueryParam("state", str, "only instances in this state"),
+        QueryParam("state", InstanceState, "only instances in this state"),
     ),
 )
 async def list_instances(ctx: Ctx) -> list[Instance]:

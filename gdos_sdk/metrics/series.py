@@ -25,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import math
 from array import array
 from collections.abc import Iterable, Mapping
@@ -66,6 +67,17 @@ def encode(value: float) -> int:
 def decode(code: int) -> float:
     """The value a code stands for."""
     return float(2.0 ** (code / _SCALE) - 1.0)
+
+
+@functools.cache
+def _wire_values() -> list[float | None]:
+    """Every code's value to 5 significant digits, and ``None`` for :data:`MISSING`.
+
+    A code stands for a value to within 0.04 % anyway, so the digits past the fifth are
+    noise; without them an hour of 100 nodes is 40 % less JSON, and a table lookup is
+    cheaper than the power. Built on first use (64 K floats, about 2 MB).
+    """
+    return [float(f"{decode(code):.5g}") for code in range(MISSING)] + [None]
 
 
 class Series:
@@ -165,6 +177,26 @@ class Series:
                     if code != MISSING:
                         yield t, decode(code)
             ts = stop
+
+    def grid(self, start: int, end: int) -> list[float | None]:
+        """One value per second of ``[start, end)``, ``None`` where none is stored.
+
+        Read a chunk at a time through a table of every code's value (to 5 significant
+        digits, see :func:`_wire_values`): no Python call per second.
+        """
+        table = _wire_values()
+        out: list[float | None] = []
+        ts = start
+        while ts < end:
+            index = ts // CHUNK
+            stop = min(end, (index + 1) * CHUNK)
+            chunk = self._chunks.get(index)
+            if chunk is None:
+                out += [None] * (stop - ts)
+            else:
+                out += [table[c] for c in chunk[ts - index * CHUNK : stop - index * CHUNK]]
+            ts = stop
+        return out
 
     def minutes(self, start: int, end: int, agg: Agg) -> Iterable[Point]:
         """Minute aggregates whose minute starts in ``[start, end)``; ``agg`` picks the column."""
@@ -331,6 +363,44 @@ class SeriesStore:
         # Chunks are freed whole; never answer from the part of one that is past retention.
         begin = max(begin, self._last_trim - self.minute_window)
         return _bucket(series.minutes(begin, stop, agg), begin - begin % 60, step, agg)
+
+    def grid(
+        self,
+        target: str,
+        metric: str,
+        *,
+        start: float,
+        end: float,
+        step: int = 1,
+        agg: Agg = "avg",
+    ) -> tuple[int, int, list[float | None]]:
+        """:meth:`query` as ``(first, step, values)``: ``values[i]`` is at ``first + i*step``.
+
+        ``None`` marks a step without samples; steps before the first and after the last
+        value are left out. One-second steps inside the 1 s window are read straight from
+        the chunks (:meth:`Series.grid`); an hour of a series costs about a millisecond.
+        """
+        series = self._targets.get(target, {}).get(metric)
+        begin, stop = int(start), math.ceil(end)
+        if series is None:
+            return begin, max(1, int(step)), []
+        if int(step) <= 1 and begin >= series.last_ts - self.window:
+            values = series.grid(begin, stop)
+            first = next((i for i, v in enumerate(values) if v is not None), len(values))
+            last = next((i for i in range(len(values) - 1, -1, -1) if values[i] is not None), -1)
+            return begin + first, 1, values[first : last + 1]
+        points = self.query(target, metric, start=start, end=end, step=step, agg=agg)
+        if not points:
+            return begin, max(1, int(step)), []
+        # As query() does: past the 1 s tier, the step is rounded up to whole minutes.
+        size = max(1, int(step))
+        if not (size < 60 and begin >= series.last_ts - self.window):
+            size = max(60, -(-size // 60) * 60)
+        first = points[0][0]
+        out: list[float | None] = [None] * ((points[-1][0] - first) // size + 1)
+        for ts, value in points:
+            out[(ts - first) // size] = value
+        return first, size, out
 
     def nbytes(self) -> int:
         return sum(s.nbytes for series in self._targets.values() for s in series.values())

@@ -10,13 +10,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
-from gdos_sdk.alerts import AlertEvent, AlertRule, Receiver, ReceiverCreate, RuleTarget
+from gdos_sdk.alerts import AlertEvent, AlertRule, Receiver, RuleTarget
 from gdos_sdk.client import Client
-from gdos_sdk.client._base import Call, _model
-from gdos_sdk.codec import unstructure
-from gdos_sdk.models import Page
 from gdos_sdk.testing import LocalCluster, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -78,22 +76,18 @@ def hook() -> Iterator[Hook]:
 
 
 def add_receiver(gdos: Client, url: str) -> Receiver:
-    return gdos.send(
-        Call(
-            "POST",
-            "/alerts/receivers",
-            _model(Receiver),
-            json=unstructure(ReceiverCreate(name="hook", url=url)),
-        )
-    )
+    return gdos.create_receiver("hook", url)
 
 
 def add_rule(gdos: Client, rule: AlertRule) -> AlertRule:
-    return gdos.send(Call("POST", "/alerts/rules", _model(AlertRule), json=unstructure(rule)))
+    fields = attrs.asdict(rule, recurse=False)
+    fields.pop("id")
+    name, metric = fields.pop("name"), fields.pop("metric")
+    return gdos.create_alert_rule(name, metric, **fields)
 
 
 def events(gdos: Client) -> list[AlertEvent]:
-    return gdos.send(Call("GET", "/alerts/events", _model(Page[AlertEvent]))).items
+    return gdos.alert_history().items
 
 
 def test_cpu_rule_debounces_fires_resolves_and_survives_restart(
@@ -203,7 +197,7 @@ def test_deleting_a_rule_resolves_its_alerts(cluster: LocalCluster, hook: Hook) 
         add_receiver(gdos, hook.url)
         rule = add_rule(gdos, AlertRule(name="always", metric="cpu", op=">=", threshold=0))
         wait_until(lambda: "firing" in hook.statuses(), timeout=15, what="firing")
-        gdos.send(Call("DELETE", f"/alerts/rules/{rule.id}", lambda r: None))
+        gdos.delete_alert_rule(rule.id)
         wait_until(lambda: "resolved" in hook.statuses(), timeout=15, what="resolved")
         history = events(gdos)
         assert [e.state for e in history] == ["resolved"]

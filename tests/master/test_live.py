@@ -379,7 +379,7 @@ async def test_alerts_topic_pushes_counts_and_changes(
     assert change["change"] == "firing"
     alert = change["alert"]
     assert alert["rule_id"] == rule_id and alert["target"] == f"node:{node_id}"
-    assert alert["phase"] == "firing" and alert["value"] == 25.0
+    assert alert["state"] == "firing" and alert["value"] == 25.0
     assert alert["severity"] == "critical" and alert["event_id"] is not None
 
     # A late subscriber's snapshot holds the count.

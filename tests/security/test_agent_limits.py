@@ -149,17 +149,12 @@ def approved_agent(cluster: LocalCluster, hostname: str) -> HandAgent:
     return agent
 
 
-def query(cluster: LocalCluster, target: str, metric: str) -> list[list[float]]:
+def query(cluster: LocalCluster, target: str, metric: str) -> list[tuple[int, float]]:
+    """The stored points of one series, through the SDK."""
     now = time.time()
-    response = httpx.get(
-        f"{cluster.url}/api/v1/metrics/query",
-        params={"target": target, "metric": metric, "start": now - 5000, "end": now + 5000},
-        headers={"Authorization": f"Bearer {cluster.admin_token()}"},
-        timeout=10,
-    )
-    response.raise_for_status()
-    points: list[list[float]] = response.json()["points"]
-    return points
+    with cluster.client() as gdos:
+        found = gdos.query_range(metric, target, start=now - 5000, end=now + 5000)
+    return [point for series in found.series for point in series.points()]
 
 
 def test_a_node_cannot_write_metrics_of_another_nodes_instance(
