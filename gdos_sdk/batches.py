@@ -21,6 +21,7 @@ from typing import Literal
 
 import attrs
 
+from gdos_sdk.constraints import Check
 from gdos_sdk.states import Health, InstanceState
 
 __all__ = ["BatchItem", "BatchJob", "BatchRequest", "BatchState", "BatchTier"]
@@ -34,11 +35,6 @@ class BatchState(enum.StrEnum):
     DONE = "done"
     FAILED = "failed"
     SKIPPED = "skipped"  # a start tier after a failed one is never begun
-
-
-def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{attribute.name} must be > 0")
 
 
 @attrs.frozen
@@ -58,10 +54,10 @@ class BatchRequest:
     """
 
     action: Literal["start", "stop"]
-    concurrency: int = attrs.field(default=4, validator=attrs.validators.ge(1))
+    concurrency: int = attrs.field(default=4, validator=Check(minimum=1))
     wait_healthy: bool = True
-    tier_timeout: float = attrs.field(default=120.0, validator=_positive)
-    min_running: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
+    tier_timeout: float = attrs.field(default=120.0, validator=Check(exclusive_minimum=0))
+    min_running: float = attrs.field(default=1.0, validator=Check(minimum=0))
 
 
 @attrs.frozen

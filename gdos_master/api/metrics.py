@@ -4,43 +4,32 @@ from __future__ import annotations
 
 import time
 
-from quart import request
-
 from gdos_master.api import api
-from gdos_master.routing import Ctx, QueryParam, query_int
+from gdos_master.routing import Ctx, QueryParam
+from gdos_sdk.constraints import Check
 from gdos_sdk.errors import NotFoundError, ValidationError
+from gdos_sdk.metrics.series import Agg
 from gdos_sdk.models import IngestStatus, MetricLatest, MetricRange, MetricValue, Role
 
 T = "metrics"
-AGGS = ("avg", "min", "max", "last")
 MAX_POINTS = 11_000
+
+_TARGET = QueryParam(
+    "target",
+    str,
+    "node:<id> or instance:<id>",
+    required=True,
+    check=Check(pattern=r"^(?:node|instance):.", hint="node:<id> or instance:<id>"),
+)
 
 
 def _target(ctx: Ctx) -> str:
-    target = request.args.get("target", "")
+    target: str = ctx.query["target"]
     kind, _, ident = target.partition(":")
-    table = {"node": "nodes", "instance": "instances"}.get(kind)
-    if table is None or not ident:
-        raise ValidationError(
-            "target must be 'node:<id>' or 'instance:<id>'",
-            details=[{"path": "query.target", "message": "invalid target"}],
-        )
+    table = {"node": "nodes", "instance": "instances"}[kind]
     if not ctx.master.db.one(f"SELECT 1 FROM {table} WHERE id = ?", (ident,)):  # noqa: S608
         raise NotFoundError(f"no {kind} with id {ident!r}")
     return target
-
-
-def _float(name: str, default: float) -> float:
-    raw = request.args.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValidationError(
-            f"query parameter {name!r} must be Unix seconds",
-            details=[{"path": f"query.{name}", "message": "expected a number"}],
-        ) from None
 
 
 @api.route(
@@ -51,30 +40,28 @@ def _float(name: str, default: float) -> float:
     role=Role.VIEWER,
     response=MetricRange,
     query=(
-        QueryParam("target", str, "node:<id> or instance:<id>", required=True),
+        _TARGET,
         QueryParam("metric", str, "e.g. cpu, mem_percent, net_rx, disk_percent:/", required=True),
         QueryParam("start", float, "Unix seconds (default: end - 300)"),
         QueryParam("end", float, "Unix seconds (default: now)"),
-        QueryParam("step", int, "seconds per point (default 1; >= 60 reads minute aggregates)"),
-        QueryParam("agg", str, "avg, min, max or last within each step (default avg)"),
+        QueryParam(
+            "step",
+            int,
+            "seconds per point (>= 60 reads minute aggregates)",
+            default=1,
+            check=Check(minimum=1, maximum=86400),
+        ),
+        QueryParam("agg", Agg, "how each step's samples are combined", default="avg"),
     ),
+    raises=(NotFoundError,),
 )
 async def query_range(ctx: Ctx) -> MetricRange:
     target = _target(ctx)
-    metric = request.args.get("metric", "")
-    if not metric:
-        raise ValidationError(
-            "metric is required", details=[{"path": "query.metric", "message": "missing"}]
-        )
-    end = _float("end", time.time())
-    start = _float("start", end - 300)
-    step = query_int("step", 1, minimum=1, maximum=86400)
-    agg = request.args.get("agg", "avg")
-    if agg not in AGGS:
-        raise ValidationError(
-            f"agg must be one of {', '.join(AGGS)}",
-            details=[{"path": "query.agg", "message": "invalid"}],
-        )
+    metric: str = ctx.query["metric"]
+    end: float = time.time() if ctx.query["end"] is None else ctx.query["end"]
+    start: float = end - 300 if ctx.query["start"] is None else ctx.query["start"]
+    step: int = ctx.query["step"]
+    agg: Agg = ctx.query["agg"]
     if end <= start:
         raise ValidationError(
             "end must be after start", details=[{"path": "query.end", "message": "not after start"}]
@@ -97,7 +84,8 @@ async def query_range(ctx: Ctx) -> MetricRange:
     tag=T,
     role=Role.VIEWER,
     response=MetricLatest,
-    query=(QueryParam("target", str, "node:<id> or instance:<id>", required=True),),
+    query=(_TARGET,),
+    raises=(NotFoundError,),
 )
 async def latest(ctx: Ctx) -> MetricLatest:
     target = _target(ctx)
