@@ -10,6 +10,7 @@ nox -s e2e         only the end-to-end tests
 nox -s web         build the web console into gdos_master/static (npm ci + vite build)
 nox -s browser     only the browser tests (Playwright + Debian's Chromium)
 nox -s bench       benchmarks; prints figures next to raw baselines
+nox -s fuzz        schemathesis against a real master + worker, every phase (tens of minutes)
 nox -s up          master + one local worker on embedded defaults
 nox -s docs        regenerate docs/api.md from the OpenAPI document
 """
@@ -167,6 +168,25 @@ def bench(session: nox.Session) -> None:
     """Benchmarks with raw baselines measured in the same run."""
     install(session, "test")
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def fuzz(session: nox.Session) -> None:
+    """Fuzz the whole API with schemathesis, hard (the suite runs a bounded version).
+
+    A real master and worker are seeded with real ids; every operation of the OpenAPI
+    document is fuzzed as admin and as viewer through every phase (examples, coverage,
+    fuzzing, stateful along the document's links). Reports and the schemathesis.toml to
+    replay them with land in .gdos/fuzz (``GDOS_FUZZ_OUT`` to choose). See docs/testing.md.
+    """
+    install(session, "test")
+    out = Path(".gdos/fuzz").absolute()
+    session.run(
+        "pytest",
+        "tests/fuzz",
+        *(session.posargs or ["-q", "-p", "no:cacheprovider"]),
+        env={"GDOS_FUZZ_PROFILE": "full", "GDOS_FUZZ_OUT": str(out)},
+    )
 
 
 @nox.session(python=PYTHON)

@@ -23,6 +23,7 @@ from typing import Any
 import attrs
 from quart import Quart, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import WebsocketMismatch
 
 from gdos_master import __version__, jointoken
 from gdos_master.accounts import Accounts
@@ -434,11 +435,19 @@ def _register_errors(app: Quart) -> None:
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
-            exc.code or 500, "http_error"
-        )
+        code = {
+            400: "bad_request",
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "too_large",
+        }.get(exc.code or 500, "http_error")
         message = exc.description or exc.name
         if exc.code == 404:
             message = f"no route {request.method} {request.path}"
+        elif isinstance(exc, WebsocketMismatch):
+            message = f"{request.path} is a WebSocket endpoint: connect with Upgrade: websocket"
         response = json_response({"error": {"code": code, "message": message}}, exc.code or 500)
+        for name, value in exc.get_headers():  # e.g. a 405's Allow, which RFC 9110 requires
+            if name.lower() != "content-type":
+                response.headers[name] = value
         return close_if_body_sent(response)

@@ -503,16 +503,6 @@ class Backups:
         )
 
     def set_schedule(self, body: BackupSchedule) -> BackupSchedule:
-        if not 0 <= body.interval_hours <= 24 * 366:
-            raise ValidationError(
-                "interval_hours must be between 0 (off) and 8784",
-                details=[{"path": "$.interval_hours", "message": "out of range"}],
-            )
-        if not 1 <= body.retention <= 1000:
-            raise ValidationError(
-                "retention must be between 1 and 1000",
-                details=[{"path": "$.retention", "message": "out of range"}],
-            )
         self.master.db.set_kv(_SCHEDULE_KEY, json.dumps(converter.unstructure(body)))
         return body
 

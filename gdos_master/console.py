@@ -23,8 +23,7 @@ from pathlib import Path
 
 from quart import Quart, Response, request, send_file
 from werkzeug.http import parse_accept_header
-
-from gdos_master.routing import json_response
+from werkzeug.routing import PathConverter
 
 __all__ = ["IMMUTABLE", "STATIC_DIR", "choose_encoding", "register_console"]
 
@@ -85,17 +84,21 @@ async def _send(static_dir: Path, relative: str, cache_control: str) -> Response
     return response
 
 
+class _ConsolePath(PathConverter):
+    """Any path but the API's: there a wrong method is a 405 and an unknown path a 404."""
+
+    regex = r"(?!api(?:/|$))[^/].*?"
+
+
 def register_console(app: Quart, static_dir: Path = STATIC_DIR) -> None:
     """Serve the console in ``static_dir`` at ``/``; unknown paths get ``index.html``."""
     root = static_dir.resolve()
 
+    app.url_map.converters["console"] = _ConsolePath
+
     @app.route("/", defaults={"path": ""})
-    @app.route("/<path:path>")
+    @app.route("/<console:path>")
     async def console(path: str) -> Response:
-        if path.startswith("api/"):
-            return json_response(
-                {"error": {"code": "not_found", "message": f"no route GET /{path}"}}, 404
-            )
         if not (root / "index.html").is_file():
             return Response(NOT_BUILT, content_type="text/html; charset=utf-8")
         candidate = (root / path).resolve()

@@ -12,14 +12,19 @@ authenticated :class:`Ctx` and a parsed body::
 
 Because the wrapper is the only way in, no route can forget its role check
 or its audit entry.
+
+Query parameters are declared too (:class:`QueryParam`, with a type, a default and
+a :class:`~gdos_sdk.constraints.Check`); the wrapper parses and checks them before
+the handler runs, which reads them from ``ctx.query``. Every status an endpoint can
+answer is known from its declaration: ``status`` and ``statuses`` for success, the
+errors the wrapper itself raises (see :meth:`Endpoint.errors`), and ``raises`` for
+those the handler's domain code raises. The OpenAPI document lists exactly those.
 """
 
 from __future__ import annotations
 
-import enum
 import json
-import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import attrs
@@ -27,14 +32,16 @@ from quart import Quart, Response, has_request_context, request
 
 from gdos_master.audit import record_audit
 from gdos_master.auth import Principal, authenticate, check_csrf
+from gdos_master.query import PAGE, Instant, QueryParam
 from gdos_master.security import redact
 from gdos_sdk.codec import parse_json, structure, unstructure
 from gdos_sdk.errors import (
+    AuthError,
     BadRequestError,
     GdosError,
+    NotFoundError,
     PasswordChangeRequired,
     PermissionDenied,
-    RateLimitedError,
     TooLargeError,
     UnsupportedMediaType,
     ValidationError,
@@ -42,58 +49,17 @@ from gdos_sdk.errors import (
 from gdos_sdk.models import Role
 
 __all__ = [
+    "PAGE",
     "Api",
     "Ctx",
     "Endpoint",
+    "Instant",
     "QueryParam",
-    "check_choices",
     "error_response",
     "json_response",
 ]
 
 Handler = Callable[..., Awaitable[Any]]
-
-
-@attrs.frozen
-class QueryParam:
-    """A query parameter; an enum or ``Literal`` type also limits its values (checked)."""
-
-    name: str
-    type: Any
-    description: str
-    required: bool = False
-
-    @property
-    def choices(self) -> tuple[str, ...]:
-        """The allowed values when the type names them, else ``()``."""
-        if isinstance(self.type, type) and issubclass(self.type, enum.Enum):
-            return tuple(str(m.value) for m in self.type)
-        if typing.get_origin(self.type) is typing.Literal:
-            return tuple(str(a) for a in typing.get_args(self.type))
-        return ()
-
-
-def check_choices(params: tuple[QueryParam, ...]) -> None:
-    """A ValidationError naming the allowed values for any query value outside them.
-
-    An unknown filter value (``?status=bogus``) must not quietly match nothing.
-    """
-    for param in params:
-        allowed = param.choices
-        if not allowed:
-            continue
-        for raw in request.args.getlist(param.name):
-            if raw and raw not in allowed:
-                raise ValidationError(
-                    f"unknown {param.name} {raw!r}; one of {', '.join(allowed)}",
-                    details=[
-                        {
-                            "path": f"query.{param.name}",
-                            "message": f"unknown {param.name}",
-                            "allowed": list(allowed),
-                        }
-                    ],
-                )
 
 
 @attrs.frozen
@@ -118,10 +84,40 @@ class Endpoint:
     # A rule beyond the role (which settings need an admin, what is write-only): the role
     # matrix of docs/security.md shows it beside the role.
     rule: str = ""
+    statuses: tuple[tuple[int, str], ...] = ()  # other success statuses and when
+    raises: tuple[type[GdosError], ...] = ()  # errors the handler's domain code raises
 
     @property
     def operation_id(self) -> str:
         return self.handler.__name__
+
+    def errors(self) -> dict[int, list[type[GdosError]]]:
+        """Every error this endpoint can answer, by status.
+
+        The wrapper's own: 401/403 for an authenticated route; 404 for a path with
+        parameters (no such object, or a value the router cannot place); 400, 415, 413
+        and 422 for a JSON body; 413 and 422 for a streamed body; 422 for query parameters.
+        Then ``raises``: what the handler's domain code raises on purpose.
+        """
+        found: list[type[GdosError]] = []
+        if self.agent or self.role is not None:
+            found += [AuthError, PermissionDenied]
+        if self.role is not None:
+            found.append(PasswordChangeRequired)
+        if "<" in self.path:
+            found.append(NotFoundError)
+        if self.body is not None:
+            found += [BadRequestError, UnsupportedMediaType, TooLargeError, ValidationError]
+        if self.raw_body is not None:
+            found += [TooLargeError, ValidationError]
+        if self.query:
+            found.append(ValidationError)
+        by_status: dict[int, list[type[GdosError]]] = {}
+        for error in (*found, *self.raises):
+            listed = by_status.setdefault(error.status, [])
+            if error not in listed:
+                listed.append(error)
+        return dict(sorted(by_status.items()))
 
 
 @attrs.define
@@ -133,6 +129,7 @@ class Ctx:
     ip: str
     target: str = ""
     audit_params: dict[str, Any] = attrs.field(factory=dict)
+    query: dict[str, Any] = attrs.field(factory=dict)  # the declared query parameters, parsed
 
     @property
     def actor(self) -> Principal:
@@ -145,33 +142,8 @@ class Ctx:
         return self.actor.role.allows(Role.ADMIN)
 
     def page(self) -> tuple[int, int]:
-        """``limit`` and ``offset`` from the query string, validated."""
-        limit = query_int("limit", 100, minimum=1, maximum=1000)
-        offset = query_int("offset", 0, minimum=0, maximum=10**12)
-        return limit, offset
-
-
-def query_int(name: str, default: int, *, minimum: int, maximum: int) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValidationError(
-            f"query parameter {name!r} must be an integer",
-            details=[{"path": f"query.{name}", "message": "expected an integer"}],
-        ) from None
-    if not minimum <= value <= maximum:
-        raise ValidationError(
-            f"query parameter {name!r} must be between {minimum} and {maximum}",
-            details=[{"path": f"query.{name}", "message": "out of range"}],
-        )
-    return value
-
-
-def query_bool(name: str) -> bool:
-    return request.args.get(name, "").lower() in {"1", "true", "yes"}
+        """``limit`` and ``offset`` of an endpoint that declares :data:`PAGE`."""
+        return int(self.query["limit"]), int(self.query["offset"])
 
 
 def json_response(data: Any, status: int = 200) -> Response:
@@ -181,9 +153,7 @@ def json_response(data: Any, status: int = 200) -> Response:
 
 def error_response(exc: GdosError) -> Response:
     response = json_response(exc.to_body(), exc.status)
-    if isinstance(exc, RateLimitedError):
-        retry = exc.details.get("retry_after") if isinstance(exc.details, dict) else None
-        response.headers["Retry-After"] = str(retry if isinstance(retry, int) else 1)
+    response.headers.update(exc.http_headers())  # e.g. a 429's Retry-After
     return close_if_body_sent(response)
 
 
@@ -232,10 +202,15 @@ class Api:
         raw_response: str | None = None,
         agent: bool = False,
         rule: str = "",
+        statuses: Mapping[int, str] | None = None,
+        raises: tuple[type[GdosError], ...] = (),
     ) -> Callable[[Handler], Handler]:
         """Declare an endpoint; see the module docstring.
 
         ``rule`` states what the handler enforces beyond ``role`` (for the role matrix).
+        ``statuses`` are success statuses other than ``status`` that the handler picks
+        at run time (return ``(model, status)``), each with when it happens; ``raises``
+        the :class:`GdosError` classes its domain code raises on purpose.
         """
         if method != "GET" and audit is None and role is not None and not agent:
             raise ValueError(f"{method} {path} mutates and must name an audit action")
@@ -259,6 +234,8 @@ class Api:
                     raw_response=raw_response,
                     agent=agent,
                     rule=rule,
+                    statuses=tuple(sorted((statuses or {}).items())),
+                    raises=raises,
                 )
             )
             return handler
@@ -295,7 +272,7 @@ def _make_view(endpoint: Endpoint) -> Handler:
             elif endpoint.role is not None:
                 ctx.principal = await authenticate(master)
                 _authorise(ctx.principal, endpoint)
-            check_choices(endpoint.query)
+            ctx.query = {q.name: q.read(request.args) for q in endpoint.query}
             if endpoint.body is not None:
                 raw = await _read_json()
                 params["body"] = redact(raw)
@@ -381,7 +358,7 @@ async def _read_json() -> Any:
             details=[{"path": "$", "message": "empty body"}],
         )
     try:
-        return parse_json(raw)
+        return parse_json(raw, allow_nan=False)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequestError(
             f"request body is not valid JSON: {exc}",

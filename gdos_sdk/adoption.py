@@ -37,6 +37,7 @@ from typing import TypeVar
 import attrs
 import psutil
 
+from gdos_sdk.constraints import Check
 from gdos_sdk.display import displayed
 from gdos_sdk.errors import ValidationError
 
@@ -61,6 +62,7 @@ T = TypeVar("T")
 # A pid file written this long before its process "started" is still accepted:
 # create times and mtimes come from different clocks with whole-second steps.
 _PID_FILE_SLACK = 1.0
+_SECONDS = Check(exclusive_minimum=0, maximum=3600)
 
 
 class AdoptionStrategy(enum.StrEnum):
@@ -112,9 +114,9 @@ class AdoptionSpec:
     stop_command: str = ""
     restart_command: str = ""
     stop_signal: str = "SIGTERM"
-    stop_timeout: float = 10.0
-    start_timeout: float = 15.0
-    follow_timeout: float = 10.0
+    stop_timeout: float = attrs.field(default=10.0, validator=_SECONDS)
+    start_timeout: float = attrs.field(default=15.0, validator=_SECONDS)
+    follow_timeout: float = attrs.field(default=10.0, validator=_SECONDS)
     log_paths: list[str] = attrs.field(factory=list)
 
     def check(self, path: str = "$.adoption") -> None:
@@ -136,9 +138,6 @@ class AdoptionSpec:
                 re.compile(self.cmdline)
             except re.error as exc:
                 fail("cmdline", f"invalid regular expression: {exc}")
-        for field in ("stop_timeout", "start_timeout", "follow_timeout"):
-            if not 0 < getattr(self, field) <= 3600:
-                fail(field, "must be between 0 and 3600 seconds")
         for i, log_path in enumerate(self.log_paths):
             if not os.path.isabs(log_path):
                 fail(f"log_paths[{i}]", "log paths of an adopted service must be absolute")

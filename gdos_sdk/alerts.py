@@ -27,10 +27,12 @@ from typing import Literal
 
 import attrs
 
+from gdos_sdk.constraints import NOT_BLANK, Check
 from gdos_sdk.display import displayed
 from gdos_sdk.errors import ValidationError
 
 __all__ = [
+    "METRIC",
     "METRIC_KINDS",
     "STATUS_METRICS",
     "ActiveAlert",
@@ -92,6 +94,13 @@ METRIC_KINDS: dict[str, str] = {
 STATUS_METRICS = frozenset(
     {"node_offline", "instance_down", "instance_failed", "instance_unhealthy"}
 )
+#: A rule's metric: a name of METRIC_KINDS, optionally ``:`` and an argument (``disk_percent:/``).
+METRIC = Check(
+    pattern=r"^(?:" + "|".join(METRIC_KINDS) + r")(?::[\s\S]*)?$",
+    hint=f"one of {', '.join(METRIC_KINDS)}, optionally followed by ':' and an argument",
+)
+_NOT_NEGATIVE = Check(minimum=0)
+_HTTP_URL = Check(pattern=r"^https?://[^\s/]+", hint="an http:// or https:// URL")
 
 
 class AlertPhase(enum.StrEnum):
@@ -133,13 +142,13 @@ class RuleTarget:
 class AlertRule:
     """A threshold on a metric of a set of targets (``id`` is set by the master)."""
 
-    name: str
-    metric: str
+    name: str = attrs.field(validator=Check(pattern=NOT_BLANK))
+    metric: str = attrs.field(validator=METRIC)
     op: Op = ">"
     threshold: float = 0.0
     target: RuleTarget = attrs.field(factory=RuleTarget)
-    for_seconds: float = 0.0
-    keep_firing_for: float = 0.0
+    for_seconds: float = attrs.field(default=0.0, validator=_NOT_NEGATIVE)
+    keep_firing_for: float = attrs.field(default=0.0, validator=_NOT_NEGATIVE)
     clear_threshold: float | None = None
     severity: Severity = "warning"
     labels: dict[str, str] = attrs.field(factory=dict)
@@ -273,17 +282,10 @@ def validate_rule(rule: AlertRule) -> None:
     def bad(path: str, message: str) -> None:
         problems.append({"path": path, "message": message})
 
-    if not rule.name.strip():
-        bad("$.name", "name is required")
-    kind = METRIC_KINDS.get(rule.metric.split(":", 1)[0])
-    if kind is None:
-        bad("$.metric", f"unknown metric {rule.metric!r}; one of {', '.join(METRIC_KINDS)}")
-    elif kind != "any" and kind != rule.target.kind:
+    # Single fields (name, metric, for_seconds ...) are checked by the model's own Checks.
+    kind = METRIC_KINDS[rule.metric.split(":", 1)[0]]
+    if kind != "any" and kind != rule.target.kind:
         bad("$.target.kind", f"metric {rule.metric!r} applies to {kind}, not {rule.target.kind}")
-    if rule.for_seconds < 0:
-        bad("$.for_seconds", "must be >= 0")
-    if rule.keep_firing_for < 0:
-        bad("$.keep_firing_for", "must be >= 0")
     if rule.clear_threshold is not None:
         if rule.op in (">", ">=") and rule.clear_threshold > rule.threshold:
             bad("$.clear_threshold", "must not be above the threshold for a '>' rule")
@@ -361,7 +363,7 @@ class ActiveAlert:
 @displayed
 @attrs.frozen
 class SilenceCreate:
-    matchers: list[Matcher]
+    matchers: list[Matcher] = attrs.field(validator=Check(min_items=1))
     ends_at: datetime
     starts_at: datetime | None = None
     comment: str = ""
@@ -388,8 +390,8 @@ class Receiver:
 @displayed
 @attrs.frozen
 class ReceiverCreate:
-    name: str
-    url: str
+    name: str = attrs.field(validator=Check(pattern=NOT_BLANK))
+    url: str = attrs.field(validator=_HTTP_URL)
     secret: str = ""
     enabled: bool = True
 
@@ -399,8 +401,8 @@ class ReceiverCreate:
 class ReceiverPatch:
     """Fields left ``None`` stay as they are; a ``url`` equal to the shown (masked) one too."""
 
-    name: str | None = None
-    url: str | None = None
+    name: str | None = attrs.field(default=None, validator=Check(pattern=NOT_BLANK))
+    url: str | None = attrs.field(default=None, validator=_HTTP_URL)
     secret: str | None = None
     enabled: bool | None = None
 

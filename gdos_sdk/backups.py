@@ -38,6 +38,7 @@ from pathlib import Path
 
 import attrs
 
+from gdos_sdk.constraints import Check
 from gdos_sdk.display import displayed
 from gdos_sdk.errors import BackupError, ValidationError
 from gdos_sdk.storage.base import ObjectInfo, check_key
@@ -110,8 +111,8 @@ class BackupRequest:
 class BackupSchedule:
     """Automatic backups: every ``interval_hours`` (0 = off), keeping ``retention`` of them."""
 
-    interval_hours: float = 0.0
-    retention: int = 7
+    interval_hours: float = attrs.field(default=0.0, validator=Check(minimum=0, maximum=24 * 366))
+    retention: int = attrs.field(default=7, validator=Check(minimum=1, maximum=1000))
     include_packages: bool = False
 
 

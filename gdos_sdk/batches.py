@@ -21,6 +21,7 @@ from typing import Literal
 
 import attrs
 
+from gdos_sdk.constraints import Check
 from gdos_sdk.display import displayed
 from gdos_sdk.states import Health, InstanceState
 
@@ -35,11 +36,6 @@ class BatchState(enum.StrEnum):
     DONE = "done"
     FAILED = "failed"
     SKIPPED = "skipped"  # a start tier after a failed one is never begun
-
-
-def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{attribute.name} must be > 0")
 
 
 @displayed
@@ -60,10 +56,10 @@ class BatchRequest:
     """
 
     action: Literal["start", "stop"]
-    concurrency: int = attrs.field(default=4, validator=attrs.validators.ge(1))
+    concurrency: int = attrs.field(default=4, validator=Check(minimum=1))
     wait_healthy: bool = True
-    tier_timeout: float = attrs.field(default=120.0, validator=_positive)
-    min_running: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
+    tier_timeout: float = attrs.field(default=120.0, validator=Check(exclusive_minimum=0))
+    min_running: float = attrs.field(default=1.0, validator=Check(minimum=0))
 
 
 @displayed

@@ -20,12 +20,15 @@ import difflib
 import enum
 import json
 import types
+import typing
 from array import array
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar, Union, cast, get_args, get_origin
 
 import attrs
 import cattrs
+from cattrs.cols import list_structure_factory, mapping_structure_factory
 from cattrs.errors import (
     AttributeValidationNote,
     ClassValidationError,
@@ -34,7 +37,7 @@ from cattrs.errors import (
 )
 from cattrs.preconf.json import make_converter as _make_json_converter
 
-from gdos_sdk.errors import BadRequestError, ValidationError
+from gdos_sdk.errors import BadRequestError, GdosError, ValidationError
 from gdos_sdk.models import MetricSeries
 
 __all__ = [
@@ -72,21 +75,30 @@ def _too_deep(value: Any, limit: int) -> bool:
     return False
 
 
-def parse_json(text: str | bytes, *, max_depth: int | None = MAX_JSON_DEPTH) -> Any:
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def parse_json(
+    text: str | bytes, *, max_depth: int | None = MAX_JSON_DEPTH, allow_nan: bool = True
+) -> Any:
     """``json.loads`` for text from a peer: nesting deeper than ``max_depth`` is a ValueError.
 
     Python's parser itself gives up around 1,000 levels with ``RecursionError``, which
     no handler expects; this raises :class:`JsonTooDeep` (a ``ValueError``, as bad JSON
     does) for that, and for anything deeper than ``max_depth``. ``max_depth=None``
     keeps only the parser's own limit (for hot paths whose messages are fully typed,
-    so that a deep value fails their structuring anyway).
+    so that a deep value fails their structuring anyway). ``allow_nan=False`` refuses
+    ``NaN`` and ``Infinity`` (a ValueError), which are not JSON.
 
     Example::
 
         parse_json("[" * 5000)  # JsonTooDeep: JSON nests deeper than 64 levels
     """
     try:
-        value = json.loads(text)
+        # Python reads NaN and Infinity, which are not JSON; a request body must not carry
+        # them (stored, they would make every later answer that holds them unreadable).
+        value = json.loads(text) if allow_nan else json.loads(text, parse_constant=_no_constant)
     except RecursionError:
         raise JsonTooDeep(f"JSON nests deeper than {max_depth or 'a few hundred'} levels") from None
     if max_depth is not None and isinstance(value, (dict, list)):
@@ -173,8 +185,6 @@ def _dt_to_str(value: datetime) -> str:
 def _str_to_dt(value: Any, _: type) -> datetime:
     if isinstance(value, datetime):
         return value
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, UTC)
     if not isinstance(value, str):
         raise TypeError(f"expected an ISO 8601 time, got {type(value).__name__}")
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -287,11 +297,43 @@ def _unstructure_series(series: MetricSeries) -> dict[str, Any]:
     }
 
 
+def _is_list(tp: Any) -> bool:
+    return tp is list or typing.get_origin(tp) is list
+
+
+def _is_dict(tp: Any) -> bool:
+    return tp is dict or typing.get_origin(tp) is dict
+
+
+def _strict_list(tp: Any, conv: cattrs.BaseConverter) -> Callable[[Any, Any], Any]:
+    # cattrs alone takes any iterable for a list: "abc" would become ["a", "b", "c"].
+    structure_items = list_structure_factory(tp, conv)
+
+    def structure_list(value: Any, cls: Any) -> Any:
+        if not isinstance(value, list):
+            raise TypeError(f"expected an array, got {_json_type(value)}")
+        return structure_items(value, cls)
+
+    return structure_list
+
+
+def _strict_dict(tp: Any, conv: cattrs.BaseConverter) -> Callable[[Any, Any], Any]:
+    structure_items = mapping_structure_factory(tp, conv)
+
+    def structure_dict(value: Any, cls: Any) -> Any:
+        if not isinstance(value, dict):
+            raise TypeError(f"expected an object, got {_json_type(value)}")
+        return structure_items(value, cls)
+
+    return structure_dict
+
+
 def make_converter() -> cattrs.Converter:
     """Build the JSON converter: ISO 8601 UTC times, strict scalars, no unknown keys.
 
-    Strict scalars mean ``"5"`` is not silently an ``int``: a wrong type in a
-    request is an error that names the field, not a surprise later.
+    Strict scalars and collections mean ``"5"`` is not silently an ``int`` nor
+    ``"abc"`` the list ``["a", "b", "c"]``: a wrong type in a request is an error
+    that names the field, not a surprise later.
     """
     conv = _make_json_converter(forbid_extra_keys=True, prefer_attrib_converters=False)
     conv.register_unstructure_hook(datetime, _dt_to_str)
@@ -304,6 +346,8 @@ def make_converter() -> cattrs.Converter:
     conv.register_structure_hook_factory(_is_literal, _literal_hook)
     conv.register_structure_hook(MetricSeries, _structure_series)
     conv.register_unstructure_hook(MetricSeries, _unstructure_series)
+    conv.register_structure_hook_factory(_is_list, _strict_list)
+    conv.register_structure_hook_factory(_is_dict, _strict_dict)
     return conv
 
 
@@ -359,6 +403,13 @@ def _describe(exc: BaseException, cls: Any, path: str) -> list[dict[str, Any]]:
         return problems
     if isinstance(exc, KeyError):
         return [{"path": path, "message": "required field is missing"}]
+    if isinstance(exc, GdosError) and isinstance(exc.details, list) and exc.details:
+        # A model's own validator (e.g. a Check) names paths relative to the model.
+        return [
+            {**d, "path": path + str(d.get("path", "$"))[1:]}
+            for d in exc.details
+            if isinstance(d, dict)
+        ]
     if isinstance(exc, TypeError | AttributeError | cattrs.errors.CattrsError) and not isinstance(
         exc, _InputError
     ):

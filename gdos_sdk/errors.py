@@ -77,6 +77,8 @@ class GdosError(Exception):
 
     code: ClassVar[str] = "error"
     status: ClassVar[int] = 500
+    #: Headers the master sends with this error, name -> meaning (the API reference lists them).
+    headers: ClassVar[dict[str, str]] = {}
 
     def __init__(self, message: str, *, details: Any = None) -> None:
         super().__init__(message)
@@ -89,6 +91,10 @@ class GdosError(Exception):
         if self.details is not None:
             body["details"] = self.details
         return {"error": body}
+
+    def http_headers(self) -> dict[str, str]:
+        """The values of :attr:`headers` for this error's HTTP answer."""
+        return {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r})"
@@ -151,10 +157,22 @@ class TooLargeError(GdosError):
 
 
 class RateLimitedError(GdosError):
-    """Too many attempts; retry later."""
+    """Too many attempts; retry later (``details["retry_after"]``: seconds to wait)."""
 
     code = "rate_limited"
     status = 429
+    headers = {"Retry-After": "seconds to wait before trying again"}
+
+    @property
+    def retry_after(self) -> int | None:
+        """Seconds to wait before trying again, when the master said."""
+        details = self.details if isinstance(self.details, dict) else {}
+        value = details.get("retry_after")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    def http_headers(self) -> dict[str, str]:
+        # Always sent (the document says so): 1 s when the raiser named no wait.
+        return {"Retry-After": str(1 if self.retry_after is None else self.retry_after)}
 
 
 class StorageError(GdosError):

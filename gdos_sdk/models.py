@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 import attrs
 
 from gdos_sdk.adoption import AdoptionSpec
+from gdos_sdk.constraints import NOT_BLANK, Check
 from gdos_sdk.display import displayed
 from gdos_sdk.frames import import_pandas, series_frame
 from gdos_sdk.states import DesiredState, Health, InstanceState
@@ -27,6 +28,14 @@ if TYPE_CHECKING:
     import pandas
 
 __all__ = [
+    "ALIAS",
+    "ENV",
+    "HEALTH_CHECK",
+    "LABELS",
+    "MIN_PASSWORD",
+    "NAME",
+    "PASSWORD",
+    "USERNAME",
     "ApiToken",
     "AuditEntry",
     "DeployRequest",
@@ -71,6 +80,39 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+# --- the limits request bodies share (validated by the models, shown in the OpenAPI) --------
+
+#: System and module names.
+NAME = Check(
+    pattern=r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,63}$",
+    hint="1-64 letters, digits, spaces, '.', '_' or '-', starting with a letter or digit",
+)
+USERNAME = Check(
+    pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$",
+    hint="1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit",
+)
+#: Passwords are at least this long.
+MIN_PASSWORD = 8
+PASSWORD = Check(min_length=MIN_PASSWORD)
+ENV = Check(
+    keys=Check(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        hint="an environment variable name: letters, digits and '_', not starting with a digit",
+    )
+)
+LABELS = Check(
+    keys=Check(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$",
+        hint="a label key: 1-63 letters, digits, '.', '_', '/' or '-',"
+        " starting with a letter or digit",
+    )
+)
+ALIAS = Check(max_length=100)
+#: A field whose value is a service.json ``health_check`` object: its JSON Schema is the
+#: manifest's own definition (``gdos_sdk.manifest.json_schema()["$defs"]``), which
+#: HealthCheck.from_dict validates against.
+HEALTH_CHECK: dict[str, Any] = {"$ref": "#/$defs/HealthCheck"}
 
 
 class Role(enum.StrEnum):
@@ -578,14 +620,14 @@ class PasswordChange:
     """Your own new password; the current one proves it is you."""
 
     current_password: str
-    new_password: str
+    new_password: str = attrs.field(validator=PASSWORD)
 
 
 @displayed
 @attrs.frozen
 class UserCreate:
-    username: str
-    password: str
+    username: str = attrs.field(validator=USERNAME)
+    password: str = attrs.field(validator=PASSWORD)
     role: Role = Role.VIEWER
 
 
@@ -593,45 +635,47 @@ class UserCreate:
 @attrs.frozen
 class UserPatch:
     role: Role | None = None
-    password: str | None = None
+    password: str | None = attrs.field(default=None, validator=PASSWORD)
     disabled: bool | None = None
 
 
 @displayed
 @attrs.frozen
 class TokenCreate:
-    name: str
+    name: str = attrs.field(validator=Check(max_length=100, pattern=NOT_BLANK))
     role: Role | None = None
-    expires_in_days: int | None = None
+    expires_in_days: int | None = attrs.field(
+        default=None, validator=Check(minimum=1, maximum=3650)
+    )
 
 
 @displayed
 @attrs.frozen
 class NodePatch:
-    alias: str | None = None
-    labels: dict[str, str] | None = None
+    alias: str | None = attrs.field(default=None, validator=ALIAS)
+    labels: dict[str, str] | None = attrs.field(default=None, validator=LABELS)
 
 
 @displayed
 @attrs.frozen
 class PlannedNodeCreate:
-    hostname: str
-    alias: str = ""
+    hostname: str = attrs.field(validator=Check(max_length=253, pattern=NOT_BLANK))
+    alias: str = attrs.field(default="", validator=ALIAS)
     addresses: list[str] = attrs.field(factory=list)
-    labels: dict[str, str] = attrs.field(factory=dict)
+    labels: dict[str, str] = attrs.field(factory=dict, validator=LABELS)
 
 
 @displayed
 @attrs.frozen
 class SystemCreate:
-    name: str
+    name: str = attrs.field(validator=NAME)
     description: str = ""
 
 
 @displayed
 @attrs.frozen
 class SystemPatch:
-    name: str | None = None
+    name: str | None = attrs.field(default=None, validator=NAME)
     description: str | None = None
 
 
@@ -640,15 +684,17 @@ class SystemPatch:
 class ModuleCreate:
     """A package module (``package`` + ``version``) or an adopted one (``adoption``)."""
 
-    name: str
+    name: str = attrs.field(validator=NAME)
     package: str = ""
     version: str = ""
-    env: dict[str, str] = attrs.field(factory=dict)
+    env: dict[str, str] = attrs.field(factory=dict, validator=ENV)
     args: list[str] | None = None
     start_order: int = 0
     kind: ModuleKind = ModuleKind.PACKAGE
     adoption: AdoptionSpec | None = None
-    health_check: dict[str, Any] | None = None  # a service.json health_check object
+    health_check: dict[str, Any] | None = attrs.field(
+        default=None, metadata={"schema": HEALTH_CHECK}
+    )  # a service.json health_check object
     user: str = ""  # admin only
     group: str = ""  # admin only
     secret_env: list[str] = attrs.field(factory=list)
@@ -666,11 +712,14 @@ class ModulePatch:
     """
 
     version: str | None = None
-    env: dict[str, str | None] | None = None
+    env: dict[str, str | None] | None = attrs.field(default=None, validator=ENV)
     args: list[str] | None = None
     start_order: int | None = None
     adoption: AdoptionSpec | None = None
-    health_check: dict[str, Any] | None = None
+    health_check: dict[str, Any] | None = attrs.field(
+        default=None,
+        metadata={"schema": {"anyOf": [HEALTH_CHECK, {"type": "object", "maxProperties": 0}]}},
+    )
     user: str | None = None
     group: str | None = None
     secret_env: list[str] | None = None

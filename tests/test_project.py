@@ -18,6 +18,7 @@ PUBLIC_MODULES = [
     "gdos_sdk.models",
     "gdos_sdk.protocol",
     "gdos_sdk.codec",
+    "gdos_sdk.constraints",
     "gdos_sdk.config",
     "gdos_sdk.states",
     "gdos_sdk.manifest",

@@ -11,7 +11,13 @@ from gdos_master.api import api
 from gdos_master.auth import CSRF_COOKIE, SESSION_COOKIE
 from gdos_master.routing import Ctx, json_response
 from gdos_sdk.codec import unstructure
-from gdos_sdk.errors import AuthError, PermissionDenied, ValidationError
+from gdos_sdk.errors import (
+    AuthError,
+    ConflictError,
+    PermissionDenied,
+    RateLimitedError,
+    ValidationError,
+)
 from gdos_sdk.models import (
     ApiToken,
     LoginRequest,
@@ -37,6 +43,7 @@ T = "auth"
     body=LoginRequest,
     response=Me,
     audit="auth.login",
+    raises=(AuthError, RateLimitedError),
 )
 async def login(ctx: Ctx, body: LoginRequest) -> Response:
     ctx.target = f"user:{body.username[:100]}"
@@ -151,6 +158,7 @@ async def list_users(ctx: Ctx) -> list[User]:
     response=User,
     status=201,
     audit="user.create",
+    raises=(ConflictError,),
 )
 async def create_user(ctx: Ctx, body: UserCreate) -> User:
     user: User = await ctx.master.accounts.create_user(body)
@@ -174,6 +182,7 @@ async def get_user(ctx: Ctx, user_id: str) -> User:
     response=User,
     audit="user.update",
     target="user:{user_id}",
+    raises=(ConflictError,),
 )
 async def patch_user(ctx: Ctx, user_id: str, body: UserPatch) -> User:
     user: User = await ctx.master.accounts.patch_user(user_id, body)
@@ -189,6 +198,7 @@ async def patch_user(ctx: Ctx, user_id: str, body: UserPatch) -> User:
     status=204,
     audit="user.delete",
     target="user:{user_id}",
+    raises=(ConflictError,),
 )
 async def delete_user(ctx: Ctx, user_id: str) -> None:
     if user_id == ctx.actor.user_id:

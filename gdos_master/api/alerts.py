@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from quart import request
-
 from gdos_master.api import api
-from gdos_master.routing import Ctx, QueryParam
+from gdos_master.routing import PAGE, Ctx, Instant, QueryParam
 from gdos_sdk.alerts import (
     ActiveAlert,
     AlertEvent,
@@ -19,6 +17,7 @@ from gdos_sdk.alerts import (
     Silence,
     SilenceCreate,
 )
+from gdos_sdk.errors import ConflictError
 from gdos_sdk.models import Page, Role
 
 T = "alerts"
@@ -119,31 +118,17 @@ async def active_alerts(ctx: Ctx) -> list[ActiveAlert]:
     role=Role.VIEWER,
     response=Page[AlertEvent],
     query=(
-        QueryParam("state", EventState, "firing or resolved"),
+        QueryParam("state", EventState, "only events in this state"),
         QueryParam("rule_id", str, "one rule's events"),
         QueryParam("target", str, "node:<id> or instance:<id>"),
-        QueryParam("severity", Severity, "info, warning or critical"),
-        QueryParam("since", float, "started at or after (Unix seconds)"),
-        QueryParam("until", float, "started before (Unix seconds)"),
-        QueryParam("limit", int, "page size"),
-        QueryParam("offset", int, "skip"),
+        QueryParam("severity", Severity, "only events of this severity"),
+        QueryParam("since", Instant, "started at or after (ISO 8601 or Unix seconds)"),
+        QueryParam("until", Instant, "started before (ISO 8601 or Unix seconds)"),
+        *PAGE,
     ),
 )
 async def alert_events(ctx: Ctx) -> Page[AlertEvent]:
-    from gdos_master.api.audit import _time
-
-    limit, offset = ctx.page()
-    args = request.args
-    page: Page[AlertEvent] = ctx.master.alert_store.events(
-        limit=limit,
-        offset=offset,
-        state=args.get("state"),
-        rule_id=args.get("rule_id"),
-        target=args.get("target"),
-        severity=args.get("severity"),
-        since=_time("since"),
-        until=_time("until"),
-    )
+    page: Page[AlertEvent] = ctx.master.alert_store.events(**ctx.query)
     return page
 
 
@@ -154,11 +139,10 @@ async def alert_events(ctx: Ctx) -> Page[AlertEvent]:
     tag=T,
     role=Role.VIEWER,
     response=list[Silence],
-    query=(QueryParam("expired", bool, "include expired silences"),),
+    query=(QueryParam("expired", bool, "include expired silences", default=False),),
 )
 async def list_silences(ctx: Ctx) -> list[Silence]:
-    expired = request.args.get("expired", "").lower() in {"1", "true", "yes"}
-    return list(ctx.master.alert_store.silences(include_expired=expired))
+    return list(ctx.master.alert_store.silences(include_expired=ctx.query["expired"]))
 
 
 @api.route(
@@ -220,6 +204,7 @@ async def list_receivers(ctx: Ctx) -> list[Receiver]:
     status=201,
     audit="receiver.create",
     rule="destination policy: loopback, link-local, metadata refused unless alerts.webhook_allow",
+    raises=(ConflictError,),
 )
 async def create_receiver(ctx: Ctx, body: ReceiverCreate) -> Receiver:
     await ctx.master.alerts.notifier.check_destination(body.url)
@@ -239,6 +224,7 @@ async def create_receiver(ctx: Ctx, body: ReceiverCreate) -> Receiver:
     audit="receiver.update",
     target="receiver:{receiver_id}",
     rule="destination policy, as for create",
+    raises=(ConflictError,),
 )
 async def patch_receiver(ctx: Ctx, receiver_id: str, body: ReceiverPatch) -> Receiver:
     if body.url is not None and not ctx.master.alert_store.keeps_url(receiver_id, body.url):
@@ -256,6 +242,7 @@ async def patch_receiver(ctx: Ctx, receiver_id: str, body: ReceiverPatch) -> Rec
     status=204,
     audit="receiver.delete",
     target="receiver:{receiver_id}",
+    raises=(ConflictError,),
 )
 async def delete_receiver(ctx: Ctx, receiver_id: str) -> None:
     ctx.master.alert_store.delete_receiver(receiver_id)

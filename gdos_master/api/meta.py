@@ -8,6 +8,7 @@ import attrs
 
 from gdos_master.api import api
 from gdos_master.routing import Ctx
+from gdos_sdk.errors import ConflictError
 from gdos_sdk.models import JoinToken, Role, Settings
 
 
@@ -65,6 +66,7 @@ async def get_settings(ctx: Ctx) -> Settings:
     response=JoinToken,
     audit="settings.rotate_join_token",
     target="settings:join_token",
+    raises=(ConflictError,),
 )
 async def rotate_join_token(ctx: Ctx) -> JoinToken:
     token: JoinToken = ctx.master.rotate_join_token()

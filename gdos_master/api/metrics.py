@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import time
 
-from quart import request
-
 from gdos_master.api import api
-from gdos_master.routing import Ctx, QueryParam, query_int
+from gdos_master.routing import Ctx, QueryParam
+from gdos_sdk.constraints import Check
 from gdos_sdk.errors import NotFoundError, ValidationError
-from gdos_sdk.metrics.names import check_agg, check_metric
+from gdos_sdk.metrics.names import INSTANCE_METRICS, NODE_METRICS, check_metric
 from gdos_sdk.metrics.series import Agg
 from gdos_sdk.models import (
     IngestStatus,
@@ -24,23 +23,16 @@ T = "metrics"
 MAX_POINTS = 11_000  # per series
 MAX_TOTAL_POINTS = 2_000_000  # per answer: 100 nodes x 1 h of 1 s samples is 360,000
 _TABLES = {"node": "nodes", "instance": "instances"}
+_TARGET_CHECK = Check(
+    pattern=r"^(?:node|instance):.", hint="node:<id>, instance:<id>, node:* or instance:*"
+)
 
 
 def _targets(ctx: Ctx, raw: list[str]) -> list[tuple[str, str]]:
     """``(target, name)`` for each ``target`` parameter; ``node:*`` is every node."""
-    if not raw:
-        raise ValidationError(
-            "target is required: 'node:<id>', 'instance:<id>', 'node:*' or 'instance:*'",
-            details=[{"path": "query.target", "message": "missing"}],
-        )
     found: dict[str, str] = {}
     for target in raw:
         kind, _, ident = target.partition(":")
-        if kind not in _TABLES or not ident:
-            raise ValidationError(
-                f"target {target!r} must be 'node:<id>', 'instance:<id>', 'node:*' or 'instance:*'",
-                details=[{"path": "query.target", "message": "invalid target"}],
-            )
         rows = _names(ctx, kind, None if ident == "*" else ident)
         if not rows and ident != "*":
             raise NotFoundError(f"no {kind} with id {ident!r}")
@@ -58,19 +50,6 @@ def _names(ctx: Ctx, kind: str, ident: str | None) -> list[tuple[str, str]]:
     return [(row[0], row[1]) for row in rows]
 
 
-def _float(name: str, default: float) -> float:
-    raw = request.args.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValidationError(
-            f"query parameter {name!r} must be Unix seconds",
-            details=[{"path": f"query.{name}", "message": "expected a number"}],
-        ) from None
-
-
 @api.route(
     "/metrics/query",
     "GET",
@@ -84,27 +63,37 @@ def _float(name: str, default: float) -> float:
             list[str],
             "node:<id> or instance:<id>, repeatable; node:* or instance:* for all",
             required=True,
+            check=_TARGET_CHECK,
         ),
-        QueryParam("metric", str, "e.g. cpu, mem_percent, net_rx, disk_percent:/", required=True),
+        QueryParam(
+            "metric",
+            str,
+            "node: " + ", ".join(NODE_METRICS) + ", disk_percent:<mount>, net_rx:<if>,"
+            " net_tx:<if>; instance: " + ", ".join(INSTANCE_METRICS),
+            required=True,
+        ),
         QueryParam("start", float, "Unix seconds (default: end - 300)"),
         QueryParam("end", float, "Unix seconds (default: now)"),
-        QueryParam("step", int, "seconds per point (default 1; >= 60 reads minute aggregates)"),
-        QueryParam("agg", Agg, "how the samples within a step combine (default avg)"),
+        QueryParam(
+            "step",
+            int,
+            "seconds per point (>= 60 reads minute aggregates)",
+            default=1,
+            check=Check(minimum=1, maximum=86400),
+        ),
+        QueryParam("agg", Agg, "how each step's samples are combined", default="avg"),
     ),
+    raises=(NotFoundError,),
 )
 async def query_range(ctx: Ctx) -> MetricRange:
-    targets = _targets(ctx, request.args.getlist("target"))
-    metric = request.args.get("metric", "")
-    if not metric:
-        raise ValidationError(
-            "metric is required", details=[{"path": "query.metric", "message": "missing"}]
-        )
+    targets = _targets(ctx, ctx.query["target"])
+    metric: str = ctx.query["metric"]
     for kind in sorted({t.partition(":")[0] for t, _ in targets}):
         check_metric(metric, kind)
-    end = _float("end", time.time())
-    start = _float("start", end - 300)
-    step = query_int("step", 1, minimum=1, maximum=86400)
-    agg = check_agg(request.args.get("agg") or "avg")
+    end: float = time.time() if ctx.query["end"] is None else ctx.query["end"]
+    start: float = end - 300 if ctx.query["start"] is None else ctx.query["start"]
+    step: int = ctx.query["step"]
+    agg: Agg = ctx.query["agg"]
     if end <= start:
         raise ValidationError(
             "end must be after start", details=[{"path": "query.end", "message": "not after start"}]
@@ -135,16 +124,19 @@ async def query_range(ctx: Ctx) -> MetricRange:
     tag=T,
     role=Role.VIEWER,
     response=MetricLatest,
-    query=(QueryParam("target", str, "node:<id> or instance:<id>", required=True),),
+    query=(
+        QueryParam(
+            "target",
+            str,
+            "node:<id> or instance:<id>",
+            required=True,
+            check=Check(pattern=r"^(?:node|instance):[^*]", hint="node:<id> or instance:<id>"),
+        ),
+    ),
+    raises=(NotFoundError,),
 )
 async def latest(ctx: Ctx) -> MetricLatest:
-    raw = request.args.get("target", "")
-    if raw.endswith(":*"):
-        raise ValidationError(
-            "latest takes one target, not a wildcard",
-            details=[{"path": "query.target", "message": "one target"}],
-        )
-    target = _targets(ctx, [raw] if raw else [])[0][0]
+    target = _targets(ctx, [ctx.query["target"]])[0][0]
     values = ctx.master.fleet.store.latest(target)
     return MetricLatest(
         target=target,

@@ -26,6 +26,7 @@ from gdos_sdk.adoption import (
 )
 from gdos_sdk.codec import structure, unstructure
 from gdos_sdk.errors import ValidationError
+from gdos_sdk.models import ModuleCreate
 
 T0 = 1_700_000_000.0
 
@@ -168,10 +169,6 @@ def test_spawn_has_nothing_to_adopt() -> None:
         (AdoptionSpec(strategy=AdoptionStrategy.MATCH, cmdline="(["), "$.adoption.cmdline"),
         (AdoptionSpec(strategy=AdoptionStrategy.SPAWN, command=" "), "$.adoption.command"),
         (
-            AdoptionSpec(strategy=AdoptionStrategy.MATCH, name="x", stop_timeout=0),
-            "$.adoption.stop_timeout",
-        ),
-        (
             AdoptionSpec(strategy=AdoptionStrategy.MATCH, name="x", log_paths=["rel.log"]),
             "$.adoption.log_paths[0]",
         ),
@@ -181,6 +178,16 @@ def test_invalid_specs_name_the_field(spec: AdoptionSpec, path: str) -> None:
     with pytest.raises(ValidationError) as info:
         spec.check()
     assert info.value.details == [{"path": path, "message": info.value.details[0]["message"]}]
+
+
+def test_out_of_range_timeouts_are_refused_when_built_and_name_the_nested_field() -> None:
+    with pytest.raises(ValidationError) as info:
+        AdoptionSpec(strategy=AdoptionStrategy.MATCH, name="x", stop_timeout=0)
+    assert info.value.details[0]["path"] == "$.stop_timeout"
+    body = {"name": "m", "kind": "adopted", "adoption": {"strategy": "match", "start_timeout": 4e3}}
+    with pytest.raises(ValidationError) as info:
+        structure(body, ModuleCreate)
+    assert [d["path"] for d in info.value.details] == ["$.adoption.start_timeout"]
 
 
 def test_valid_spec_round_trips() -> None:

@@ -100,7 +100,7 @@ async def test_a_generated_admin_password_must_be_changed_first(fresh: Quart) ->
         assert wrong.value.details[0]["path"] == "$.current_password"
         with pytest.raises(ValidationError) as short:
             await admin.change_password(printed, "short")
-        assert short.value.details[0]["path"] == "$.password"
+        assert short.value.details[0]["path"] == "$.new_password"
 
         changed = await admin.change_password(printed, "a-new-long-password")
         assert changed.user.must_change_password is False
