@@ -17,13 +17,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-import sqlite3
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from gdos_master.db import Database
+from gdos_master.db import Database, Row
 from gdos_master.passwords import PasswordHasher
 from gdos_master.security import hash_password, hash_secret, needs_rehash, new_secret
 from gdos_sdk.errors import (
@@ -77,7 +76,7 @@ class Accounts:
 
     # --- users ------------------------------------------------------------------------------
 
-    def _user(self, r: sqlite3.Row) -> User:
+    def _user(self, r: Row) -> User:
         return User(
             id=r["id"],
             username=r["username"],
@@ -235,7 +234,7 @@ class Accounts:
 
     # --- tokens -----------------------------------------------------------------------------
 
-    def _token(self, r: sqlite3.Row) -> ApiToken:
+    def _token(self, r: Row) -> ApiToken:
         return ApiToken(
             id=r["id"],
             name=r["name"],
@@ -249,11 +248,11 @@ class Accounts:
         )
 
     def list_tokens(self, user_id: str | None) -> list[ApiToken]:
-        rows = self.db.all(
-            "SELECT t.*, u.username FROM api_tokens t JOIN users u ON u.id = t.user_id"
-            " WHERE (? IS NULL OR t.user_id = ?) ORDER BY t.created_at",
-            (user_id, user_id),
-        )
+        sql = "SELECT t.*, u.username FROM api_tokens t JOIN users u ON u.id = t.user_id"
+        if user_id is None:
+            rows = self.db.all(sql + " ORDER BY t.created_at")
+        else:
+            rows = self.db.all(sql + " WHERE t.user_id = ? ORDER BY t.created_at", (user_id,))
         return [self._token(r) for r in rows]
 
     def get_token(self, token_id: str) -> ApiToken:

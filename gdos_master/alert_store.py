@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import time
 import uuid
 from datetime import UTC, datetime
@@ -17,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from gdos_master.db import Database
+from gdos_master.db import Database, Row
 from gdos_sdk.alerts import (
     AlertEvent,
     AlertRule,
@@ -126,7 +125,7 @@ class AlertStore:
         started_at: float,
         silenced: bool,
     ) -> int:
-        cursor = self.db.execute(
+        return self.db.insert(
             "INSERT INTO alert_events(rule_id, rule_name, target, target_name, severity, labels,"
             " state, value, started_at, silenced) VALUES(?,?,?,?,?,?,'firing',?,?,?)",
             (
@@ -141,7 +140,6 @@ class AlertStore:
                 int(silenced),
             ),
         )
-        return int(cursor.lastrowid or 0)
 
     def close_event(
         self, event_id: int, *, value: float | None, ended_at: float, reason: str
@@ -158,7 +156,7 @@ class AlertStore:
             raise NotFoundError(f"no alert event {event_id}")
         return self._event(row)
 
-    def _event(self, row: sqlite3.Row) -> AlertEvent:
+    def _event(self, row: Row) -> AlertEvent:
         return AlertEvent(
             id=row["id"],
             rule_id=row["rule_id"],
@@ -282,7 +280,7 @@ class AlertStore:
 
     # --- receivers --------------------------------------------------------------------------
 
-    def _receiver(self, row: sqlite3.Row) -> Receiver:
+    def _receiver(self, row: Row) -> Receiver:
         """A receiver as the API shows it: its URL is write-only (gdos_sdk.redaction)."""
         return Receiver(
             id=row["id"],

@@ -244,7 +244,8 @@ def build_master(
     """Open the database and storage and build the domain objects."""
     data_dir = private_dir(Path(settings.server.data_dir))
     _repair_modes(settings)
-    db = db or Database.open(settings.db_path)
+    policy = DestinationPolicy.parse(settings.alerts.webhook_allow)  # before opening anything
+    db = db or Database.open(sqlite_path=settings.db_path, url=settings.database.url)
     storage = storage or _make_storage(settings)
     metrics = settings.metrics
     fleet = Fleet(
@@ -284,7 +285,7 @@ def build_master(
         alert_store,
         attempts=settings.alerts.webhook_attempts,
         timeout=settings.alerts.webhook_timeout,
-        policy=DestinationPolicy.parse(settings.alerts.webhook_allow),
+        policy=policy,
     )
     alerts = AlertEngine(
         alert_store, db, fleet, notifier, startup_grace=settings.alerts.startup_grace
@@ -328,7 +329,7 @@ def create_app(
 
     Parameters:
         settings: the loaded :class:`~gdos_sdk.config.MasterSettings`.
-        db: an open :class:`Database` (tests pass ``Database.memory()``).
+        db: an open :class:`Database` (default: the one the settings name).
         storage: a storage back end (default from ``settings.storage``).
     """
     master = build_master(settings, db=db, storage=storage)

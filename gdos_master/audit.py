@@ -71,17 +71,17 @@ def list_audit(
     since: float | None = None,
     until: float | None = None,
 ) -> Page[AuditEntry]:
-    """Newest first, filtered; ``action`` and ``target`` match as prefixes."""
+    """Newest first, filtered; ``action`` and ``target`` match as prefixes, in any case."""
     where: list[str] = []
     args: list[Any] = []
     if actor:
         where.append("actor = ?")
         args.append(actor)
     if action:
-        where.append("action LIKE ? ESCAPE '\\'")
+        where.append("lower(action) LIKE lower(?) ESCAPE '\\'")
         args.append(_like_prefix(action))
     if target:
-        where.append("target LIKE ? ESCAPE '\\'")
+        where.append("lower(target) LIKE lower(?) ESCAPE '\\'")
         args.append(_like_prefix(target))
     if since is not None:
         where.append("ts >= ?")

@@ -1,15 +1,19 @@
 """Online backups of the master, and restore in place without a restart.
 
-* **Create.** The database is copied with SQLite's backup API (a consistent snapshot
-  while the master keeps writing; never a file copy), optionally with every stored
-  package and recording, into one archive (:mod:`gdos_sdk.backups`) that is stored under
-  ``backups/`` in the storage back end.
+* **Create.** The database is copied as a consistent snapshot while the master keeps
+  writing (never a file copy), optionally with every stored package and recording, into
+  one archive (:mod:`gdos_sdk.backups`) that is stored under ``backups/`` in the storage
+  back end. The archive's database is a SQLite file on either engine: SQLite's backup
+  API makes it, or on PostgreSQL a copy of every table read in one ``REPEATABLE READ``
+  transaction (:mod:`gdos_master.dbcopy`). So an archive restores on either engine,
+  which is also how a master moves from SQLite to PostgreSQL (docs/database.md).
 * **Restore** checks the whole archive first (digests, database integrity, schema) and
-  changes nothing if any check fails. It then puts back the objects the storage lacks,
-  and copies the restored database *into the open connection* with the backup API, in
-  one SQLite transaction on the event loop's thread: every domain object keeps its
-  :class:`~gdos_master.db.Database`, no request ever sees a closed connection, and the
-  next statement of any request reads the restored state. In-memory state is reloaded
+  changes nothing if any check fails; an archive of an older schema is migrated first.
+  It then puts back the objects the storage lacks, and copies the restored database
+  *into the open connection* in one transaction on the event loop's thread (SQLite's
+  backup API; on PostgreSQL every table emptied and filled again): every domain object
+  keeps its :class:`~gdos_master.db.Database`, no request ever sees a closed connection,
+  and the next statement of any request reads the restored state. In-memory state is reloaded
   (alert rules, states and silences, join token, node caches) and every worker is
   asked to reconnect, so it reconciles its instances with the restored desired state.
 * **Kept across a restore**: the audit trail written after the snapshot (history is not
@@ -38,9 +42,9 @@ from typing import TYPE_CHECKING
 import anyio.to_thread
 import attrs
 
-from gdos_master import __version__, jointoken
+from gdos_master import __version__, dbcopy, jointoken, migrations
 from gdos_master.audit import record_audit
-from gdos_master.db import MIGRATIONS, Database
+from gdos_master.db import PostgresDatabase, Row, SqliteDatabase
 from gdos_sdk.backups import (
     DB_MEMBER,
     OBJECT_PREFIXES,
@@ -80,11 +84,12 @@ _REQUIRED_TABLES = {"kv", "users", "nodes", "packages", "systems", "modules", "i
 _SCHEDULE_KEY = "backup_schedule"
 
 
-def prepare_database(path: Path, page_size: int) -> sqlite3.Connection:
+def prepare_database(path: Path, page_size: int | None) -> sqlite3.Connection:
     """Check a restored database file and bring it to this master's schema.
 
-    Returns an open connection (usable from any thread, one at a time). Raises
-    :class:`BackupError` for a damaged file, a foreign database or a newer schema.
+    ``page_size``: the live SQLite database's (``None`` on PostgreSQL). Returns an open
+    connection (usable from any thread, one at a time). Raises :class:`BackupError` for
+    a damaged file, a foreign database or a newer schema.
     """
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -104,15 +109,15 @@ def prepare_database(path: Path, page_size: int) -> sqlite3.Connection:
                 "not a GDOS backup: the database is not a GDOS master database",
                 details={"problem": "foreign"},
             )
-        if version > len(MIGRATIONS):
+        if version > migrations.head():
             raise BackupError(
                 f"the backup's database has schema {version}, newer than this master's"
-                f" ({len(MIGRATIONS)}); upgrade the master first",
+                f" ({migrations.head()}); upgrade the master first",
                 details={"problem": "version"},
             )
         conn.execute("PRAGMA journal_mode=DELETE")
-        Database(conn, path).migrate()
-        if int(conn.execute("PRAGMA page_size").fetchone()[0]) != page_size:
+        _migrate(path)
+        if page_size is not None and conn.execute("PRAGMA page_size").fetchone()[0] != page_size:
             # The backup API copies into a WAL database only between equal page sizes.
             conn.execute(f"PRAGMA page_size = {int(page_size)}")
             conn.execute("VACUUM")
@@ -126,6 +131,16 @@ def prepare_database(path: Path, page_size: int) -> sqlite3.Connection:
             f"the archive's database is damaged: {exc}", details={"problem": "database"}
         ) from None
     return conn
+
+
+def _migrate(path: Path) -> None:
+    engine = migrations.migration_engine(sqlite_path=path)
+    try:
+        migrations.upgrade(engine)
+    except migrations.SchemaTooNew as exc:
+        raise BackupError(str(exc), details={"problem": "version"}) from None
+    finally:
+        engine.dispose()
 
 
 def _snapshot(source: Path, dest: Path) -> int:
@@ -216,15 +231,10 @@ class Backups:
 
     async def _snapshot(self, dest: Path) -> int:
         db = self.master.db
-        if db.path is not None:
-            return await anyio.to_thread.run_sync(_snapshot, db.path, dest)
-        # An in-memory database (tests) has no file another connection could open.
-        target = sqlite3.connect(dest)
-        try:
-            db.conn.backup(target)
-            return int(target.execute("PRAGMA user_version").fetchone()[0])
-        finally:
-            target.close()
+        if isinstance(db, PostgresDatabase):
+            return await anyio.to_thread.run_sync(dbcopy.snapshot_to_sqlite, db.url, dest)
+        assert db.path is not None
+        return await anyio.to_thread.run_sync(_snapshot, db.path, dest)
 
     async def _gather_objects(self, work: Path) -> list[tuple[str, Path]]:
         storage = self.master.storage
@@ -293,8 +303,9 @@ class Backups:
         conn.close()
         return manifest
 
-    def _page_size(self) -> int:
-        return int(self.master.db.scalar("PRAGMA page_size"))
+    def _page_size(self) -> int | None:
+        db = self.master.db
+        return int(db.scalar("PRAGMA page_size")) if isinstance(db, SqliteDatabase) else None
 
     # --- restore ----------------------------------------------------------------------------
 
@@ -390,7 +401,7 @@ class Backups:
         return len(rows)
 
     @staticmethod
-    def _keep_node(staged: sqlite3.Connection, node: sqlite3.Row) -> None:
+    def _keep_node(staged: sqlite3.Connection, node: Row) -> None:
         """A joined worker keeps its credential, so it can reconnect and be reconciled."""
         try:
             if staged.execute("SELECT 1 FROM nodes WHERE id = ?", (node["id"],)).fetchone():
@@ -423,10 +434,14 @@ class Backups:
         in this code base are synchronous blocks). SQLite applies the copy atomically;
         if it fails, the live database is unchanged.
         """
-        live = self.master.db.conn
-        if live.in_transaction:
+        db = self.master.db
+        if isinstance(db, PostgresDatabase):
+            dbcopy.replace_all(db, staged)
+            return
+        assert isinstance(db, SqliteDatabase)
+        if db.conn.in_transaction:
             raise ConflictError("the database is busy; try the restore again")
-        staged.backup(live)
+        staged.backup(db.conn)
 
     async def _reload(self) -> int:
         """Rebuild in-memory state from the restored database; ask workers to reconnect."""
@@ -443,7 +458,7 @@ class Backups:
         master.alerts.started = master.alerts.clock()  # workers are about to reconnect
         master.alerts.load()
         master.batches.recover()  # the backup may have caught a batch running
-        db.set_kv("last_restore", json.dumps({"at": time.time()}))  # moves total_changes
+        db.set_kv("last_restore", json.dumps({"at": time.time()}))  # moves db.changes
         known = {r["id"] for r in db.all("SELECT id FROM nodes")}
         instances = {r["id"] for r in db.all("SELECT id FROM instances")}
         reconnected = 0

@@ -157,8 +157,9 @@ class BatchRuns:
     def _save(self, job: _Job) -> None:
         model = job.model()
         self.master.db.execute(
-            "INSERT OR REPLACE INTO batch_jobs(id, system_id, state, started_at, job)"
-            " VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO batch_jobs(id, system_id, state, started_at, job) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT(id) DO UPDATE SET system_id = excluded.system_id,"
+            " state = excluded.state, started_at = excluded.started_at, job = excluded.job",
             (
                 job.id,
                 job.system_id,

@@ -159,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # notebook leaves the host's gc alone).
     master.heap.enabled = settings.fleet.gc_freeze
     print(f"GDOS master {__version__} listening on {url}", flush=True)
-    print(f"data: {settings.server.data_dir}  database: {settings.db_path}", flush=True)
+    print(f"data: {settings.server.data_dir}  database: {master.db.describe()}", flush=True)
     if master.initial_password:
         # Printed once, on the first start, to the console only (never logged).
         print(f"admin user: {settings.auth.admin_username}", flush=True)

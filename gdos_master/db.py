@@ -1,264 +1,190 @@
-"""The master's SQLite database: WAL mode, ordered migrations, explicit transactions.
+"""The master's database: SQLite in the data folder, or PostgreSQL (``database.url``).
 
-One connection, used from the event loop's thread. SQLite answers the small
-indexed queries the master makes in microseconds, so a thread hop per query
-would cost more than it saves; nothing here runs per heartbeat (the fleet
-keeps that in memory and flushes on change).
+:class:`Database` is what every domain object holds. Its queries are plain SQL strings in
+the subset both engines speak (docs/database.md), with ``?`` placeholders; the
+PostgreSQL side rewrites them for psycopg once per statement. Rows are read by column
+name or position (``row["id"]``, ``row[0]``). The schema is created and upgraded by
+Alembic (:mod:`gdos_master.migrations`) before the database is handed out.
+
+* **SQLite** (the default): one connection in WAL mode, used from the event loop's
+  thread. It answers the master's small indexed queries in microseconds, so a thread hop
+  per query would cost more than it saves.
+* **PostgreSQL**: one psycopg 3 connection in autocommit mode, also used from the event
+  loop; a query costs a loopback or LAN round trip (docs/benchmarks.md has the figures).
+  Statements run often are prepared by the server. A broken connection is opened again
+  on the next query.
+
+Nothing here runs per heartbeat: the fleet keeps that in memory and flushes on change.
+
+Transactions are synchronous blocks (no ``await`` inside), so within one master no other
+request runs a statement in the middle of one. Across several masters sharing one
+PostgreSQL, a transaction that claims work locks the rows it takes
+(:attr:`Database.for_update_skip_locked`).
 
 Example::
 
-    db = Database.open(Path("data/ops.db"))
+    db = Database.open(sqlite_path=Path("data/ops.db"))
     with db.transaction():
-        db.execute("INSERT INTO systems ...", (...))
+        db.execute("INSERT INTO systems(id, name, created_at) VALUES(?, ?, ?)", (...))
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
+import functools
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+import urllib.parse
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from gdos_master import migrations
+from gdos_sdk.errors import ConfigError
 from gdos_sdk.filemodes import PRIVATE_FILE, private_dir, private_file
 
-__all__ = ["MIGRATIONS", "Database"]
+if TYPE_CHECKING:
+    import psycopg
 
-MIGRATIONS: list[str] = [
-    # 1: the foundation schema
-    """
-    CREATE TABLE kv (
-        key TEXT PRIMARY KEY,
-        value TEXT NOT NULL
-    );
-    CREATE TABLE users (
-        id TEXT PRIMARY KEY,
-        username TEXT NOT NULL UNIQUE,
-        password_hash TEXT NOT NULL,
-        role TEXT NOT NULL,
-        disabled INTEGER NOT NULL DEFAULT 0,
-        created_at REAL NOT NULL
-    );
-    CREATE TABLE api_tokens (
-        id TEXT PRIMARY KEY,
-        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-        name TEXT NOT NULL,
-        role TEXT NOT NULL,
-        prefix TEXT NOT NULL,
-        secret_hash TEXT NOT NULL UNIQUE,
-        created_at REAL NOT NULL,
-        expires_at REAL,
-        revoked INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE TABLE sessions (
-        id_hash TEXT PRIMARY KEY,
-        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-        csrf TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        expires_at REAL NOT NULL
-    );
-    CREATE TABLE nodes (
-        id TEXT PRIMARY KEY,
-        hostname TEXT NOT NULL,
-        alias TEXT NOT NULL DEFAULT '',
-        addresses TEXT NOT NULL DEFAULT '[]',
-        labels TEXT NOT NULL DEFAULT '{}',
-        fingerprint TEXT,
-        credential_hash TEXT UNIQUE,
-        approved INTEGER NOT NULL DEFAULT 1,
-        planned INTEGER NOT NULL DEFAULT 0,
-        agent_version TEXT,
-        created_at REAL NOT NULL,
-        last_seen REAL
-    );
-    CREATE TABLE packages (
-        name TEXT NOT NULL,
-        version TEXT NOT NULL,
-        sha256 TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        description TEXT NOT NULL DEFAULT '',
-        manifest TEXT NOT NULL,
-        storage_key TEXT NOT NULL,
-        uploaded_by TEXT NOT NULL,
-        uploaded_at REAL NOT NULL,
-        PRIMARY KEY (name, version)
-    );
-    CREATE TABLE systems (
-        id TEXT PRIMARY KEY,
-        name TEXT NOT NULL UNIQUE,
-        description TEXT NOT NULL DEFAULT '',
-        created_at REAL NOT NULL
-    );
-    CREATE TABLE modules (
-        id TEXT PRIMARY KEY,
-        system_id TEXT NOT NULL REFERENCES systems(id) ON DELETE CASCADE,
-        name TEXT NOT NULL,
-        package TEXT NOT NULL,
-        version TEXT NOT NULL,
-        env TEXT NOT NULL DEFAULT '{}',
-        args TEXT,
-        start_order INTEGER NOT NULL DEFAULT 0,
-        created_at REAL NOT NULL,
-        UNIQUE (system_id, name)
-    );
-    CREATE TABLE instances (
-        id TEXT PRIMARY KEY,
-        module_id TEXT NOT NULL REFERENCES modules(id),
-        system_id TEXT NOT NULL REFERENCES systems(id),
-        node_id TEXT NOT NULL REFERENCES nodes(id),
-        package TEXT NOT NULL,
-        version TEXT NOT NULL,
-        sha256 TEXT NOT NULL,
-        desired_state TEXT NOT NULL,
-        state TEXT NOT NULL,
-        health TEXT NOT NULL DEFAULT 'none',
-        pid INTEGER,
-        started_at REAL,
-        restarts INTEGER NOT NULL DEFAULT 0,
-        exit_code INTEGER,
-        reason TEXT NOT NULL DEFAULT '',
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL
-    );
-    CREATE INDEX instances_node ON instances(node_id);
-    CREATE INDEX instances_module ON instances(module_id);
-    CREATE INDEX instances_system ON instances(system_id);
-    CREATE TABLE audit (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        ts REAL NOT NULL,
-        actor_kind TEXT NOT NULL,
-        actor TEXT NOT NULL,
-        ip TEXT NOT NULL,
-        action TEXT NOT NULL,
-        target TEXT NOT NULL,
-        params TEXT NOT NULL,
-        result TEXT NOT NULL,
-        status INTEGER NOT NULL,
-        message TEXT NOT NULL DEFAULT ''
-    );
-    CREATE INDEX audit_ts ON audit(ts);
-    CREATE INDEX audit_action ON audit(action);
-    CREATE INDEX audit_actor ON audit(actor);
-    """,
-    # 2: alerts
-    """
-    CREATE TABLE alert_rules (
-        id TEXT PRIMARY KEY,
-        name TEXT NOT NULL,
-        body TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL
-    );
-    CREATE TABLE alert_state (
-        rule_id TEXT NOT NULL,
-        target TEXT NOT NULL,
-        body TEXT NOT NULL,
-        PRIMARY KEY (rule_id, target)
-    );
-    CREATE TABLE alert_events (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        rule_id TEXT NOT NULL,
-        rule_name TEXT NOT NULL,
-        target TEXT NOT NULL,
-        target_name TEXT NOT NULL,
-        severity TEXT NOT NULL,
-        labels TEXT NOT NULL,
-        state TEXT NOT NULL,
-        value REAL,
-        started_at REAL NOT NULL,
-        ended_at REAL,
-        end_reason TEXT NOT NULL DEFAULT '',
-        silenced INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE INDEX alert_events_started ON alert_events(started_at);
-    CREATE INDEX alert_events_state ON alert_events(state);
-    CREATE TABLE silences (
-        id TEXT PRIMARY KEY,
-        body TEXT NOT NULL,
-        created_by TEXT NOT NULL,
-        created_at REAL NOT NULL
-    );
-    CREATE TABLE receivers (
-        id TEXT PRIMARY KEY,
-        name TEXT NOT NULL UNIQUE,
-        url TEXT NOT NULL,
-        secret TEXT NOT NULL DEFAULT '',
-        enabled INTEGER NOT NULL DEFAULT 1,
-        created_at REAL NOT NULL
-    );
-    """,
-    # 3: adopted modules (docs/adoption.md): a kind and an adoption spec instead of a package
-    """
-    ALTER TABLE modules ADD COLUMN kind TEXT NOT NULL DEFAULT 'package';
-    ALTER TABLE modules ADD COLUMN adoption TEXT;
-    """,
-    # 4: a module's health_check override (docs/service-json.md)
-    """
-    ALTER TABLE modules ADD COLUMN health_check TEXT;
-    """,
-    # 5: web terminal sessions (docs/terminal.md); recordings live in storage under recordings/
-    """
-    CREATE TABLE terminal_sessions (
-        id TEXT PRIMARY KEY,
-        node_id TEXT NOT NULL,
-        user TEXT NOT NULL,
-        user_id TEXT NOT NULL DEFAULT '',
-        ip TEXT NOT NULL DEFAULT '',
-        state TEXT NOT NULL,
-        started_at REAL NOT NULL,
-        ended_at REAL,
-        reason TEXT NOT NULL DEFAULT '',
-        exit_code INTEGER,
-        rows INTEGER NOT NULL DEFAULT 24,
-        cols INTEGER NOT NULL DEFAULT 80,
-        recording TEXT NOT NULL DEFAULT '',
-        recording_size INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE INDEX terminal_sessions_started ON terminal_sessions(started_at);
-    """,
-    # 6: ordered batch actions, kept across master restarts (docs/batches.md)
-    """
-    CREATE TABLE batch_jobs (
-        id TEXT PRIMARY KEY,
-        system_id TEXT NOT NULL,
-        state TEXT NOT NULL,
-        started_at REAL NOT NULL,
-        job TEXT NOT NULL
-    );
-    CREATE INDEX batch_jobs_started ON batch_jobs(started_at);
-    """,
-    # 7: a generated first-admin password must be changed at the first login (docs/security.md)
-    """
-    ALTER TABLE users ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0;
-    """,
-    # 8: the role model and secrets (docs/security.md): a module's account and write-only
-    # env names; a planned node's one-time claim token (hashed) and the planned node a
-    # pending node would take over once approved
-    """
-    ALTER TABLE modules ADD COLUMN run_user TEXT NOT NULL DEFAULT '';
-    ALTER TABLE modules ADD COLUMN run_group TEXT NOT NULL DEFAULT '';
-    ALTER TABLE modules ADD COLUMN secret_env TEXT NOT NULL DEFAULT '[]';
-    ALTER TABLE nodes ADD COLUMN claim_hash TEXT;
-    ALTER TABLE nodes ADD COLUMN claims TEXT;
-    """,
-    # 9: a restart asked for while the instance's node was offline, sent when it returns
-    """
-    ALTER TABLE instances ADD COLUMN restart_pending INTEGER NOT NULL DEFAULT 0;
-    """,
+__all__ = [
+    "Cursor",
+    "Database",
+    "PostgresDatabase",
+    "Row",
+    "SqliteDatabase",
+    "redact_url",
 ]
 
 
-class Database:
-    """A SQLite connection with the master's schema applied."""
+class Row(Protocol):
+    """A result row: by column name or by position, iterable, with ``keys()``."""
+
+    def __getitem__(self, key: int | str, /) -> Any: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def __len__(self) -> int: ...
+
+    def keys(self) -> list[str]: ...
+
+
+class Cursor(Protocol):
+    """What :meth:`Database.execute` returns: the count of rows a write changed."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for logs and messages)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = urllib.parse.quote(parts.username or "", safe="")
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+class Database(abc.ABC):
+    """The master's database; :meth:`open` picks the engine. See the module docstring."""
+
+    #: ``"sqlite"`` or ``"postgresql"``.
+    dialect: ClassVar[str]
+    #: A SQLite database's file (``None`` on PostgreSQL).
+    path: Path | None = None
+    #: Appended to a ``SELECT`` inside :meth:`transaction`, it locks the rows read and
+    #: skips rows another transaction holds: how several masters claim work without
+    #: taking the same row. Empty on SQLite, whose write transactions exclude each other.
+    for_update_skip_locked: ClassVar[str] = ""
+
+    @staticmethod
+    def open(*, sqlite_path: Path | None = None, url: str = "") -> Database:
+        """Open the database (``url`` if given, else the SQLite file) at the newest schema.
+
+        Raises:
+            ConfigError: the URL is not a PostgreSQL one, or its driver is missing.
+        """
+        if url:
+            return PostgresDatabase.open_url(url)
+        assert sqlite_path is not None, "give sqlite_path or url"
+        return SqliteDatabase.open_path(sqlite_path)
+
+    @property
+    def schema_version(self) -> int:
+        """The schema number (the newest Alembic revision applied)."""
+        return int(self.scalar("SELECT version_num FROM alembic_version"))
+
+    @property
+    @abc.abstractmethod
+    def changes(self) -> int:
+        """A number that moves whenever this process changed a row (never per query).
+
+        Live views poll it to re-read only after a write. Writes by another master
+        sharing the database do not move it.
+        """
+
+    @abc.abstractmethod
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        """All statements inside commit together or not at all (nested: the outer owns)."""
+
+    @abc.abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        """Run one statement with ``?`` placeholders."""
+
+    @abc.abstractmethod
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run one statement once per parameter row."""
+
+    @abc.abstractmethod
+    def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run an ``INSERT`` into a table with a database-assigned ``id``; return the id."""
+
+    @abc.abstractmethod
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        """The first row of the result, or ``None``."""
+
+    @abc.abstractmethod
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Every row of the result."""
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first column of the first row, or ``None``."""
+        row = self.one(sql, params)
+        return None if row is None else row[0]
+
+    def get_kv(self, key: str) -> str | None:
+        value = self.scalar("SELECT value FROM kv WHERE key = ?", (key,))
+        return None if value is None else str(value)
+
+    def set_kv(self, key: str, value: str) -> None:
+        self.execute(
+            "INSERT INTO kv(key, value) VALUES(?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """Where the data is, for the start banner and logs (no password)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close the connection."""
+
+
+class SqliteDatabase(Database):
+    """The embedded default: a SQLite file in WAL mode (:meth:`Database.open`)."""
+
+    dialect = "sqlite"
 
     def __init__(self, conn: sqlite3.Connection, path: Path | None) -> None:
         self.conn = conn
         self.path = path
 
     @classmethod
-    def open(cls, path: Path) -> Database:
-        """Open (creating if needed) the database at ``path`` and migrate it."""
+    def open_path(cls, path: Path) -> SqliteDatabase:
+        """Open (creating if needed) the file at ``path`` and migrate it."""
         if not path.parent.is_dir():
             private_dir(path.parent)
         # Made 0600 before SQLite opens it: SQLite gives the -wal and -shm files the
@@ -267,56 +193,38 @@ class Database:
         for part in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
             if part.exists():
                 private_file(part)
+        conn = cls.connect(path)
+        try:
+            try:
+                row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+            except sqlite3.OperationalError:  # no such table: a new or a legacy file
+                row = None
+            if not migrations.is_current(None if row is None else row[0]):
+                _upgrade(migrations.migration_engine(sqlite_path=path))
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path)
+
+    @staticmethod
+    def connect(path: Path) -> sqlite3.Connection:
+        """A connection configured as the master uses it (autocommit, WAL, foreign keys)."""
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        db = cls(conn, path)
-        db._configure()
-        db.migrate()
-        return db
-
-    @classmethod
-    def memory(cls) -> Database:
-        """An in-memory database for tests."""
-        conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-        db = cls(conn, None)
-        db._configure()
-        db.migrate()
-        return db
-
-    def _configure(self) -> None:
-        self.conn.row_factory = sqlite3.Row
+        conn.row_factory = sqlite3.Row
         # WAL: readers never block the writer; NORMAL sync is durable across
         # process crashes (kill -9), which is the failure we must survive.
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA foreign_keys=ON")
-        self.conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
 
     @property
-    def schema_version(self) -> int:
-        row = self.conn.execute("PRAGMA user_version").fetchone()
-        return int(row[0])
-
-    def migrate(self) -> None:
-        """Apply the migrations this file has and the database lacks, each atomically."""
-        current = self.schema_version
-        if current > len(MIGRATIONS):
-            raise RuntimeError(
-                f"database schema {current} is newer than this master ({len(MIGRATIONS)})"
-            )
-        for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _statements(script):
-                    self.conn.execute(statement)
-                self.conn.execute(f"PRAGMA user_version = {number}")
-                self.conn.execute("COMMIT")
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
+    def changes(self) -> int:
+        return self.conn.total_changes
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """All statements inside commit together or not at all."""
         if self.conn.in_transaction:  # nested: the outer block owns the commit
             yield
             return
@@ -331,27 +239,25 @@ class Database:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)
 
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self.conn.executemany(sql, rows)
+
+    def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return int(self.conn.execute(sql, params).lastrowid or 0)
+
     def one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
         row: sqlite3.Row | None = self.conn.execute(sql, params).fetchone()
         return row
 
-    def all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        return list(self.conn.execute(sql, params).fetchall())
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return self.conn.execute(sql, params).fetchall()
 
     def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         row = self.conn.execute(sql, params).fetchone()
         return None if row is None else row[0]
 
-    def get_kv(self, key: str) -> str | None:
-        value = self.scalar("SELECT value FROM kv WHERE key = ?", (key,))
-        return None if value is None else str(value)
-
-    def set_kv(self, key: str, value: str) -> None:
-        self.execute(
-            "INSERT INTO kv(key, value) VALUES(?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (key, value),
-        )
+    def describe(self) -> str:
+        return str(self.path)
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
@@ -359,7 +265,192 @@ class Database:
         self.conn.close()
 
 
-def _statements(script: str) -> list[str]:
-    # Migrations hold plain DDL without semicolons inside strings, so a split is safe;
-    # executescript() would commit implicitly and break the migration's atomicity.
-    return [s.strip() for s in script.split(";") if s.strip()]
+class PgRow:
+    """A PostgreSQL result row read like :class:`sqlite3.Row`."""
+
+    __slots__ = ("_names", "_values")
+
+    def __init__(self, names: dict[str, int], values: Sequence[Any]) -> None:
+        self._names = names
+        self._values = values
+
+    def __getitem__(self, key: int | str, /) -> Any:
+        if isinstance(key, str):
+            return self._values[self._names[key]]
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def keys(self) -> list[str]:
+        return list(self._names)
+
+    def __repr__(self) -> str:
+        return f"PgRow({dict(zip(self._names, self._values, strict=True))!r})"
+
+
+def _pg_rows(cursor: Any) -> Any:
+    """psycopg row factory: :class:`PgRow` with the column names of this result."""
+    names = {column.name: i for i, column in enumerate(cursor.description or ())}
+    return lambda values: PgRow(names, values)
+
+
+def _upgrade(engine: Any) -> None:
+    try:
+        migrations.upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+@functools.lru_cache(maxsize=4096)
+def _pg_statement(sql: str) -> tuple[str, bool]:
+    """``sql`` with ``?`` as psycopg's ``%s`` (``%`` doubled); and whether it writes."""
+    out: list[str] = []
+    quote = ""
+    for char in sql:
+        if quote:
+            if char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char == "?":
+            out.append("%s")
+            continue
+        out.append("%%" if char == "%" else char)
+    verb = sql.lstrip()[:6].upper()
+    return "".join(out), verb in {"INSERT", "UPDATE", "DELETE"}
+
+
+class PostgresDatabase(Database):
+    """A PostgreSQL database named by a ``postgresql://`` URL (:meth:`Database.open`)."""
+
+    dialect = "postgresql"
+    for_update_skip_locked = " FOR UPDATE SKIP LOCKED"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        from psycopg.pq import TransactionStatus
+
+        self._idle = TransactionStatus.IDLE
+        self._changes = 0
+        self.conn: psycopg.Connection[PgRow] = self._connect()
+
+    @classmethod
+    def open_url(cls, url: str) -> PostgresDatabase:
+        """Connect to ``url`` and migrate the database it names.
+
+        Raises:
+            ConfigError: not a PostgreSQL URL, or psycopg (``gdos[postgresql]``) missing.
+        """
+        scheme = url.partition("://")[0]
+        if scheme not in {"postgresql", "postgres"}:
+            raise ConfigError(
+                f"database.url must be a postgresql:// URL, not {redact_url(url)!r}"
+                " (leave it empty for SQLite in the data folder)"
+            )
+        try:
+            import psycopg
+        except ImportError:
+            raise ConfigError(
+                "database.url names PostgreSQL, but its driver is not installed:"
+                " pip install 'gdos[postgresql]'"
+            ) from None
+        db = cls(url)
+        try:
+            try:
+                version = db.scalar("SELECT version_num FROM alembic_version")
+            except psycopg.errors.UndefinedTable:  # a new database
+                version = None
+            if not migrations.is_current(version):
+                _upgrade(migrations.migration_engine(url=url))
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _connect(self) -> psycopg.Connection[PgRow]:
+        import psycopg
+
+        conn = psycopg.connect(self.url, autocommit=True, row_factory=_pg_rows)
+        for dumper in _pg_adapters():
+            conn.adapters.register_dumper(bool, dumper)
+        return conn
+
+    def _connection(self) -> psycopg.Connection[PgRow]:
+        if self.conn.closed:
+            self.conn = self._connect()
+        return self.conn
+
+    @property
+    def changes(self) -> int:
+        return self._changes
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        conn = self._connection()
+        if conn.info.transaction_status != self._idle:  # nested: the outer block owns the commit
+            yield
+            return
+        with conn.transaction():
+            yield
+
+    def _run(self, sql: str, params: Sequence[Any]) -> psycopg.Cursor[PgRow]:
+        statement, writes = _pg_statement(sql)
+        cursor = self._connection().execute(statement, params)
+        if writes and cursor.rowcount > 0:
+            self._changes += cursor.rowcount
+        return cursor
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[PgRow]:
+        return self._run(sql, params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        statement, _ = _pg_statement(sql)
+        with self._connection().cursor() as cursor:
+            cursor.executemany(statement, rows)
+        self._changes += 1
+
+    def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
+        row = self._run(sql + " RETURNING id", params).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> PgRow | None:
+        return self._run(sql, params).fetchone()
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return list(self._run(sql, params).fetchall())
+
+    def describe(self) -> str:
+        return redact_url(self.url)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@functools.cache
+def _pg_adapters() -> tuple[type[Any], type[Any]]:
+    """Dumpers that send Python's bools as numbers (flags are INTEGER 0/1 on both engines)."""
+    import psycopg
+    from psycopg.adapt import Dumper
+    from psycopg.pq import Format
+
+    int2 = psycopg.adapters.types["int2"].oid
+
+    class FlagDumper(Dumper):
+        oid = int2
+
+        def dump(self, obj: Any) -> bytes:
+            return b"1" if obj else b"0"
+
+    class FlagBinaryDumper(Dumper):
+        oid = int2
+        format = Format.BINARY
+
+        def dump(self, obj: Any) -> bytes:
+            return b"\x00\x01" if obj else b"\x00\x00"
+
+    return FlagDumper, FlagBinaryDumper

@@ -23,14 +23,11 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from typing import TYPE_CHECKING
 
 import attrs
 
+from gdos_master.db import Database, SqliteDatabase
 from gdos_master.security import hash_secret
-
-if TYPE_CHECKING:
-    from gdos_master.db import Database
 
 __all__ = ["JoinTokenState", "load", "rotate"]
 
@@ -81,6 +78,11 @@ def _store_new(db: Database) -> str:
 def _scrub_clear(db: Database, clear: str) -> None:
     """Keep the hash of an old clear-text token and erase the clear text from the file."""
     db.set_kv(KV_HASH, hash_secret(clear))
+    if not isinstance(db, SqliteDatabase):
+        # PostgreSQL: the row is gone for every reader; VACUUM lets its space be reused.
+        db.execute("DELETE FROM kv WHERE key = ?", (KV_CLEAR,))
+        db.execute("VACUUM kv")
+        return
     conn = db.conn
     # secure_delete overwrites the freed bytes; the checkpoint empties the WAL, which
     # still holds the page as it was.
@@ -89,5 +91,4 @@ def _scrub_clear(db: Database, clear: str) -> None:
         db.execute("DELETE FROM kv WHERE key = ?", (KV_CLEAR,))
     finally:
         conn.execute("PRAGMA secure_delete = OFF")
-    if db.path is not None:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

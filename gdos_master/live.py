@@ -186,7 +186,7 @@ class NodeCache:
     def refresh(self) -> None:
         fleet = self.master.fleet
         online = frozenset(n for n in fleet.nodes if fleet.is_online(n))
-        changes = self.master.db.conn.total_changes
+        changes = self.master.db.changes
         if changes == self._changes and online == self._online and self._changes >= 0:
             return
         signatures = self._read_signatures(online)
@@ -278,7 +278,7 @@ class FleetTopic(Topic):
     def _instance_states(self, cache: NodeCache) -> dict[str, int]:
         # States change only by a database write or a node coming or going: count again
         # only then, not on every tick (every open page subscribes to this topic).
-        key = (self.master.db.conn.total_changes, cache.online)
+        key = (self.master.db.changes, cache.online)
         if key != self._key:
             found = self.master.orchestrator.list_instances()
             self._states = dict(collections.Counter(i.state.value for i in found))
@@ -422,7 +422,7 @@ class AuditTopic(Topic):
         self._changes = -1
 
     def poll(self, view: View) -> Any | None:
-        changes = self.master.db.conn.total_changes
+        changes = self.master.db.changes
         if changes == self._changes:
             return None
         self._changes = changes

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import time
 import uuid
 from datetime import UTC, datetime
 
 from gdos_master.auth import NODE_PREFIX
-from gdos_master.db import Database
+from gdos_master.db import Database, Row
 from gdos_master.fleet import Fleet
 from gdos_master.security import hash_secret, new_secret
 from gdos_sdk.codec import converter, unstructure
@@ -45,16 +44,14 @@ class Nodes:
         self.require_approval = require_approval
         self._fingerprints: dict[str, tuple[str, Fingerprint]] = {}
 
-    def _status(self, row: sqlite3.Row) -> NodeStatus:
+    def _status(self, row: Row) -> NodeStatus:
         if row["planned"]:
             return NodeStatus.PLANNED
         if not row["approved"]:
             return NodeStatus.PENDING
         return NodeStatus.ONLINE if self.fleet.is_online(row["id"]) else NodeStatus.OFFLINE
 
-    def _model(
-        self, row: sqlite3.Row, instance_count: int = 0, *, claim_token: str | None = None
-    ) -> Node:
+    def _model(self, row: Row, instance_count: int = 0, *, claim_token: str | None = None) -> Node:
         rt = self.fleet.nodes.get(row["id"])
         last_seen = row["last_seen"]
         if rt is not None and rt.last_seen:
@@ -114,7 +111,7 @@ class Nodes:
             ]
         return nodes
 
-    def row(self, node_id: str) -> sqlite3.Row:
+    def row(self, node_id: str) -> Row:
         row = self.db.one("SELECT * FROM nodes WHERE id = ?", (node_id,))
         if row is None:
             raise NotFoundError(f"no node with id {node_id!r}")
@@ -321,7 +318,7 @@ class Nodes:
         )
         return node_id, None
 
-    def _planned_match(self, hello: Hello) -> sqlite3.Row | None:
+    def _planned_match(self, hello: Hello) -> Row | None:
         for row in self.db.all("SELECT * FROM nodes WHERE planned = 1"):
             if row["hostname"] == hello.hostname:
                 return row
@@ -346,4 +343,4 @@ class Nodes:
         ]
         if updates:
             with self.db.transaction():
-                self.db.conn.executemany("UPDATE nodes SET last_seen = ? WHERE id = ?", updates)
+                self.db.executemany("UPDATE nodes SET last_seen = ? WHERE id = ?", updates)

@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 import uuid
 from datetime import UTC, datetime
 
 from gdos_master.audit import record_audit
-from gdos_master.db import Database
+from gdos_master.db import Database, Row
 from gdos_master.fleet import Fleet
 from gdos_master.packages import Packages
 from gdos_master.systems import Systems
@@ -88,7 +87,7 @@ class Orchestrator:
 
     # --- reading ----------------------------------------------------------------------------
 
-    def _model(self, row: sqlite3.Row) -> Instance:
+    def _model(self, row: Row) -> Instance:
         online = self.fleet.connection(row["node_id"]) is not None
         state = InstanceState(row["state"])
         reason = row["reason"]
@@ -118,7 +117,7 @@ class Orchestrator:
             metrics=self.fleet.instance_sample(row["node_id"], row["id"]) if online else None,
         )
 
-    def _row(self, instance_id: str) -> sqlite3.Row:
+    def _row(self, instance_id: str) -> Row:
         row = self.db.one("SELECT * FROM instances WHERE id = ?", (instance_id,))
         if row is None:
             raise NotFoundError(f"no instance with id {instance_id!r}")
@@ -305,7 +304,7 @@ class Orchestrator:
 
     # --- actions ----------------------------------------------------------------------------
 
-    def spec_for(self, row: sqlite3.Row) -> InstanceSpec:
+    def spec_for(self, row: Row) -> InstanceSpec:
         module = self.systems.stored_module(row["module_id"])  # the real env, for the worker
         if module.kind == ModuleKind.ADOPTED:
             # Nothing to fetch: the worker finds the process by the adoption spec.

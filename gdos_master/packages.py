@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sqlite3
 import tempfile
 import time
 from collections.abc import AsyncIterable, Callable
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import anyio.to_thread
 
-from gdos_master.db import Database
+from gdos_master.db import Database, Row
 from gdos_sdk.archive import ArchiveLimits, inspect_archive
 from gdos_sdk.errors import ConflictError, NotFoundError, TooLargeError, ValidationError
 from gdos_sdk.filemodes import private_dir
@@ -48,7 +47,7 @@ class Packages:
         self.tmp_dir = tmp_dir
         self.limits = ArchiveLimits()
 
-    def _model(self, row: sqlite3.Row) -> Package:
+    def _model(self, row: Row) -> Package:
         return Package(
             name=row["name"],
             version=row["version"],
@@ -154,7 +153,7 @@ class Packages:
 
     def summaries(self, search: str | None = None) -> list[PackageSummary]:
         rows = self.db.all("SELECT name, version, description FROM packages ORDER BY name")
-        by_name: dict[str, list[sqlite3.Row]] = {}
+        by_name: dict[str, list[Row]] = {}
         for row in rows:
             by_name.setdefault(row["name"], []).append(row)
         summaries: list[PackageSummary] = []

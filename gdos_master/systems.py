@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import time
 import uuid
 from datetime import UTC, datetime
@@ -17,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from gdos_master.db import Database
+from gdos_master.db import Database, Row
 from gdos_sdk.adoption import AdoptionSpec
 from gdos_sdk.codec import structure, unstructure
 from gdos_sdk.errors import ConflictError, ManifestError, NotFoundError, ValidationError
@@ -96,7 +95,7 @@ class Systems:
 
     # --- systems ----------------------------------------------------------------------------
 
-    def _system(self, row: sqlite3.Row) -> System:
+    def _system(self, row: Row) -> System:
         modules = int(
             self.db.scalar("SELECT COUNT(*) FROM modules WHERE system_id = ?", (row["id"],))
         )
@@ -162,7 +161,7 @@ class Systems:
 
     # --- modules ----------------------------------------------------------------------------
 
-    def _module(self, row: sqlite3.Row, *, reveal: bool = False) -> Module:
+    def _module(self, row: Row, *, reveal: bool = False) -> Module:
         """The module as stored; unless ``reveal``, with its secret env values masked."""
         secret_env = json.loads(row["secret_env"])
         env = json.loads(row["env"])
@@ -196,7 +195,7 @@ class Systems:
         )
         return [self._module(r) for r in rows]
 
-    def _row(self, module_id: str) -> sqlite3.Row:
+    def _row(self, module_id: str) -> Row:
         row = self.db.one("SELECT * FROM modules WHERE id = ?", (module_id,))
         if row is None:
             raise NotFoundError(f"no module with id {module_id!r}")

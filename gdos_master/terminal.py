@@ -297,7 +297,7 @@ class TerminalRelay:
         )
         self.sessions[session_id] = session
         self.master.db.execute(
-            "INSERT INTO terminal_sessions(id, node_id, user, user_id, ip, state, started_at,"
+            'INSERT INTO terminal_sessions(id, node_id, "user", user_id, ip, state, started_at,'
             " rows, cols) VALUES(?,?,?,?,?,?,?,?,?)",
             (session_id, node_id, session.user, session.user_id, ip, "starting", now, rows, cols),
         )

@@ -83,6 +83,13 @@ class MasterServer:
 
 @attrs.frozen
 class MasterDatabase:
+    url: str = _opt(
+        "",
+        "PostgreSQL instead of SQLite: postgresql://user:password@host:5432/dbname"
+        " (docs/database.md); empty: SQLite in path",
+        flag="db_url",
+        secret=True,
+    )
     path: str = _opt("", "SQLite file; default {data_dir}/ops.db", flag="db_path")
     flush_interval: float = _opt(30.0, "seconds between flushes of in-memory node state")
 
@@ -650,6 +657,12 @@ def load_master_settings(
     if metrics.max_sample_age < 0 or metrics.max_sample_ahead < 0:
         raise ConfigError("metrics.max_sample_age and metrics.max_sample_ahead must be >= 0")
     parse_listen(settings.server.listen, default_host="0.0.0.0")
+    scheme = settings.database.url.partition("://")[0]
+    if settings.database.url and scheme not in {"postgresql", "postgres"}:
+        raise ConfigError(
+            f"database.url must start with postgresql:// (not {scheme}://);"
+            " leave it empty for SQLite in database.path"
+        )
     if bool(settings.server.tls_cert) != bool(settings.server.tls_key):
         raise ConfigError("server.tls_cert and server.tls_key go together: give both or neither")
     return settings

@@ -1,15 +1,110 @@
-"""Shared fixtures: the anyio backend and small package builders."""
+"""Shared fixtures: the anyio backend, the database engines and small package builders.
+
+Tests that take the ``db_url`` fixture (the in-process master of tests/master and
+tests/security, and the e2e tests that ask for it) run once per engine: ``sqlite`` (the
+embedded default, ``db_url`` empty) and ``postgresql`` (a database of its own, copied
+from a migrated template, on one throw-away server per test session that the tests start
+from Debian's ``postgresql`` binaries and always stop). ``pytest --db sqlite`` or
+``--db postgresql`` runs one engine only.
+"""
 
 from __future__ import annotations
 
+import concurrent.futures
+import itertools
 import json
 import stat
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from gdos_sdk.localpg import LocalPostgres
+
+ENGINES = ("sqlite", "postgresql")
+TEMPLATE = "gdos_template"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--db",
+        choices=("both", *ENGINES),
+        default="both",
+        help="database engines for the tests that take db_url (default: both)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "db_engine" in metafunc.fixturenames:
+        chosen = metafunc.config.getoption("--db")
+        metafunc.parametrize("db_engine", ENGINES if chosen == "both" else (chosen,))
+
+
+class PostgresForTests:
+    """The session's PostgreSQL server and a migrated template to copy databases from.
+
+    The next test's database is copied in a background thread while a test runs, and a
+    used one is dropped there too: a test waits for neither.
+    """
+
+    def __init__(self, server: LocalPostgres) -> None:
+        from gdos_master import migrations
+
+        self.server = server
+        self._names = itertools.count(1)
+        engine = migrations.migration_engine(url=server.create_database(TEMPLATE))
+        try:
+            migrations.upgrade(engine)
+        finally:
+            engine.dispose()
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pg-fixture")
+        self._next = self._pool.submit(self._create)
+
+    def _create(self) -> tuple[str, str]:
+        name = f"test_{next(self._names)}"
+        return name, self.server.create_database(name, template=TEMPLATE)
+
+    def fresh(self) -> tuple[str, str]:
+        """A new database at the newest schema: (name, URL)."""
+        ready, self._next = self._next, self._pool.submit(self._create)
+        return ready.result()
+
+    def drop(self, name: str) -> None:
+        self._pool.submit(self.server.drop_database, name)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresForTests]:
+    """One PostgreSQL server for the whole session, stopped at its end even on failure."""
+    server = LocalPostgres()
+    server.start()
+    pg: PostgresForTests | None = None
+    try:
+        pg = PostgresForTests(server)
+        yield pg
+    finally:
+        if pg is not None:
+            pg.close()
+        server.stop()
+
+
+@pytest.fixture
+def db_url(db_engine: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The master's ``database.url``: empty for SQLite, a fresh database's URL for PostgreSQL."""
+    if db_engine == "sqlite":
+        yield ""
+        return
+    pg: PostgresForTests = request.getfixturevalue("postgres")
+    name, url = pg.fresh()
+    try:
+        yield url
+    finally:
+        pg.drop(name)
 
 
 @pytest.fixture

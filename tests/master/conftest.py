@@ -1,4 +1,7 @@
-"""An in-process master (real SQLite file, real local storage) driven through the SDK client."""
+"""An in-process master (real database, real local storage) driven through the SDK client.
+
+Every test that uses it runs on both engines (``db_url``, tests/conftest.py).
+"""
 
 from __future__ import annotations
 
@@ -11,15 +14,16 @@ from quart import Quart
 
 from gdos_master.app import Master, create_app
 from gdos_sdk.client import AsyncClient
-from gdos_sdk.config import MasterAuth, MasterServer, MasterSettings
+from gdos_sdk.config import MasterAuth, MasterDatabase, MasterServer, MasterSettings
 
 ADMIN_PASSWORD = "admin-password-1"
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> MasterSettings:
+def settings(tmp_path: Path, db_url: str) -> MasterSettings:
     return MasterSettings(
         server=MasterServer(data_dir=str(tmp_path / "data")),
+        database=MasterDatabase(url=db_url),
         # The cheapest accepted hash cost: these throw-away masters hash many passwords.
         auth=MasterAuth(
             admin_password=ADMIN_PASSWORD, join_token="join-token-for-tests", password_cost=14

@@ -28,11 +28,13 @@ async def test_first_start_creates_one_admin_with_the_configured_password(
     assert ADMIN_PASSWORD not in stored and stored.startswith("scrypt$")
 
 
-async def test_random_admin_password_is_returned_once(tmp_path) -> None:
+async def test_random_admin_password_is_returned_once(tmp_path, db_url: str) -> None:
     from gdos_master.app import build_master
-    from gdos_sdk.config import MasterServer, MasterSettings
+    from gdos_sdk.config import MasterDatabase, MasterServer, MasterSettings
 
-    settings = MasterSettings(server=MasterServer(data_dir=str(tmp_path)))
+    settings = MasterSettings(
+        server=MasterServer(data_dir=str(tmp_path)), database=MasterDatabase(url=db_url)
+    )
     first = build_master(settings)
     assert first.initial_password and len(first.initial_password) >= 12
     await first.close()

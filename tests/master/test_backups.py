@@ -242,7 +242,8 @@ async def test_requests_in_flight_during_a_restore_never_fail(
     assert 20 in seen  # some request read the restored state
     names = {s.name for s in await admin.list_systems()}
     assert {f"s{n}" for n in range(20)} <= names
-    assert master.db.scalar("PRAGMA integrity_check") == "ok"
+    if master.db.dialect == "sqlite":
+        assert master.db.scalar("PRAGMA integrity_check") == "ok"
 
 
 async def test_orphaned_objects_after_a_restore_are_listed_and_removed(
@@ -256,7 +257,7 @@ async def test_orphaned_objects_after_a_restore_are_listed_and_removed(
     source.write_bytes(b'{"version": 2}\n')
     await master.storage.put_file(recording, source)
     master.db.execute(
-        "INSERT INTO terminal_sessions(id, node_id, user, state, started_at, recording)"
+        'INSERT INTO terminal_sessions(id, node_id, "user", state, started_at, recording)'
         " VALUES ('0123abcd', 'n', 'admin', 'closed', 1.0, ?)",
         (recording,),
     )

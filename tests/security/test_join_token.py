@@ -96,7 +96,7 @@ def test_a_clear_token_from_an_older_version_is_hashed_and_scrubbed(
 ) -> None:
     legacy = "legacy-join-token-kept-in-clear-by-an-older-master"
     path = cluster.root / "master" / "ops.db"
-    db = Database.open(path)
+    db = Database.open(sqlite_path=path)
     db.set_kv("join_token", legacy)
     db.close()
     assert legacy.encode() in database_bytes(cluster)

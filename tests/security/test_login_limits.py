@@ -15,7 +15,7 @@ import pytest
 from quart import Quart
 
 from gdos_master.app import Master
-from gdos_sdk.config import MasterAuth, MasterServer, MasterSettings
+from gdos_sdk.config import MasterAuth, MasterDatabase, MasterServer, MasterSettings
 from gdos_sdk.errors import AuthError, RateLimitedError
 
 from ..master.conftest import ADMIN_PASSWORD
@@ -24,10 +24,11 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> MasterSettings:
+def settings(tmp_path: Path, db_url: str) -> MasterSettings:
     """Small limits, so that each test needs few (hashed) logins to reach them."""
     return MasterSettings(
         server=MasterServer(data_dir=str(tmp_path / "data")),
+        database=MasterDatabase(url=db_url),
         auth=MasterAuth(
             admin_password=ADMIN_PASSWORD,
             join_token="join-token-for-tests",

@@ -17,7 +17,7 @@ from quart.testing.connections import WebsocketResponseError
 from gdos_master.app import Master, create_app
 from gdos_master.security import hash_password, verify_password
 from gdos_sdk.client import AsyncClient
-from gdos_sdk.config import MasterAuth, MasterServer, MasterSettings
+from gdos_sdk.config import MasterAuth, MasterDatabase, MasterServer, MasterSettings
 from gdos_sdk.errors import PasswordChangeRequired, ValidationError
 
 from ..master.conftest import ADMIN_PASSWORD, client_for
@@ -34,10 +34,11 @@ def test_hashes_use_owasps_scrypt_cost() -> None:
 
 
 async def test_an_older_hash_still_verifies_and_is_redone_at_login(
-    tmp_path: Path,
+    tmp_path: Path, db_url: str
 ) -> None:
     settings = MasterSettings(
         server=MasterServer(data_dir=str(tmp_path / "data")),
+        database=MasterDatabase(url=db_url),
         auth=MasterAuth(admin_password=ADMIN_PASSWORD, password_cost=15),
     )
     app = create_app(settings)
@@ -57,10 +58,11 @@ async def test_an_older_hash_still_verifies_and_is_redone_at_login(
 
 
 @pytest.fixture
-async def fresh(tmp_path: Path) -> AsyncIterator[Quart]:
+async def fresh(tmp_path: Path, db_url: str) -> AsyncIterator[Quart]:
     """A first start without a configured admin password: one is generated."""
     settings = MasterSettings(
         server=MasterServer(data_dir=str(tmp_path / "data")),
+        database=MasterDatabase(url=db_url),
         auth=MasterAuth(password_cost=14),
     )
     app = create_app(settings)

@@ -23,7 +23,7 @@ from gdos_master.app import Master
 from gdos_sdk.alerts import ReceiverCreate, ReceiverPatch
 from gdos_sdk.client import AsyncClient
 from gdos_sdk.codec import structure, unstructure
-from gdos_sdk.config import MasterAlerts, MasterAuth, MasterServer, MasterSettings
+from gdos_sdk.config import MasterAlerts, MasterAuth, MasterDatabase, MasterServer, MasterSettings
 from gdos_sdk.models import Module, ModuleCreate, ModulePatch
 from gdos_sdk.testing import free_port
 
@@ -35,9 +35,10 @@ PASSWORD = "hunter2-very-secret"
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> MasterSettings:
+def settings(tmp_path: Path, db_url: str) -> MasterSettings:
     return MasterSettings(
         server=MasterServer(data_dir=str(tmp_path / "data")),
+        database=MasterDatabase(url=db_url),
         auth=MasterAuth(admin_password=ADMIN_PASSWORD, join_token="join-token-for-tests"),
         alerts=MasterAlerts(webhook_allow="127.0.0.1/32"),  # the test receiver is local
     )
