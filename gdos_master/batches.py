@@ -179,20 +179,28 @@ class BatchRuns:
         Each becomes ``failed`` with :data:`INTERRUPTED` as its error: an instance that
         was being acted on is ``failed`` too, and what had not begun is ``skipped``.
         Returns how many jobs were closed; each gets its ``batch.done`` audit entry.
+
+        The rows are claimed in one transaction that locks them (``FOR UPDATE SKIP
+        LOCKED`` on PostgreSQL), so masters recovering at once on one database never close
+        a job twice.
         """
-        rows = self.master.db.all("SELECT id, job FROM batch_jobs WHERE state = 'running'")
+        db = self.master.db
         closed = 0
-        for row in rows:
-            if row["id"] in self.jobs:  # running in this process (a restore just now)
-                continue
-            job = _interrupted(_load(row["job"]), time.time())
-            with self.master.db.transaction():
-                self.master.db.execute(
+        with db.transaction():
+            rows = db.all(
+                "SELECT id, job FROM batch_jobs WHERE state = 'running'"
+                + db.for_update_skip_locked
+            )
+            for row in rows:
+                if row["id"] in self.jobs:  # running in this process (a restore just now)
+                    continue
+                job = _interrupted(_load(row["job"]), time.time())
+                db.execute(
                     "UPDATE batch_jobs SET state = ?, job = ? WHERE id = ?",
                     (job.state.value, _dump(job), job.id),
                 )
                 self._audit_done(job, None, "", actor_kind="system", actor="master")
-            closed += 1
+                closed += 1
         return closed
 
     # --- planning ---------------------------------------------------------------------------

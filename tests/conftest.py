@@ -37,9 +37,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "db_engine" in metafunc.fixturenames:
-        chosen = metafunc.config.getoption("--db")
-        metafunc.parametrize("db_engine", ENGINES if chosen == "both" else (chosen,))
+    if "db_engine" not in metafunc.fixturenames:
+        return
+    own = [m for m in metafunc.definition.iter_markers("parametrize") if "db_engine" in m.args[0]]
+    if own:  # a test that names its engines itself (e.g. a PostgreSQL-only behaviour)
+        return
+    chosen = metafunc.config.getoption("--db")
+    metafunc.parametrize("db_engine", ENGINES if chosen == "both" else (chosen,))
 
 
 class PostgresForTests:

@@ -18,8 +18,9 @@ from gdos_master.app import Master, create_app
 from gdos_sdk import AuthError, BackupError, NotFoundError, PermissionDenied
 from gdos_sdk.backups import BackupKind
 from gdos_sdk.client import AsyncClient
-from gdos_sdk.config import MasterAuth, MasterServer, MasterSettings
+from gdos_sdk.config import MasterAuth, MasterDatabase, MasterServer, MasterSettings
 
+from ..conftest import PostgresForTests
 from .conftest import ADMIN_PASSWORD, client_for, token_for
 
 pytestmark = pytest.mark.anyio
@@ -78,17 +79,28 @@ async def test_backup_change_restore_in_place(
     assert "backup.create" in actions
 
 
-async def test_full_backup_restores_onto_a_fresh_master(
-    admin: AsyncClient, make_zip: Callable[..., bytes], tmp_path: Path
+async def test_full_backup_restores_onto_a_fresh_master_of_the_other_engine(
+    admin: AsyncClient,
+    make_zip: Callable[..., bytes],
+    tmp_path: Path,
+    db_engine: str,
+    request: pytest.FixtureRequest,
 ) -> None:
+    """SQLite to PostgreSQL (how a master moves to PostgreSQL) and back."""
     package = await admin.upload_package(make_zip("web", "1.0.0"))
     await admin.create_system("billing")
     backup = await admin.create_backup(include_packages=True)
     assert backup.includes_packages
     archive = await admin.download_backup(backup.name, tmp_path / backup.name)
 
+    other_url = ""
+    if db_engine == "sqlite":
+        postgres: PostgresForTests = request.getfixturevalue("postgres")
+        name, other_url = postgres.fresh()
+        request.addfinalizer(lambda: postgres.drop(name))
     fresh = MasterSettings(
         server=MasterServer(data_dir=str(tmp_path / "fresh")),
+        database=MasterDatabase(url=other_url),
         auth=MasterAuth(admin_password="another-password-9", join_token="other-join-token"),
     )
     app = create_app(fresh)
@@ -109,6 +121,11 @@ async def test_full_backup_restores_onto_a_fresh_master(
         import hashlib
 
         assert hashlib.sha256(saved.read_bytes()).hexdigest() == package.sha256
+        # The restored audit trail goes on with new ids after the restored ones.
+        before = (await restored.list_audit(limit=100)).items
+        await restored.create_system("later")
+        newest = (await restored.list_audit(limit=1)).items[0]
+        assert newest.action == "system.create" and newest.id > max(e.id for e in before)
         await restored.aclose()
 
 

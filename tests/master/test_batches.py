@@ -12,6 +12,7 @@ from quart import Quart
 
 from gdos_master.app import Master
 from gdos_master.batches import INTERRUPTED
+from gdos_master.db import Database
 from gdos_sdk import NotFoundError, ValidationError
 from gdos_sdk.batches import BatchState
 from gdos_sdk.client import AsyncClient
@@ -152,6 +153,33 @@ async def test_recover_closes_a_job_left_running_and_keeps_what_it_did(
     done = (await admin.list_audit(action="batch.done")).items[0]
     assert (done.params["batch"], done.actor, done.result) == ("cut-short", "master", "error")
     assert done.params["failed"] == {"i1": INTERRUPTED}
+
+
+@pytest.mark.parametrize("db_engine", ["postgresql"])
+async def test_recover_skips_a_job_another_master_is_closing(
+    admin: AsyncClient, master: Master, db_url: str
+) -> None:
+    """Masters sharing one PostgreSQL claim left-over jobs with row locks, never twice."""
+    system = await admin.create_system("s")
+    ended = await admin.get_batch((await admin.start_batch(system.id, "start")).id, wait=5)
+    for job_id in ("taken", "free"):
+        stored = {**unstructure(ended), "id": job_id, "state": "running", "finished_at": None}
+        master.db.execute(
+            "INSERT INTO batch_jobs(id, system_id, state, started_at, job) VALUES (?,?,?,?,?)",
+            (job_id, system.id, "running", 1.0, json.dumps(stored)),
+        )
+    other = Database.open(url=db_url)  # another master's connection, in its recovery
+    try:
+        with other.transaction():
+            claimed = other.all(
+                "SELECT id FROM batch_jobs WHERE id = 'taken'" + other.for_update_skip_locked
+            )
+            assert [r["id"] for r in claimed] == ["taken"]
+            assert master.batches.recover() == 1  # "free" only; "taken" is skipped
+        assert (await admin.get_batch("free")).state == BatchState.FAILED
+        assert (await admin.get_batch("taken")).state == BatchState.RUNNING
+    finally:
+        other.close()
 
 
 async def test_jobs_beyond_the_stored_limit_are_dropped(admin: AsyncClient, master: Master) -> None:
