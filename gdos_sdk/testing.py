@@ -169,6 +169,8 @@ class LocalCluster:
             ``None`` for the master's default (17, as in production).
         tls: serve the master over HTTPS with that certificate; workers dial ``wss://``,
             verifying it against ``tls.ca``.
+        db_url: the master's ``database.url`` (PostgreSQL; e.g. from
+            :class:`~gdos_sdk.localpg.LocalPostgres`); empty: SQLite in its data folder.
     """
 
     def __init__(
@@ -179,9 +181,11 @@ class LocalCluster:
         env: dict[str, str] | None = None,
         password_cost: int | None = 14,
         tls: TlsFiles | None = None,
+        db_url: str = "",
     ) -> None:
         self.root = Path(root).absolute()
         self.tls = tls
+        self.db_url = db_url
         self.verify: ssl.SSLContext | bool = (
             ssl.create_default_context(cafile=str(tls.ca)) if tls is not None else True
         )
@@ -230,6 +234,8 @@ class LocalCluster:
             "OPS_MASTER_AUTH_ADMIN_PASSWORD": self.admin_password,
             "OPS_MASTER_AUTH_JOIN_TOKEN": self.join_token,
             "OPS_MASTER_LOG_LEVEL": "info",
+            # In the environment, not on the command line: ps shows no password.
+            **({"OPS_MASTER_DATABASE_URL": self.db_url} if self.db_url else {}),
             **(env or {}),
         }
         if self.password_cost is not None:

@@ -1,7 +1,7 @@
 """Shared fixtures: the anyio backend, the database engines and small package builders.
 
 Tests that take the ``db_url`` fixture (the in-process master of tests/master and
-tests/security, and the e2e tests that ask for it) run once per engine: ``sqlite`` (the
+tests/security, and the e2e tests marked ``both_engines``) run once per engine: ``sqlite`` (the
 embedded default, ``db_url`` empty) and ``postgresql`` (a database of its own, copied
 from a migrated template, on one throw-away server per test session that the tests start
 from Debian's ``postgresql`` binaries and always stop). ``pytest --db sqlite`` or
@@ -36,9 +36,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.fixture
+def db_engine() -> str:
+    """SQLite, for the tests :func:`pytest_generate_tests` leaves to the default engine."""
+    return "sqlite"
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "db_engine" not in metafunc.fixturenames:
         return
+    if metafunc.definition.get_closest_marker("e2e") and not metafunc.definition.get_closest_marker(
+        "both_engines"
+    ):
+        return  # an end-to-end test runs on PostgreSQL too only when marked both_engines
     own = [m for m in metafunc.definition.iter_markers("parametrize") if "db_engine" in m.args[0]]
     if own:  # a test that names its engines itself (e.g. a PostgreSQL-only behaviour)
         return

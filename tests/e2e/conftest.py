@@ -21,9 +21,12 @@ SERVICES = Path(__file__).parent / "services"
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    """A master (not yet started) whose processes are all stopped at the end, even on failure."""
-    local = LocalCluster(tmp_path / "cluster")
+def cluster(tmp_path: Path, db_url: str) -> Iterator[LocalCluster]:
+    """A master (not yet started) whose processes are all stopped at the end, even on failure.
+
+    Its database is SQLite, or PostgreSQL too for a test marked ``both_engines``.
+    """
+    local = LocalCluster(tmp_path / "cluster", db_url=db_url)
     try:
         yield local
     finally:

@@ -40,6 +40,7 @@ def instance_dirs(cluster: LocalCluster) -> set[str]:
     return {p.name for p in root.iterdir()} if root.exists() else set()
 
 
+@pytest.mark.both_engines
 def test_restore_in_place_keeps_the_process_and_reconciles_workers(
     running: LocalCluster, pack: Callable[..., Path]
 ) -> None:

@@ -132,6 +132,7 @@ def test_failed_tier_skips_the_next_ones(
         )
 
 
+@pytest.mark.both_engines
 def test_a_master_restart_mid_batch_leaves_it_failed_with_the_reason(
     running: LocalCluster, pack: Callable[..., Path]
 ) -> None:

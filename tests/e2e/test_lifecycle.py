@@ -36,6 +36,7 @@ def setup_module_instance(
     return gdos.deploy(mod.id, node_id, start=start)
 
 
+@pytest.mark.both_engines
 def test_full_lifecycle_through_the_sdk(running: LocalCluster, pack: Callable[..., Path]) -> None:
     port = free_port()
     with running.client() as gdos:

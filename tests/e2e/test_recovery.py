@@ -103,6 +103,7 @@ def test_worker_kill9_then_new_worker_reattaches_without_restarting(
         assert gone(pids[second.id])
 
 
+@pytest.mark.both_engines
 def test_master_kill9_keeps_everything_and_worker_comes_back(
     running: LocalCluster, pack: Callable[..., Path]
 ) -> None:
