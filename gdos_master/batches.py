@@ -187,10 +187,8 @@ class BatchRuns:
         db = self.master.db
         closed = 0
         with db.transaction():
-            rows = db.all(
-                "SELECT id, job FROM batch_jobs WHERE state = 'running'"
-                + db.for_update_skip_locked
-            )
+            lock = db.for_update_skip_locked
+            rows = db.all(f"SELECT id, job FROM batch_jobs WHERE state = 'running'{lock}")  # noqa: S608
             for row in rows:
                 if row["id"] in self.jobs:  # running in this process (a restore just now)
                     continue

@@ -24,12 +24,15 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from gdos_sdk.testing import free_port
+
+assert sys.platform != "win32", "gdos_sdk.localpg runs PostgreSQL's POSIX server binaries"
 
 __all__ = ["LocalPostgres", "find_bindir"]
 

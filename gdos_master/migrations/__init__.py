@@ -207,5 +207,3 @@ def _create_statements(dialect: sa.Dialect) -> list[str]:
 def _statements(script: str) -> list[str]:
     # The legacy scripts hold plain DDL without semicolons inside strings.
     return [s.strip() for s in script.split(";") if s.strip()]
-
-

@@ -112,6 +112,7 @@ def test_worker_yaml_and_explicit_config(tmp_path: Path) -> None:
         ([], {"OPS_MASTER_FLEET_HEARTBEAT_INTERVAL": "fast"}, None, "expected a number"),
         ([], {"OPS_MASTER_AUTH_REQUIRE_APPROVAL": "maybe"}, None, "true/false"),
         (["-store_type", "ftp"], {}, None, "storage.type"),
+        (["-db_url", "mysql://db/gdos"], {}, None, "database.url must start with postgresql://"),
         (["-port", "http"], {}, None, "port"),
         ([], {}, "- a list\n", "mapping"),
     ],
@@ -130,6 +131,17 @@ def test_secrets_stay_out_of_repr(tmp_path: Path) -> None:
     settings = load_master_settings(["-minio_secret_key", "s3cr3t-value"], env={}, cwd=tmp_path)
     assert settings.storage.minio_secret_key == "s3cr3t-value"
     assert "s3cr3t-value" not in repr(settings)
+
+
+def test_the_database_url_from_a_flag_the_environment_or_the_file(tmp_path: Path) -> None:
+    url = "postgresql://gdos:pw@db:5432/gdos"
+    assert load_master_settings([], env={}, cwd=tmp_path).database.url == ""  # SQLite
+    assert load_master_settings(["-db_url", url], env={}, cwd=tmp_path).database.url == url
+    env = {"OPS_MASTER_DATABASE_URL": url}
+    assert load_master_settings([], env=env, cwd=tmp_path).database.url == url
+    (tmp_path / "config.yaml").write_text(f"database:\n  url: {url}\n")
+    settings = load_master_settings([], env={}, cwd=tmp_path)
+    assert settings.database.url == url and "pw@" not in repr(settings)
 
 
 def test_every_option_has_help_and_a_documented_env_name() -> None:
