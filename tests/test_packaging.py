@@ -122,6 +122,14 @@ def test_the_wheel_holds_the_built_console_precompressed(built: Built) -> None:
     assert "Programming Language :: Python :: 3.13" in metadata.get_all("Classifier")
     assert any(url.startswith("Source, https://") for url in metadata.get_all("Project-URL"))
     assert metadata["Version"] == built.version
+    # The schema's migrations run at the master's start: the wheel carries them all.
+    revisions = {
+        f"gdos_master/migrations/versions/{p.name}"
+        for p in (ROOT / "gdos_master" / "migrations" / "versions").glob("*.py")
+    }
+    assert revisions and revisions <= names
+    assert {"gdos_master/migrations/env.py", "gdos_master/migrations/script.py.mako"} <= names
+    assert "Provides-Extra: postgresql" in str(metadata)
 
 
 def test_every_command_runs_and_tells_the_one_version(built: Built) -> None:
