@@ -1,7 +1,7 @@
 """Every developer task is a session: ``nox -l`` lists them.
 
 nox -s tests       the whole test suite (unit, e2e with real processes) on Python 3.11
-nox -s unit        the unit tests on Python 3.11, 3.12 and 3.13 (unit-3.12 for one of them)
+nox -s unit        the unit tests on SQLite, Python 3.11, 3.12 and 3.13 (unit-3.12 for one)
 nox -s packaging   only the packaging test (sdist from a clean clone, wheel, fresh venv)
 nox -s lint        ruff check + format check
 nox -s typecheck   mypy --strict on the packages
@@ -108,9 +108,13 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS)
 def unit(session: nox.Session) -> None:
-    """Run the unit tests (no e2e, browser or packaging) on each supported Python."""
+    """Run the unit tests (no e2e, browser or packaging) on each supported Python.
+
+    On SQLite only: the tests that need PostgreSQL are skipped here with that reason and
+    run in the ``tests`` session (docs/database.md).
+    """
     install(session, "test")
-    session.run("pytest", *UNIT_TESTS, *(session.posargs or ["-q"]))
+    session.run("pytest", *UNIT_TESTS, "--db", "sqlite", *(session.posargs or ["-q"]))
 
 
 @nox.session(python=PYTHON)

@@ -10,6 +10,7 @@ password ``legacy-admin-password``, an operator ``olga`` and an API token, the s
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import gzip
 import re
 import sqlite3
@@ -106,6 +107,11 @@ def test_the_revisions_one_by_one_build_the_table_definitions(empty: dict[str, A
 # --- SQLite files of the hand-written migrations --------------------------------------------
 
 
+def open_sqlite(path: Path, **options: Any) -> contextlib.closing[sqlite3.Connection]:
+    """A plain sqlite3 connection that the ``with`` block closes (sqlite3's own only commits)."""
+    return contextlib.closing(sqlite3.connect(path, **options))
+
+
 def sqlite_shape(path: Path) -> dict[str, Any]:
     """A SQLite schema as the engine sees it: columns, keys, indexes, foreign keys.
 
@@ -124,7 +130,7 @@ def sqlite_shape(path: Path) -> dict[str, Any]:
             return "REAL"
         return "NUMERIC"
 
-    with sqlite3.connect(path) as conn:
+    with open_sqlite(path) as conn:
         tables = [
             r[0]
             for r in conn.execute(
@@ -161,12 +167,11 @@ def sqlite_shape(path: Path) -> dict[str, Any]:
 
 def legacy_file(path: Path, version: int) -> Path:
     """A SQLite file as a master of the hand-written migrations left it at ``version``."""
-    with sqlite3.connect(path, isolation_level=None) as conn:
+    with open_sqlite(path, isolation_level=None) as conn:
         for script in LEGACY[:version]:
             for statement in (s for s in script.split(";") if s.strip()):
                 conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {version}")
-    conn.close()
     return path
 
 
@@ -196,7 +201,7 @@ async def test_a_database_made_by_the_old_master_is_upgraded_in_place(
     legacy_data: Path, tmp_path: Path
 ) -> None:
     path = legacy_data / "ops.db"
-    with sqlite3.connect(path) as conn:
+    with open_sqlite(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 9
     settings = MasterSettings(
         server=MasterServer(data_dir=str(legacy_data)),
@@ -224,7 +229,7 @@ async def test_a_database_made_by_the_old_master_is_upgraded_in_place(
             assert newest.action == "system.create" and newest.id > max(e.id for e in old)
     Database.open(sqlite_path=tmp_path / "new.db").close()
     assert sqlite_shape(path) == sqlite_shape(tmp_path / "new.db")
-    with sqlite3.connect(path) as conn:
+    with open_sqlite(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == migrations.head()
 
 
@@ -238,7 +243,7 @@ def test_a_database_of_a_newer_master_is_refused(target: dict[str, Any], tmp_pat
         Database.open(**target)
     # A hand-migrated file from a master with more scripts than the frozen list.
     path = legacy_file(tmp_path / "legacy.db", 9)
-    with sqlite3.connect(path) as conn:
+    with open_sqlite(path) as conn:
         conn.execute("PRAGMA user_version = 42")
     with pytest.raises(migrations.SchemaTooNew, match="schema 42"):
         Database.open(sqlite_path=path)
