@@ -60,7 +60,10 @@ class PostgresForTests:
     """The session's PostgreSQL server and a migrated template to copy databases from.
 
     The next test's database is copied in a background thread while a test runs, and a
-    used one is dropped there too: a test waits for neither.
+    used one is dropped there too: a test waits for neither. A test that does not use
+    PostgreSQL waits for that thread to be idle first (:func:`_postgres_idle`): its work
+    would otherwise run beside the test and, for one, free objects that a test of the
+    garbage collector's frozen generation counts.
     """
 
     def __init__(self, server: LocalPostgres) -> None:
@@ -75,6 +78,7 @@ class PostgresForTests:
             engine.dispose()
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pg-fixture")
         self._next = self._pool.submit(self._create)
+        self._drops: list[concurrent.futures.Future[None]] = []
 
     def _create(self) -> tuple[str, str]:
         name = f"test_{next(self._names)}"
@@ -86,10 +90,27 @@ class PostgresForTests:
         return ready.result()
 
     def drop(self, name: str) -> None:
-        self._pool.submit(self.server.drop_database, name)
+        self._drops = [f for f in self._drops if not f.done()]
+        self._drops.append(self._pool.submit(self.server.drop_database, name))
+
+    def wait_idle(self) -> None:
+        """Return when the background thread has nothing left to do."""
+        for future in [*self._drops, self._next]:
+            future.exception()  # waits; a failure shows in the test that gets the database
+        self._drops.clear()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+_RUNNING: list[PostgresForTests] = []  # the session's server, once a test started it
+
+
+@pytest.fixture(autouse=True)
+def _postgres_idle(request: pytest.FixtureRequest) -> None:
+    """Before a test that does not use PostgreSQL, let the fixture's thread finish its work."""
+    if _RUNNING and not {"db_url", "postgres"} & set(request.fixturenames):
+        _RUNNING[0].wait_idle()
 
 
 @pytest.fixture(scope="session")
@@ -107,8 +128,10 @@ def postgres(request: pytest.FixtureRequest) -> Iterator[PostgresForTests]:
     pg: PostgresForTests | None = None
     try:
         pg = PostgresForTests(server)
+        _RUNNING.append(pg)
         yield pg
     finally:
+        _RUNNING.clear()
         if pg is not None:
             pg.close()
         server.stop()
