@@ -3,7 +3,9 @@
 import { ElMessage } from 'element-plus'
 import 'element-plus/es/components/message/style/css'
 import { store } from './store'
-import { t } from './i18n'
+import { i18n } from './i18n'
+
+const { t } = i18n.global
 
 const BASE = '/api/v1'
 

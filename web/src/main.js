@@ -6,6 +6,7 @@ import { router } from './router'
 import { onUnauthorized } from './api'
 import { closeLive, preconnect } from './live'
 import { store } from './store'
+import { i18n } from './i18n'
 
 // Any 401 (an expired session, a deleted user) ends up on the login page.
 onUnauthorized(() => {
@@ -21,4 +22,4 @@ onUnauthorized(() => {
 // the console loads (its readable CSRF companion cookie says a session exists).
 if (document.cookie.split('; ').some((c) => c.startsWith('gdos_csrf='))) preconnect()
 
-createApp(App).use(router).mount('#app')
+createApp(App).use(i18n).use(router).mount('#app')
