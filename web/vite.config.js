@@ -33,7 +33,8 @@ export default defineConfig({
       output: {
         manualChunks(id) {
           if (id.includes('node_modules/uplot')) return 'uplot'
-          if (id.includes('node_modules/vue-i18n') || id.includes('node_modules/@intlify')) return 'i18n'
+          if (id.includes('node_modules/vue-i18n') || id.includes('node_modules/@intlify'))
+            return 'i18n'
           if (id.includes('node_modules/@vue') || id.includes('node_modules/vue')) return 'vue'
         },
       },

@@ -143,25 +143,24 @@ export const listPackages = (search) => get('/packages', { search })
 export const packageVersions = (name) => get(`/packages/${enc(name)}`)
 export const getManifest = (name, version) => get(`/packages/${enc(name)}/${enc(version)}/manifest`)
 export const deletePackage = (name, version) => del(`/packages/${enc(name)}/${enc(version)}`)
-export const downloadUrl = (name, version) =>
-  url(`/packages/${enc(name)}/${enc(version)}/download`)
+export const downloadUrl = (name, version) => url(`/packages/${enc(name)}/${enc(version)}/download`)
 
 /**
- * Upload a package zip as the raw request body, reporting progress (0-100) as it goes.
- * XMLHttpRequest, not fetch: only XHR reports upload progress.
+ * POST a file as the raw request body, reporting progress (0-100) as it goes. XMLHttpRequest,
+ * not fetch: only XHR reports upload progress.
  */
-export function uploadPackage(file, { force = false, onProgress } = {}) {
+function upload(path, query, contentType, file, onProgress) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest()
-    xhr.open('POST', url('/packages', force ? { force: 'true' } : undefined))
-    xhr.setRequestHeader('Content-Type', 'application/zip')
+    xhr.open('POST', url(path, query))
+    xhr.setRequestHeader('Content-Type', contentType)
     xhr.setRequestHeader('Accept', 'application/json')
     xhr.setRequestHeader('X-CSRF-Token', csrfToken())
     xhr.upload.onprogress = (event) => {
       if (event.lengthComputable && onProgress) onProgress((100 * event.loaded) / event.total)
     }
     xhr.onload = () => {
-      let body = null
+      let body
       try {
         body = JSON.parse(xhr.responseText)
       } catch {
@@ -176,6 +175,10 @@ export function uploadPackage(file, { force = false, onProgress } = {}) {
     xhr.send(file)
   })
 }
+
+/** Upload a package zip (force: replace an existing version), with progress. */
+export const uploadPackage = (file, { force = false, onProgress } = {}) =>
+  upload('/packages', force ? { force: 'true' } : undefined, 'application/zip', file, onProgress)
 
 // --- backups (admins) --------------------------------------------------------------------------
 
@@ -192,32 +195,8 @@ export const listOrphans = (minAge) => get('/storage/orphans', { min_age: minAge
 export const removeOrphans = (minAge) => del('/storage/orphans', { min_age: minAge })
 
 /** Upload a backup archive (checked by the master, stored, not restored), with progress. */
-export function uploadBackup(file, { onProgress } = {}) {
-  return new Promise((resolve, reject) => {
-    const xhr = new XMLHttpRequest()
-    xhr.open('POST', url('/backups/upload'))
-    xhr.setRequestHeader('Content-Type', 'application/gzip')
-    xhr.setRequestHeader('Accept', 'application/json')
-    xhr.setRequestHeader('X-CSRF-Token', csrfToken())
-    xhr.upload.onprogress = (event) => {
-      if (event.lengthComputable && onProgress) onProgress((100 * event.loaded) / event.total)
-    }
-    xhr.onload = () => {
-      let body = null
-      try {
-        body = JSON.parse(xhr.responseText)
-      } catch {
-        body = null
-      }
-      if (xhr.status >= 200 && xhr.status < 300) return resolve(body)
-      const error = errorFrom(xhr.status, body, xhr.statusText)
-      if (error.status === 401) unauthorized()
-      reject(error)
-    }
-    xhr.onerror = () => reject(new ApiError(0, 'network', t('errors.network', { detail: '' })))
-    xhr.send(file)
-  })
-}
+export const uploadBackup = (file, { onProgress } = {}) =>
+  upload('/backups/upload', undefined, 'application/gzip', file, onProgress)
 
 // --- systems, modules, instances -------------------------------------------------------------
 
