@@ -5,7 +5,7 @@ from __future__ import annotations
 from quart import Response
 
 from gdos_master.api import api
-from gdos_master.auth import CSRF_COOKIE, SESSION_COOKIE
+from gdos_master.auth import CSRF_COOKIE, SESSION_COOKIE, Principal
 from gdos_master.routing import Ctx, json_response
 from gdos_sdk.codec import unstructure
 from gdos_sdk.errors import AuthError, PermissionDenied
@@ -44,6 +44,11 @@ async def login(ctx: Ctx, body: LoginRequest) -> Response:
         master.limiter.failed(ctx.ip, body.username)
         raise
     master.limiter.succeeded(ctx.ip, body.username)
+    # The route is open (no caller known before it runs): the audit entry names the user who
+    # just logged in. A failed attempt stays anonymous; its target names the account tried.
+    ctx.principal = Principal(
+        kind="session", role=user.role, user_id=user.id, username=user.username, csrf=csrf
+    )
     response = json_response(unstructure(Me(user=user, auth="session", csrf_token=csrf)))
     secure = master.tls
     max_age = int(master.accounts.session_seconds)
