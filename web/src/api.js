@@ -34,6 +34,18 @@ function csrfToken() {
   return store.csrf || cookie('gdos_csrf')
 }
 
+/**
+ * Whether this browser may hold a session: the session cookie is HttpOnly, but its CSRF
+ * companion (same lifetime) is readable. Without it there is no session to ask about.
+ */
+export const hasSession = () => cookie('gdos_csrf') !== ''
+
+// A session the master no longer knows (ended, user disabled, data restored): drop the
+// companion cookie, so that later visits do not ask again.
+function forgetSession() {
+  document.cookie = 'gdos_csrf=; Max-Age=0; Path=/; SameSite=Strict'
+}
+
 function url(path, query) {
   const params = new URLSearchParams()
   for (const [key, value] of Object.entries(query || {})) {
@@ -104,16 +116,22 @@ export async function logout() {
   }
 }
 
-/** The session's user, or null when there is no valid session. */
+/**
+ * The session's user, or null when there is no valid session. A browser without a session
+ * cookie is not asked about: /auth/me would answer 401, which the browser logs as an error
+ * on every first visit.
+ */
 export async function me() {
+  if (!hasSession()) return null
   try {
     const found = await get('/auth/me', undefined, { noRedirect: true, quiet: true })
     store.user = found.user
     store.csrf = found.csrf_token || store.csrf
     return found
   } catch (exc) {
-    if (exc.status === 401) return null
-    throw exc
+    if (exc.status !== 401) throw exc
+    forgetSession()
+    return null
   }
 }
 
