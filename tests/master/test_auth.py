@@ -124,7 +124,8 @@ async def test_login_audit_entry_names_the_user(app: Quart, master: Master) -> N
             await client.login("admin", "wrong-password")
         await client.login("admin", ADMIN_PASSWORD)
     rows = master.db.all(
-        "SELECT actor_kind, actor, target, result FROM audit WHERE action = 'auth.login' ORDER BY id"
+        "SELECT actor_kind, actor, target, result FROM audit"
+        " WHERE action = 'auth.login' ORDER BY id"
     )
     assert [dict(row) for row in rows] == [
         {"actor_kind": "anonymous", "actor": "", "target": "user:admin", "result": "error"},
