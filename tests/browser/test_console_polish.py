@@ -143,6 +143,17 @@ def test_node_table_headers_and_search_fit_at_common_widths(
 # --- icons with tooltips and labels --------------------------------------------------------------
 
 
+# How far each button of a table cell reaches past the cell's content box (> 0: cut off).
+BUTTONS_OVERFLOW = """
+(td) => {
+  const cell = td.querySelector('.cell');
+  const padding = parseFloat(getComputedStyle(cell).paddingRight);
+  const right = cell.getBoundingClientRect().right - padding;
+  return [...cell.querySelectorAll('button')].map((b) => b.getBoundingClientRect().right - right);
+}
+"""
+
+
 def hover_tooltip(page: Page, button: Any) -> str:
     """Hover ``button`` and return the text of the tooltip that shows."""
     tips = page.locator(".el-popper[role=tooltip]:visible")
@@ -173,6 +184,9 @@ def test_row_actions_are_icons_with_tooltips_and_labels(page: Page, fleet: Local
         expect(button).to_have_attribute("aria-label", label)
         expect(button.locator("svg")).to_have_count(1)
         assert not set(button.inner_text()) & set(GLYPHS)
+    # All six fit in their cell's content box (none cut at its edge).
+    overflow = row.locator("td").last.evaluate(BUTTONS_OVERFLOW)
+    assert len(overflow) == 6 and max(overflow) <= 0.5, overflow
     for test_id in ("instance-chart", "instance-destroy"):
         assert hover_tooltip(page, row.locator(f"[data-test={test_id}]")) == expected[test_id]
 
