@@ -10,6 +10,10 @@
    p99), and bulk output through the relay against raw PTY reads of the same command.
 4. fleet scale (``bench_fleet.py``): the largest simulated fleet one master keeps, against a
    bare Hypercorn WebSocket echo; bytes per retained sample; sample-to-browser delay.
+5. batch start (``bench_batch.py``): ``POST /systems/{id}/start`` of 20 instances against 20
+   concurrent ``start_instance`` calls (with and without the same ``min_running`` check).
+6. metrics to a DataFrame (``bench_metrics.py``): ``query_range`` of 1 h of 1 s samples for
+   100 nodes to one DataFrame, against raw ``httpx.get`` + ``json.loads`` of the same answer.
 
 The machine is shared and noisy; compare each figure with its baseline, not across runs.
 """
@@ -33,7 +37,9 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import bench_batch  # noqa: E402
 import bench_fleet  # noqa: E402
+import bench_metrics  # noqa: E402
 import bench_terminal  # noqa: E402
 
 from gdos_sdk.archive import build_archive, safe_extract  # noqa: E402
@@ -115,6 +121,7 @@ def main() -> int:
         help="simulated fleet sizes, smallest first (none: skip the fleet benchmark)",
     )
     parser.add_argument("--fleet-hold", type=float, default=30.0)
+    parser.add_argument("--metrics-runs", type=int, default=7, help="0: skip the metrics bench")
     args = parser.parse_args()
 
     results: dict[str, object] = {
@@ -199,12 +206,22 @@ def main() -> int:
         terminal = bench_terminal.measure(Path(tmp))
     results["terminal"] = terminal
     bench_terminal.report(terminal)
+    # 5. batch start against concurrent starts (before the fleet run, which loads the machine)
+    with tempfile.TemporaryDirectory(prefix="gdos-bench-batch-") as tmp:
+        batch = bench_batch.measure(Path(tmp), instances=args.instances)
+    results["batch"] = batch
+    bench_batch.report(batch)
     # 4. fleet scale: simulated workers over real WebSockets against one master
     if args.fleet_sizes:
         print("fleet:")
         fleet = asyncio.run(bench_fleet.run(args.fleet_sizes, args.fleet_hold))
         results["fleet"] = fleet
         bench_fleet.report(fleet)
+    # 5. metrics to a DataFrame: query_range of 100 nodes x 1 h against raw HTTP + JSON
+    if args.metrics_runs:
+        metrics = bench_metrics.measure(args.metrics_runs)
+        results["metrics"] = metrics
+        bench_metrics.report(metrics)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

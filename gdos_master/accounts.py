@@ -2,49 +2,78 @@
 
 The first start creates one admin. Its password comes from
 ``auth.admin_password`` or is random and returned to the caller, which prints
-it once; only its scrypt hash is stored.
+it once; only its scrypt hash is stored. A random one must be changed at the
+first login (``must_change_password``); a configured one was chosen by whoever
+configured it, and is not.
+
+Whatever changes a user's rights or credentials (role, disabled, password,
+deletion, a revoked token, a logout) calls the :attr:`Accounts.on_change`
+listeners with the user's id: the live channel and the terminal relay check
+that user's open sockets again at once.
 """
 
 from __future__ import annotations
 
-import re
+import contextlib
+import logging
 import secrets
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
-import anyio.to_thread
-
 from gdos_master.db import Database
-from gdos_master.security import hash_password, hash_secret, new_secret, verify_password
-from gdos_sdk.errors import AuthError, ConflictError, NotFoundError, ValidationError
-from gdos_sdk.models import ApiToken, Role, TokenCreate, TokenCreated, User, UserCreate, UserPatch
+from gdos_master.passwords import PasswordHasher
+from gdos_master.security import hash_password, hash_secret, needs_rehash, new_secret
+from gdos_sdk.errors import (
+    AuthError,
+    ConflictError,
+    NotFoundError,
+    RateLimitedError,
+    ValidationError,
+)
+from gdos_sdk.models import (
+    PASSWORD,
+    ApiToken,
+    Role,
+    TokenCreate,
+    TokenCreated,
+    User,
+    UserCreate,
+    UserPatch,
+)
 
 __all__ = ["Accounts"]
 
-_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-MIN_PASSWORD = 8
+log = logging.getLogger("gdos.master.accounts")
+
+
+def _check_password(password: str, path: str = "$.new_password") -> None:
+    """A new password chosen after the body was read: the models' own PASSWORD check."""
+    PASSWORD.validate(password, path)
 
 
 def _ts(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
-def _check_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD:
-        raise ValidationError(
-            f"password must have at least {MIN_PASSWORD} characters",
-            details=[{"path": "$.password", "message": "too short"}],
-        )
-
-
 class Accounts:
     """CRUD for users and tokens, plus login and sessions."""
 
-    def __init__(self, db: Database, *, session_hours: float) -> None:
+    def __init__(self, db: Database, *, session_hours: float, hasher: PasswordHasher) -> None:
         self.db = db
         self.session_seconds = session_hours * 3600
+        self.hasher = hasher
+        #: Called with a user id whenever that user's rights or credentials changed.
+        self.on_change: list[Callable[[str], None]] = []
+
+    def _changed(self, user_id: str) -> None:
+        for listener in self.on_change:
+            try:
+                listener(user_id)
+            except Exception:  # a listener's failure must not undo the change
+                log.exception("rights-change listener failed for user %s", user_id)
 
     # --- users ------------------------------------------------------------------------------
 
@@ -55,16 +84,22 @@ class Accounts:
             role=Role(r["role"]),
             created_at=datetime.fromtimestamp(r["created_at"], UTC),
             disabled=bool(r["disabled"]),
+            must_change_password=bool(r["must_change_password"]),
         )
 
     def ensure_admin(self, username: str, password: str) -> str | None:
-        """Create the first admin if there are no users; return the password to print."""
+        """Create the first admin if there are no users; return the password to print.
+
+        A generated password must be changed at the first login; a configured one is kept.
+        """
         if self.db.scalar("SELECT COUNT(*) FROM users"):
             return None
         chosen = password or secrets.token_urlsafe(12)
+        hashed = hash_password(chosen, cost=self.hasher.cost)  # once, before serving
         self.db.execute(
-            "INSERT INTO users(id, username, password_hash, role, created_at) VALUES(?,?,?,?,?)",
-            (str(uuid.uuid4()), username, hash_password(chosen), Role.ADMIN.value, time.time()),
+            "INSERT INTO users(id, username, password_hash, role, created_at,"
+            " must_change_password) VALUES(?,?,?,?,?,?)",
+            (str(uuid.uuid4()), username, hashed, Role.ADMIN.value, time.time(), int(not password)),
         )
         return None if password else chosen
 
@@ -78,15 +113,9 @@ class Accounts:
         return self._user(row)
 
     async def create_user(self, body: UserCreate) -> User:
-        if not _USERNAME.match(body.username):
-            raise ValidationError(
-                "username must be 1-64 letters, digits or . _ @ -",
-                details=[{"path": "$.username", "message": "invalid characters or length"}],
-            )
-        _check_password(body.password)
         if self.db.one("SELECT 1 FROM users WHERE username = ?", (body.username,)):
             raise ConflictError(f"user {body.username!r} already exists")
-        hashed = await anyio.to_thread.run_sync(hash_password, body.password)
+        hashed = await self.hasher.hash(body.password)
         user_id = str(uuid.uuid4())
         self.db.execute(
             "INSERT INTO users(id, username, password_hash, role, created_at) VALUES(?,?,?,?,?)",
@@ -100,9 +129,8 @@ class Accounts:
         if user.role == Role.ADMIN and demoting:
             self._keep_an_admin(user_id)
         hashed = None
-        if body.password is not None:
-            _check_password(body.password)
-            hashed = await anyio.to_thread.run_sync(hash_password, body.password)
+        if body.password is not None:  # UserPatch checked its length already
+            hashed = await self.hasher.hash(body.password)
         with self.db.transaction():
             if body.role is not None:
                 self.db.execute(
@@ -118,6 +146,7 @@ class Accounts:
                 )
                 # A new password ends every browser session of that user.
                 self.db.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
+        self._changed(user_id)
         return self.get_user(user_id)
 
     def delete_user(self, user_id: str) -> None:
@@ -125,6 +154,34 @@ class Accounts:
         if user.role == Role.ADMIN:
             self._keep_an_admin(user_id)
         self.db.execute("DELETE FROM users WHERE id = ?", (user_id,))
+        self._changed(user_id)
+
+    async def change_password(self, user_id: str, current: str, new: str) -> User:
+        """A user sets their own password; every browser session of theirs ends.
+
+        Raises :class:`AuthError` when ``current`` is wrong (the caller counts it as a
+        failed login) and :class:`ValidationError` for an unacceptable new password.
+        """
+        row = self.db.one("SELECT * FROM users WHERE id = ?", (user_id,))
+        if row is None:
+            raise NotFoundError(f"no user with id {user_id!r}")
+        if not await self.hasher.verify(current, row["password_hash"]):
+            raise AuthError("the current password is wrong")
+        _check_password(new)
+        if new == current:
+            raise ValidationError(
+                "the new password must differ from the current one",
+                details=[{"path": "$.new_password", "message": "same as the current password"}],
+            )
+        hashed = await self.hasher.hash(new)
+        with self.db.transaction():
+            self.db.execute(
+                "UPDATE users SET password_hash = ?, must_change_password = 0 WHERE id = ?",
+                (hashed, user_id),
+            )
+            self.db.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
+        self._changed(user_id)
+        return self.get_user(user_id)
 
     def _keep_an_admin(self, user_id: str) -> None:
         others = self.db.scalar(
@@ -139,11 +196,25 @@ class Accounts:
     async def login(self, username: str, password: str) -> tuple[str, str, User]:
         """Check credentials; return (session id, CSRF token, user)."""
         row = self.db.one("SELECT * FROM users WHERE username = ?", (username,))
-        # Hash even for unknown users so timing does not reveal which names exist.
-        stored = row["password_hash"] if row is not None else hash_password("x" * 12)
-        ok = await anyio.to_thread.run_sync(verify_password, password, stored)
+        # An unknown name is checked against a dummy hash of the same cost, on the same
+        # path, so timing does not tell which names exist.
+        stored = row["password_hash"] if row is not None else None
+        ok = await self.hasher.verify(password, stored)
         if row is None or not ok or row["disabled"]:
             raise AuthError("wrong username or password")
+        if needs_rehash(row["password_hash"], cost=self.hasher.cost):
+            await self._rehash(row["id"], password)
+        session_id, csrf = self.new_session(row["id"])
+        return session_id, csrf, self._user(row)
+
+    async def _rehash(self, user_id: str, password: str) -> None:
+        """Store the password again at the current cost (it was hashed at an older one)."""
+        with contextlib.suppress(RateLimitedError):  # busy: the next login does it
+            hashed = await self.hasher.hash(password)
+            self.db.execute("UPDATE users SET password_hash = ? WHERE id = ?", (hashed, user_id))
+
+    def new_session(self, user_id: str) -> tuple[str, str]:
+        """Start a browser session for ``user_id``; return (session id, CSRF token)."""
         session_id = secrets.token_urlsafe(32)
         csrf = secrets.token_urlsafe(24)
         now = time.time()
@@ -151,12 +222,16 @@ class Accounts:
         self.db.execute(
             "INSERT INTO sessions(id_hash, user_id, csrf, created_at, expires_at)"
             " VALUES(?,?,?,?,?)",
-            (hash_secret(session_id), row["id"], csrf, now, now + self.session_seconds),
+            (hash_secret(session_id), user_id, csrf, now, now + self.session_seconds),
         )
-        return session_id, csrf, self._user(row)
+        return session_id, csrf
 
     def logout(self, session_id: str) -> None:
-        self.db.execute("DELETE FROM sessions WHERE id_hash = ?", (hash_secret(session_id),))
+        id_hash = hash_secret(session_id)
+        row = self.db.one("SELECT user_id FROM sessions WHERE id_hash = ?", (id_hash,))
+        self.db.execute("DELETE FROM sessions WHERE id_hash = ?", (id_hash,))
+        if row is not None:
+            self._changed(row["user_id"])
 
     # --- tokens -----------------------------------------------------------------------------
 
@@ -193,11 +268,6 @@ class Accounts:
 
     def create_token(self, user: User, body: TokenCreate) -> TokenCreated:
         name = body.name.strip()
-        if not name or len(name) > 100:
-            raise ValidationError(
-                "token name must be 1-100 characters",
-                details=[{"path": "$.name", "message": "empty or too long"}],
-            )
         role = body.role or user.role
         if not user.role.allows(role):
             raise ValidationError(
@@ -206,11 +276,6 @@ class Accounts:
             )
         expires_at = None
         if body.expires_in_days is not None:
-            if not 1 <= body.expires_in_days <= 3650:
-                raise ValidationError(
-                    "expires_in_days must be between 1 and 3650",
-                    details=[{"path": "$.expires_in_days", "message": "out of range"}],
-                )
             expires_at = time.time() + body.expires_in_days * 86400
         secret = new_secret("gdos_")
         token_id = str(uuid.uuid4())
@@ -231,6 +296,7 @@ class Accounts:
         return TokenCreated(token=self.get_token(token_id), secret=secret)
 
     def revoke_token(self, token_id: str) -> ApiToken:
-        self.get_token(token_id)
+        token = self.get_token(token_id)
         self.db.execute("UPDATE api_tokens SET revoked = 1 WHERE id = ?", (token_id,))
+        self._changed(token.user_id)
         return self.get_token(token_id)

@@ -32,6 +32,7 @@ from gdos_sdk.alerts import (
 from gdos_sdk.codec import converter
 from gdos_sdk.errors import ConflictError, NotFoundError, ValidationError
 from gdos_sdk.models import Page
+from gdos_sdk.redaction import keeps_url, mask_url, url_hides_something
 
 __all__ = ["AlertStore"]
 
@@ -282,13 +283,15 @@ class AlertStore:
     # --- receivers --------------------------------------------------------------------------
 
     def _receiver(self, row: sqlite3.Row) -> Receiver:
+        """A receiver as the API shows it: its URL is write-only (gdos_sdk.redaction)."""
         return Receiver(
             id=row["id"],
             name=row["name"],
-            url=row["url"],
+            url=mask_url(row["url"]),
             enabled=bool(row["enabled"]),
             has_secret=bool(row["secret"]),
             created_at=datetime.fromtimestamp(row["created_at"], UTC),
+            url_redacted=url_hides_something(row["url"]),
         )
 
     def receivers(self) -> list[Receiver]:
@@ -300,25 +303,16 @@ class AlertStore:
             raise NotFoundError(f"no receiver with id {receiver_id!r}")
         return self._receiver(row)
 
+    def receiver_url(self, receiver_id: str) -> str:
+        """The stored URL, for delivery only (never for an answer)."""
+        return str(self.db.scalar("SELECT url FROM receivers WHERE id = ?", (receiver_id,)) or "")
+
     def receiver_secret(self, receiver_id: str) -> str:
         return str(
             self.db.scalar("SELECT secret FROM receivers WHERE id = ?", (receiver_id,)) or ""
         )
 
-    @staticmethod
-    def _check_url(url: str) -> None:
-        if not re.match(r"^https?://[^\s/]+", url):
-            raise ValidationError(
-                "url must be an http:// or https:// URL",
-                details=[{"path": "$.url", "message": "not an http(s) URL"}],
-            )
-
     def create_receiver(self, body: ReceiverCreate) -> Receiver:
-        if not body.name.strip():
-            raise ValidationError(
-                "name is required", details=[{"path": "$.name", "message": "empty"}]
-            )
-        self._check_url(body.url)
         if self.db.one("SELECT 1 FROM receivers WHERE name = ?", (body.name,)):
             raise ConflictError(f"a receiver named {body.name!r} already exists")
         receiver_id = str(uuid.uuid4())
@@ -328,10 +322,18 @@ class AlertStore:
         )
         return self.receiver(receiver_id)
 
+    def keeps_url(self, receiver_id: str, url: str) -> bool:
+        """Whether an update's ``url`` is the masked one a read showed (keep the stored one)."""
+        return keeps_url(self.receiver_url(receiver_id), url)
+
     def patch_receiver(self, receiver_id: str, body: ReceiverPatch) -> Receiver:
         self.receiver(receiver_id)
-        if body.url is not None:
-            self._check_url(body.url)
+        if body.url is not None and self.keeps_url(receiver_id, body.url):
+            body = attrs.evolve(body, url=None)  # the masked URL a read showed: keep it
+        if body.name is not None and self.db.one(
+            "SELECT 1 FROM receivers WHERE name = ? AND id != ?", (body.name, receiver_id)
+        ):
+            raise ConflictError(f"a receiver named {body.name!r} already exists")
         with self.db.transaction():
             for column, value in (("name", body.name), ("url", body.url), ("secret", body.secret)):
                 if value is not None:

@@ -24,6 +24,7 @@ import httpx
 
 from gdos_master.alert_store import AlertStore
 from gdos_master.db import Database
+from gdos_master.destinations import DestinationDenied, DestinationPolicy
 from gdos_master.fleet import Fleet
 from gdos_sdk.alerts import (
     STATUS_METRICS,
@@ -39,9 +40,13 @@ from gdos_sdk.alerts import (
     step,
 )
 
-__all__ = ["TARGET_REFRESH", "AlertEngine", "Notifier", "Target"]
+__all__ = ["TARGET_REFRESH", "UNREACHABLE", "AlertEngine", "Notifier", "Target"]
 
 TARGET_REFRESH = 2.0  # seconds
+
+#: The one error of a delivery that got no HTTP answer, whatever the cause (refused,
+#: reset, timed out, not HTTP, no such name): the answer must not map the network.
+UNREACHABLE = "the receiver could not be reached (no HTTP answer)"
 
 log = logging.getLogger("gdos.master.alerts")
 
@@ -71,9 +76,11 @@ class Notifier:
         attempts: int = 5,
         initial_delay: float = 1.0,
         timeout: float = 10.0,
+        policy: DestinationPolicy | None = None,
     ) -> None:
         self.store = store
         self.transport = transport
+        self.policy = policy if policy is not None else DestinationPolicy()
         self.attempts = attempts
         self.initial_delay = initial_delay
         self.timeout = timeout
@@ -87,20 +94,54 @@ class Notifier:
             headers["X-GDOS-Signature"] = f"sha256={digest}"
         return headers
 
+    async def _post(
+        self, http: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]
+    ) -> httpx.Response:
+        """POST to the address the policy checked, never to a fresh resolution of the name."""
+        target = await self.policy.resolve(url)
+        extensions = {"sni_hostname": target.host} if url.startswith("https:") else {}
+        port = httpx.URL(url).port
+        host_header = target.host if port is None else f"{target.host}:{port}"
+        if ":" in target.host:
+            host_header = f"[{target.host}]" + ("" if port is None else f":{port}")
+        return await http.post(
+            target.url,
+            content=body,
+            headers={**headers, "Host": host_header},
+            extensions=extensions,
+        )
+
+    async def check_destination(self, url: str) -> None:
+        """Refuse (422 naming ``$.url``) a receiver URL the destination policy denies.
+
+        The name is resolved too when it can be; one that does not resolve now is
+        accepted and judged again at every delivery.
+        """
+        try:
+            await self.policy.resolve(url)
+        except OSError:
+            pass
+
     async def deliver(
         self, receiver_id: str, payload: dict[str, Any], *, retries: bool = True
     ) -> DeliveryResult:
-        """POST ``payload``; retry failures (5xx, network) with backoff unless told not to."""
+        """POST ``payload``; retry failures (5xx, network) with backoff unless told not to.
+
+        The destination policy is applied before every attempt, after DNS. A failure to
+        connect or to get an HTTP answer reads the same whatever its cause, so the test
+        call cannot tell an open port from a closed one (the log has the detail).
+        """
         receiver = self.store.receiver(receiver_id)
+        url = self.store.receiver_url(receiver_id)
         body = json.dumps(payload, default=str).encode()
         delays = delivery_delays(self.attempts, self.initial_delay) if retries else []
         result = DeliveryResult(ok=False, error="not attempted", attempts=0)
-        async with httpx.AsyncClient(timeout=self.timeout, transport=self.transport) as http:
+        async with httpx.AsyncClient(
+            timeout=self.timeout, transport=self.transport, follow_redirects=False
+        ) as http:
             for attempt in range(len(delays) + 1):
                 try:
-                    response = await http.post(
-                        receiver.url, content=body, headers=self._headers(receiver_id, body)
-                    )
+                    response = await self._post(http, url, body, self._headers(receiver_id, body))
                     result = DeliveryResult(
                         ok=response.is_success,
                         status=response.status_code,
@@ -109,10 +150,12 @@ class Notifier:
                     )
                     if response.is_success or response.status_code < 500:
                         break  # success, or a client error that retrying will not fix
-                except httpx.HTTPError as exc:
-                    result = DeliveryResult(
-                        ok=False, error=str(exc) or type(exc).__name__, attempts=attempt + 1
-                    )
+                except DestinationDenied as exc:
+                    result = DeliveryResult(ok=False, error=exc.message, attempts=attempt + 1)
+                    break  # the policy will not change between attempts
+                except (httpx.HTTPError, OSError) as exc:
+                    log.info("delivery to %s: %s", receiver.name, str(exc) or type(exc).__name__)
+                    result = DeliveryResult(ok=False, error=UNREACHABLE, attempts=attempt + 1)
                 if attempt < len(delays):
                     await asyncio.sleep(delays[attempt])
         if not result.ok:
@@ -463,7 +506,7 @@ class AlertEngine:
             target=target,
             target_name=name,
             severity=rule.severity,
-            phase=state.phase,
+            state=state.phase,
             value=state.value,
             since=datetime.fromtimestamp(since, UTC),
             labels=labels,
@@ -491,7 +534,7 @@ class AlertEngine:
                     target=target,
                     target_name=name,
                     severity=rule.severity,
-                    phase=state.phase,
+                    state=state.phase,
                     value=state.value,
                     since=datetime.fromtimestamp(since, UTC),
                     labels=labels,
@@ -499,7 +542,7 @@ class AlertEngine:
                     event_id=state.event_id,
                 )
             )
-        return sorted(found, key=lambda a: (a.phase != AlertPhase.FIRING, a.since))
+        return sorted(found, key=lambda a: (a.state != AlertPhase.FIRING, a.since))
 
     def firing_count(self) -> int:
         return sum(1 for s in self.states.values() if s.phase == AlertPhase.FIRING)

@@ -12,18 +12,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
+import re
 import time
+import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import attrs
-from quart import Quart, Response, current_app, request, send_from_directory
+from quart import Quart, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import WebsocketMismatch
 
-from gdos_master import __version__
+from gdos_master import __version__, jointoken
 from gdos_master.accounts import Accounts
 from gdos_master.agent import register_agent_socket
 from gdos_master.alert_store import AlertStore
@@ -33,31 +35,46 @@ from gdos_master.auth import LoginLimiter, authenticate
 from gdos_master.backups import Backups
 from gdos_master.batches import BatchRuns
 from gdos_master.commands import CommandRuns
+from gdos_master.console import STATIC_DIR, register_console
 from gdos_master.db import Database
-from gdos_master.fleet import Fleet
+from gdos_master.destinations import DestinationPolicy
+from gdos_master.fleet import Fleet, SampleWindow
+from gdos_master.headers import SecurityHeaders
 from gdos_master.heap import HeapKeeper
+from gdos_master.jointoken import JoinTokenState
 from gdos_master.live import register_live_socket
 from gdos_master.logview import InstanceLogs
 from gdos_master.nodes import Nodes
 from gdos_master.orchestrator import Orchestrator
 from gdos_master.packages import Packages
-from gdos_master.prometheus import render_prometheus
-from gdos_master.routing import close_if_body_sent, error_response, json_response
+from gdos_master.passwords import PasswordHasher
+from gdos_master.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
+from gdos_master.prometheus import (
+    OPENMETRICS_CONTENT_TYPE,
+    render_prometheus,
+    wants_openmetrics,
+)
+from gdos_master.routing import (
+    check_password_fresh,
+    close_if_body_sent,
+    error_response,
+    json_response,
+)
 from gdos_master.systems import Systems
 from gdos_master.terminal import TerminalRelay
 from gdos_master.terminal_ws import register_terminal_sockets
 from gdos_sdk.config import MasterSettings
 from gdos_sdk.errors import ConfigError, ConflictError, GdosError, PermissionDenied
+from gdos_sdk.filemodes import private_dir, secure_tree
+from gdos_sdk.logformat import set_log_context
 from gdos_sdk.metrics.series import SeriesStore
-from gdos_sdk.models import Settings
+from gdos_sdk.models import JoinToken, Settings
 from gdos_sdk.protocol import InstanceStatus
 from gdos_sdk.storage import LocalStorage, MinioStorage, Storage
 
 __all__ = ["Master", "create_app", "current_master"]
 
 log = logging.getLogger("gdos.master")
-
-STATIC_DIR = Path(__file__).parent / "static"
 
 
 @attrs.define
@@ -74,7 +91,7 @@ class Master:
     systems: Systems
     orchestrator: Orchestrator
     limiter: LoginLimiter
-    join_token: str
+    join_token: JoinTokenState
     alert_store: AlertStore
     alerts: AlertEngine
     initial_password: str | None = None
@@ -116,7 +133,7 @@ class Master:
 
     def cluster_settings(self) -> Settings:
         return Settings(
-            join_token=self.join_token,
+            join_token_source=self.join_token.source,
             require_approval=self.settings.auth.require_approval,
             heartbeat_interval=self.settings.fleet.heartbeat_interval,
             offline_after=self.fleet.offline_after,
@@ -124,11 +141,14 @@ class Master:
             version=__version__,
         )
 
-    def rotate_join_token(self) -> None:
+    def rotate_join_token(self) -> JoinToken:
+        """A new join token, returned this once; the old one stops working now."""
         if self.settings.auth.join_token:
-            raise ConflictError("the join token is set in the configuration (auth.join_token)")
-        self.join_token = secrets.token_urlsafe(32)
-        self.db.set_kv("join_token", self.join_token)
+            raise ConflictError(
+                "the join token is set in the configuration (auth.join_token); change it there"
+            )
+        self.join_token, token = jointoken.rotate(self.db)
+        return JoinToken(join_token=token, rotated_at=datetime.now(UTC))
 
     async def run_housekeeping(self, clock: Callable[[], float] = time.monotonic) -> None:
         """Detect silent nodes twice a second; flush last-seen times now and then."""
@@ -168,6 +188,7 @@ class Master:
                 await rt.connection.close()
         with contextlib.suppress(Exception):
             self.nodes.flush_last_seen()
+        self.accounts.hasher.close()
         await self.storage.close()
         self.db.close()
 
@@ -195,31 +216,61 @@ def _make_storage(settings: MasterSettings) -> Storage:
     raise ConfigError(f"storage.type must be 'local' or 'minio', not {conf.type!r}")
 
 
+def _repair_modes(settings: MasterSettings) -> None:
+    """Make an older install's data private (0700 folders, 0600 files; docs/security.md)."""
+    data_dir = Path(settings.server.data_dir).absolute()
+    roots = [data_dir]
+    storage = settings.storage_dir.absolute()
+    if settings.storage.type == "local" and storage.is_dir() and data_dir not in storage.parents:
+        roots.append(storage)  # a local_dir of its own
+    for root in roots:
+        changed = secure_tree(root)
+        if changed:
+            log.warning("made %d files and folders under %s private to this user", changed, root)
+
+
+def _placement(db: Database) -> Callable[[str], list[str]]:
+    """The instance ids the database places on a node (what it may send samples for)."""
+
+    def instances_of(node_id: str) -> list[str]:
+        return [r["id"] for r in db.all("SELECT id FROM instances WHERE node_id = ?", (node_id,))]
+
+    return instances_of
+
+
 def build_master(
     settings: MasterSettings, *, db: Database | None = None, storage: Storage | None = None
 ) -> Master:
     """Open the database and storage and build the domain objects."""
-    data_dir = Path(settings.server.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = private_dir(Path(settings.server.data_dir))
+    _repair_modes(settings)
     db = db or Database.open(settings.db_path)
     storage = storage or _make_storage(settings)
+    metrics = settings.metrics
     fleet = Fleet(
         heartbeat_interval=settings.fleet.heartbeat_interval,
         offline_grace=settings.fleet.offline_grace,
         store=SeriesStore(
-            window=int(settings.metrics.window), minute_window=int(settings.metrics.minute_window)
+            window=int(metrics.window),
+            minute_window=int(metrics.minute_window),
+            ahead=int(metrics.max_sample_ahead),
+            max_series=metrics.max_series,
+            max_target_metrics=metrics.max_series_per_target,
         ),
         heartbeat_budget=settings.fleet.heartbeat_budget,
         max_push_interval=settings.fleet.max_push_interval,
+        placement=_placement(db),
+        window=SampleWindow(max_age=metrics.max_sample_age, max_ahead=metrics.max_sample_ahead),
     )
-    accounts = Accounts(db, session_hours=settings.auth.session_hours)
+    auth = settings.auth
+    hasher = PasswordHasher(
+        cost=auth.password_cost, workers=auth.hash_workers, queue=auth.hash_queue
+    )
+    accounts = Accounts(db, session_hours=auth.session_hours, hasher=hasher)
     initial_password = accounts.ensure_admin(
         settings.auth.admin_username, settings.auth.admin_password
     )
-    join_token = settings.auth.join_token or db.get_kv("join_token")
-    if not join_token:
-        join_token = secrets.token_urlsafe(32)
-        db.set_kv("join_token", join_token)
+    join_token = jointoken.load(db, configured=settings.auth.join_token)
     nodes = Nodes(db, fleet, require_approval=settings.auth.require_approval)
     packages = Packages(
         db, storage, max_bytes=settings.storage.max_package_bytes, tmp_dir=data_dir / "tmp"
@@ -233,6 +284,7 @@ def build_master(
         alert_store,
         attempts=settings.alerts.webhook_attempts,
         timeout=settings.alerts.webhook_timeout,
+        policy=DestinationPolicy.parse(settings.alerts.webhook_allow),
     )
     alerts = AlertEngine(
         alert_store, db, fleet, notifier, startup_grace=settings.alerts.startup_grace
@@ -250,7 +302,12 @@ def build_master(
         packages=packages,
         systems=systems,
         orchestrator=orchestrator,
-        limiter=LoginLimiter(settings.auth.login_attempts, settings.auth.login_window),
+        limiter=LoginLimiter(
+            per_account=auth.login_attempts,
+            per_ip=auth.login_attempts_per_ip,
+            window=auth.login_window,
+            trust_seconds=auth.session_hours * 3600,
+        ),
         join_token=join_token,
         initial_password=initial_password,
         tls=bool(settings.server.tls_cert),
@@ -290,7 +347,13 @@ def create_app(
     register_live_socket(app)
     register_terminal_sockets(app)
     _register_errors(app)
-    _register_web(app)
+    _register_request_ids(app)
+    register_console(app)
+    headers = SecurityHeaders.for_console(STATIC_DIR / "index.html", tls=master.tls)
+
+    @app.after_request
+    async def security_headers(response: Response) -> Response:
+        return headers.apply(response)
 
     @app.route("/healthz")
     async def healthz() -> Response:
@@ -302,9 +365,14 @@ def create_app(
             principal = await authenticate(master)
             if principal.kind == "node":
                 raise PermissionDenied("node credentials are accepted only on agent endpoints")
+            check_password_fresh(principal)
         except GdosError as exc:
             return error_response(exc)
-        return Response(render_prometheus(master), content_type="text/plain; version=0.0.4")
+        openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
+        return Response(
+            render_prometheus(master, openmetrics=openmetrics),
+            content_type=OPENMETRICS_CONTENT_TYPE if openmetrics else PROMETHEUS_CONTENT_TYPE,
+        )
 
     @app.before_serving
     async def start_background() -> None:
@@ -320,6 +388,34 @@ def create_app(
         await master.close()
 
     return app
+
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def _register_request_ids(app: Quart) -> None:
+    """Give each HTTP request an id: in every log line it causes and in ``X-Request-ID``.
+
+    A caller's own ``X-Request-ID`` (a proxy's) is kept when it is a plain token. The node or
+    instance a route names joins the log lines too.
+    """
+
+    @app.before_request
+    async def bind_request_id() -> None:
+        given = request.headers.get("X-Request-ID", "")
+        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
+        g.request_id = request_id
+        args = request.view_args or {}
+        set_log_context(
+            request_id=request_id, node_id=args.get("node_id"), instance_id=args.get("instance_id")
+        )
+
+    @app.after_request
+    async def echo_request_id(response: Response) -> Response:
+        request_id = g.get("request_id")
+        if request_id:
+            response.headers["X-Request-ID"] = request_id
+        return response
 
 
 def _register_errors(app: Quart) -> None:
@@ -339,39 +435,19 @@ def _register_errors(app: Quart) -> None:
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
-            exc.code or 500, "http_error"
-        )
+        code = {
+            400: "bad_request",
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "too_large",
+        }.get(exc.code or 500, "http_error")
         message = exc.description or exc.name
         if exc.code == 404:
             message = f"no route {request.method} {request.path}"
+        elif isinstance(exc, WebsocketMismatch):
+            message = f"{request.path} is a WebSocket endpoint: connect with Upgrade: websocket"
         response = json_response({"error": {"code": code, "message": message}}, exc.code or 500)
+        for name, value in exc.get_headers():  # e.g. a 405's Allow, which RFC 9110 requires
+            if name.lower() != "content-type":
+                response.headers[name] = value
         return close_if_body_sent(response)
-
-
-def _register_web(app: Quart) -> None:
-    """Serve the built web console; history-mode routes fall back to index.html."""
-
-    @app.route("/", defaults={"path": ""})
-    @app.route("/<path:path>")
-    async def web(path: str) -> Response:
-        if path.startswith("api/"):
-            return json_response(
-                {"error": {"code": "not_found", "message": f"no route GET /{path}"}}, 404
-            )
-        index = STATIC_DIR / "index.html"
-        if not index.is_file():
-            return Response(
-                "<!doctype html><title>GDOS</title><p>The GDOS API is running. The web console"
-                " is not built: run <code>nox -s web</code>.</p>",
-                content_type="text/html",
-            )
-        candidate = (STATIC_DIR / path).resolve()
-        if path and candidate.is_file() and STATIC_DIR.resolve() in candidate.parents:
-            response = await send_from_directory(STATIC_DIR, path)
-            if path.startswith("assets/"):  # content-hashed names: cache for a year
-                response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
-            return response
-        response = await send_from_directory(STATIC_DIR, "index.html")
-        response.headers["Cache-Control"] = "no-cache"
-        return response

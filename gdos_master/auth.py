@@ -11,9 +11,12 @@ Three credential kinds reach the master:
 
 from __future__ import annotations
 
+import contextlib
 import hmac
+import ipaddress
 import time
-from collections import defaultdict, deque
+from collections import deque
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -32,12 +35,14 @@ __all__ = [
     "NODE_PREFIX",
     "SESSION_COOKIE",
     "TOKEN_PREFIX",
+    "LoginAttempt",
     "LoginLimiter",
     "Principal",
     "authenticate",
     "authenticate_headers",
     "authenticate_websocket",
     "check_csrf",
+    "client_key",
 ]
 
 SESSION_COOKIE = "gdos_session"
@@ -58,6 +63,8 @@ class Principal:
     token_id: str = ""
     node_id: str = ""
     csrf: str = ""
+    session_hash: str = ""  # which browser session (its id's hash), for ending its sockets
+    must_change_password: bool = False
 
     @property
     def label(self) -> str:
@@ -87,8 +94,8 @@ def authenticate_headers(db: Database, headers: Any, cookies: Any) -> Principal:
             return Principal(kind="node", role=Role.VIEWER, node_id=row["id"])
         row = db.one(
             "SELECT t.id, t.role, t.expires_at, t.revoked, u.id AS uid, u.username, u.role AS"
-            " urole, u.disabled FROM api_tokens t JOIN users u ON u.id = t.user_id"
-            " WHERE t.secret_hash = ?",
+            " urole, u.disabled, u.must_change_password FROM api_tokens t"
+            " JOIN users u ON u.id = t.user_id WHERE t.secret_hash = ?",
             (hash_secret(token),),
         )
         if row is None or row["revoked"] or row["disabled"]:
@@ -103,13 +110,16 @@ def authenticate_headers(db: Database, headers: Any, cookies: Any) -> Principal:
             user_id=row["uid"],
             username=row["username"],
             token_id=row["id"],
+            must_change_password=bool(row["must_change_password"]),
         )
     session = cookies.get(SESSION_COOKIE)
     if session:
+        session_hash = hash_secret(session)
         row = db.one(
-            "SELECT s.csrf, s.expires_at, u.id, u.username, u.role, u.disabled FROM sessions s"
-            " JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?",
-            (hash_secret(session),),
+            "SELECT s.csrf, s.expires_at, u.id, u.username, u.role, u.disabled,"
+            " u.must_change_password FROM sessions s JOIN users u ON u.id = s.user_id"
+            " WHERE s.id_hash = ?",
+            (session_hash,),
         )
         if row is None or row["disabled"] or row["expires_at"] < now:
             raise AuthError("session expired; log in again")
@@ -119,6 +129,8 @@ def authenticate_headers(db: Database, headers: Any, cookies: Any) -> Principal:
             user_id=row["id"],
             username=row["username"],
             csrf=row["csrf"],
+            session_hash=session_hash,
+            must_change_password=bool(row["must_change_password"]),
         )
     raise AuthError("authentication required: log in or send 'Authorization: Bearer <token>'")
 
@@ -142,35 +154,181 @@ def check_csrf(principal: Principal) -> None:
         raise PermissionDenied(f"missing or wrong {CSRF_HEADER} header")
 
 
-class LoginLimiter:
-    """Failed logins per (client address, username) in a sliding window."""
+def client_key(ip: str) -> str:
+    """The address a limit applies to: IPv4 as is, IPv6 by its /64 (one host's usual share)."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip[:64]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
-    def __init__(self, attempts: int, window: float) -> None:
-        self.attempts = attempts
+
+class _Window:
+    """Failures per key in a sliding window, plus attempts still in flight; bounded keys."""
+
+    def __init__(self, limit: int, window: float, max_keys: int) -> None:
+        self.limit = limit
         self.window = window
-        self._failures: dict[tuple[str, str], deque[float]] = defaultdict(deque)
+        self.max_keys = max_keys
+        self.failures: dict[str, deque[float]] = {}
+        self.in_flight: dict[str, int] = {}
 
-    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
-        failures = self._failures[key]
+    def _recent(self, key: str, now: float) -> deque[float] | None:
+        failures = self.failures.get(key)
+        if failures is None:
+            return None
         while failures and failures[0] <= now - self.window:
             failures.popleft()
+        if not failures:
+            del self.failures[key]
+            return None
         return failures
 
-    def check(self, ip: str, username: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        failures = self._recent((ip, username), now)
-        if len(failures) >= self.attempts:
-            retry = int(failures[0] + self.window - now) + 1
+    def retry_after(self, key: str, now: float) -> int | None:
+        """Seconds until ``key`` may try again, or None when it may now."""
+        failures = self._recent(key, now)
+        used = (len(failures) if failures else 0) + self.in_flight.get(key, 0)
+        if used < self.limit:
+            return None
+        if failures and len(failures) >= self.limit:
+            # The oldest failure that keeps the key over its limit leaves the window then.
+            return int(failures[len(failures) - self.limit] + self.window - now) + 1
+        return 1  # over the limit only by attempts in flight: they end within seconds
+
+    def begin(self, key: str) -> None:
+        self.in_flight[key] = self.in_flight.get(key, 0) + 1
+
+    def end(self, key: str, now: float, *, failed: bool) -> None:
+        left = self.in_flight.get(key, 0) - 1
+        if left > 0:
+            self.in_flight[key] = left
+        else:
+            self.in_flight.pop(key, None)
+        if failed:
+            self.failures.setdefault(key, deque()).append(now)
+            if len(self.failures) > self.max_keys:
+                self.purge(now)
+
+    def purge(self, now: float) -> None:
+        """Forget keys whose failures all left the window; then the oldest beyond ``max_keys``."""
+        for key in list(self.failures):
+            self._recent(key, now)
+        excess = len(self.failures) - self.max_keys
+        for key in list(self.failures)[: max(0, excess)]:
+            del self.failures[key]
+
+
+@attrs.define
+class LoginAttempt:
+    """One login in flight (see :meth:`LoginLimiter.attempt`)."""
+
+    ip: str
+    account: str
+    ok: bool = False
+
+    def succeeded(self) -> None:
+        self.ok = True
+
+
+class LoginLimiter:
+    """Failed logins per client address and per account, in a sliding window.
+
+    A client address (IPv6: its /64) may fail ``per_ip`` times per window, whatever
+    names it tries; an account name may fail ``per_account`` times per window, from
+    all addresses together. Logins still being checked count as failures until
+    they end, so a burst of parallel requests meets the same limit as a sequence.
+    An address that logged in to an account within ``trust_seconds`` is not held
+    back by that account's limit (someone guessing elsewhere cannot lock its owner
+    out); its own address limit still applies. Keys leave when their window has
+    passed, and at most ``max_keys`` of each kind are kept, so a spray of names or
+    addresses cannot grow the master's memory.
+
+    Example::
+
+        limiter = LoginLimiter(per_account=10, per_ip=30, window=300)
+        with limiter.attempt("192.0.2.7", "admin") as attempt:  # 429 when over a limit
+            ...check the password (AuthError counts as a failure)...
+            attempt.succeeded()
+    """
+
+    def __init__(
+        self,
+        *,
+        per_account: int,
+        per_ip: int,
+        window: float,
+        trust_seconds: float = 12 * 3600,
+        max_keys: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.window = window
+        self.trust_seconds = trust_seconds
+        self.max_keys = max_keys
+        self.clock = clock
+        self._ips = _Window(per_ip, window, max_keys)
+        self._accounts = _Window(per_account, window, max_keys)
+        self._trusted: dict[tuple[str, str], float] = {}  # (address, account) -> until
+        self._next_purge = 0.0
+
+    @property
+    def keys(self) -> int:
+        """Keys held now (addresses, accounts and trusted pairs): bounded by ``3 * max_keys``."""
+        return len(self._ips.failures) + len(self._accounts.failures) + len(self._trusted)
+
+    def _purge(self, now: float) -> None:
+        if now < self._next_purge:
+            return
+        self._next_purge = now + min(self.window, 60.0)
+        self._ips.purge(now)
+        self._accounts.purge(now)
+        for pair in [p for p, until in self._trusted.items() if until <= now]:
+            del self._trusted[pair]
+
+    def _trusts(self, ip: str, account: str, now: float) -> bool:
+        until = self._trusted.get((ip, account))
+        return until is not None and until > now
+
+    def check(self, ip: str, username: str) -> None:
+        """Raise :class:`RateLimitedError` (with ``retry_after``) if this login must wait."""
+        now = self.clock()
+        self._purge(now)
+        key, account = client_key(ip), username[:128]
+        waits = [self._ips.retry_after(key, now)]
+        if not self._trusts(key, account, now):
+            waits.append(self._accounts.retry_after(account, now))
+        retry = max((w for w in waits if w is not None), default=None)
+        if retry is not None:
             raise RateLimitedError(
                 f"too many failed logins; retry in {retry} s", details={"retry_after": retry}
             )
 
-    def failed(self, ip: str, username: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        self._recent((ip, username), now).append(now)
-        if len(self._failures) > 10_000:  # bound memory under a spray of usernames
-            for key in [k for k, v in self._failures.items() if not v]:
-                del self._failures[key]
+    @contextlib.contextmanager
+    def attempt(self, ip: str, username: str) -> Iterator[LoginAttempt]:
+        """Check the limits, then count the login as in flight until the block ends.
 
-    def succeeded(self, ip: str, username: str) -> None:
-        self._failures.pop((ip, username), None)
+        The block marks success with :meth:`LoginAttempt.succeeded`; leaving it with
+        :class:`AuthError` records a failure; any other way out records nothing.
+        """
+        self.check(ip, username)
+        attempt = LoginAttempt(ip=client_key(ip), account=username[:128])
+        self._ips.begin(attempt.ip)
+        self._accounts.begin(attempt.account)
+        failed = False
+        try:
+            yield attempt
+        except AuthError:
+            failed = True
+            raise
+        finally:
+            now = self.clock()
+            self._ips.end(attempt.ip, now, failed=failed)
+            self._accounts.end(attempt.account, now, failed=failed)
+            if attempt.ok:
+                self._trusted[(attempt.ip, attempt.account)] = now + self.trust_seconds
+                if len(self._trusted) > self.max_keys:
+                    oldest = next(iter(self._trusted))
+                    del self._trusted[oldest]

@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import secrets
 import shutil
 import sqlite3
 import tempfile
@@ -39,7 +38,7 @@ from typing import TYPE_CHECKING
 import anyio.to_thread
 import attrs
 
-from gdos_master import __version__
+from gdos_master import __version__, jointoken
 from gdos_master.audit import record_audit
 from gdos_master.db import MIGRATIONS, Database
 from gdos_sdk.backups import (
@@ -66,6 +65,7 @@ from gdos_sdk.errors import (
     TooLargeError,
     ValidationError,
 )
+from gdos_sdk.filemodes import private_dir
 from gdos_sdk.storage import ObjectInfo
 
 if TYPE_CHECKING:
@@ -151,9 +151,7 @@ class Backups:
 
     @property
     def _tmp(self) -> Path:
-        path = Path(self.master.settings.server.data_dir) / "tmp"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        return private_dir(Path(self.master.settings.server.data_dir) / "tmp")
 
     @property
     def _max_bytes(self) -> int:
@@ -434,10 +432,9 @@ class Backups:
         """Rebuild in-memory state from the restored database; ask workers to reconnect."""
         master = self.master
         db = master.db
-        master.join_token = master.settings.auth.join_token or db.get_kv("join_token") or ""
-        if not master.join_token:
-            master.join_token = secrets.token_urlsafe(32)
-            db.set_kv("join_token", master.join_token)
+        # The backup's join token (its hash) is the cluster's now; one from an older backup
+        # is hashed. A backup without any gets a new one: an admin rotates to read it.
+        master.join_token = jointoken.load(db, configured=master.settings.auth.join_token)
         master.accounts.ensure_admin(
             master.settings.auth.admin_username, master.settings.auth.admin_password
         )
@@ -506,16 +503,6 @@ class Backups:
         )
 
     def set_schedule(self, body: BackupSchedule) -> BackupSchedule:
-        if not 0 <= body.interval_hours <= 24 * 366:
-            raise ValidationError(
-                "interval_hours must be between 0 (off) and 8784",
-                details=[{"path": "$.interval_hours", "message": "out of range"}],
-            )
-        if not 1 <= body.retention <= 1000:
-            raise ValidationError(
-                "retention must be between 1 and 1000",
-                details=[{"path": "$.retention", "message": "out of range"}],
-            )
         self.master.db.set_kv(_SCHEDULE_KEY, json.dumps(converter.unstructure(body)))
         return body
 

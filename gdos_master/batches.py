@@ -13,9 +13,12 @@ an interruption.
 * **start**: tiers by ascending ``start_order``; each instance is started
   (at most ``concurrency`` at once) and then awaited until it is ``running``
   and, if it has a health check and ``wait_healthy`` is set, ``healthy``.
-  The next tier begins only when the whole tier made it; a failure (an
-  instance ``failed``, an offline node, the ``tier_timeout``) fails the job
-  and the later tiers are ``skipped``.
+  Without a health check it must then stay running with one pid for
+  ``min_running`` seconds; that check frees its slot first, so the next
+  instance starts meanwhile (:mod:`gdos_master.scheduler`). The next tier
+  begins only when the whole tier made it; a failure (an instance ``failed``,
+  an offline node, the ``tier_timeout``, a crash within ``min_running``)
+  fails the job and the later tiers are ``skipped``.
 * **stop**: the same tiers in reverse; a failure is recorded but the stop
   goes on, so as much as possible is stopped.
 
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import json
 import time
 import uuid
@@ -40,9 +44,11 @@ import attrs
 from gdos_master.audit import record_audit
 from gdos_master.auth import Principal
 from gdos_master.live import Topic, View
+from gdos_master.scheduler import Scheduler, Unit, Verify
 from gdos_sdk.batches import BatchItem, BatchJob, BatchRequest, BatchState, BatchTier
 from gdos_sdk.codec import structure, unstructure
 from gdos_sdk.errors import GdosError, NotFoundError
+from gdos_sdk.models import Instance
 from gdos_sdk.states import Health, InstanceState
 
 if TYPE_CHECKING:
@@ -275,17 +281,16 @@ class BatchRuns:
     async def _tier(self, job: _Job, tier: _Tier) -> None:
         tier.state, tier.started_at = B.RUNNING, time.time()
         deadline = time.monotonic() + job.request.tier_timeout
-        slots = asyncio.Semaphore(job.request.concurrency)
-
-        async def one(item: _Item) -> None:
-            async with slots:
-                await self._item(job, item, deadline)
-
-        await asyncio.gather(*(one(i) for i in tier.items))
+        scheduler = Scheduler(job.request.concurrency)
+        await scheduler.run(
+            Unit(item.instance_id, functools.partial(self._item, job, item, deadline))
+            for item in tier.items
+        )
         tier.finished_at = time.time()
         tier.state = B.FAILED if any(i.state == B.FAILED for i in tier.items) else B.DONE
 
-    async def _item(self, job: _Job, item: _Item, deadline: float) -> None:
+    async def _item(self, job: _Job, item: _Item, deadline: float) -> Verify | None:
+        """Act on one instance in a slot; return its ``min_running`` check, if it has one."""
         item.state, item.started_at = B.RUNNING, time.time()
         self._save(job)
         orchestrator = self.master.orchestrator
@@ -297,43 +302,82 @@ class BatchRuns:
                 raise GdosError(
                     f"node is offline; the instance will {job.request.action} on return"
                 )
-            await self._settle(job, item, deadline)
-            item.state = B.DONE
+            running_since = await self._reach(job, item, deadline)
         except GdosError as exc:
-            item.state, item.error = B.FAILED, exc.message
+            self._settled(job, item, exc.message)
+            return None
+        if running_since is None:
+            self._settled(job, item)
+            return None
+        return functools.partial(self._verify, job, item, deadline, *running_since)
+
+    def _settled(self, job: _Job, item: _Item, error: str = "") -> None:
+        item.state = B.FAILED if error else B.DONE
+        item.error = error
         item.finished_at = time.time()
         self._save(job)
 
-    async def _settle(self, job: _Job, item: _Item, deadline: float) -> None:
-        """Wait until the instance got where the action sends it; raise when it cannot.
+    def _observe(self, job: _Job, item: _Item) -> Instance:
+        instance = self.master.orchestrator.get(item.instance_id)
+        item.instance_state, item.health = instance.state, instance.health
+        if job.request.action == "start" and instance.state in (S.FAILED, S.STOPPED):
+            raise GdosError(f"instance is {instance.state.value}: {instance.reason}")
+        return instance
 
-        A start is reached when the instance is healthy (with a check, if the job waits
-        for health) or has stayed running for ``min_running`` seconds with one pid.
+    def _late(self, job: _Job, instance: Instance) -> GdosError:
+        what = "stopped" if job.request.action == "stop" else "running and healthy"
+        return GdosError(
+            f"not {what} within {job.request.tier_timeout:g} s"
+            f" (state {instance.state.value}, health {instance.health.value})"
+        )
+
+    async def _reach(
+        self, job: _Job, item: _Item, deadline: float
+    ) -> tuple[int | None, float] | None:
+        """Wait (in the item's slot) until the instance got where the action sends it.
+
+        A stop is reached at ``stopped``; a start at ``healthy`` when the job waits for the
+        health check the instance has, else at ``running``: then the ``(pid, since)`` to
+        check for ``min_running`` is returned (None: nothing left to check).
         """
-        pid, since = None, 0.0
         while True:
-            instance = self.master.orchestrator.get(item.instance_id)
-            item.instance_state, item.health = instance.state, instance.health
+            instance = self._observe(job, item)
             if job.request.action == "stop":
                 if instance.state in (S.STOPPED, S.FAILED):
-                    return
+                    return None
             elif instance.state == S.RUNNING:
-                if instance.pid != pid:
-                    pid, since = instance.pid, time.monotonic()
                 if job.request.wait_healthy and instance.health != Health.NONE:
                     if instance.health == Health.HEALTHY:
-                        return
-                elif time.monotonic() - since >= job.request.min_running:
-                    return
-            if job.request.action == "start" and instance.state in (S.FAILED, S.STOPPED):
-                raise GdosError(f"instance is {instance.state.value}: {instance.reason}")
+                        return None
+                elif job.request.min_running <= 0:
+                    return None
+                else:
+                    return instance.pid, time.monotonic()
             if time.monotonic() >= deadline:
-                what = "stopped" if job.request.action == "stop" else "running and healthy"
-                raise GdosError(
-                    f"not {what} within {job.request.tier_timeout:g} s"
-                    f" (state {instance.state.value}, health {instance.health.value})"
-                )
+                raise self._late(job, instance)
             await asyncio.sleep(self.poll)
+
+    async def _verify(
+        self, job: _Job, item: _Item, deadline: float, pid: int | None, since: float
+    ) -> None:
+        """``min_running``, slot-free: the same pid running that long (a restart resets it)."""
+        try:
+            while True:
+                instance = self._observe(job, item)
+                now = time.monotonic()
+                if instance.state == S.RUNNING:
+                    if instance.pid != pid:
+                        pid, since = instance.pid, now
+                    elif now - since >= job.request.min_running:
+                        break
+                if now >= deadline:
+                    raise self._late(job, instance)
+                due = since + job.request.min_running - now
+                await asyncio.sleep(max(0.01, min(self.poll, due)))
+        except GdosError as exc:
+            self._settled(job, item, exc.message)
+            return
+        self._settled(job, item)
 
     def _finish(self, job: _Job) -> None:
         if job.state == B.RUNNING:

@@ -43,14 +43,17 @@ KILL_GRACE = 15.0  # a worker answers this long after the timeout at worst (kill
 NODE_OUTPUT_LIMIT = 2 * 1024 * 1024 + 65536  # the worker keeps 1 MiB per stream
 
 _SECRET_WORDS = (
-    r"[\w.-]*(?:pass(?:word|wd)?|secret|token|credential|api[_-]?key|access[_-]?key"
-    r"|private[_-]?key|authorization)[\w.-]*"
+    r"pass(?:word|wd)?|secret|token|credential|api[_-]?key|access[_-]?key"
+    r"|private[_-]?key|authorization"
 )
+# Linear time on any text (a command may be 16 KiB of one word): a key starts only where a
+# word starts (look-behind), contains a secret word (look-ahead) and is taken whole without
+# backtracking (possessive ``++``).
 _ASSIGNMENT = re.compile(
-    rf"(?i)({_SECRET_WORDS})(\s*[=:]\s*|\s+)((?:bearer|basic|digest)\s+)?"
-    r"(\"[^\"]*\"|'[^']*'|[^\s'\"]+)"
+    rf"(?i)(?<![\w.-])(?=[\w.-]*?(?:{_SECRET_WORDS}))([\w.-]++)(\s*[=:]\s*|\s+)"
+    r"((?:bearer|basic|digest)\s+)?(\"[^\"]*\"|'[^']*'|[^\s'\"]+)"
 )
-_URL_USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)([^/\s@]+)(@)")
+_URL_USERINFO = re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*+://[^/\s:@]++:)([^/\s@]++)(@)")
 
 
 def redact_command(text: str) -> str:

@@ -15,10 +15,13 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from gdos_sdk.filemodes import PRIVATE_FILE, private_dir, private_file
 
 __all__ = ["MIGRATIONS", "Database"]
 
@@ -225,6 +228,24 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX batch_jobs_started ON batch_jobs(started_at);
     """,
+    # 7: a generated first-admin password must be changed at the first login (docs/security.md)
+    """
+    ALTER TABLE users ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0;
+    """,
+    # 8: the role model and secrets (docs/security.md): a module's account and write-only
+    # env names; a planned node's one-time claim token (hashed) and the planned node a
+    # pending node would take over once approved
+    """
+    ALTER TABLE modules ADD COLUMN run_user TEXT NOT NULL DEFAULT '';
+    ALTER TABLE modules ADD COLUMN run_group TEXT NOT NULL DEFAULT '';
+    ALTER TABLE modules ADD COLUMN secret_env TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE nodes ADD COLUMN claim_hash TEXT;
+    ALTER TABLE nodes ADD COLUMN claims TEXT;
+    """,
+    # 9: a restart asked for while the instance's node was offline, sent when it returns
+    """
+    ALTER TABLE instances ADD COLUMN restart_pending INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 
@@ -238,7 +259,14 @@ class Database:
     @classmethod
     def open(cls, path: Path) -> Database:
         """Open (creating if needed) the database at ``path`` and migrate it."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.is_dir():
+            private_dir(path.parent)
+        # Made 0600 before SQLite opens it: SQLite gives the -wal and -shm files the
+        # database file's mode. An existing file (and its -wal/-shm) is repaired.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE))
+        for part in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if part.exists():
+                private_file(part)
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         db = cls(conn, path)
         db._configure()

@@ -1,10 +1,17 @@
 """The live fleet: which nodes are connected, their latest samples, their open requests.
 
-Nothing here touches the database. Heartbeats only update memory; a node is
+Nothing here writes the database. Heartbeats only update memory; a node is
 online while its agent channel is open and its last heartbeat is younger
 than ``heartbeat_interval + offline_grace``. :meth:`Fleet.sweep`, called
 about twice a second, closes channels that went quiet so a half-open TCP
 connection cannot keep a dead node "online".
+
+A node is trusted with its own numbers only (docs/security.md, "Nodes and the
+agent channel"): samples of a pending node are dropped, an instance sample counts
+only for an instance the master's records place on the sending node (looked up
+through ``placement``, cached per node), and a sample whose timestamp lies more
+than :attr:`SampleWindow.max_age` behind or :attr:`SampleWindow.max_ahead` ahead of
+the master's clock is dropped. The series store caps the series count.
 """
 
 from __future__ import annotations
@@ -16,22 +23,68 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 import attrs
 
+from gdos_master.prometheus import INSTANCE_RATES, NODE_RATES, RateTotals
 from gdos_sdk.codec import converter
-from gdos_sdk.errors import RemoteError, TransportError
+from gdos_sdk.errors import (
+    ConflictError,
+    GdosError,
+    ManifestError,
+    RemoteError,
+    TransportError,
+    ValidationError,
+)
 from gdos_sdk.metrics.names import instance_values, node_values
 from gdos_sdk.metrics.series import SeriesStore
 from gdos_sdk.models import InstanceSample, NodeSample
 from gdos_sdk.protocol import Command, Configure, InstanceStatus, Request, Response, encode
 
-__all__ = ["AgentConnection", "Fleet", "IngestStats", "NodeRuntime"]
+__all__ = [
+    "AgentConnection",
+    "Fleet",
+    "IngestStats",
+    "LateHandler",
+    "NodeRuntime",
+    "SampleWindow",
+    "worker_error",
+]
 
 log = logging.getLogger("gdos.master.fleet")
 
 Sender = Callable[[str], Awaitable[None]]
+Placement = Callable[[str], Iterable[str]]
+
+# A node's cached set of its instance ids is looked up again at most this often (seconds),
+# and only when a heartbeat names an instance missing from it.
+PLACEMENT_REFRESH = 1.0
+
+# Called with a worker's answer that came after its request had timed out.
+LateHandler = Callable[[Response], None]
+
+# Worker error codes that say the request itself is at fault (the caller can act on it):
+# they keep their own class and status instead of 502 "worker error".
+_CALLER_ERRORS: dict[str, type[GdosError]] = {
+    ConflictError.code: ConflictError,
+    ValidationError.code: ValidationError,
+    ManifestError.code: ManifestError,
+}
+
+
+def worker_error(response: Response, node_id: str) -> GdosError:
+    """The error a worker's failed ``response`` stands for.
+
+    A conflict (``nothing to adopt``, ``stale pid file``) or invalid input is the caller's
+    to fix and keeps its class (409, 422); anything else is a :class:`RemoteError` (502).
+    ``details`` carries the worker's code and the node id either way.
+    """
+    error = response.error
+    code = error.code if error else "unknown"
+    message = error.message if error else "worker reported an error"
+    cls = _CALLER_ERRORS.get(code, RemoteError)
+    return cls(message, details={"code": code, "node_id": node_id})
 
 
 class AgentConnection:
@@ -48,19 +101,33 @@ class AgentConnection:
         self._send = send
         self._close = close
         self._pending: dict[str, asyncio.Future[Response]] = {}
+        self._late: dict[str, LateHandler] = {}
         self.closed = False
+        # Set by Fleet.disconnect: the sweep and the agent route's clean-up both drop a
+        # channel, and one lost channel must count once.
+        self.dropped = False
 
     async def send(self, text: str) -> None:
         if self.closed:
             raise TransportError(f"node {self.node_id} is not connected")
         await self._send(text)
 
-    async def request(self, command: Command, timeout: float) -> InstanceStatus | None:
-        """Send ``command``; return the worker's result or raise its error."""
-        return (await self.ask(command, timeout)).result
+    async def request(
+        self, command: Command, timeout: float, *, on_late: LateHandler | None = None
+    ) -> InstanceStatus | None:
+        """Send ``command``; return the worker's result or raise its error (see :meth:`ask`)."""
+        return (await self.ask(command, timeout, on_late=on_late)).result
 
-    async def ask(self, command: Command, timeout: float) -> Response:
-        """Send ``command``; return the worker's whole (successful) response or raise its error."""
+    async def ask(
+        self, command: Command, timeout: float, *, on_late: LateHandler | None = None
+    ) -> Response:
+        """Send ``command``; return the worker's whole (successful) response or raise its error.
+
+        A worker's error comes back as :func:`worker_error` translates it. When the worker
+        does not answer within ``timeout`` this raises :class:`TransportError`; with
+        ``on_late``, an answer that arrives later on this channel is handed to it (a deploy
+        goes on on the worker after the master stopped waiting, and its outcome matters).
+        """
         request_id = uuid.uuid4().hex
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
@@ -69,29 +136,36 @@ class AgentConnection:
             try:
                 response = await asyncio.wait_for(future, timeout)
             except TimeoutError:
+                if on_late is not None and not self.closed:
+                    self._late[request_id] = on_late
                 raise TransportError(
                     f"node {self.node_id} did not answer {command.kind} within {timeout:g} s"
                 ) from None
         finally:
             self._pending.pop(request_id, None)
         if not response.ok:
-            error = response.error
-            raise RemoteError(
-                error.message if error else "worker reported an error",
-                details={"code": error.code if error else "unknown", "node_id": self.node_id},
-            )
+            raise worker_error(response, self.node_id)
         return response
 
     def resolve(self, response: Response) -> None:
         future = self._pending.get(response.id)
-        if future is not None and not future.done():
-            future.set_result(response)
+        if future is not None:
+            if not future.done():
+                future.set_result(response)
+            return
+        late = self._late.pop(response.id, None)
+        if late is not None:
+            try:
+                late(response)
+            except Exception:  # a handler's bug must not end the channel's receive loop
+                log.exception("late answer handler for node %s failed", self.node_id)
 
     async def close(self) -> None:
         """Fail every open request and close the socket."""
         if self.closed:
             return
         self.closed = True
+        self._late.clear()  # the worker's next hello reports how those commands ended
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(TransportError(f"connection to node {self.node_id} lost"))
@@ -117,6 +191,9 @@ class NodeRuntime:
     latest_ts: float = 0.0
     instance_texts: dict[str, str] = attrs.field(factory=dict)
     approved: bool = True
+    # The instances the master's records place on this node (a cache of ``placement``).
+    instance_ids: frozenset[str] = frozenset()
+    instance_ids_at: float = -math.inf  # monotonic time of the last lookup
     push_interval: float = 1.0
     watchers: int = 0
     _decoded: tuple[str, NodeSample] | None = None
@@ -157,6 +234,19 @@ class RecentMax:
         return max(self._previous, self._current)
 
 
+@attrs.frozen
+class SampleWindow:
+    """How far a sample's timestamp may lie from the master's clock and still be kept.
+
+    ``max_age`` covers the worker's buffer after an outage (5 minutes) plus the longest
+    push interval and some clock skew; ``max_ahead`` allows for skew only. Samples outside
+    are dropped (not clamped: moving them would invent values at the wrong time).
+    """
+
+    max_age: float = 900.0
+    max_ahead: float = 60.0
+
+
 @attrs.define
 class IngestStats:
     """The master's own ingest counters (exported at /metrics)."""
@@ -165,6 +255,13 @@ class IngestStats:
     node_samples: int = 0
     instance_samples: int = 0
     disconnects: int = 0
+    frames: int = 0  # agent frames received (any kind, any node)
+    largest_frame: int = 0  # bytes of the largest agent frame received since start
+    # samples not kept, by reason: pending (node not approved), not_owned (an instance the
+    # records do not place on the sender), out_of_window (timestamp), capped (series caps)
+    dropped: dict[str, int] = attrs.field(
+        factory=lambda: dict.fromkeys(("pending", "not_owned", "out_of_window", "capped"), 0)
+    )
     # seconds between a batch's newest sample and its arrival
     lag: RecentMax = attrs.field(factory=RecentMax)
     # how late the event loop wakes up a 0.1 s sleeper: the master's own responsiveness
@@ -190,7 +287,10 @@ class Fleet:
         store: SeriesStore | None = None,
         heartbeat_budget: float = 500.0,
         max_push_interval: float = 15.0,
+        placement: Placement | None = None,
+        window: SampleWindow | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.heartbeat_interval = heartbeat_interval
         self.offline_grace = offline_grace
@@ -199,7 +299,14 @@ class Fleet:
         self.max_push_interval = max_push_interval
         self.store = store if store is not None else SeriesStore()
         self.stats = IngestStats()
+        # Which instance ids the master's records place on a node; without it, no instance
+        # sample is accepted.
+        self._placement = placement
+        self.window = window if window is not None else SampleWindow()
+        # Byte and CPU counters for /metrics, integrated from the samples' rates.
+        self.totals = RateTotals()
         self._clock = clock
+        self._wall = wall_clock
         self.nodes: dict[str, NodeRuntime] = {}
         self.on_offline: list[Callable[[str], None]] = []
         # Called with (node id, node samples, instance samples) after each heartbeat.
@@ -228,9 +335,12 @@ class Fleet:
         return self.desired_interval(self.runtime(node_id))
 
     async def disconnect(self, conn: AgentConnection) -> None:
+        """Drop ``conn`` (idempotent: a channel counts as one disconnect however it ended)."""
         rt = self.nodes.get(conn.node_id)
         await conn.close()
-        self.stats.disconnects += 1
+        if not conn.dropped:
+            conn.dropped = True
+            self.stats.disconnects += 1
         if rt is not None and rt.connection is conn:
             rt.connection = None
             rt.latest_text = None
@@ -238,39 +348,88 @@ class Fleet:
             for callback in self.on_offline:
                 callback(conn.node_id)
 
+    def touch(self, node_id: str) -> None:
+        """Record that a node is alive (any frame counts), without reading what it sent."""
+        rt = self.runtime(node_id)
+        rt.last_heartbeat = self._clock()
+        rt.last_seen = self._wall()
+
+    def frame(self, size: int) -> None:
+        """Count one agent frame of ``size`` bytes (characters)."""
+        self.stats.frames += 1
+        if size > self.stats.largest_frame:
+            self.stats.largest_frame = size
+
     def heartbeat(
         self, node_id: str, nodes: list[NodeSample], instances: list[InstanceSample]
     ) -> None:
-        """Record liveness and every sample of a heartbeat batch (no database write)."""
-        rt = self.runtime(node_id)
-        rt.last_heartbeat = self._clock()
-        now = time.time()
-        rt.last_seen = now
+        """Record liveness and the acceptable samples of a heartbeat batch (no database write).
+
+        Kept: samples of an approved node, timestamped within :attr:`window` of the
+        master's clock, and (instance samples) of instances placed on ``node_id``.
+        """
+        self.touch(node_id)
+        rt = self.nodes[node_id]
+        now = rt.last_seen
+        self.stats.heartbeats += 1
+        dropped = self.stats.dropped
+        if not rt.approved:
+            dropped["pending"] += len(nodes) + len(instances)
+            return
+        oldest, newest = now - self.window.max_age, now + self.window.max_ahead
+        given = len(nodes) + len(instances)
+        nodes = [s for s in nodes if oldest <= s.ts <= newest]
+        instances = [s for s in instances if oldest <= s.ts <= newest]
+        dropped["out_of_window"] += given - len(nodes) - len(instances)
+        if instances:
+            given = len(instances)
+            instances = self._owned(rt, instances)
+            dropped["not_owned"] += given - len(instances)
         store = self.store
         node_target = f"node:{node_id}"
+        capped = 0
+        totals = self.totals
         for sample in nodes:
-            store.add(node_target, node_values(sample), sample.ts)
+            values = node_values(sample)
+            capped += store.add(node_target, values, sample.ts)
+            totals.add(node_target, sample.ts, values, NODE_RATES)
         if nodes:
-            newest = max(nodes, key=lambda s: s.ts)
-            if rt.latest_text is None or newest.ts >= rt.latest_ts:
-                rt.latest_text = json.dumps(converter.unstructure(newest))
-                rt.latest_ts = newest.ts
-            self.stats.lag.record(max(0.0, now - newest.ts), now)
+            newest_sample = max(nodes, key=lambda s: s.ts)
+            if rt.latest_text is None or newest_sample.ts >= rt.latest_ts:
+                rt.latest_text = json.dumps(converter.unstructure(newest_sample))
+                rt.latest_ts = newest_sample.ts
+            self.stats.lag.record(max(0.0, now - newest_sample.ts), now)
         latest: dict[str, InstanceSample] = {}
         for isample in instances:
-            store.add(f"instance:{isample.instance_id}", instance_values(isample), isample.ts)
+            target = f"instance:{isample.instance_id}"
+            ivalues = instance_values(isample)
+            capped += store.add(target, ivalues, isample.ts)
+            totals.add(target, isample.ts, ivalues, INSTANCE_RATES)
             seen = latest.get(isample.instance_id)
             if seen is None or isample.ts >= seen.ts:
                 latest[isample.instance_id] = isample
+        dropped["capped"] += capped
         if instances or nodes:
             rt.instance_texts = {
                 iid: json.dumps(converter.unstructure(s)) for iid, s in latest.items()
             }
-        self.stats.heartbeats += 1
         self.stats.node_samples += len(nodes)
         self.stats.instance_samples += len(instances)
         for callback in self.on_samples:
             callback(node_id, nodes, instances)
+
+    def _owned(self, rt: NodeRuntime, instances: list[InstanceSample]) -> list[InstanceSample]:
+        """The samples of instances the master's records place on ``rt``'s node."""
+        owned = rt.instance_ids
+        if all(s.instance_id in owned for s in instances):
+            return instances
+        now = self._clock()
+        if self._placement is not None and now - rt.instance_ids_at >= PLACEMENT_REFRESH:
+            # A new instance (deployed since the last lookup), or a node lying: look again,
+            # at most once per PLACEMENT_REFRESH so a stream of made-up ids costs little.
+            rt.instance_ids = owned = frozenset(self._placement(rt.node_id))
+            rt.instance_ids_at = now
+        return [s for s in instances if s.instance_id in owned]
 
     def is_online(self, node_id: str) -> bool:
         rt = self.nodes.get(node_id)
@@ -327,6 +486,11 @@ class Fleet:
         # runs in the same housekeeping loop).
         await asyncio.gather(*(self._apply_interval(rt) for rt in changed))
 
+    def is_approved(self, node_id: str) -> bool:
+        """Whether the node's samples and messages are read (False while it is pending)."""
+        rt = self.nodes.get(node_id)
+        return rt is not None and rt.approved
+
     def connection(self, node_id: str) -> AgentConnection | None:
         """The node's channel if it is online and approved, else None."""
         rt = self.nodes.get(node_id)
@@ -356,12 +520,17 @@ class Fleet:
         """Drop a deleted node, closing its channel and freeing its series."""
         rt = self.nodes.pop(node_id, None)
         self.store.drop(f"node:{node_id}")
+        self.totals.drop(f"node:{node_id}")
         if rt is not None and rt.connection is not None:
             await rt.connection.close()
 
     def forget_instance(self, instance_id: str) -> None:
-        """Free a destroyed instance's series."""
+        """Free a destroyed instance's series; no node may report it any more."""
         self.store.drop(f"instance:{instance_id}")
+        for rt in self.nodes.values():
+            if instance_id in rt.instance_ids:
+                rt.instance_ids = rt.instance_ids - {instance_id}
+        self.totals.drop(f"instance:{instance_id}")
 
     def online_count(self) -> int:
         return sum(1 for node_id in self.nodes if self.is_online(node_id))

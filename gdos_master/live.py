@@ -39,7 +39,12 @@ every subscriber's bounded queue. A browser that does not keep up fills its
 queue and is disconnected; it never blocks the master. Browsers authenticate
 with their session cookie (and the ``Origin`` must match the ``Host``, so
 another site cannot open the socket with the user's cookie); scripts with
-``Authorization: Bearer``. Node credentials are refused.
+``Authorization: Bearer``. Node credentials are refused. One user holds at most
+``auth.max_sockets_per_user`` sockets. A socket's credential is checked again
+every ``REAUTH_INTERVAL`` seconds and at once whenever the user's rights or
+credentials change (:attr:`~gdos_master.accounts.Accounts.on_change`): a socket
+whose credential no longer holds, or whose role went down, is closed with 4401
+(the console then asks ``/auth/me`` and reconnects if it still may).
 """
 
 from __future__ import annotations
@@ -58,10 +63,17 @@ from quart import Quart, websocket
 
 from gdos_master.audit import list_audit
 from gdos_master.auth import Principal, authenticate_headers, authenticate_websocket
-from gdos_master.routing import error_response
+from gdos_master.routing import check_password_fresh, error_response
 from gdos_sdk.alerts import AlertPhase
-from gdos_sdk.codec import unstructure
-from gdos_sdk.errors import AuthError, GdosError, NotFoundError, PermissionDenied, ValidationError
+from gdos_sdk.codec import parse_json, unstructure
+from gdos_sdk.errors import (
+    AuthError,
+    ConflictError,
+    GdosError,
+    NotFoundError,
+    PermissionDenied,
+    ValidationError,
+)
 from gdos_sdk.models import Node, Role
 
 if TYPE_CHECKING:
@@ -88,8 +100,16 @@ _LATEST_KEYS = ("ts", "cpu_percent", "mem_percent", "mem_used", "mem_total", "lo
 class LiveClient:
     """One browser's subscriptions and its bounded outgoing queue."""
 
-    def __init__(self, principal: Principal, *, queue_size: int = QUEUE_SIZE) -> None:
+    def __init__(
+        self,
+        principal: Principal,
+        *,
+        queue_size: int = QUEUE_SIZE,
+        reauth: Callable[[], Principal] | None = None,
+    ) -> None:
         self.principal = principal
+        #: Authenticates the socket's credential again (raises AuthError when it is gone).
+        self.reauth = reauth
         self.queue: asyncio.Queue[str] = asyncio.Queue(queue_size)
         self.topics: set[str] = set()
         self.closing = asyncio.Event()
@@ -478,7 +498,39 @@ class LiveHub:
         self.node_cache = NodeCache(master)
         master.fleet.on_samples.append(self._on_samples)
         master.alerts.on_change.append(self._on_alert)
+        master.accounts.on_change.append(self.recheck_user)
         self._alerts_flush: asyncio.Handle | None = None
+
+    def connect(self, client: LiveClient) -> None:
+        """Count a new socket; ConflictError when its user holds the most allowed already."""
+        limit = self.master.settings.auth.max_sockets_per_user
+        user_id = client.principal.user_id
+        held = sum(1 for c in self.clients if c.principal.user_id == user_id)
+        if held >= limit:
+            raise ConflictError(
+                f"{client.principal.username} already has {held} live-channel sockets open"
+                " (auth.max_sockets_per_user); close a console tab or a script's socket"
+            )
+        self.clients.add(client)
+
+    def recheck(self, client: LiveClient) -> None:
+        """Authenticate the client's credential again: close it (4401) if it lost anything."""
+        if client.reauth is None:
+            return
+        try:
+            principal = client.reauth()
+        except AuthError as exc:
+            client.close(CLOSE_AUTH, exc.message[:100])
+            return
+        if not principal.role.allows(client.principal.role) or principal.must_change_password:
+            client.close(CLOSE_AUTH, f"the role of {principal.username} changed; reconnect")
+            return
+        self.reauthorise(client, principal)
+
+    def recheck_user(self, user_id: str) -> None:
+        """The user's rights or credentials changed: check each of their sockets now."""
+        for client in [c for c in self.clients if c.principal.user_id == user_id]:
+            self.recheck(client)
 
     def _on_alert(self, change: str, alert: Any) -> None:
         # Pushed now rather than on the next tick: a firing alert reaches the page at once.
@@ -670,20 +722,24 @@ def register_live_socket(app: Quart) -> LiveHub:
 
     @app.websocket("/api/v1/live")
     async def live_ws() -> Any:
+        headers, cookies = websocket.headers, websocket.cookies
         try:
             principal = authenticate_websocket(master)
             if principal.kind == "node":
                 raise PermissionDenied("node credentials cannot open the live channel")
+            check_password_fresh(principal)
             if principal.kind == "session":
                 _check_origin()
+            client = LiveClient(
+                principal, reauth=lambda: authenticate_headers(master.db, headers, cookies)
+            )
+            hub.connect(client)
         except GdosError as exc:
             return error_response(exc)  # refused before accept(): an HTTP status
-        headers, cookies = websocket.headers, websocket.cookies
-        await websocket.accept()
-        ws = cast(Any, websocket)._get_current_object()
-        client = LiveClient(principal)
         try:
-            await _serve(hub, client, ws, lambda: authenticate_headers(master.db, headers, cookies))
+            await websocket.accept()
+            ws = cast(Any, websocket)._get_current_object()
+            await _serve(hub, client, ws)
         finally:
             hub.drop(client)
         return None
@@ -691,9 +747,7 @@ def register_live_socket(app: Quart) -> LiveHub:
     return hub
 
 
-async def _serve(
-    hub: LiveHub, client: LiveClient, ws: Any, reauth: Callable[[], Principal]
-) -> None:
+async def _serve(hub: LiveHub, client: LiveClient, ws: Any) -> None:
     async def send() -> None:
         while True:
             await ws.send(await client.queue.get())
@@ -703,13 +757,9 @@ async def _serve(
             _handle(hub, client, await ws.receive())
 
     async def recheck() -> None:
-        while True:
+        while not client.closing.is_set():
             await asyncio.sleep(REAUTH_INTERVAL)
-            try:
-                hub.reauthorise(client, reauth())
-            except AuthError as exc:
-                client.close(CLOSE_AUTH, exc.message[:100])
-                return
+            hub.recheck(client)
 
     tasks = [
         asyncio.ensure_future(coro)
@@ -736,9 +786,9 @@ def _handle(hub: LiveHub, client: LiveClient, text: str | bytes) -> None:
     topic: Any = ""
     try:
         try:
-            message = json.loads(text)
-        except ValueError:
-            raise ValidationError("frames must be JSON objects") from None
+            message = parse_json(text)
+        except ValueError as exc:
+            raise ValidationError(f"frames must be JSON objects: {exc}") from None
         if not isinstance(message, dict):
             raise ValidationError("frames must be JSON objects")
         op, topic = message.get("op"), message.get("topic")

@@ -26,8 +26,10 @@ from pathlib import Path
 import anyio
 import attrs
 
+from gdos_master import __version__
 from gdos_sdk.config import MasterSettings, load_master_settings
 from gdos_sdk.errors import GdosError, NotFoundError
+from gdos_sdk.flaghelp import HELP_FLAGS, VERSION_FLAGS, Flag, has_flag, render_help
 from gdos_sdk.storage import Storage
 
 __all__ = ["MigrationReport", "main", "migrate_storage"]
@@ -137,15 +139,49 @@ def _split(args: list[str]) -> tuple[dict[str, str], list[str]]:
     return found, rest
 
 
+PROG = "gdos-master migrate-storage"
+
+
+def help_text() -> str:
+    """``gdos-master migrate-storage --help``, from the settings definitions."""
+    return render_help(
+        MasterSettings,
+        prog=PROG,
+        summary="Copy every stored object (packages, recordings, backups) from the configured"
+        " storage back end, or -from, to -to, verifying each object's SHA-256. Run it again"
+        " until it reports no failure, then restart the master with -store_type set to the"
+        " new back end. The other flags and settings are the master's, and say where each"
+        " back end is.",
+        usage=["-to local|minio [-from local|minio] [FLAGS]"],
+        env_prefix="OPS_MASTER_",
+        default_file="config.yaml",
+        flags=(
+            Flag("to", "local|minio", "the back end to copy to (required)"),
+            Flag("from", "local|minio", "the back end to copy from [default storage.type]"),
+            Flag(
+                "config", "FILE", "YAML file read instead of ./config.yaml; env OPS_MASTER_CONFIG"
+            ),
+        ),
+        footer=f"gdos-master {__version__}. Docs: backups.md in the docs/ folder of the source.",
+    )
+
+
 def main(argv: Sequence[str]) -> int:
     """``gdos-master migrate-storage -to local|minio [-from local|minio] [master flags]``."""
     from gdos_master.app import _make_storage as make_storage
 
+    args = list(argv)
+    if has_flag(args, HELP_FLAGS):
+        print(help_text(), end="")
+        return 0
+    if has_flag(args, VERSION_FLAGS):
+        print(f"gdos-master {__version__}")
+        return 0
     try:
-        chosen, rest = _split(list(argv))
+        chosen, rest = _split(args)
+        settings = load_master_settings(rest, other_flags=("to", "from", "help", "version"))
         if "to" not in chosen:
             raise GdosError("say where to: -to minio (or -to local)")
-        settings = load_master_settings(rest)
         origin = chosen.get("from", settings.storage.type)
         target = chosen["to"]
         for value in (origin, target):
@@ -158,7 +194,7 @@ def main(argv: Sequence[str]) -> int:
         source = make_storage(_with_type(settings, origin))
         dest = make_storage(_with_type(settings, target))
     except GdosError as exc:
-        print(f"gdos-master migrate-storage: {exc.message}", file=sys.stderr)
+        print(f"{PROG}: {exc.message}", file=sys.stderr)
         return 2
 
     async def run() -> MigrationReport:
@@ -173,7 +209,7 @@ def main(argv: Sequence[str]) -> int:
     try:
         report = anyio.run(run)
     except GdosError as exc:  # listing the source failed: nothing was copied
-        print(f"gdos-master migrate-storage: {exc.message}", file=sys.stderr)
+        print(f"{PROG}: {exc.message}", file=sys.stderr)
         return 1
     print(
         f"done: {report.copied} copied ({report.bytes_copied} bytes), {report.present} already"

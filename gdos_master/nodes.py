@@ -15,6 +15,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+from gdos_master.auth import NODE_PREFIX
 from gdos_master.db import Database
 from gdos_master.fleet import Fleet
 from gdos_master.security import hash_secret, new_secret
@@ -23,22 +24,16 @@ from gdos_sdk.errors import AuthError, ConflictError, NotFoundError, ValidationE
 from gdos_sdk.models import Fingerprint, Node, NodePatch, NodeStatus, PlannedNodeCreate
 from gdos_sdk.protocol import Hello
 
-__all__ = ["Nodes"]
+__all__ = ["CLAIM_PREFIX", "Nodes"]
+
+#: Prefix of a planned node's one-time claim token.
+CLAIM_PREFIX = "gdosp_"
 
 _NODE_ID = re.compile(r"^[A-Za-z0-9-]{8,64}$")
 
 
 def _ts(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
-
-
-def _check_labels(labels: dict[str, str]) -> None:
-    for key in labels:
-        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$", key):
-            raise ValidationError(
-                f"invalid label key {key!r}",
-                details=[{"path": f"$.labels.{key}", "message": "invalid key"}],
-            )
 
 
 class Nodes:
@@ -57,7 +52,9 @@ class Nodes:
             return NodeStatus.PENDING
         return NodeStatus.ONLINE if self.fleet.is_online(row["id"]) else NodeStatus.OFFLINE
 
-    def _model(self, row: sqlite3.Row, instance_count: int = 0) -> Node:
+    def _model(
+        self, row: sqlite3.Row, instance_count: int = 0, *, claim_token: str | None = None
+    ) -> Node:
         rt = self.fleet.nodes.get(row["id"])
         last_seen = row["last_seen"]
         if rt is not None and rt.last_seen:
@@ -78,6 +75,8 @@ class Nodes:
             approved=bool(row["approved"]),
             latest=rt.latest if rt is not None and status == NodeStatus.ONLINE else None,
             instance_count=instance_count,
+            claim_token=claim_token,
+            claims=row["claims"],
         )
 
     def _fingerprint(self, node_id: str, raw: str | None) -> Fingerprint | None:
@@ -121,41 +120,36 @@ class Nodes:
             raise NotFoundError(f"no node with id {node_id!r}")
         return row
 
-    def get(self, node_id: str) -> Node:
+    def get(self, node_id: str, *, claim_token: str | None = None) -> Node:
         count = int(self.db.scalar("SELECT COUNT(*) FROM instances WHERE node_id = ?", (node_id,)))
-        return self._model(self.row(node_id), count)
+        return self._model(self.row(node_id), count, claim_token=claim_token)
 
     def patch(self, node_id: str, body: NodePatch) -> Node:
         self.row(node_id)
         with self.db.transaction():
             if body.alias is not None:
-                if len(body.alias) > 100:
-                    raise ValidationError(
-                        "alias is longer than 100 characters",
-                        details=[{"path": "$.alias", "message": "too long"}],
-                    )
                 self.db.execute("UPDATE nodes SET alias = ? WHERE id = ?", (body.alias, node_id))
             if body.labels is not None:
-                _check_labels(body.labels)
                 self.db.execute(
                     "UPDATE nodes SET labels = ? WHERE id = ?", (json.dumps(body.labels), node_id)
                 )
         return self.get(node_id)
 
     def plan(self, body: PlannedNodeCreate) -> Node:
-        """Register a node before its worker exists; it joins by matching hostname or address."""
-        if not body.hostname.strip():
-            raise ValidationError(
-                "hostname is required", details=[{"path": "$.hostname", "message": "empty"}]
-            )
-        _check_labels(body.labels)
+        """Register a node before its worker exists; the answer carries its claim token.
+
+        The worker claims the node with that token (``connect.claim_token``). A worker
+        that only has the join token and reports the same hostname or address becomes a
+        pending node instead, which takes this one over when an admin approves it.
+        """
         existing = self.db.one("SELECT id FROM nodes WHERE hostname = ?", (body.hostname,))
         if existing is not None:
             raise ConflictError(f"a node with hostname {body.hostname!r} already exists")
         node_id = str(uuid.uuid4())
+        token = new_secret(CLAIM_PREFIX)
         self.db.execute(
             "INSERT INTO nodes(id, hostname, alias, addresses, labels, planned, approved,"
-            " created_at) VALUES(?,?,?,?,?,1,1,?)",
+            " created_at, claim_hash) VALUES(?,?,?,?,?,1,1,?,?)",
             (
                 node_id,
                 body.hostname,
@@ -163,15 +157,59 @@ class Nodes:
                 json.dumps(body.addresses),
                 json.dumps(body.labels),
                 time.time(),
+                hash_secret(token),
             ),
         )
-        return self.get(node_id)
+        return self.get(node_id, claim_token=token)
 
-    def approve(self, node_id: str) -> Node:
+    def new_claim_token(self, node_id: str) -> Node:
+        """Issue a new claim token for a planned node (the old one stops working)."""
+        row = self.row(node_id)
+        if not row["planned"]:
+            raise ConflictError("only a planned node has a claim token; this one has joined")
+        token = new_secret(CLAIM_PREFIX)
+        self.db.execute(
+            "UPDATE nodes SET claim_hash = ? WHERE id = ?", (hash_secret(token), node_id)
+        )
+        return self.get(node_id, claim_token=token)
+
+    def claimed_by(self, token: str) -> str:
+        """The planned node a claim token names, or :class:`AuthError`."""
+        row = self.db.one(
+            "SELECT id FROM nodes WHERE planned = 1 AND claim_hash = ?", (hash_secret(token),)
+        )
+        if row is None:
+            raise AuthError("unknown or already used claim token")
+        return str(row["id"])
+
+    async def approve(self, node_id: str) -> Node:
+        """Approve a pending node; one that matched a planned node takes that node over.
+
+        Taking over moves the planned node's instances (and its alias and labels, where
+        the new node has none) to this node and deletes the planned record.
+        """
         row = self.row(node_id)
         if row["planned"]:
             raise ConflictError("a planned node has no worker yet; nothing to approve")
-        self.db.execute("UPDATE nodes SET approved = 1 WHERE id = ?", (node_id,))
+        planned = None
+        if row["claims"]:
+            planned = self.db.one(
+                "SELECT * FROM nodes WHERE id = ? AND planned = 1", (row["claims"],)
+            )
+        with self.db.transaction():
+            self.db.execute("UPDATE nodes SET approved = 1, claims = NULL WHERE id = ?", (node_id,))
+            if planned is not None:
+                self.db.execute(
+                    "UPDATE instances SET node_id = ? WHERE node_id = ?", (node_id, planned["id"])
+                )
+                self.db.execute(
+                    "UPDATE nodes SET alias = CASE WHEN alias = '' THEN ? ELSE alias END,"
+                    " labels = CASE WHEN labels = '{}' THEN ? ELSE labels END WHERE id = ?",
+                    (planned["alias"], planned["labels"], node_id),
+                )
+                self.db.execute("DELETE FROM nodes WHERE id = ?", (planned["id"],))
+        if planned is not None:
+            await self.fleet.forget(planned["id"])
         rt = self.fleet.nodes.get(node_id)
         if rt is not None:
             rt.approved = True
@@ -199,62 +237,73 @@ class Nodes:
 
     # --- the agent side -------------------------------------------------------------------
 
-    def join(self, hello: Hello, *, via_join_token: bool, node_id: str) -> tuple[str, str | None]:
+    def join(
+        self, hello: Hello, *, via_join_token: bool, node_id: str, claim: str = ""
+    ) -> tuple[str, str | None]:
         """Record a worker's hello; return (node id to use, new credential or None).
 
-        With the join token, a brand-new node is created — or a planned node with
-        the same hostname or address is claimed, and the worker takes its id.
+        * ``claim`` (the planned node a valid claim token named): the worker takes that
+          node, its id and its queued instances, approved (an admin planned it);
+        * the join token: a brand-new node. One whose hostname or address matches a
+          planned node waits for approval, whatever ``require_approval`` says, and
+          takes that node over when approved (:meth:`approve`): a self-reported
+          hostname never claims a node by itself.
         """
         if not _NODE_ID.match(hello.node_id):
             raise ValidationError(f"invalid node id {hello.node_id!r}")
         fingerprint = json.dumps(unstructure(hello.fingerprint))
         now = time.time()
         credential: str | None = None
+        if claim:
+            credential = new_secret(NODE_PREFIX)
+            self.db.execute(
+                "UPDATE nodes SET hostname = ?, addresses = ?, fingerprint = ?,"
+                " credential_hash = ?, planned = 0, approved = 1, agent_version = ?,"
+                " last_seen = ?, claim_hash = NULL WHERE id = ? AND planned = 1",
+                (
+                    hello.hostname,
+                    json.dumps(hello.addresses),
+                    fingerprint,
+                    hash_secret(credential),
+                    hello.agent_version,
+                    now,
+                    claim,
+                ),
+            )
+            return claim, credential
         if via_join_token:
             existing = self.db.one("SELECT * FROM nodes WHERE id = ?", (hello.node_id,))
-            if existing is not None and not existing["planned"]:
+            if existing is not None and existing["planned"]:
+                raise AuthError(
+                    f"node {hello.node_id} is a planned node: a worker takes it with its claim"
+                    " token (connect.claim_token), not with the join token"
+                )
+            if existing is not None:
                 raise ConflictError(
                     f"node {hello.node_id} has already joined; it must use its node credential"
                     " (or an admin deletes the node first)"
                 )
-            planned = existing or self._planned_match(hello)
-            credential = new_secret("gdosn_")
-            approved = 0 if self.require_approval else 1
-            if planned is not None:
-                node_id = planned["id"]
-                self.db.execute(
-                    "UPDATE nodes SET hostname = ?, addresses = ?, fingerprint = ?,"
-                    " credential_hash = ?, planned = 0, approved = ?, agent_version = ?,"
-                    " last_seen = ? WHERE id = ?",
-                    (
-                        hello.hostname,
-                        json.dumps(hello.addresses),
-                        fingerprint,
-                        hash_secret(credential),
-                        approved,
-                        hello.agent_version,
-                        now,
-                        node_id,
-                    ),
-                )
-            else:
-                node_id = hello.node_id
-                self.db.execute(
-                    "INSERT INTO nodes(id, hostname, addresses, fingerprint, credential_hash,"
-                    " approved, agent_version, created_at, last_seen)"
-                    " VALUES(?,?,?,?,?,?,?,?,?)",
-                    (
-                        node_id,
-                        hello.hostname,
-                        json.dumps(hello.addresses),
-                        fingerprint,
-                        hash_secret(credential),
-                        approved,
-                        hello.agent_version,
-                        now,
-                        now,
-                    ),
-                )
+            planned = self._planned_match(hello)
+            credential = new_secret(NODE_PREFIX)
+            approved = 0 if self.require_approval or planned is not None else 1
+            node_id = hello.node_id
+            self.db.execute(
+                "INSERT INTO nodes(id, hostname, addresses, fingerprint, credential_hash,"
+                " approved, agent_version, created_at, last_seen, claims)"
+                " VALUES(?,?,?,?,?,?,?,?,?,?)",
+                (
+                    node_id,
+                    hello.hostname,
+                    json.dumps(hello.addresses),
+                    fingerprint,
+                    hash_secret(credential),
+                    approved,
+                    hello.agent_version,
+                    now,
+                    now,
+                    None if planned is None else planned["id"],
+                ),
+            )
             return node_id, credential
         if hello.node_id != node_id:
             raise AuthError("node credential does not belong to the node id in hello")

@@ -9,7 +9,14 @@ inventory with its own records and sends what closes the gap:
 * an instance the master has and the worker lacks is deployed again;
 * an instance whose desired state differs on the worker is started or stopped;
 * an instance the worker has and the master does not (destroyed or deleted
-  while the node was away) is destroyed on the worker.
+  while the node was away) is destroyed on the worker;
+* a restart asked for while the node was away is sent.
+
+What runs on a worker is always known here: a deploy whose outcome is unknown
+(the worker did not answer in time, the channel dropped) keeps its record as
+``deploying`` and the worker's later answer or report settles it; an instance a
+worker reports that has no record is an orphan, destroyed on the worker and
+audited (``instance.orphan``). The rules are in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -21,12 +28,13 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+from gdos_master.audit import record_audit
 from gdos_master.db import Database
 from gdos_master.fleet import Fleet
 from gdos_master.packages import Packages
 from gdos_master.systems import Systems
 from gdos_sdk.adoption import AdoptionSpec, ProcessCandidate
-from gdos_sdk.errors import ConflictError, GdosError, NotFoundError, RemoteError
+from gdos_sdk.errors import ConflictError, GdosError, NotFoundError, RemoteError, TransportError
 from gdos_sdk.models import DeployRequest, Instance, ModuleKind
 from gdos_sdk.protocol import (
     CandidatesCommand,
@@ -35,6 +43,7 @@ from gdos_sdk.protocol import (
     DestroyCommand,
     InstanceSpec,
     InstanceStatus,
+    Response,
     RestartCommand,
     StartCommand,
     StopCommand,
@@ -46,6 +55,10 @@ __all__ = ["Orchestrator"]
 log = logging.getLogger("gdos.master.orchestrator")
 
 _STATUS_FIELDS = ("state", "health", "pid", "started_at", "restarts", "exit_code", "reason")
+
+# Reports about an instance the master has just deleted (a destroy, a deploy the worker
+# refused) may still be on their way; within this many seconds they are not orphans.
+FORGET_AFTER = 60.0
 
 
 def _ts(value: float | None) -> datetime | None:
@@ -69,6 +82,9 @@ class Orchestrator:
         self.systems = systems
         self.packages = packages
         self.command_timeout = command_timeout
+        self._deleted: dict[str, float] = {}  # instance id -> when its record was deleted
+        self._orphans: set[str] = set()  # orphans whose destroy is on its way
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -79,6 +95,8 @@ class Orchestrator:
         if not online and state != InstanceState.UNKNOWN:
             reason = f"node offline; last reported {state.value}"
             state = InstanceState.UNKNOWN
+        if row["restart_pending"]:
+            reason = f"{reason}; restart queued" if reason else "restart queued"
         return Instance(
             id=row["id"],
             module_id=row["module_id"],
@@ -135,13 +153,16 @@ class Orchestrator:
 
     # --- worker reports ---------------------------------------------------------------------
 
-    def apply_status(self, node_id: str, status: InstanceStatus) -> None:
-        """Record a worker's report; writes only when something changed."""
+    def apply_status(self, node_id: str, status: InstanceStatus) -> bool:
+        """Record a worker's report; writes only when something changed.
+
+        Returns False when the master has no record of the instance (see :meth:`report`).
+        """
         row = self.db.one(
             "SELECT * FROM instances WHERE id = ? AND node_id = ?", (status.instance_id, node_id)
         )
         if row is None:
-            return
+            return False
         new = {
             "state": status.state.value,
             "health": status.health.value,
@@ -152,17 +173,140 @@ class Orchestrator:
             "reason": status.reason,
         }
         if all(row[k] == new[k] for k in _STATUS_FIELDS):
-            return
+            return True
         self.db.execute(
             "UPDATE instances SET state = ?, health = ?, pid = ?, started_at = ?, restarts = ?,"
             " exit_code = ?, reason = ?, updated_at = ? WHERE id = ?",
             (*[new[k] for k in _STATUS_FIELDS], time.time(), status.instance_id),
         )
+        return True
+
+    def report(self, node_id: str, status: InstanceStatus) -> None:
+        """A worker's ``instance_state`` report: record it, or deal with an orphan.
+
+        An orphan is an instance the worker runs and the master has no record of. The
+        master's records are the plan, so it is destroyed on the worker (as the reconcile
+        on ``hello`` does), logged and audited; it never runs on unseen.
+        """
+        if self.apply_status(node_id, status) or self._recently_deleted(status.instance_id):
+            return
+        if status.instance_id in self._orphans:
+            return
+        self._orphans.add(status.instance_id)
+        task = asyncio.get_running_loop().create_task(self._destroy_orphan(node_id, status))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _destroy_orphan(self, node_id: str, status: InstanceStatus) -> None:
+        try:
+            conn = self.fleet.connection(node_id)
+            if conn is None:
+                return  # the next hello lists it and the reconcile destroys it
+            self._audit_orphan(node_id, status)
+            try:
+                await conn.request(DestroyCommand(status.instance_id), self.command_timeout)
+            except GdosError as exc:
+                log.warning(
+                    "destroying orphan %s on node %s failed: %s",
+                    status.instance_id,
+                    node_id,
+                    exc.message,
+                )
+        finally:
+            self._orphans.discard(status.instance_id)
+
+    def _audit_orphan(self, node_id: str, status: InstanceStatus) -> None:
+        log.warning(
+            "node %s runs instance %s (%s, pid %s) that the master has no record of;"
+            " destroying it there",
+            node_id,
+            status.instance_id,
+            status.state.value,
+            status.pid,
+        )
+        record_audit(
+            self.db,
+            principal=None,
+            ip="",
+            action="instance.orphan",
+            target=f"instance:{status.instance_id}",
+            params={
+                "node_id": node_id,
+                "state": status.state.value,
+                "pid": status.pid,
+                "package": status.package,
+                "version": status.version,
+                "action": "destroy",
+            },
+            status=200,
+            message="the worker reported an instance the master has no record of"
+            " (destroyed while its node was away, or never recorded)",
+            actor_kind="system",
+            actor="master",
+        )
+
+    def _forget(self, instance_id: str) -> None:
+        """Delete an instance's record (the worker confirmed that nothing of it is left)."""
+        self.db.execute("DELETE FROM instances WHERE id = ?", (instance_id,))
+        self.fleet.forget_instance(instance_id)
+        now = time.monotonic()
+        self._deleted = {k: t for k, t in self._deleted.items() if now - t < FORGET_AFTER}
+        self._deleted[instance_id] = now
+
+    def _recently_deleted(self, instance_id: str) -> bool:
+        when = self._deleted.get(instance_id)
+        return when is not None and time.monotonic() - when < FORGET_AFTER
+
+    def _still_deploying(self, instance_id: str, reason: str) -> None:
+        """Say why a record is still ``deploying`` (unless a report settled it meanwhile)."""
+        self.db.execute(
+            "UPDATE instances SET reason = ?, updated_at = ? WHERE id = ? AND state = ?",
+            (reason, time.time(), instance_id, InstanceState.DEPLOYING.value),
+        )
+
+    def _deploy_answered(self, node_id: str, instance_id: str, response: Response) -> None:
+        """A deploy's answer that came after the master stopped waiting for it."""
+        if response.ok:
+            if response.result is not None:
+                self.apply_status(node_id, response.result)
+            log.info("instance %s: the deploy on node %s finished late", instance_id, node_id)
+            return
+        message = response.error.message if response.error else "the worker reported an error"
+        self._deploy_failed(node_id, instance_id, message)
+
+    def _deploy_failed(self, node_id: str, instance_id: str, message: str) -> None:
+        """The worker refused a deploy after the API answered: it left nothing behind."""
+        log.warning("instance %s: deploy on node %s failed: %s", instance_id, node_id, message)
+        updated = self.db.execute(
+            "UPDATE instances SET state = ?, health = ?, pid = NULL, reason = ?, updated_at = ?"
+            " WHERE id = ?",
+            (
+                InstanceState.FAILED.value,
+                Health.NONE.value,
+                f"deploy failed: {message}",
+                time.time(),
+                instance_id,
+            ),
+        )
+        if not updated.rowcount:
+            return  # destroyed meanwhile
+        record_audit(
+            self.db,
+            principal=None,
+            ip="",
+            action="instance.deploy_failed",
+            target=f"instance:{instance_id}",
+            params={"node_id": node_id},
+            status=502,
+            message=message,
+            actor_kind="system",
+            actor="master",
+        )
 
     # --- actions ----------------------------------------------------------------------------
 
     def spec_for(self, row: sqlite3.Row) -> InstanceSpec:
-        module = self.systems.get_module(row["module_id"])
+        module = self.systems.stored_module(row["module_id"])  # the real env, for the worker
         if module.kind == ModuleKind.ADOPTED:
             # Nothing to fetch: the worker finds the process by the adoption spec.
             return InstanceSpec(
@@ -179,6 +323,8 @@ class Orchestrator:
                 env=module.env,
                 adoption=module.adoption,
                 health_check=module.health_check,
+                user=module.user,
+                group=module.group,
             )
         package = self.packages.get(row["package"], row["version"])
         # A presigned URL lets the worker fetch straight from the object store;
@@ -199,6 +345,8 @@ class Orchestrator:
             env=module.env,
             args=module.args,
             health_check=module.health_check,
+            user=module.user,
+            group=module.group,
         )
 
     async def deploy(self, body: DeployRequest) -> tuple[Instance, bool]:
@@ -239,31 +387,64 @@ class Orchestrator:
             return self.get(instance_id), False
         command = DeployCommand(spec=self.spec_for(self._row(instance_id)), start=body.start)
         try:
-            status = await conn.request(command, self.command_timeout)
+            status = await conn.request(
+                command,
+                self.command_timeout,
+                on_late=lambda answer: self._deploy_answered(body.node_id, instance_id, answer),
+            )
+        except TransportError as exc:
+            # No answer in time, or the channel dropped: the worker may still be at it (a
+            # slow download), so the record stays, `deploying`, and is settled by the
+            # worker's late answer, its reports, or the reconcile when it reconnects.
+            log.warning("instance %s: deploy outcome unknown: %s", instance_id, exc.message)
+            self._still_deploying(
+                instance_id,
+                f"deploying: no answer yet ({exc.message}); the worker reports the outcome",
+            )
+            return self.get(instance_id), False
         except GdosError:
-            # The worker removed what it unpacked; keep the plan clean as well.
-            self.db.execute("DELETE FROM instances WHERE id = ?", (instance_id,))
+            # The worker answered with an error and removed what it unpacked.
+            self._forget(instance_id)
             raise
         if status is not None:
             self.apply_status(body.node_id, status)
         return self.get(instance_id), True
 
     async def _act(
-        self, instance_id: str, desired: DesiredState | None, command: Command
+        self, instance_id: str, desired: DesiredState, command: Command
     ) -> tuple[Instance, bool]:
+        """Record the desired state (and a queued restart), then send ``command`` if online.
+
+        A restart on an offline node is queued (``restart_pending``) and sent by the
+        reconcile when the worker returns; a stop drops a queued restart.
+        """
         row = self._row(instance_id)
-        if desired is not None and row["desired_state"] != desired.value:
-            self.db.execute(
-                "UPDATE instances SET desired_state = ?, updated_at = ? WHERE id = ?",
-                (desired.value, time.time(), instance_id),
-            )
         conn = self.fleet.connection(row["node_id"])
+        # Queued only for an offline node: a restart sent now whose answer is lost must
+        # not be repeated at the next reconnect.
+        pending = desired == DesiredState.RUNNING and (
+            bool(row["restart_pending"]) or (conn is None and isinstance(command, RestartCommand))
+        )
+        if row["desired_state"] != desired.value or bool(row["restart_pending"]) != pending:
+            self.db.execute(
+                "UPDATE instances SET desired_state = ?, restart_pending = ?, updated_at = ?"
+                " WHERE id = ?",
+                (desired.value, int(pending), time.time(), instance_id),
+            )
         if conn is None:
             return self.get(instance_id), False
         status = await conn.request(command, self.command_timeout)
+        if isinstance(command, RestartCommand):
+            self._restarted(instance_id)
         if status is not None:
             self.apply_status(row["node_id"], status)
         return self.get(instance_id), True
+
+    def _restarted(self, instance_id: str) -> None:
+        self.db.execute(
+            "UPDATE instances SET restart_pending = 0 WHERE id = ? AND restart_pending = 1",
+            (instance_id,),
+        )
 
     async def start(self, instance_id: str) -> tuple[Instance, bool]:
         return await self._act(instance_id, DesiredState.RUNNING, StartCommand(instance_id))
@@ -272,9 +453,7 @@ class Orchestrator:
         return await self._act(instance_id, DesiredState.STOPPED, StopCommand(instance_id))
 
     async def restart(self, instance_id: str) -> tuple[Instance, bool]:
-        row = self._row(instance_id)
-        if self.fleet.connection(row["node_id"]) is None:
-            raise ConflictError("node is offline; a restart needs a running worker")
+        """Restart now, or (node offline) queue the restart for when the worker returns."""
         return await self._act(instance_id, DesiredState.RUNNING, RestartCommand(instance_id))
 
     async def destroy(self, instance_id: str) -> bool:
@@ -289,8 +468,7 @@ class Orchestrator:
                 if (exc.details or {}).get("code") != "not_found":
                     raise
             applied = True
-        self.db.execute("DELETE FROM instances WHERE id = ?", (instance_id,))
-        self.fleet.forget_instance(instance_id)
+        self._forget(instance_id)
         return applied
 
     async def candidates(self, node_id: str, adoption: AdoptionSpec) -> list[ProcessCandidate]:
@@ -314,13 +492,16 @@ class Orchestrator:
         for row in rows:
             desired = DesiredState(row["desired_state"])
             status = reported.pop(row["id"], None)
-            if status is None:
+            # UNKNOWN: processes the worker found without a usable record; deploy it afresh.
+            if status is None or status.state == InstanceState.UNKNOWN:
                 try:
                     spec = self.spec_for(row)
                 except NotFoundError as exc:
                     log.error("cannot redeploy instance %s: %s", row["id"], exc.message)
                     continue
                 commands.append(DeployCommand(spec=spec, start=desired == DesiredState.RUNNING))
+            elif desired == DesiredState.RUNNING and row["restart_pending"]:
+                commands.append(RestartCommand(row["id"]))
             elif status.desired_state != desired:
                 if desired == DesiredState.RUNNING:
                     commands.append(StartCommand(row["id"]))
@@ -331,21 +512,39 @@ class Orchestrator:
 
     async def reconcile(self, node_id: str, inventory: list[InstanceStatus]) -> list[Command]:
         """Record the inventory, then send the commands that close the gap."""
-        for status in inventory:
-            self.apply_status(node_id, status)
+        orphans = {s.instance_id: s for s in inventory if not self.apply_status(node_id, s)}
         commands = self.plan_reconcile(node_id, inventory)
         conn = self.fleet.connection(node_id)
         if conn is None or not commands:
             return commands
 
         async def send(command: Command) -> None:
+            instance_id = getattr(command, "instance_id", "")
+            on_late = None
+            if isinstance(command, DeployCommand):
+                instance_id = command.spec.instance_id
+
+                def on_late(answer: Response) -> None:
+                    self._deploy_answered(node_id, instance_id, answer)
+
+            elif isinstance(command, DestroyCommand) and instance_id in orphans:
+                self._audit_orphan(node_id, orphans[instance_id])
             try:
-                status = await conn.request(command, self.command_timeout)
+                status = await conn.request(command, self.command_timeout, on_late=on_late)
+            except TransportError as exc:
+                log.warning(
+                    "reconcile %s on node %s: no answer: %s", command.kind, node_id, exc.message
+                )
+                return
             except GdosError as exc:
                 log.warning(
                     "reconcile %s on node %s failed: %s", command.kind, node_id, exc.message
                 )
+                if isinstance(command, DeployCommand):
+                    self._deploy_failed(node_id, instance_id, exc.message)
                 return
+            if isinstance(command, (DeployCommand, RestartCommand)):
+                self._restarted(instance_id)  # a fresh deploy starts afresh as well
             if status is not None:
                 self.apply_status(node_id, status)
 

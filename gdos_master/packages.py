@@ -15,7 +15,7 @@ import os
 import sqlite3
 import tempfile
 import time
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +24,8 @@ import anyio.to_thread
 from gdos_master.db import Database
 from gdos_sdk.archive import ArchiveLimits, inspect_archive
 from gdos_sdk.errors import ConflictError, NotFoundError, TooLargeError, ValidationError
+from gdos_sdk.filemodes import private_dir
+from gdos_sdk.manifest import Manifest
 from gdos_sdk.models import Package, PackageSummary
 from gdos_sdk.storage import Storage
 from gdos_sdk.versions import sort_versions
@@ -71,11 +73,16 @@ class Packages:
         content_length: int | None,
         force: bool,
         uploaded_by: str,
+        on_replace: Callable[[Manifest], None] | None = None,
     ) -> tuple[Package, bool]:
-        """Store an uploaded zip; return (package, created). Same bytes again is a no-op."""
+        """Store an uploaded zip; return (package, created). Same bytes again is a no-op.
+
+        ``on_replace`` sees the new manifest before ``force`` replaces an existing
+        version with other bytes, and may refuse by raising (the role check).
+        """
         if content_length is not None and content_length > self.max_bytes:
             raise self._too_large()
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.tmp_dir)
         fd, tmp_name = tempfile.mkstemp(prefix="upload-", suffix=".zip", dir=self.tmp_dir)
         tmp = Path(tmp_name)
         out = os.fdopen(fd, "wb")
@@ -106,6 +113,8 @@ class Packages:
                     " bump the version or upload with force=true",
                     details={"sha256": existing["sha256"]},
                 )
+            if existing is not None and on_replace is not None:
+                on_replace(manifest)
             key = package_key(sha256)
             await self.storage.put_file(key, tmp)
             try:

@@ -12,12 +12,19 @@ authenticated :class:`Ctx` and a parsed body::
 
 Because the wrapper is the only way in, no route can forget its role check
 or its audit entry.
+
+Query parameters are declared too (:class:`QueryParam`, with a type, a default and
+a :class:`~gdos_sdk.constraints.Check`); the wrapper parses and checks them before
+the handler runs, which reads them from ``ctx.query``. Every status an endpoint can
+answer is known from its declaration: ``status`` and ``statuses`` for success, the
+errors the wrapper itself raises (see :meth:`Endpoint.errors`), and ``raises`` for
+those the handler's domain code raises. The OpenAPI document lists exactly those.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import attrs
@@ -25,28 +32,34 @@ from quart import Quart, Response, has_request_context, request
 
 from gdos_master.audit import record_audit
 from gdos_master.auth import Principal, authenticate, check_csrf
+from gdos_master.query import PAGE, Instant, QueryParam
 from gdos_master.security import redact
-from gdos_sdk.codec import structure, unstructure
+from gdos_sdk.codec import parse_json, structure, unstructure
 from gdos_sdk.errors import (
+    AuthError,
     BadRequestError,
     GdosError,
+    NotFoundError,
+    PasswordChangeRequired,
     PermissionDenied,
     TooLargeError,
+    UnsupportedMediaType,
     ValidationError,
 )
 from gdos_sdk.models import Role
 
-__all__ = ["Api", "Ctx", "Endpoint", "QueryParam", "error_response", "json_response"]
+__all__ = [
+    "PAGE",
+    "Api",
+    "Ctx",
+    "Endpoint",
+    "Instant",
+    "QueryParam",
+    "error_response",
+    "json_response",
+]
 
 Handler = Callable[..., Awaitable[Any]]
-
-
-@attrs.frozen
-class QueryParam:
-    name: str
-    type: type
-    description: str
-    required: bool = False
 
 
 @attrs.frozen
@@ -68,10 +81,43 @@ class Endpoint:
     raw_body: str | None  # content type of a streamed body (uploads)
     raw_response: str | None  # content type of a streamed response (downloads)
     agent: bool  # node credentials only (the worker's side of the API)
+    # A rule beyond the role (which settings need an admin, what is write-only): the role
+    # matrix of docs/security.md shows it beside the role.
+    rule: str = ""
+    statuses: tuple[tuple[int, str], ...] = ()  # other success statuses and when
+    raises: tuple[type[GdosError], ...] = ()  # errors the handler's domain code raises
 
     @property
     def operation_id(self) -> str:
         return self.handler.__name__
+
+    def errors(self) -> dict[int, list[type[GdosError]]]:
+        """Every error this endpoint can answer, by status.
+
+        The wrapper's own: 401/403 for an authenticated route; 404 for a path with
+        parameters (no such object, or a value the router cannot place); 400, 415, 413
+        and 422 for a JSON body; 413 and 422 for a streamed body; 422 for query parameters.
+        Then ``raises``: what the handler's domain code raises on purpose.
+        """
+        found: list[type[GdosError]] = []
+        if self.agent or self.role is not None:
+            found += [AuthError, PermissionDenied]
+        if self.role is not None:
+            found.append(PasswordChangeRequired)
+        if "<" in self.path:
+            found.append(NotFoundError)
+        if self.body is not None:
+            found += [BadRequestError, UnsupportedMediaType, TooLargeError, ValidationError]
+        if self.raw_body is not None:
+            found += [TooLargeError, ValidationError]
+        if self.query:
+            found.append(ValidationError)
+        by_status: dict[int, list[type[GdosError]]] = {}
+        for error in (*found, *self.raises):
+            listed = by_status.setdefault(error.status, [])
+            if error not in listed:
+                listed.append(error)
+        return dict(sorted(by_status.items()))
 
 
 @attrs.define
@@ -83,40 +129,21 @@ class Ctx:
     ip: str
     target: str = ""
     audit_params: dict[str, Any] = attrs.field(factory=dict)
+    query: dict[str, Any] = attrs.field(factory=dict)  # the declared query parameters, parsed
 
     @property
     def actor(self) -> Principal:
         assert self.principal is not None, "route declared without a role"
         return self.principal
 
+    @property
+    def is_admin(self) -> bool:
+        """Whether the caller may choose admin-only settings (gdos_sdk.privileges)."""
+        return self.actor.role.allows(Role.ADMIN)
+
     def page(self) -> tuple[int, int]:
-        """``limit`` and ``offset`` from the query string, validated."""
-        limit = query_int("limit", 100, minimum=1, maximum=1000)
-        offset = query_int("offset", 0, minimum=0, maximum=10**12)
-        return limit, offset
-
-
-def query_int(name: str, default: int, *, minimum: int, maximum: int) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValidationError(
-            f"query parameter {name!r} must be an integer",
-            details=[{"path": f"query.{name}", "message": "expected an integer"}],
-        ) from None
-    if not minimum <= value <= maximum:
-        raise ValidationError(
-            f"query parameter {name!r} must be between {minimum} and {maximum}",
-            details=[{"path": f"query.{name}", "message": "out of range"}],
-        )
-    return value
-
-
-def query_bool(name: str) -> bool:
-    return request.args.get(name, "").lower() in {"1", "true", "yes"}
+        """``limit`` and ``offset`` of an endpoint that declares :data:`PAGE`."""
+        return int(self.query["limit"]), int(self.query["offset"])
 
 
 def json_response(data: Any, status: int = 200) -> Response:
@@ -125,7 +152,9 @@ def json_response(data: Any, status: int = 200) -> Response:
 
 
 def error_response(exc: GdosError) -> Response:
-    return close_if_body_sent(json_response(exc.to_body(), exc.status))
+    response = json_response(exc.to_body(), exc.status)
+    response.headers.update(exc.http_headers())  # e.g. a 429's Retry-After
+    return close_if_body_sent(response)
 
 
 def close_if_body_sent(response: Response) -> Response:
@@ -172,8 +201,17 @@ class Api:
         raw_body: str | None = None,
         raw_response: str | None = None,
         agent: bool = False,
+        rule: str = "",
+        statuses: Mapping[int, str] | None = None,
+        raises: tuple[type[GdosError], ...] = (),
     ) -> Callable[[Handler], Handler]:
-        """Declare an endpoint; see the module docstring."""
+        """Declare an endpoint; see the module docstring.
+
+        ``rule`` states what the handler enforces beyond ``role`` (for the role matrix).
+        ``statuses`` are success statuses other than ``status`` that the handler picks
+        at run time (return ``(model, status)``), each with when it happens; ``raises``
+        the :class:`GdosError` classes its domain code raises on purpose.
+        """
         if method != "GET" and audit is None and role is not None and not agent:
             raise ValueError(f"{method} {path} mutates and must name an audit action")
 
@@ -195,6 +233,9 @@ class Api:
                     raw_body=raw_body,
                     raw_response=raw_response,
                     agent=agent,
+                    rule=rule,
+                    statuses=tuple(sorted((statuses or {}).items())),
+                    raises=raises,
                 )
             )
             return handler
@@ -231,6 +272,7 @@ def _make_view(endpoint: Endpoint) -> Handler:
             elif endpoint.role is not None:
                 ctx.principal = await authenticate(master)
                 _authorise(ctx.principal, endpoint)
+            ctx.query = {q.name: q.read(request.args) for q in endpoint.query}
             if endpoint.body is not None:
                 raw = await _read_json()
                 params["body"] = redact(raw)
@@ -250,10 +292,24 @@ def _make_view(endpoint: Endpoint) -> Handler:
     return view
 
 
+#: What a user whose password must be changed may still do (see :func:`check_password_fresh`).
+BEFORE_PASSWORD_CHANGE = frozenset({"me", "logout", "change_password"})
+
+
+def check_password_fresh(principal: Principal, what: str = "") -> None:
+    """403 ``password_change_required`` for a user who must change their password first."""
+    if principal.must_change_password and what not in BEFORE_PASSWORD_CHANGE:
+        raise PasswordChangeRequired(
+            f"{principal.username} must change the initial password first"
+            " (POST /api/v1/auth/password); nothing else is allowed until then"
+        )
+
+
 def _authorise(principal: Principal, endpoint: Endpoint) -> None:
     assert endpoint.role is not None
     if principal.kind == "node":
         raise PermissionDenied("node credentials are accepted only on agent endpoints")
+    check_password_fresh(principal, endpoint.operation_id)
     if not principal.role.allows(endpoint.role):
         raise PermissionDenied(
             f"this action needs the {endpoint.role.value} role; "
@@ -270,6 +326,15 @@ MAX_JSON_BYTES = 8 * 1024 * 1024
 
 
 async def _read_json() -> Any:
+    # Only JSON is JSON: a form or text/plain body (what another site can make a browser
+    # send without asking) is refused before anything is read or done.
+    mimetype = request.mimetype
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise UnsupportedMediaType(
+            "send the body as JSON with 'Content-Type: application/json'"
+            f" (got {request.content_type or 'no Content-Type'})",
+            details=[{"path": "header.Content-Type", "message": "expected application/json"}],
+        )
     declared = request.content_length
     if declared is not None and declared > MAX_JSON_BYTES:
         raise TooLargeError(
@@ -293,7 +358,7 @@ async def _read_json() -> Any:
             details=[{"path": "$", "message": "empty body"}],
         )
     try:
-        return json.loads(raw)
+        return parse_json(raw, allow_nan=False)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequestError(
             f"request body is not valid JSON: {exc}",

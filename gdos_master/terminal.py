@@ -17,6 +17,20 @@ mid-session still leaves a closed session (``worker_lost``) with its
 recording. Sessions are rows of ``terminal_sessions``; ``terminal.start`` and
 ``terminal.end`` audit entries carry user, node, duration and recording.
 
+Every way a session ends (the browser's ``{"op": "close"}``, ``DELETE
+/terminal/sessions/<id>``, the shell's exit, the worker's stream dropping, the
+reattach grace or idle timeout passing, the user losing the right, the master
+stopping) goes through :meth:`TerminalRelay.end`, which runs the ending as its
+own task: the session is ``ending`` until its recording is stored and its end
+audited, and cancelling whoever asked (a browser socket going away) cannot cut
+that short.
+
+A session is held by the credential that opened (or last reattached) it. That
+credential is checked again every ``REAUTH_INTERVAL`` seconds and at once when
+the user's rights or credentials change (disabled, deleted, demoted below admin,
+token revoked, password changed, logged out): the session then ends with reason
+``revoked``.
+
 Example::
 
     session = await relay.open(node_id, principal, ip, rows=24, cols=80)
@@ -29,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import time
 import uuid
@@ -41,14 +56,17 @@ import attrs
 
 from gdos_master.audit import record_audit
 from gdos_master.auth import Principal
+from gdos_sdk.codec import parse_json
 from gdos_sdk.errors import (
+    AuthError,
     ConflictError,
     GdosError,
     NotFoundError,
     PermissionDenied,
     TransportError,
 )
-from gdos_sdk.models import Page
+from gdos_sdk.filemodes import PRIVATE_FILE, private_dir
+from gdos_sdk.models import Page, Role
 from gdos_sdk.protocol import TerminalOpenCommand
 from gdos_sdk.terminal import (
     AsciicastRecorder,
@@ -68,6 +86,12 @@ log = logging.getLogger("gdos.master.terminal")
 
 SendBytes = Callable[[bytes], Awaitable[None]]
 SendText = Callable[[str], Awaitable[None]]
+Reauth = Callable[[], Principal]
+
+REAUTH_INTERVAL = 10.0  # an expired session or token loses its terminal this fast
+
+#: Reasons a session ends normally (its terminal.end entry is not an error).
+NORMAL_ENDS = frozenset({"exited", "closed", "idle", "detached", "revoked"})
 
 
 @attrs.define(eq=False)
@@ -123,6 +147,8 @@ class _Session:
     attached_once: bool = False
     closed: asyncio.Event = attrs.field(factory=asyncio.Event)
     worker_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock)
+    reauth: Reauth | None = None  # checks the holding credential again
+    ending: asyncio.Task[None] | None = None  # the ending, once it began
 
     def record(self, line: str) -> None:
         if line and self.rec_file is not None:
@@ -137,6 +163,7 @@ class TerminalRelay:
         self.conf = master.settings.terminal
         self.sessions: dict[str, _Session] = {}
         self.tmp_dir = Path(master.settings.server.data_dir) / "tmp" / "recordings"
+        master.accounts.on_change.append(self.recheck_user)
 
     # --- reading ------------------------------------------------------------------------
 
@@ -204,9 +231,19 @@ class TerminalRelay:
     # --- opening ------------------------------------------------------------------------
 
     async def open(
-        self, node_id: str, principal: Principal, ip: str, *, rows: int, cols: int
+        self,
+        node_id: str,
+        principal: Principal,
+        ip: str,
+        *,
+        rows: int,
+        cols: int,
+        reauth: Reauth | None = None,
     ) -> TerminalSession:
-        """Start a session on ``node_id``: ask the worker, wait for its stream."""
+        """Start a session on ``node_id``: ask the worker, wait for its stream.
+
+        ``reauth`` authenticates the opening credential again (see :meth:`recheck_user`).
+        """
         conn = self.master.fleet.connection(node_id)
         if conn is None:
             self.master.nodes.get(node_id)  # NotFoundError for an unknown node
@@ -217,9 +254,15 @@ class TerminalRelay:
                 f"node {node_id} already has {open_here} terminal sessions"
                 f" (terminal.max_sessions_per_node)"
             )
+        held = sum(1 for s in self.sessions.values() if s.user_id == principal.user_id)
+        if held >= self.conf.max_sessions_per_user:
+            raise ConflictError(
+                f"{principal.username} already has {held} terminal sessions open"
+                " (terminal.max_sessions_per_user); end one first"
+            )
         session_id = uuid.uuid4().hex
         now = time.time()
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.tmp_dir)
         rec_path = self.tmp_dir / f"{session_id}.cast"
         recorder = AsciicastRecorder(
             rows=rows,
@@ -229,7 +272,9 @@ class TerminalRelay:
             max_bytes=self.conf.max_recording_bytes,
             title=f"{principal.label} on {node_id}",
         )
-        rec_file = open(rec_path, "w", encoding="utf-8")  # noqa: SIM115 - lives with the session
+        # Private from the first byte: a recording shows everything typed and printed.
+        fd = os.open(rec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+        rec_file = open(fd, "w", encoding="utf-8")  # noqa: SIM115 - lives with the session
         rec_file.write(recorder.header())
         loop = asyncio.get_running_loop()
         session = _Session(
@@ -248,6 +293,7 @@ class TerminalRelay:
             rec_file=rec_file,
             last_activity=loop.time(),
             worker_ready=loop.create_future(),
+            reauth=reauth,
         )
         self.sessions[session_id] = session
         self.master.db.execute(
@@ -344,13 +390,25 @@ class TerminalRelay:
 
     # --- the browser --------------------------------------------------------------------
 
-    async def attach(self, session_id: str, principal: Principal, browser: Browser) -> _Session:
-        """Attach a browser (a new one, or one coming back); replay the recent screen."""
+    async def attach(
+        self,
+        session_id: str,
+        principal: Principal,
+        browser: Browser,
+        *,
+        reauth: Reauth | None = None,
+    ) -> _Session:
+        """Attach a browser (a new one, or one coming back); replay the recent screen.
+
+        From now on the session is held by this browser's credential (``reauth``).
+        """
         session = self.sessions.get(session_id)
         if session is None or session.closed.is_set():
             raise NotFoundError(f"terminal session {session_id} is not open (ended or unknown)")
         if session.user_id != principal.user_id:
             raise PermissionDenied("only the user who opened a terminal session can reattach")
+        if reauth is not None:
+            session.reauth = reauth
         old = session.browser
         reattached, session.attached_once = session.attached_once, True
         session.browser = browser
@@ -426,14 +484,82 @@ class TerminalRelay:
             log.info("terminal %s: cannot reach the worker: %r", session.id, exc)
             await self.end(session.id, "worker_lost")
 
+    # --- rights -------------------------------------------------------------------------
+
+    def _lost_right(self, session: _Session) -> str | None:
+        """Why the session's credential may no longer hold it, or None."""
+        if session.reauth is None:
+            return None
+        try:
+            principal = session.reauth()
+        except AuthError as exc:
+            return exc.message
+        if not principal.role.allows(Role.ADMIN):
+            return f"{principal.username} is no longer an admin"
+        if principal.must_change_password:
+            return f"{principal.username} must change their password"
+        return None
+
+    def recheck_user(self, user_id: str) -> None:
+        """The user's rights or credentials changed: end their sessions that lost the right."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # no loop, so no live session either
+            return
+        for session in list(self.sessions.values()):
+            if session.user_id == user_id:
+                self._recheck(session)
+
+    def _recheck(self, session: _Session) -> None:
+        if session.ending is not None:
+            return
+        why = self._lost_right(session)
+        if why is not None:
+            log.info("terminal %s: %s; ending it", session.id, why)
+            self._begin_end(session, "revoked", why)
+
     # --- ending -------------------------------------------------------------------------
 
     async def end(self, session_id: str, reason: str, *, message: str = "") -> None:
-        """Close a session: stop the PTY, tell the browser, store the recording, audit."""
+        """End a session (see the module docstring) and wait until it has ended.
+
+        The ending runs as its own task: if the caller is cancelled meanwhile, the
+        session still ends completely. Ending a session that is already ending waits
+        for that ending.
+        """
         session = self.sessions.get(session_id)
-        if session is None or session.closed.is_set():
+        if session is None:
             return
-        session.closed.set()
+        task = self._begin_end(session, reason, message)
+        await asyncio.shield(task)
+
+    def _begin_end(self, session: _Session, reason: str, message: str = "") -> asyncio.Task[None]:
+        if session.ending is None:
+            session.state = TerminalState.ENDING
+            session.closed.set()  # stops the relay loops at once
+            session.ending = asyncio.get_running_loop().create_task(
+                self._finish(session, reason, message)
+            )
+        return session.ending
+
+    async def ended(self, session_id: str) -> None:
+        """Wait for a session that is ending to have ended (no-op otherwise)."""
+        session = self.sessions.get(session_id)
+        if session is not None and session.ending is not None:
+            await asyncio.shield(session.ending)
+
+    async def _finish(self, session: _Session, reason: str, message: str) -> None:
+        try:
+            await self._shut(session, reason, message)
+        finally:
+            # Whatever failed above, the session no longer counts against any limit.
+            session.state = TerminalState.CLOSED
+            self.sessions.pop(session.id, None)
+            log.info("terminal %s on %s ended: %s", session.id, session.node_id, reason)
+
+    async def _shut(self, session: _Session, reason: str, message: str) -> None:
+        """Stop the PTY, tell the browser, store the recording, audit."""
+        session_id = session.id
         session.reason = reason
         if session.worker_ready is not None and not session.worker_ready.done():
             session.worker_ready.cancel()
@@ -473,14 +599,11 @@ class TerminalRelay:
                 "reason": reason,
                 "exit_code": session.exit_code,
             },
-            status=200 if reason in {"exited", "closed", "idle", "detached"} else 500,
+            status=200 if reason in NORMAL_ENDS else 500,
             message=message or reason,
             actor_kind="user",
             actor=session.user,
         )
-        session.state = TerminalState.CLOSED
-        self.sessions.pop(session_id, None)
-        log.info("terminal %s on %s ended: %s", session_id, session.node_id, reason)
 
     async def _store_recording(self, session: _Session) -> tuple[str, int]:
         if session.rec_file is not None:
@@ -524,18 +647,27 @@ class TerminalRelay:
             )
 
     async def run(self, period: float = 1.0) -> None:
-        """Flush recordings; end sessions left detached past the grace, or idle too long."""
+        """Flush recordings; end sessions left detached past the grace, idle too long, or
+        whose credential expired."""
         await self.recover()
         loop = asyncio.get_running_loop()
+        next_recheck = loop.time() + REAUTH_INTERVAL
         while True:
             await asyncio.sleep(period)
             now = loop.time()
+            recheck = now >= next_recheck
+            if recheck:
+                next_recheck = now + REAUTH_INTERVAL
             for session in list(self.sessions.values()):
                 if session.rec_file is not None:
                     with contextlib.suppress(OSError):
                         session.rec_file.flush()
                 if session.closed.is_set() or session.state == TerminalState.STARTING:
                     continue
+                if recheck:
+                    self._recheck(session)
+                    if session.closed.is_set():
+                        continue
                 idle = self.conf.idle_timeout
                 if session.detached_at is not None and (
                     now - session.detached_at > self.conf.reattach_grace
@@ -545,15 +677,14 @@ class TerminalRelay:
                     await self.end(session.id, "idle")
 
     async def close(self) -> None:
+        """The master stops: end every session (sessions already ending finish first)."""
         for session_id in list(self.sessions):
             with contextlib.suppress(Exception):
                 await self.end(session_id, "master_restart")
 
 
 def _json(text: str) -> dict[str, Any]:
-    import json
-
-    value = json.loads(text)
+    value = parse_json(text)
     if not isinstance(value, dict):
         raise ValueError("not an object")
     return value

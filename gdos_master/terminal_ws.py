@@ -4,7 +4,8 @@
 session cookie with a matching ``Origin``, scripts by ``Authorization: Bearer``)
 opens a session, or with ``?session=<id>`` reattaches to one. Refusals are
 HTTP statuses before the socket is accepted (401 without credentials, 403 for
-a viewer or operator, 404 unknown node, 409 session cap, 503 node offline).
+a viewer or operator, 404 unknown node, 409 session cap, 503 node offline),
+audited as ``terminal.open`` with the refused caller when they were known.
 ``/api/v1/agent/terminal/<session id>`` is the worker's dial-back, with its
 node credential and the session's one-time token. Frames are described in
 :mod:`gdos_sdk.terminal`.
@@ -20,9 +21,9 @@ from typing import TYPE_CHECKING, Any, cast
 from quart import Quart, websocket
 
 from gdos_master.audit import record_audit
-from gdos_master.auth import Principal, authenticate_websocket
+from gdos_master.auth import Principal, authenticate_headers, authenticate_websocket
 from gdos_master.live import _check_origin
-from gdos_master.routing import error_response
+from gdos_master.routing import check_password_fresh, error_response
 from gdos_master.terminal import Browser, TerminalRelay
 from gdos_sdk.errors import GdosError, PermissionDenied, ValidationError
 from gdos_sdk.models import Role
@@ -47,19 +48,17 @@ def _size(name: str, default: int, maximum: int) -> int:
     return value
 
 
-def _admin() -> Principal:
-    from gdos_master.app import current_master
-
-    principal = authenticate_websocket(current_master())
+def _authorise_admin(principal: Principal) -> None:
+    """Refuse anyone who may not hold a terminal (the caller audits the refusal)."""
     if principal.kind == "node":
         raise PermissionDenied("node credentials cannot open a terminal")
     if not principal.role.allows(Role.ADMIN):
         raise PermissionDenied(
             f"the web terminal needs the admin role; {principal.username} is {principal.role.value}"
         )
+    check_password_fresh(principal)
     if principal.kind == "session":
         _check_origin()
-    return principal
 
 
 def register_terminal_sockets(app: Quart) -> TerminalRelay:
@@ -75,8 +74,14 @@ def register_terminal_sockets(app: Quart) -> TerminalRelay:
     async def terminal_ws(node_id: str) -> Any:
         ip = websocket.remote_addr or ""
         principal: Principal | None = None
+        headers, cookies = websocket.headers, websocket.cookies
+
+        def reauth() -> Principal:
+            return authenticate_headers(master.db, headers, cookies)
+
         try:
-            principal = _admin()
+            principal = authenticate_websocket(master)
+            _authorise_admin(principal)
             rows = _size("rows", 24, MAX_ROWS)
             cols = _size("cols", 80, MAX_COLS)
             session_id = websocket.args.get("session", "")
@@ -86,7 +91,10 @@ def register_terminal_sockets(app: Quart) -> TerminalRelay:
                     relay.get(session_id)  # 404 for an unknown id
                     raise ValidationError(f"terminal session {session_id} has ended")
             else:
-                session_id = (await relay.open(node_id, principal, ip, rows=rows, cols=cols)).id
+                opened = await relay.open(
+                    node_id, principal, ip, rows=rows, cols=cols, reauth=reauth
+                )
+                session_id = opened.id
         except GdosError as exc:
             record_audit(
                 master.db,
@@ -103,7 +111,7 @@ def register_terminal_sockets(app: Quart) -> TerminalRelay:
         ws = cast(Any, websocket)._get_current_object()
         browser = Browser(send_bytes=ws.send, send_text=ws.send, close=ws.close)
         try:
-            session = await relay.attach(session_id, principal, browser)
+            session = await relay.attach(session_id, principal, browser, reauth=reauth)
             if (rows, cols) != (session.rows, session.cols) and websocket.args.get("session"):
                 await relay.resize(session_id, rows, cols)
             await _serve_browser(relay, session_id, ws, browser, session.closed)
@@ -167,3 +175,5 @@ async def _serve_browser(
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
+    # Ending (however it began): keep the socket until the browser was told why.
+    await relay.ended(session_id)

@@ -6,7 +6,10 @@ original tool's flags did.
 
 Exit codes: 0 success, 1 invalid input (bad manifest, unsafe archive, file
 errors), 2 usage error. Expected errors print a message on stderr, never a
-traceback.
+traceback. ``build`` and ``validate`` also warn on stderr when the manifest
+names a file the package lacks (``args: ["main.py"]`` without ``main.py``,
+see :mod:`gdos_sdk.contents`); with ``--strict`` a warning is an error (exit 1,
+and ``build`` writes nothing).
 
 Example::
 
@@ -29,8 +32,11 @@ from typing import Any, TextIO
 
 import attrs
 
-from gdos_sdk.archive import ArchiveInfo, build_archive, inspect_archive
-from gdos_sdk.errors import GdosError
+from gdos_sdk.__about__ import __version__
+from gdos_sdk.archive import ArchiveInfo, EntryInfo, build_archive, folder_entries, inspect_archive
+from gdos_sdk.codec import suggest
+from gdos_sdk.contents import check_contents
+from gdos_sdk.errors import GdosError, ManifestError
 from gdos_sdk.manifest import MANIFEST_FILENAME, Manifest, schema_text
 
 __all__ = ["main"]
@@ -38,7 +44,31 @@ __all__ = ["main"]
 PROG = "gdos-pack"
 
 # Long options that may also be written with a single dash.
-_LONG_OPTIONS = frozenset({"output", "force", "json", "help"})
+_LONG_OPTIONS = frozenset({"output", "force", "json", "help", "strict", "version"})
+
+# The service ``init`` writes next to service.json: it starts, logs, and stops on SIGTERM.
+MAIN_PY = """\
+\"\"\"A minimal GDOS service: replace the loop with your own work.\"\"\"
+
+import os
+import signal
+import time
+
+running = True
+
+
+def stop(signum, frame):
+    global running
+    running = False  # GDOS sends the stop signal (service.json: stop_signal) to stop us
+
+
+signal.signal(signal.SIGTERM, stop)
+name = os.environ.get("GDOS_MODULE", "service")
+print(f"{name} started (pid {os.getpid()})", flush=True)
+while running:
+    time.sleep(1)
+print(f"{name} stopped", flush=True)
+"""
 
 
 class _UsageError(Exception):
@@ -93,8 +123,29 @@ def _cmd_init(ns: argparse.Namespace, out: TextIO) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {target}", file=out)
-    print(f"next: edit entrypoint/args, then '{PROG} build {folder} -o {name}-0.1.0.zip'", file=out)
+    main_py = folder / "main.py"
+    if main_py.exists():  # never overwrite code, --force or not
+        print(f"kept {main_py}", file=out)
+    else:
+        main_py.write_text(MAIN_PY, encoding="utf-8")
+        print(f"wrote {main_py}", file=out)
+    print(f"next: edit main.py, then '{PROG} build {folder} -o {name}-0.1.0.zip'", file=out)
     return 0
+
+
+def _check_files(manifest: Manifest, entries: list[EntryInfo], strict: bool, err: TextIO) -> None:
+    """Warn about files the manifest names and the package lacks; raise with ``strict``."""
+    problems = check_contents(manifest, entries)
+    if not problems:
+        return
+    if strict:
+        raise ManifestError(
+            "the package lacks files its service.json names: "
+            + "; ".join(f"{p.field}: {p.message}" for p in problems),
+            details=[{"path": p.field, "message": p.message} for p in problems],
+        )
+    for problem in problems:
+        print(f"{PROG}: warning: {problem.field}: {problem.message}", file=err)
 
 
 def _cmd_build(ns: argparse.Namespace, out: TextIO) -> int:
@@ -102,6 +153,7 @@ def _cmd_build(ns: argparse.Namespace, out: TextIO) -> int:
     if not folder.is_dir():
         raise _UsageError(f"{folder} is not a folder")
     manifest = _read_manifest(folder)
+    _check_files(manifest, folder_entries(folder), ns.strict, sys.stderr)
     output = Path(ns.output or f"{manifest.name}-{manifest.version}.zip")
     sha256 = build_archive(folder, output)
     print(f"name:    {manifest.name}", file=out)
@@ -116,11 +168,13 @@ def _cmd_validate(ns: argparse.Namespace, out: TextIO) -> int:
     target = Path(ns.target)
     if target.is_dir():
         manifest = _read_manifest(target)
+        _check_files(manifest, folder_entries(target), ns.strict, sys.stderr)
         print(f"ok: {manifest.name} {manifest.version} ({target / MANIFEST_FILENAME})", file=out)
         return 0
     if not target.exists():
         raise _UsageError(f"{target} does not exist")
     info = inspect_archive(target)
+    _check_files(info.manifest, info.entries, ns.strict, sys.stderr)
     print(
         f"ok: {info.manifest.name} {info.manifest.version} ({len(info.entries)} entries,"
         f" {info.total_bytes} bytes, sha256 {info.sha256})",
@@ -170,15 +224,19 @@ def _cmd_schema(ns: argparse.Namespace, out: TextIO) -> int:
 # --- plumbing -----------------------------------------------------------------------------
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser and one parser per command."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Create, build, validate and inspect GDOS service packages.",
-        epilog="Long options also work with a single dash (-output, -force, -json).",
+        epilog="Long options also work with a single dash (-output, -force, -json, -strict)."
+        " 'gdos-pack COMMAND --help' lists a command's options and their defaults;"
+        " gdos-pack reads no environment variables or configuration files.",
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands: list[tuple[str, str, Callable[[argparse.Namespace, TextIO], int]]] = [
-        ("init", "write a service.json template into DIR", _cmd_init),
+        ("init", "write a service.json template and a minimal main.py into DIR", _cmd_init),
         ("build", "pack DIR into a deterministic zip", _cmd_build),
         ("validate", "check a package folder or zip", _cmd_validate),
         ("inspect", "show a zip's manifest, files and sha256", _cmd_inspect),
@@ -190,15 +248,55 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         subs[name] = p
     subs["init"].add_argument("dir", metavar="DIR")
-    subs["init"].add_argument("--force", action="store_true", help="overwrite service.json")
+    subs["init"].add_argument(
+        "--force", action="store_true", help="overwrite an existing service.json (default: refuse)"
+    )
     subs["build"].add_argument("dir", metavar="DIR")
     subs["build"].add_argument(
         "-o", "--output", metavar="FILE", help="zip to write (default: NAME-VERSION.zip)"
     )
     subs["validate"].add_argument("target", metavar="DIR|ZIP")
+    for name in ("build", "validate"):
+        subs[name].add_argument(
+            "--strict",
+            action="store_true",
+            help="fail (exit 1) when service.json names a file the package lacks",
+        )
     subs["inspect"].add_argument("zip", metavar="ZIP")
-    subs["inspect"].add_argument("--json", action="store_true", help="machine-readable output")
-    return parser
+    subs["inspect"].add_argument(
+        "--json", action="store_true", help="machine-readable output (default: a readable listing)"
+    )
+    return parser, subs
+
+
+def _misspelt(
+    args: list[str], top: argparse.ArgumentParser, subs: dict[str, argparse.ArgumentParser]
+) -> str | None:
+    """A "did you mean" for an unknown command or option, before argparse sees them."""
+    command = next((a for a in args if not a.startswith("-")), None)
+    if command is not None and command not in subs:
+        hint = suggest(command, list(subs))
+        tip = f"did you mean '{hint}'?" if hint else f"commands: {', '.join(subs)}"
+        return f"unknown command {command!r}; {tip}"
+    parser = subs[command] if command is not None else top
+    known = [s for action in parser._actions for s in action.option_strings]
+    for arg in args:
+        if arg == "--":
+            break
+        name = arg.split("=", 1)[0]
+        if arg.startswith("-") and len(arg) > 1 and not _is_known(name, known):
+            hint = suggest(name, known)
+            where = f" for '{command}'" if command else ""
+            tip = f"; did you mean {hint}?" if hint else f"; options{where}: {', '.join(known)}"
+            return f"unknown option {name!r}{where}{tip}"
+    return None
+
+
+def _is_known(name: str, known: list[str]) -> bool:
+    # argparse accepts an unambiguous prefix of a long option (--out for --output).
+    if name in known:
+        return True
+    return name.startswith("--") and len([k for k in known if k.startswith(name)]) == 1
 
 
 def _report(exc: GdosError, err: TextIO) -> None:
@@ -225,7 +323,11 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(main(["validate", "my-service"]))
     """
     args = _normalise_argv(sys.argv[1:] if argv is None else argv)
-    parser = _parser()
+    parser, subs = _parser()
+    problem = _misspelt(args, parser, subs)
+    if problem is not None:
+        print(f"{PROG}: error: {problem}", file=sys.stderr)
+        return 2
     try:
         ns = parser.parse_args(args)
     except SystemExit as exc:  # argparse exits on --help (0) and usage errors (2)

@@ -3,14 +3,18 @@
 Example::
 
     from gdos_sdk import Client
-    with Client("http://127.0.0.1:8080", token="gdos_...") as gdos:
+    with Client("http://127.0.0.1:8080", token="gdos_...") as gdos:  # or Client(): GDOS_URL
         print([n.hostname for n in gdos.list_nodes()])
+
+The guide is docs/python.md.
 """
 
 from __future__ import annotations
 
+from gdos_sdk.__about__ import __version__
 from gdos_sdk.adoption import AdoptionSpec, AdoptionStrategy
 from gdos_sdk.client import AsyncClient, Client
+from gdos_sdk.display import ModelList
 from gdos_sdk.errors import (
     AuthError,
     BackupError,
@@ -20,6 +24,7 @@ from gdos_sdk.errors import (
     GdosError,
     ManifestError,
     NotFoundError,
+    PasswordChangeRequired,
     PermissionDenied,
     ProtocolError,
     RateLimitedError,
@@ -28,6 +33,7 @@ from gdos_sdk.errors import (
     StorageError,
     TooLargeError,
     TransportError,
+    UnsupportedMediaType,
     ValidationError,
 )
 from gdos_sdk.manifest import Manifest
@@ -49,7 +55,9 @@ __all__ = [
     "InstanceState",
     "Manifest",
     "ManifestError",
+    "ModelList",
     "NotFoundError",
+    "PasswordChangeRequired",
     "PermissionDenied",
     "ProtocolError",
     "RateLimitedError",
@@ -58,8 +66,7 @@ __all__ = [
     "StorageError",
     "TooLargeError",
     "TransportError",
+    "UnsupportedMediaType",
     "ValidationError",
     "__version__",
 ]
-
-__version__ = "0.1.0"

@@ -37,6 +37,8 @@ from typing import TypeVar
 import attrs
 import psutil
 
+from gdos_sdk.constraints import Check
+from gdos_sdk.display import displayed
 from gdos_sdk.errors import ValidationError
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "PidFile",
     "ProcessCandidate",
     "ProcessIdentity",
+    "clean_cmdline",
     "discover",
     "find_candidates",
     "list_processes",
@@ -59,6 +62,7 @@ T = TypeVar("T")
 # A pid file written this long before its process "started" is still accepted:
 # create times and mtimes come from different clocks with whole-second steps.
 _PID_FILE_SLACK = 1.0
+_SECONDS = Check(exclusive_minimum=0, maximum=3600)
 
 
 class AdoptionStrategy(enum.StrEnum):
@@ -69,6 +73,7 @@ class AdoptionStrategy(enum.StrEnum):
     SPAWN = "spawn"
 
 
+@displayed
 @attrs.frozen
 class AdoptionSpec:
     """What makes a module an adopted service instead of a package.
@@ -109,9 +114,9 @@ class AdoptionSpec:
     stop_command: str = ""
     restart_command: str = ""
     stop_signal: str = "SIGTERM"
-    stop_timeout: float = 10.0
-    start_timeout: float = 15.0
-    follow_timeout: float = 10.0
+    stop_timeout: float = attrs.field(default=10.0, validator=_SECONDS)
+    start_timeout: float = attrs.field(default=15.0, validator=_SECONDS)
+    follow_timeout: float = attrs.field(default=10.0, validator=_SECONDS)
     log_paths: list[str] = attrs.field(factory=list)
 
     def check(self, path: str = "$.adoption") -> None:
@@ -133,14 +138,12 @@ class AdoptionSpec:
                 re.compile(self.cmdline)
             except re.error as exc:
                 fail("cmdline", f"invalid regular expression: {exc}")
-        for field in ("stop_timeout", "start_timeout", "follow_timeout"):
-            if not 0 < getattr(self, field) <= 3600:
-                fail(field, "must be between 0 and 3600 seconds")
         for i, log_path in enumerate(self.log_paths):
             if not os.path.isabs(log_path):
                 fail(f"log_paths[{i}]", "log paths of an adopted service must be absolute")
 
 
+@displayed
 @attrs.frozen
 class ProcessCandidate:
     """One process as the candidate list shows it."""
@@ -158,6 +161,7 @@ class ProcessCandidate:
         return ProcessIdentity(self.pid, self.create_time)
 
 
+@displayed
 @attrs.frozen
 class ProcessIdentity:
     """pid + create time: what names one process run, unlike a bare pid.
@@ -185,6 +189,7 @@ def same_create_time(actual: float, recorded: float) -> bool:
     return diff < 0.005 or abs(diff - 1.0) < 0.005
 
 
+@displayed
 @attrs.frozen
 class PidFile:
     """What a pid file said and when it was written (``pid`` ``None``: missing or unreadable)."""
@@ -266,6 +271,29 @@ def find_candidates(
     return sorted(tops, key=lambda p: (p.create_time, p.pid))
 
 
+def clean_cmdline(argv: list[str]) -> list[str]:
+    """A command line as a person reads it, also when the program rewrote its title.
+
+    Daemons such as redis-server or nginx overwrite their argument area with a title
+    ("redis-server 127.0.0.1:6379") padded with NUL bytes, which reads back as the title
+    followed by dozens of empty arguments. The trailing empty strings go; a lone title
+    with spaces is split into words (as psutil does when the padding is a single NUL).
+    Empty arguments between others are real and kept.
+
+    Example::
+
+        clean_cmdline(["/usr/bin/redis-server 127.0.0.1:6379", "", ""])
+        # ["/usr/bin/redis-server", "127.0.0.1:6379"]
+    """
+    end = len(argv)
+    while end and not argv[end - 1]:
+        end -= 1
+    kept = argv[:end]
+    if len(kept) == 1 and " " in kept[0].strip():
+        return kept[0].split()
+    return kept
+
+
 def _candidate(proc: psutil.Process, *, details: bool = True) -> ProcessCandidate | None:
     """One process; ``details`` also reads its working directory and user (slower)."""
     try:
@@ -276,7 +304,7 @@ def _candidate(proc: psutil.Process, *, details: bool = True) -> ProcessCandidat
                 pid=proc.pid,
                 create_time=proc.create_time(),
                 name=proc.name(),
-                cmdline=_safe(proc.cmdline, []),
+                cmdline=clean_cmdline(_safe(proc.cmdline, [])),
                 cwd=_safe(proc.cwd, "") if details else "",
                 user=_safe(proc.username, "") if details else "",
                 ppid=proc.ppid(),

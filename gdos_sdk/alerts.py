@@ -20,15 +20,19 @@ from __future__ import annotations
 
 import enum
 import re
+import warnings
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Literal
 
 import attrs
 
+from gdos_sdk.constraints import NOT_BLANK, Check
+from gdos_sdk.display import displayed
 from gdos_sdk.errors import ValidationError
 
 __all__ = [
+    "METRIC",
     "METRIC_KINDS",
     "STATUS_METRICS",
     "ActiveAlert",
@@ -38,11 +42,13 @@ __all__ = [
     "AlertState",
     "Change",
     "DeliveryResult",
+    "EventState",
     "Matcher",
     "Receiver",
     "ReceiverCreate",
     "ReceiverPatch",
     "RuleTarget",
+    "Severity",
     "Silence",
     "SilenceCreate",
     "breaching",
@@ -55,6 +61,9 @@ __all__ = [
 
 Op = Literal[">", ">=", "<", "<=", "==", "!="]
 Severity = Literal["info", "warning", "critical"]
+#: an alert event's state: ``firing`` until it ``resolved`` (see :class:`AlertPhase` for the
+#: states of a live alert, ``pending`` and ``firing``)
+EventState = Literal["firing", "resolved"]
 
 #: metric name -> which targets it applies to
 METRIC_KINDS: dict[str, str] = {
@@ -85,9 +94,18 @@ METRIC_KINDS: dict[str, str] = {
 STATUS_METRICS = frozenset(
     {"node_offline", "instance_down", "instance_failed", "instance_unhealthy"}
 )
+#: A rule's metric: a name of METRIC_KINDS, optionally ``:`` and an argument (``disk_percent:/``).
+METRIC = Check(
+    pattern=r"^(?:" + "|".join(METRIC_KINDS) + r")(?::[\s\S]*)?$",
+    hint=f"one of {', '.join(METRIC_KINDS)}, optionally followed by ':' and an argument",
+)
+_NOT_NEGATIVE = Check(minimum=0)
+_HTTP_URL = Check(pattern=r"^https?://[^\s/]+", hint="an http:// or https:// URL")
 
 
 class AlertPhase(enum.StrEnum):
+    """Where a (rule, target) pair is: an active alert is ``pending`` or ``firing``."""
+
     INACTIVE = "inactive"
     PENDING = "pending"
     FIRING = "firing"
@@ -102,6 +120,7 @@ class Change(enum.StrEnum):
     CANCELLED = "cancelled"  # pending, then the condition lapsed before ``for``
 
 
+@displayed
 @attrs.frozen
 class RuleTarget:
     """Which targets a rule watches.
@@ -118,17 +137,18 @@ class RuleTarget:
     module_id: str | None = None
 
 
+@displayed
 @attrs.frozen
 class AlertRule:
     """A threshold on a metric of a set of targets (``id`` is set by the master)."""
 
-    name: str
-    metric: str
+    name: str = attrs.field(validator=Check(pattern=NOT_BLANK))
+    metric: str = attrs.field(validator=METRIC)
     op: Op = ">"
     threshold: float = 0.0
     target: RuleTarget = attrs.field(factory=RuleTarget)
-    for_seconds: float = 0.0
-    keep_firing_for: float = 0.0
+    for_seconds: float = attrs.field(default=0.0, validator=_NOT_NEGATIVE)
+    keep_firing_for: float = attrs.field(default=0.0, validator=_NOT_NEGATIVE)
     clear_threshold: float | None = None
     severity: Severity = "warning"
     labels: dict[str, str] = attrs.field(factory=dict)
@@ -213,6 +233,7 @@ def step(
 # --- silences -------------------------------------------------------------------------------
 
 
+@displayed
 @attrs.frozen
 class Matcher:
     """``label`` equals ``value`` (or matches it as a full regular expression)."""
@@ -222,6 +243,7 @@ class Matcher:
     regex: bool = False
 
 
+@displayed
 @attrs.frozen
 class Silence:
     id: str
@@ -260,17 +282,10 @@ def validate_rule(rule: AlertRule) -> None:
     def bad(path: str, message: str) -> None:
         problems.append({"path": path, "message": message})
 
-    if not rule.name.strip():
-        bad("$.name", "name is required")
-    kind = METRIC_KINDS.get(rule.metric.split(":", 1)[0])
-    if kind is None:
-        bad("$.metric", f"unknown metric {rule.metric!r}; one of {', '.join(METRIC_KINDS)}")
-    elif kind != "any" and kind != rule.target.kind:
+    # Single fields (name, metric, for_seconds ...) are checked by the model's own Checks.
+    kind = METRIC_KINDS[rule.metric.split(":", 1)[0]]
+    if kind != "any" and kind != rule.target.kind:
         bad("$.target.kind", f"metric {rule.metric!r} applies to {kind}, not {rule.target.kind}")
-    if rule.for_seconds < 0:
-        bad("$.for_seconds", "must be >= 0")
-    if rule.keep_firing_for < 0:
-        bad("$.keep_firing_for", "must be >= 0")
     if rule.clear_threshold is not None:
         if rule.op in (">", ">=") and rule.clear_threshold > rule.threshold:
             bad("$.clear_threshold", "must not be above the threshold for a '>' rule")
@@ -295,6 +310,7 @@ def delivery_delays(attempts: int = 5, initial: float = 1.0) -> list[float]:
 # --- API shapes -----------------------------------------------------------------------------
 
 
+@displayed
 @attrs.frozen
 class AlertEvent:
     """A firing (or since resolved) alert, as persisted."""
@@ -305,7 +321,7 @@ class AlertEvent:
     target: str
     target_name: str
     severity: str
-    state: str  # firing or resolved
+    state: EventState
     value: float | None
     started_at: datetime
     labels: dict[str, str] = attrs.field(factory=dict)
@@ -314,34 +330,53 @@ class AlertEvent:
     silenced: bool = False
 
 
+@displayed
 @attrs.frozen
 class ActiveAlert:
-    """A (rule, target) pair that is pending or firing right now."""
+    """A (rule, target) pair whose ``state`` is ``pending`` or ``firing`` right now.
+
+    ``state`` is named as in the history (:class:`AlertEvent`) and in the
+    ``/alerts/events?state=`` filter; it was called ``phase`` before 0.2.
+    """
 
     rule_id: str
     rule_name: str
     target: str
     target_name: str
     severity: str
-    phase: AlertPhase
+    state: AlertPhase
     value: float | None
     since: datetime
     labels: dict[str, str] = attrs.field(factory=dict)
     silenced: bool = False
     event_id: int | None = None
 
+    @property
+    def phase(self) -> AlertPhase:
+        """Deprecated: the old name of :attr:`state` (removed in 0.3)."""
+        warnings.warn(
+            "ActiveAlert.phase is deprecated: use ActiveAlert.state", DeprecationWarning, 2
+        )
+        return self.state
 
+
+@displayed
 @attrs.frozen
 class SilenceCreate:
-    matchers: list[Matcher]
+    matchers: list[Matcher] = attrs.field(validator=Check(min_items=1))
     ends_at: datetime
     starts_at: datetime | None = None
     comment: str = ""
 
 
+@displayed
 @attrs.frozen
 class Receiver:
-    """A webhook; its secret (for the HMAC signature header) is never shown."""
+    """A webhook; its secret (for the HMAC signature header) is never shown.
+
+    ``url`` shows scheme, host and port only when the rest may hold a credential
+    (``url_redacted``): the stored URL is write-only (see :func:`gdos_sdk.redaction.mask_url`).
+    """
 
     id: str
     name: str
@@ -349,24 +384,30 @@ class Receiver:
     enabled: bool
     has_secret: bool
     created_at: datetime
+    url_redacted: bool = False
 
 
+@displayed
 @attrs.frozen
 class ReceiverCreate:
-    name: str
-    url: str
+    name: str = attrs.field(validator=Check(pattern=NOT_BLANK))
+    url: str = attrs.field(validator=_HTTP_URL)
     secret: str = ""
     enabled: bool = True
 
 
+@displayed
 @attrs.frozen
 class ReceiverPatch:
-    name: str | None = None
-    url: str | None = None
+    """Fields left ``None`` stay as they are; a ``url`` equal to the shown (masked) one too."""
+
+    name: str | None = attrs.field(default=None, validator=Check(pattern=NOT_BLANK))
+    url: str | None = attrs.field(default=None, validator=_HTTP_URL)
     secret: str | None = None
     enabled: bool | None = None
 
 
+@displayed
 @attrs.frozen
 class DeliveryResult:
     ok: bool

@@ -50,6 +50,7 @@ __all__ = [
     "ArchiveLimits",
     "EntryInfo",
     "build_archive",
+    "folder_entries",
     "inspect_archive",
     "safe_extract",
     "sha256_file",
@@ -542,6 +543,7 @@ def inspect_archive(path: StrPath, limits: ArchiveLimits = ArchiveLimits()) -> A
     Parameters:
         path: the zip file.
         limits: size limits; see :class:`ArchiveLimits`.
+        mode: permission bits of ``dest_dir`` itself (a worker makes it 0700).
 
     Raises:
         ManifestError: not a zip, an unsafe or corrupt entry, missing or invalid manifest.
@@ -565,6 +567,8 @@ def safe_extract(
     path: StrPath,
     dest_dir: StrPath,
     limits: ArchiveLimits = ArchiveLimits(),
+    *,
+    mode: int = 0o755,
 ) -> ArchiveInfo:
     """Validate and extract a package into ``dest_dir``, all or nothing.
 
@@ -620,7 +624,7 @@ def safe_extract(
         # Deepest first: a read-only parent must not block setting its children.
         for folder in sorted(dir_modes, key=lambda p: len(p.parts), reverse=True):
             folder.chmod(dir_modes[folder])
-        tmp.chmod(0o755)  # mkdtemp made it 0o700; an installed package is readable
+        tmp.chmod(mode)  # mkdtemp made it 0o700
         try:
             tmp.rename(dest)
         except OSError as exc:
@@ -680,6 +684,27 @@ def _collect(src: Path, skip: Path) -> list[_Item]:
             raise _bad(item.arcname, f"symlink target {item.target!r} is absolute")
     _check_links(links)
     return items
+
+
+def folder_entries(src_dir: StrPath) -> list[EntryInfo]:
+    """The entries :func:`build_archive` would pack from ``src_dir``, without packing it.
+
+    Example::
+
+        names = [e.name for e in folder_entries("my-service")]
+    """
+    items = _collect(Path(src_dir), Path(os.devnull))
+    return [
+        EntryInfo(
+            name=item.arcname,
+            size=item.size,
+            mode=item.mode if item.kind == "file" else 0o755,
+            is_dir=item.kind == "dir",
+            is_symlink=item.kind == "link",
+            link_target=item.target if item.kind == "link" else None,
+        )
+        for item in items
+    ]
 
 
 def _zinfo(arcname: str, mode: int, compress_type: int) -> zipfile.ZipInfo:

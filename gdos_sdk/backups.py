@@ -38,6 +38,8 @@ from pathlib import Path
 
 import attrs
 
+from gdos_sdk.constraints import Check
+from gdos_sdk.display import displayed
 from gdos_sdk.errors import BackupError, ValidationError
 from gdos_sdk.storage.base import ObjectInfo, check_key
 
@@ -84,6 +86,7 @@ class BackupKind(enum.StrEnum):
     UPLOADED = "uploaded"
 
 
+@displayed
 @attrs.frozen
 class BackupInfo:
     """One archive in the storage back end (under ``backups/``)."""
@@ -95,6 +98,7 @@ class BackupInfo:
     kind: BackupKind
 
 
+@displayed
 @attrs.frozen
 class BackupRequest:
     """Body of ``POST /backups``."""
@@ -102,15 +106,17 @@ class BackupRequest:
     include_packages: bool = False
 
 
+@displayed
 @attrs.frozen
 class BackupSchedule:
     """Automatic backups: every ``interval_hours`` (0 = off), keeping ``retention`` of them."""
 
-    interval_hours: float = 0.0
-    retention: int = 7
+    interval_hours: float = attrs.field(default=0.0, validator=Check(minimum=0, maximum=24 * 366))
+    retention: int = attrs.field(default=7, validator=Check(minimum=1, maximum=1000))
     include_packages: bool = False
 
 
+@displayed
 @attrs.frozen
 class RestoreResult:
     """What a restore did."""
@@ -125,6 +131,7 @@ class RestoreResult:
     audit_entries_kept: int
 
 
+@displayed
 @attrs.frozen
 class StorageSweep:
     """Stored objects no record refers to (``GET`` / ``DELETE /storage/orphans``).

@@ -21,6 +21,8 @@ from typing import Literal
 
 import attrs
 
+from gdos_sdk.constraints import Check
+from gdos_sdk.display import displayed
 from gdos_sdk.states import Health, InstanceState
 
 __all__ = ["BatchItem", "BatchJob", "BatchRequest", "BatchState", "BatchTier"]
@@ -36,18 +38,16 @@ class BatchState(enum.StrEnum):
     SKIPPED = "skipped"  # a start tier after a failed one is never begun
 
 
-def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{attribute.name} must be > 0")
-
-
+@displayed
 @attrs.frozen
 class BatchRequest:
     """Start or stop a system's instances tier by tier.
 
     Parameters:
         action: ``start`` (tiers by ascending ``start_order``) or ``stop`` (descending).
-        concurrency: instances acted on at once within a tier.
+        concurrency: instances being started (until running, or healthy when waiting for
+            health) or stopped at once within a tier; the ``min_running`` check of one
+            that runs does not take a place.
         wait_healthy: a start waits for instances with a health check to be healthy.
         tier_timeout: seconds a tier may take before the batch fails.
         min_running: seconds an instance must stay running to count as started when
@@ -56,12 +56,13 @@ class BatchRequest:
     """
 
     action: Literal["start", "stop"]
-    concurrency: int = attrs.field(default=4, validator=attrs.validators.ge(1))
+    concurrency: int = attrs.field(default=4, validator=Check(minimum=1))
     wait_healthy: bool = True
-    tier_timeout: float = attrs.field(default=120.0, validator=_positive)
-    min_running: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
+    tier_timeout: float = attrs.field(default=120.0, validator=Check(exclusive_minimum=0))
+    min_running: float = attrs.field(default=1.0, validator=Check(minimum=0))
 
 
+@displayed
 @attrs.frozen
 class BatchItem:
     """One instance in a batch."""
@@ -79,6 +80,7 @@ class BatchItem:
     error: str = ""
 
 
+@displayed
 @attrs.frozen
 class BatchTier:
     """The instances of the modules sharing one ``start_order``."""
@@ -90,6 +92,7 @@ class BatchTier:
     finished_at: float | None = None
 
 
+@displayed
 @attrs.frozen
 class BatchJob:
     """A batch action and its progress; ``state`` ends ``done`` or ``failed``."""

@@ -34,6 +34,8 @@ from collections.abc import Callable
 
 import attrs
 
+from gdos_sdk.constraints import Check
+from gdos_sdk.display import displayed
 from gdos_sdk.executors import TAG_ENV, Executor, default_executor
 
 __all__ = [
@@ -55,25 +57,14 @@ MAX_OUTPUT = 1024 * 1024
 OnOutput = Callable[[str, str], None]
 
 
-def _positive_timeout(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not 0 < value <= MAX_TIMEOUT:
-        raise ValueError(f"{attribute.name} must be > 0 and <= {MAX_TIMEOUT:g} seconds")
+_COMMAND = Check(
+    max_length=16384,
+    pattern=r"^\s*[^\s\u0000][^\u0000]*$",
+    hint="shell text that is not blank and has no NUL character",
+)
 
 
-def _command_text(_: object, attribute: attrs.Attribute[str], value: str) -> None:
-    if not value.strip():
-        raise ValueError(f"{attribute.name} must not be empty")
-    if "\0" in value or len(value) > 16384:
-        raise ValueError(f"{attribute.name} must be at most 16384 characters without NUL")
-
-
-def _node_ids(_: object, attribute: attrs.Attribute[list[str]], value: list[str]) -> None:
-    if not value:
-        raise ValueError(f"{attribute.name} must name at least one node")
-    if len(value) > 1000:
-        raise ValueError(f"{attribute.name} may name at most 1000 nodes")
-
-
+@displayed
 @attrs.frozen
 class CommandRequest:
     """Run ``command`` on every node of ``node_ids``; kill it after ``timeout`` seconds.
@@ -83,9 +74,11 @@ class CommandRequest:
         CommandRequest(node_ids=[node.id], command="df -h /", timeout=30)
     """
 
-    node_ids: list[str] = attrs.field(validator=_node_ids)
-    command: str = attrs.field(validator=_command_text)
-    timeout: float = attrs.field(default=60.0, validator=_positive_timeout)
+    node_ids: list[str] = attrs.field(validator=Check(min_items=1, max_items=1000))
+    command: str = attrs.field(validator=_COMMAND)
+    timeout: float = attrs.field(
+        default=60.0, validator=Check(exclusive_minimum=0, maximum=MAX_TIMEOUT)
+    )
 
 
 class NodeRunState(enum.StrEnum):
@@ -96,6 +89,7 @@ class NodeRunState(enum.StrEnum):
     FAILED = "failed"
 
 
+@displayed
 @attrs.frozen
 class NodeCommandResult:
     """One node's part of a run: its output so far, then how the command ended.
@@ -116,6 +110,7 @@ class NodeCommandResult:
     duration: float = 0.0
 
 
+@displayed
 @attrs.frozen
 class CommandRun:
     """A fleet command and the results of its nodes (``finished_at`` is set once all are in)."""

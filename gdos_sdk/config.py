@@ -3,7 +3,8 @@
 Each setting has a key ``section.name``. Four sources fill it, the first that
 has it wins::
 
-    flag      -port :9090   or  --port=:9090      (seed flags, one or two dashes)
+    flag      -port :9090   or  --port=:9090      (seed flags, one or two dashes;
+                                                   a boolean flag alone means true)
     env       OPS_MASTER_SERVER_LISTEN=:9090      (OPS_WORKER_... for the worker)
     file      ./config.yaml  (master) / ./worker.yaml (worker), or -config PATH
     default   the value in the class below
@@ -20,7 +21,9 @@ Example::
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,11 +40,15 @@ __all__ = [
     "SECRET",
     "MasterSettings",
     "WorkerSettings",
+    "check_master_url",
+    "flag_takes_next",
+    "is_loopback_host",
     "iter_options",
     "load_master_settings",
     "load_settings",
     "load_worker_settings",
     "parse_listen",
+    "plain_http_warning",
 ]
 
 FLAG = "gdos_flag"
@@ -49,6 +56,10 @@ HELP = "gdos_help"
 SECRET = "gdos_secret"
 
 S = TypeVar("S")
+
+# The accepted range of auth.password_cost (log2 of scrypt's N).
+MIN_PASSWORD_COST = 14
+MAX_PASSWORD_COST = 20
 
 
 def _opt(default: Any, help: str, *, flag: str | None = None, secret: bool = False) -> Any:
@@ -99,7 +110,8 @@ class MasterAuth:
     admin_username: str = _opt("admin", "name of the admin created on first start")
     admin_password: str = _opt(
         "",
-        "password of the admin created on first start; random and printed once if empty",
+        "password of the admin created on first start; if empty, a random one is printed once"
+        " and must be changed at the first login (a configured one need not be)",
         secret=True,
     )
     join_token: str = _opt(
@@ -110,8 +122,27 @@ class MasterAuth:
     )
     require_approval: bool = _opt(False, "new nodes wait for an admin's approval")
     session_hours: float = _opt(12.0, "browser session lifetime")
-    login_attempts: int = _opt(10, "failed logins allowed per client and user per window")
+    login_attempts: int = _opt(
+        10, "failed logins allowed per account per window, from all addresses together"
+    )
+    login_attempts_per_ip: int = _opt(
+        30, "failed logins allowed per client address (IPv6: per /64) per window, any user"
+    )
     login_window: float = _opt(300.0, "seconds of the login rate-limit window")
+    password_cost: int = _opt(
+        17,
+        "scrypt cost as log2(N), 14 to 20: 17 (OWASP) takes 128 MiB and about 0.5 s per hash;"
+        " older hashes are redone at this cost on login",
+    )
+    hash_workers: int = _opt(
+        2, "password hashes computed at once (each holds 2^password_cost x 1 KiB of memory)"
+    )
+    hash_queue: int = _opt(
+        32, "logins that may wait for a hash worker; more are answered 429 at once"
+    )
+    max_sockets_per_user: int = _opt(
+        20, "live-channel WebSockets one user may hold open at once (console tabs, scripts)"
+    )
 
 
 @attrs.frozen
@@ -139,6 +170,24 @@ class MasterFleet:
 class MasterMetrics:
     window: float = _opt(3600.0, "seconds of 1 s samples kept in memory")
     minute_window: float = _opt(86400.0, "seconds of 1 min aggregates kept in memory")
+    max_series: int = _opt(
+        1_000_000,
+        "time series kept in memory in all (about 20 KB each at full retention); samples of"
+        " new series past it are dropped",
+    )
+    max_series_per_target: int = _opt(
+        256,
+        "series kept per node or instance (a node has 12 plus two per network interface and"
+        " one per file system); new metric names past it are dropped",
+    )
+    max_sample_age: float = _opt(
+        900.0,
+        "a sample older than this (seconds, by the master's clock) is dropped; covers a"
+        " worker's 5 min buffer after an outage plus clock skew",
+    )
+    max_sample_ahead: float = _opt(
+        60.0, "a sample more than this many seconds in the future (clock skew) is dropped"
+    )
 
 
 @attrs.frozen
@@ -148,6 +197,12 @@ class MasterAlerts:
     )
     webhook_attempts: int = _opt(5, "delivery attempts per webhook notification")
     webhook_timeout: float = _opt(10.0, "seconds to wait for a webhook to answer")
+    webhook_allow: str = _opt(
+        "",
+        "networks, addresses and host names webhook receivers may reach although they are"
+        " denied by default (loopback, link-local, cloud metadata): comma-separated, e.g."
+        " '127.0.0.1/32, ::1, hooks.internal' (docs/security.md)",
+    )
 
 
 @attrs.frozen
@@ -170,6 +225,9 @@ class MasterTerminal:
         1800.0, "seconds without input or output after which a web terminal is closed (0 = never)"
     )
     max_sessions_per_node: int = _opt(5, "open web terminal sessions allowed per node")
+    max_sessions_per_user: int = _opt(
+        10, "open web terminal sessions one user may hold, on all nodes together"
+    )
     reattach_grace: float = _opt(
         60.0, "seconds a terminal's shell survives its browser dropping, waiting for a reattach"
     )
@@ -186,6 +244,7 @@ class MasterTerminal:
 @attrs.frozen
 class MasterLog:
     level: str = _opt("info", "debug, info, warning or error", flag="log_level")
+    format: str = _opt("text", "text, or json: one JSON object per line", flag="log_format")
 
 
 @attrs.frozen
@@ -217,7 +276,12 @@ class MasterSettings:
 
 @attrs.frozen
 class WorkerServer:
-    listen: str = _opt(":8081", "address of the worker's own status port", flag="port")
+    listen: str = _opt(
+        "127.0.0.1:8081",
+        "address of the worker's own status port (/healthz); loopback unless you need it"
+        " elsewhere (':8081' listens on every interface)",
+        flag="port",
+    )
 
 
 @attrs.frozen
@@ -226,9 +290,31 @@ class WorkerConnect:
     join_token: str = _opt(
         "", "cluster join token (first contact only)", flag="join_token", secret=True
     )
+    claim_token: str = _opt(
+        "",
+        "a planned node's one-time claim token (from POST /nodes): the worker takes that"
+        " node, with its id and queued instances, without waiting for approval",
+        flag="claim_token",
+        secret=True,
+    )
     reconnect_initial: float = _opt(0.5, "first reconnect delay, seconds")
     reconnect_max: float = _opt(30.0, "longest reconnect delay, seconds")
     ca_file: str = _opt("", "CA bundle to verify an HTTPS master")
+    insecure: bool = _opt(
+        False,
+        "accept a plain http:// master_url that is not on loopback (root commands, terminal"
+        " traffic and secrets then cross the network unencrypted)",
+        flag="insecure",
+    )
+    ping_interval: float = _opt(
+        5.0,
+        "seconds between WebSocket pings on the agent channel (liveness check; 0: none)",
+    )
+    ping_timeout: float = _opt(
+        10.0,
+        "seconds to wait for a ping's answer; a channel without one is dropped and dialled"
+        " again (noticed within ping_interval + ping_timeout + 5 s)",
+    )
 
 
 @attrs.frozen
@@ -240,6 +326,12 @@ class WorkerRuntime:
         5,
         "tries to download a package before a deploy fails; waits 0.5, 1, 2, 4 ... s between"
         " (5 tries ride out about 7.5 s of storage trouble)",
+    )
+    default_user: str = _opt(
+        "nobody",
+        "account services run as when neither the module nor the manifest names one, if the"
+        " worker runs as root (a worker that is not root runs them as itself; ignored on"
+        " Windows); 'root' makes every operator deploy run as root (docs/security.md)",
     )
 
 
@@ -253,6 +345,7 @@ class WorkerTerminal:
 @attrs.frozen
 class WorkerLog:
     level: str = _opt("info", "debug, info, warning or error", flag="log_level")
+    format: str = _opt("text", "text, or json: one JSON object per line", flag="log_format")
 
 
 @attrs.frozen
@@ -310,15 +403,46 @@ def iter_options(cls: type[Any]) -> list[Option]:
     return found
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _bool_flags() -> frozenset[str]:
+    return frozenset(
+        o.flag
+        for cls in (MasterSettings, WorkerSettings)
+        for o in iter_options(cls)
+        if o.flag and o.type is bool
+    )
+
+
+def flag_takes_next(name: str, following: str | None) -> bool:
+    """Whether flag ``name`` (without dashes) takes the token ``following`` as its value.
+
+    Every flag takes a value except a boolean one, which may stand alone: ``-insecure``
+    means ``-insecure true``; it takes the next token only if that is a boolean word.
+
+    Example::
+
+        flag_takes_next("insecure", "-port")  # False
+        flag_takes_next("port", ":9090")  # True
+    """
+    if following is None:
+        return False
+    if name in _bool_flags():
+        return following.strip().lower() in _TRUE | _FALSE
+    return True
+
+
 def _coerce(option: Option, raw: Any, source: str) -> Any:
     where = f"{option.key} (from {source})"
     if option.type is bool:
         if isinstance(raw, bool):
             return raw
         text = str(raw).strip().lower()
-        if text in {"1", "true", "yes", "on"}:
+        if text in _TRUE:
             return True
-        if text in {"0", "false", "no", "off", ""}:
+        if text in _FALSE or text == "":
             return False
         raise ConfigError(f"{where}: expected true/false, got {raw!r}")
     if option.type is int:
@@ -341,13 +465,20 @@ def _coerce(option: Option, raw: Any, source: str) -> Any:
 
 
 def _parse_flags(
-    argv: Sequence[str], options: list[Option], extra_flags: Sequence[str]
+    argv: Sequence[str],
+    options: list[Option],
+    extra_flags: Sequence[str],
+    other_flags: Sequence[str] = (),
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """Split argv into option values by key and extra flags (like ``config``) by name."""
+    """Split argv into option values by key and extra flags (like ``config``) by name.
+
+    ``other_flags`` are flags the command handles before calling the loader (``-autostart``,
+    ``-to``): not accepted here, but named in the "did you mean" of an unknown flag.
+    """
     by_flag = {o.flag: o for o in options if o.flag}
     values: dict[str, str] = {}
     extras: dict[str, str] = {}
-    known = sorted([*by_flag, *extra_flags])
+    known = sorted({*by_flag, *extra_flags, *other_flags})
     args = list(argv)
     i = 0
     while i < len(args):
@@ -363,10 +494,18 @@ def _parse_flags(
             tip = f"; did you mean -{hint}?" if hint else f"; known flags: -{', -'.join(known)}"
             raise ConfigError(f"unknown flag {token!r}{tip}")
         if value is None:
-            if i + 1 >= len(args):
+            following = args[i + 1] if i + 1 < len(args) else None
+            if (
+                name in by_flag
+                and by_flag[name].type is bool
+                and not flag_takes_next(name, following)
+            ):
+                value = "true"  # a boolean flag standing alone
+            elif following is None:
                 raise ConfigError(f"flag -{name} needs a value")
-            value = args[i + 1]
-            i += 1
+            else:
+                value = following
+                i += 1
         if name in by_flag:
             values[by_flag[name].key] = value
         else:
@@ -419,6 +558,7 @@ def load_settings(
     env_prefix: str,
     default_file: str,
     cwd: Path | None = None,
+    other_flags: Sequence[str] = (),
 ) -> S:
     """Fill ``cls`` from flags > env > file > defaults.
 
@@ -428,9 +568,12 @@ def load_settings(
         env: the environment to read (pass ``os.environ`` explicitly).
         env_prefix: ``OPS_MASTER_`` or ``OPS_WORKER_``.
         default_file: file read when no ``-config`` flag is given, if it exists.
+        other_flags: flags the caller takes out of ``argv`` itself; named in hints only.
     """
     options = iter_options(cls)
-    flag_values, extras = _parse_flags(argv, options, extra_flags=("config",))
+    flag_values, extras = _parse_flags(
+        argv, options, extra_flags=("config",), other_flags=other_flags
+    )
     base = cwd or Path.cwd()
     file_values: dict[str, Any] = {}
     config_path = extras.get("config") or env.get(f"{env_prefix}CONFIG")
@@ -466,7 +609,11 @@ def load_settings(
 
 
 def load_master_settings(
-    argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    other_flags: Sequence[str] = (),
 ) -> MasterSettings:
     """Master settings from flags, ``OPS_MASTER_*``, ``./config.yaml`` and defaults."""
     settings = load_settings(
@@ -476,7 +623,9 @@ def load_master_settings(
         env_prefix="OPS_MASTER_",
         default_file="config.yaml",
         cwd=cwd,
+        other_flags=other_flags,
     )
+    _check_log(settings.log)
     if settings.storage.type not in {"local", "minio"}:
         raise ConfigError(f"storage.type must be 'local' or 'minio', not {settings.storage.type!r}")
     if settings.storage.worker_fetch not in {"presigned", "master"}:
@@ -486,14 +635,32 @@ def load_master_settings(
         )
     if not 1 <= settings.storage.presign_expiry <= 604800:
         raise ConfigError("storage.presign_expiry must be between 1 and 604800 seconds (7 days)")
+    if not MIN_PASSWORD_COST <= settings.auth.password_cost <= MAX_PASSWORD_COST:
+        raise ConfigError(
+            f"auth.password_cost must be between {MIN_PASSWORD_COST} and {MAX_PASSWORD_COST}"
+            f" (log2 of scrypt's N), not {settings.auth.password_cost}"
+        )
+    if settings.auth.hash_workers < 1 or settings.auth.hash_queue < 0:
+        raise ConfigError("auth.hash_workers must be >= 1 and auth.hash_queue >= 0")
     if settings.backup.interval_hours < 0 or settings.backup.retention < 1:
         raise ConfigError("backup.interval_hours must be >= 0 and backup.retention >= 1")
+    metrics = settings.metrics
+    if metrics.max_series < 1 or metrics.max_series_per_target < 1:
+        raise ConfigError("metrics.max_series and metrics.max_series_per_target must be >= 1")
+    if metrics.max_sample_age < 0 or metrics.max_sample_ahead < 0:
+        raise ConfigError("metrics.max_sample_age and metrics.max_sample_ahead must be >= 0")
     parse_listen(settings.server.listen, default_host="0.0.0.0")
+    if bool(settings.server.tls_cert) != bool(settings.server.tls_key):
+        raise ConfigError("server.tls_cert and server.tls_key go together: give both or neither")
     return settings
 
 
 def load_worker_settings(
-    argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    other_flags: Sequence[str] = (),
 ) -> WorkerSettings:
     """Worker settings from flags, ``OPS_WORKER_*``, ``./worker.yaml`` and defaults."""
     settings = load_settings(
@@ -503,17 +670,93 @@ def load_worker_settings(
         env_prefix="OPS_WORKER_",
         default_file="worker.yaml",
         cwd=cwd,
+        other_flags=other_flags,
     )
+    _check_log(settings.log)
     parse_listen(settings.server.listen, default_host="0.0.0.0")
-    if not settings.connect.master_url.startswith(("http://", "https://")):
-        raise ConfigError(
-            f"connect.master_url must start with http:// or https://, "
-            f"got {settings.connect.master_url!r}"
-        )
+    check_master_url(settings.connect)
     attempts = settings.runtime.fetch_attempts
     if not 1 <= attempts <= 20:
         raise ConfigError(f"runtime.fetch_attempts must be between 1 and 20, got {attempts}")
+    for name in ("ping_interval", "ping_timeout"):
+        if getattr(settings.connect, name) < 0:
+            raise ConfigError(f"connect.{name} must be >= 0 (0 turns it off)")
     return settings
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost``, ``127.0.0.0/8`` and ``::1`` (no name is resolved).
+
+    Example::
+
+        is_loopback_host("127.0.0.1")  # True
+        is_loopback_host("0.0.0.0")  # False: every interface
+    """
+    name = host.strip().strip("[]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def check_master_url(connect: WorkerConnect) -> None:
+    """Refuse a master URL a worker must not dial: not http(s), or plain HTTP off loopback.
+
+    The agent channel carries root commands, terminal sessions, module env and the
+    node's credential; over ``http://`` anyone on the path reads and changes them. A
+    loopback master (``./dev up``, tests) is fine; anything else needs ``https://`` or
+    an explicit ``connect.insecure``.
+
+    Raises:
+        ConfigError: names the URL and ``-insecure``.
+    """
+    url = connect.master_url
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"connect.master_url must start with http:// or https://, got {url!r}")
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if url.startswith("http://") and not is_loopback_host(host) and not connect.insecure:
+        raise ConfigError(
+            f"refusing plain HTTP to {url}: the agent channel carries root commands, terminal"
+            " sessions and secrets, so a master that is not on this machine must be reached by"
+            " https:// (docs/security.md, 'TLS'); to accept plain HTTP anyway, pass -insecure"
+            " (connect.insecure: true, OPS_WORKER_CONNECT_INSECURE=1)"
+        )
+
+
+def plain_http_warning(server: MasterServer) -> str | None:
+    """The warning for a master that listens beyond loopback without TLS, or None.
+
+    Example::
+
+        plain_http_warning(MasterServer(listen=":8080"))  # "listening on 0.0.0.0:8080 ..."
+    """
+    if server.tls_cert:
+        return None
+    host, port = parse_listen(server.listen, default_host="0.0.0.0")
+    if is_loopback_host(host):
+        return None
+    shown = f"[{host}]" if ":" in host else host
+    return (
+        f"listening on {shown}:{port} WITHOUT TLS: passwords, API tokens, node credentials,"
+        " terminal sessions and module secrets cross the network in clear. Serve HTTPS"
+        " (-tls_cert and -tls_key; docs/security.md, 'TLS'), or listen on 127.0.0.1 behind a"
+        " TLS proxy."
+    )
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+
+
+def _check_log(log: MasterLog | WorkerLog) -> None:
+    if log.level.lower() not in LOG_LEVELS:
+        raise ConfigError(f"log.level must be one of {', '.join(LOG_LEVELS)}, not {log.level!r}")
+    if log.format not in LOG_FORMATS:
+        hint = suggest(log.format, LOG_FORMATS)
+        tip = f"; did you mean {hint!r}?" if hint else ""
+        raise ConfigError(f"log.format must be text or json, not {log.format!r}{tip}")
 
 
 def parse_listen(value: str, *, default_host: str) -> tuple[str, int]:

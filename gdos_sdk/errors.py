@@ -6,12 +6,14 @@ Every error the SDK, the servers and the pack tool raise on purpose is a
     GdosError
     ├── ValidationError        the input is wrong; fix the request (422)
     │   ├── BadRequestError    not even well-formed, e.g. not JSON (400)
+    │   │   └── UnsupportedMediaType  a body that is not declared JSON (415)
     │   ├── BackupError        a backup archive is corrupt, truncated or foreign (422)
     │   └── ManifestError      service.json or package content is wrong
     ├── NotFoundError          the thing does not exist (404); also a LookupError
     ├── ConflictError          the request clashes with current state (409)
     ├── AuthError              who you are (401)
     │   └── PermissionDenied   what you may do (403)
+    │       └── PasswordChangeRequired  change your password first (403)
     ├── TooLargeError          the body is over a configured limit (413)
     ├── RateLimitedError       slow down (429)
     ├── StorageError           the package store failed (503)
@@ -43,6 +45,7 @@ __all__ = [
     "GdosError",
     "ManifestError",
     "NotFoundError",
+    "PasswordChangeRequired",
     "PermissionDenied",
     "ProtocolError",
     "RateLimitedError",
@@ -51,6 +54,7 @@ __all__ = [
     "StorageError",
     "TooLargeError",
     "TransportError",
+    "UnsupportedMediaType",
     "ValidationError",
     "error_from_body",
 ]
@@ -73,6 +77,8 @@ class GdosError(Exception):
 
     code: ClassVar[str] = "error"
     status: ClassVar[int] = 500
+    #: Headers the master sends with this error, name -> meaning (the API reference lists them).
+    headers: ClassVar[dict[str, str]] = {}
 
     def __init__(self, message: str, *, details: Any = None) -> None:
         super().__init__(message)
@@ -85,6 +91,10 @@ class GdosError(Exception):
         if self.details is not None:
             body["details"] = self.details
         return {"error": body}
+
+    def http_headers(self) -> dict[str, str]:
+        """The values of :attr:`headers` for this error's HTTP answer."""
+        return {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r})"
@@ -132,6 +142,13 @@ class PermissionDenied(AuthError):
     status = 403
 
 
+class PasswordChangeRequired(PermissionDenied):
+    """The account's password must be changed (``POST /auth/password``) before anything else."""
+
+    code = "password_change_required"
+    status = 403
+
+
 class TooLargeError(GdosError):
     """A body or an archive is over a configured size limit."""
 
@@ -140,10 +157,22 @@ class TooLargeError(GdosError):
 
 
 class RateLimitedError(GdosError):
-    """Too many attempts; retry later."""
+    """Too many attempts; retry later (``details["retry_after"]``: seconds to wait)."""
 
     code = "rate_limited"
     status = 429
+    headers = {"Retry-After": "seconds to wait before trying again"}
+
+    @property
+    def retry_after(self) -> int | None:
+        """Seconds to wait before trying again, when the master said."""
+        details = self.details if isinstance(self.details, dict) else {}
+        value = details.get("retry_after")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    def http_headers(self) -> dict[str, str]:
+        # Always sent (the document says so): 1 s when the raiser named no wait.
+        return {"Retry-After": str(1 if self.retry_after is None else self.retry_after)}
 
 
 class StorageError(GdosError):
@@ -202,6 +231,13 @@ class BadRequestError(ValidationError):
     status = 400
 
 
+class UnsupportedMediaType(BadRequestError):
+    """A body sent without ``Content-Type: application/json`` where JSON is expected."""
+
+    code = "unsupported_media_type"
+    status = 415
+
+
 class BackupError(ValidationError):
     """A backup archive is truncated, corrupt, foreign or too new; nothing was changed."""
 
@@ -242,6 +278,7 @@ def error_from_body(status: int, body: Any) -> GdosError:
             404: NotFoundError,
             409: ConflictError,
             413: TooLargeError,
+            415: UnsupportedMediaType,
             422: ValidationError,
             429: RateLimitedError,
             502: RemoteError,

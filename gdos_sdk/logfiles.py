@@ -8,6 +8,12 @@ any other name is refused with :class:`~gdos_sdk.errors.PermissionDenied`
 naming the problem: ``..`` segments, an undeclared absolute path, or a
 declared relative path whose real location (after symlinks) leaves the package.
 
+**Opening.** A service may own the folder its declared files are in (it runs as
+its own account and writes there), so a name checked by :func:`resolve_log_file`
+could be swapped for a link before it is opened. The reading functions take the
+source's ``root`` and check the *opened* file (:func:`open_log`): it must be a
+regular file that really lies under ``root``, or nothing is read.
+
 **Following.** A :class:`LogCursor` is the file's identity (device, inode)
 and a byte offset. :func:`read_follow` continues from it and copes with both
 rotation styles:
@@ -35,9 +41,11 @@ import os
 import re
 import stat
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import BinaryIO
 
 import attrs
 
+from gdos_sdk.display import displayed
 from gdos_sdk.errors import NotFoundError, PermissionDenied
 
 __all__ = [
@@ -49,6 +57,7 @@ __all__ = [
     "LogSearch",
     "LogSource",
     "log_sources",
+    "open_log",
     "read_follow",
     "resolve_log_file",
     "search_file",
@@ -60,6 +69,7 @@ _CONSOLE_RE = re.compile(r"^console\.log(\.[0-9]{1,4})?$")
 READ_LIMIT = 256 * 1024
 
 
+@displayed
 @attrs.frozen
 class LogCursor:
     """Where following stopped: which file (device, inode) and the byte offset in it."""
@@ -69,6 +79,7 @@ class LogCursor:
     offset: int
 
 
+@displayed
 @attrs.frozen
 class LogFile:
     """One readable log file of an instance, as the log viewer lists it."""
@@ -79,6 +90,7 @@ class LogFile:
     mtime: float | None = None
 
 
+@displayed
 @attrs.frozen
 class LogChunk:
     """Text read from a log file and the cursor to continue from.
@@ -94,12 +106,14 @@ class LogChunk:
     more: bool = False  # the read stopped at the size limit; ask again at once
 
 
+@displayed
 @attrs.frozen
 class LogMatch:
     line: int  # 1-based
     text: str
 
 
+@displayed
 @attrs.frozen
 class LogSearch:
     """The last ``limit`` lines containing ``query`` (case-insensitive), oldest first."""
@@ -200,13 +214,59 @@ def resolve_log_file(name: str, sources: dict[str, LogSource], *, must_exist: bo
     return real
 
 
+def _inside(real: str, root: Path) -> bool:
+    top = os.path.realpath(root)
+    return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
+
+
+def open_log(path: Path, root: Path | None = None) -> BinaryIO:
+    """Open a log file for reading; with ``root``, only if the opened file lies under it.
+
+    The check is made on the open file, not its name: on Linux the kernel's own
+    record of what was opened (``/proc/self/fd/N``), elsewhere the name resolved
+    right after opening. The file must be a regular file (opened non-blocking, so a
+    FIFO put in its place cannot hang the reader).
+
+    Raises:
+        PermissionDenied: the file opened is not a regular file under ``root``.
+        OSError: the file cannot be opened.
+
+    Example::
+
+        with open_log(app_dir / "logs/app.log", app_dir) as handle:
+            handle.read()
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _refuse(str(path), "not a regular file")
+        if root is not None:
+            try:
+                real = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                real = os.path.realpath(path)
+            if not _inside(real, root):
+                raise _refuse(str(path), "the file opened lies outside the instance's folder")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _decode(data: bytes) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def tail_lines(path: Path, lines: int, *, limit: int = READ_LIMIT) -> tuple[str, LogCursor]:
-    """The last ``lines`` lines of ``path`` (at most ``limit`` bytes) and a cursor at its end."""
-    with open(path, "rb") as handle:
+def tail_lines(
+    path: Path, lines: int, *, limit: int = READ_LIMIT, root: Path | None = None
+) -> tuple[str, LogCursor]:
+    """The last ``lines`` lines of ``path`` (at most ``limit`` bytes) and a cursor at its end.
+
+    ``root``: the file opened must lie under it (:func:`open_log`).
+    """
+    with open_log(path, root) as handle:
         st = os.fstat(handle.fileno())
         end = st.st_size
         start = end
@@ -236,8 +296,8 @@ def _find_by_inode(folder: Path, cursor: LogCursor) -> Path | None:
     return None
 
 
-def _read(path: Path, offset: int, limit: int) -> tuple[bytes, os.stat_result]:
-    with open(path, "rb") as handle:
+def _read(path: Path, offset: int, limit: int, root: Path | None) -> tuple[bytes, os.stat_result]:
+    with open_log(path, root) as handle:
         st = os.fstat(handle.fileno())
         handle.seek(offset)
         data = handle.read(limit)
@@ -249,12 +309,18 @@ def _read(path: Path, offset: int, limit: int) -> tuple[bytes, os.stat_result]:
 
 
 def read_follow(
-    path: Path, cursor: LogCursor | None, *, name: str = "", limit: int = READ_LIMIT
+    path: Path,
+    cursor: LogCursor | None,
+    *,
+    name: str = "",
+    limit: int = READ_LIMIT,
+    root: Path | None = None,
 ) -> tuple[LogChunk, bool]:
     """Text appended since ``cursor`` (following rotation) and whether anything was read.
 
     Without a cursor, starts at the current end (use :func:`tail_lines` first).
-    ``name`` labels the chunk (default: the file name).
+    ``name`` labels the chunk (default: the file name); ``root``: every file opened
+    must lie under it (:func:`open_log`).
     """
     name = name or path.name
     try:
@@ -271,7 +337,7 @@ def read_follow(
             offset, rotated = 0, True
         if st.st_size == offset:
             return LogChunk(name, "", LogCursor(cursor.dev, cursor.ino, offset), rotated), rotated
-        data, fst = _read(path, offset, limit)
+        data, fst = _read(path, offset, limit, root)
         more = offset + len(data) < fst.st_size
         next_cursor = LogCursor(fst.st_dev, fst.st_ino, offset + len(data))
         return LogChunk(name, _decode(data), next_cursor, rotated, more), bool(data) or rotated
@@ -279,25 +345,30 @@ def read_follow(
     old = _find_by_inode(path.parent, cursor)
     tail = b""
     if old is not None:
-        tail, fst = _read(old, cursor.offset, limit)
+        tail, fst = _read(old, cursor.offset, limit, root)
         if cursor.offset + len(tail) < fst.st_size:
             next_cursor = LogCursor(cursor.dev, cursor.ino, cursor.offset + len(tail))
             return LogChunk(name, _decode(tail), next_cursor, False, True), True
     if st is None:  # renamed, the new file not created yet: stay on the old one
         next_cursor = LogCursor(cursor.dev, cursor.ino, cursor.offset + len(tail))
         return LogChunk(name, _decode(tail), next_cursor), bool(tail)
-    data, fst = _read(path, 0, max(1, limit - len(tail)))
+    data, fst = _read(path, 0, max(1, limit - len(tail)), root)
     more = len(data) < fst.st_size
     next_cursor = LogCursor(fst.st_dev, fst.st_ino, len(data))
     return LogChunk(name, _decode(tail + data), next_cursor, True, more), True
 
 
-def search_file(path: Path, name: str, query: str, *, limit: int = 500) -> LogSearch:
-    """The last ``limit`` lines of ``path`` containing ``query`` (plain text, any case)."""
+def search_file(
+    path: Path, name: str, query: str, *, limit: int = 500, root: Path | None = None
+) -> LogSearch:
+    """The last ``limit`` lines of ``path`` containing ``query`` (plain text, any case).
+
+    ``root``: the file opened must lie under it (:func:`open_log`).
+    """
     needle = query.casefold()
     matches: collections.deque[LogMatch] = collections.deque(maxlen=limit)
     total = 0
-    with open(path, "rb") as handle:
+    with open_log(path, root) as handle:
         for number, raw in enumerate(handle, start=1):
             line = _decode(raw).rstrip("\r\n")
             if needle in line.casefold():

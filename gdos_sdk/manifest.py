@@ -68,6 +68,8 @@ _NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 _ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _NO_NUL_PATTERN = r"^[^\u0000]*$"
 _URL_PATTERN = r"^https?://[^\s]+$"
+# A POSIX account or group: a name (www-data, svc_api) or a numeric id.
+_ACCOUNT_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$"
 
 # Human wording for the patterns above; a raw regex is no help in an error.
 _PATTERN_HINTS = {
@@ -79,6 +81,8 @@ _PATTERN_HINTS = {
     " not starting with a digit)",
     _NO_NUL_PATTERN: "must not contain NUL characters",
     _URL_PATTERN: "must be an http:// or https:// URL",
+    _ACCOUNT_PATTERN: "is not an account name (1-64 letters, digits, '.', '_' or '-',"
+    " not starting with '.' or '-') or a numeric id",
 }
 
 _STR: dict[str, Any] = {"type": "string", "pattern": _NO_NUL_PATTERN}
@@ -406,6 +410,22 @@ class Manifest(_Model):
     )
     pid_file: str | None = attrs.field(
         default=None, metadata=_f(_OPT_STR, "Pid file path (pid_strategy pid_file).")
+    )
+    user: str | None = attrs.field(
+        default=None,
+        metadata=_f(
+            {"type": ["string", "null"], "pattern": _ACCOUNT_PATTERN},
+            "Account the service (and its stop program and cmd health check) runs as, when"
+            " the worker runs as root; default the worker's runtime.default_user. A module"
+            " may override it. Only an admin may deploy a package that names an account.",
+        ),
+    )
+    group: str | None = attrs.field(
+        default=None,
+        metadata=_f(
+            {"type": ["string", "null"], "pattern": _ACCOUNT_PATTERN},
+            "Primary group of the service; default the user's own group. Admin only, like user.",
+        ),
     )
     health_check: HealthCheck | None = attrs.field(
         default=None, metadata=_model("HealthCheck", "Optional health check.", nullable=True)

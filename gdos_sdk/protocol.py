@@ -18,6 +18,12 @@ with ``X-GDOS-Node-Id``) and then::
 After ``welcome`` the master reconciles: it compares the inventory with the
 desired state it holds and sends the commands that close the gap.
 
+A frame from the worker is at most :data:`MAX_FRAME` characters (the master closes
+the channel with code 1009 otherwise). The worker splits a heartbeat whose samples
+would not fit into :data:`HEARTBEAT_FRAME` pieces, and answers a request whose
+response would not fit with an error instead (docs/security.md, "Nodes and the
+agent channel").
+
 Example::
 
     from gdos_sdk.protocol import decode, encode, Heartbeat
@@ -33,7 +39,7 @@ from typing import Any, Literal
 import attrs
 
 from gdos_sdk.adoption import AdoptionSpec, ProcessCandidate
-from gdos_sdk.codec import converter, structure, unstructure
+from gdos_sdk.codec import converter, parse_json, structure, unstructure
 from gdos_sdk.commands import CommandExit
 from gdos_sdk.errors import ProtocolError, ValidationError
 from gdos_sdk.logfiles import LogChunk, LogCursor, LogFile, LogSearch
@@ -41,6 +47,8 @@ from gdos_sdk.models import DiskUsage, Fingerprint, InstanceSample, NetRate, Nod
 from gdos_sdk.states import DesiredState, Health, InstanceState
 
 __all__ = [
+    "HEARTBEAT_FRAME",
+    "MAX_FRAME",
     "PROTOCOL_VERSION",
     "CandidatesCommand",
     "Command",
@@ -69,9 +77,20 @@ __all__ = [
     "Welcome",
     "decode",
     "encode",
+    "heartbeat_frames",
 ]
 
 PROTOCOL_VERSION = 1
+
+# Largest frame a worker may send, in characters (frames are ASCII JSON, so also bytes).
+# Sized for a big, legitimate node; a real worker with 200 instances measured (see
+# docs/security.md): hello 49 KB, heartbeat 38 KB per second of samples, so ~0.6 MB at the
+# slowest push interval (15 s). A log download chunk (512 KiB of text) is at most 3 MiB
+# once JSON-escaped.
+MAX_FRAME = 4 * 1024 * 1024
+# A worker splits a heartbeat into frames of about this size: its backlog after a 5 minute
+# outage would be ~12 MB for 200 instances.
+HEARTBEAT_FRAME = 1024 * 1024
 
 
 @attrs.frozen
@@ -94,6 +113,9 @@ class InstanceSpec:
     adoption: AdoptionSpec | None = None
     # The module's health_check override (a service.json health_check object), if any.
     health_check: dict[str, Any] | None = None
+    # The module's account override; "" = the manifest's, else the worker's default_user.
+    user: str = ""
+    group: str = ""
 
 
 @attrs.frozen
@@ -382,6 +404,40 @@ def encode(message: Message) -> str:
     return json.dumps(unstructure(message), separators=(",", ":"))
 
 
+def heartbeat_frames(beat: Heartbeat, limit: int = HEARTBEAT_FRAME) -> list[str]:
+    """``beat`` as one frame, or as several of at most about ``limit`` characters each.
+
+    Each piece is a heartbeat with the same ``ts`` and a share of the samples, oldest
+    first. A single sample larger than ``limit`` still goes out alone (the master's
+    :data:`MAX_FRAME` is the hard bound).
+
+    Example::
+
+        for text in heartbeat_frames(Heartbeat(ts=now, node_samples=backlog)):
+            await ws.send(text)
+    """
+    text = encode(beat)
+    total = len(beat.node_samples) + len(beat.instance_samples)
+    if len(text) <= limit or total <= 1:
+        return [text]
+    parts = min(total, -(-len(text) // limit))
+    frames: list[str] = []
+    for i in range(parts):
+        piece = Heartbeat(
+            ts=beat.ts,
+            node_samples=_share(beat.node_samples, i, parts),
+            instance_samples=_share(beat.instance_samples, i, parts),
+        )
+        if piece.node_samples or piece.instance_samples:
+            frames += heartbeat_frames(piece, limit)
+    return frames
+
+
+def _share(items: list[Any], index: int, parts: int) -> list[Any]:
+    """The ``index``-th of ``parts`` consecutive, nearly equal slices of ``items``."""
+    return items[len(items) * index // parts : len(items) * (index + 1) // parts]
+
+
 _NODE_KEYS = frozenset(f.name for f in attrs.fields(NodeSample))
 _INSTANCE_KEYS = frozenset(f.name for f in attrs.fields(InstanceSample))
 _HEARTBEAT_KEYS = frozenset({"type", "ts", "node_samples", "instance_samples"})
@@ -455,7 +511,7 @@ def _fast_heartbeat(data: dict[str, Any]) -> Heartbeat | None:
 def decode(text: str | bytes) -> Message:
     """Parse one frame; anything malformed raises :class:`ProtocolError`."""
     try:
-        data = json.loads(text)
+        data = parse_json(text, max_depth=None)  # typed messages: deep values fail structure()
     except ValueError as exc:
         raise ProtocolError(f"frame is not JSON: {exc}") from exc
     if isinstance(data, dict) and data.get("type") == "heartbeat":

@@ -34,6 +34,8 @@ from typing import Any
 
 import attrs
 
+from gdos_sdk.codec import parse_json
+from gdos_sdk.display import displayed
 from gdos_sdk.errors import ValidationError
 
 __all__ = [
@@ -59,14 +61,17 @@ MAX_COLS = 2000
 
 
 class TerminalState(enum.StrEnum):
-    """``attached``: a browser is connected; ``detached``: waiting for one to reattach."""
+    """``attached``: a browser is connected; ``detached``: waiting for one to reattach;
+    ``ending``: being closed (the recording is being stored, the end audited)."""
 
     STARTING = "starting"
     ATTACHED = "attached"
     DETACHED = "detached"
+    ENDING = "ending"
     CLOSED = "closed"
 
 
+@displayed
 @attrs.frozen
 class TerminalSession:
     """One web terminal session and its recording.
@@ -137,6 +142,7 @@ class RingBuffer:
         return len(self._buf)
 
 
+@displayed
 @attrs.frozen
 class CastEvent:
     """One asciicast v2 event: seconds since the start, code (``o``, ``i``, ``r``), data."""
@@ -239,7 +245,7 @@ def control(op: str, **fields: Any) -> str:
 def parse_control(text: str | bytes) -> dict[str, Any]:
     """A control frame as a dict with a string ``op``; sizes checked. ValidationError if bad."""
     try:
-        message = json.loads(text)
+        message = parse_json(text)
     except ValueError:
         raise ValidationError("control frames must be JSON objects") from None
     if not isinstance(message, dict) or not isinstance(message.get("op"), str):

@@ -2,7 +2,10 @@
 
 :class:`LocalCluster` starts ``gdos-master`` and ``gdos-worker`` as separate
 processes on free ports under one folder and stops all of them — and every
-service process they started — when it closes, even after a failure.
+service process they started — when it closes, even after a failure. Its
+workers run services as the account that runs the cluster (pass
+``env={"OPS_WORKER_RUNTIME_DEFAULT_USER": "nobody"}`` to a worker for the
+production default).
 
 Example::
 
@@ -16,10 +19,12 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -32,11 +37,13 @@ import httpx
 import psutil
 
 from gdos_sdk.client import Client
+from gdos_sdk.executors.accounts import current_account
 
 __all__ = [
     "LocalCluster",
     "ManagedProcess",
     "ProcessExited",
+    "TlsFiles",
     "free_port",
     "kill_instances_under",
     "wait_until",
@@ -110,6 +117,7 @@ class ManagedProcess:
     popen: subprocess.Popen[bytes]
     log_path: Path
     port: int
+    work_dir: Path | None = None  # a worker's work dir
 
     @property
     def pid(self) -> int:
@@ -139,14 +147,46 @@ class ManagedProcess:
         self.popen.wait()
 
 
+@attrs.frozen
+class TlsFiles:
+    """PEM files for an HTTPS master: its certificate and key, and the CA that signed it."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
 class LocalCluster:
-    """A master and any number of workers on loopback, all under ``root``."""
+    """A master and any number of workers on loopback, all under ``root``.
+
+    Parameters:
+        root: folder for every process's data and logs.
+        admin_password: the first admin's password (random if not given); it is
+            configured, so the admin is not asked to change it at the first login.
+        env: the environment of the processes (default: this process's).
+        password_cost: the master's ``auth.password_cost``. A throw-away cluster hashes
+            at the cheapest accepted cost (14) so that logins take milliseconds; pass
+            ``None`` for the master's default (17, as in production).
+        tls: serve the master over HTTPS with that certificate; workers dial ``wss://``,
+            verifying it against ``tls.ca``.
+    """
 
     def __init__(
-        self, root: Path, *, admin_password: str | None = None, env: dict[str, str] | None = None
+        self,
+        root: Path,
+        *,
+        admin_password: str | None = None,
+        env: dict[str, str] | None = None,
+        password_cost: int | None = 14,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.root = Path(root).absolute()
+        self.tls = tls
+        self.verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=str(tls.ca)) if tls is not None else True
+        )
         self.root.mkdir(parents=True, exist_ok=True)
+        self.password_cost = password_cost
         self.admin_password = admin_password or secrets.token_urlsafe(12)
         self.join_token = secrets.token_urlsafe(24)
         self.env = dict(os.environ if env is None else env)
@@ -157,7 +197,8 @@ class LocalCluster:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.master_port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.master_port}"
 
     def _spawn(
         self, name: str, argv: list[str], env: dict[str, str], port: int, log_name: str
@@ -191,12 +232,19 @@ class LocalCluster:
             "OPS_MASTER_LOG_LEVEL": "info",
             **(env or {}),
         }
+        if self.password_cost is not None:
+            menv.setdefault("OPS_MASTER_AUTH_PASSWORD_COST", str(self.password_cost))
         argv = [
             *_script("gdos-master"),
             "-port",
             f"127.0.0.1:{self.master_port}",
             "-data_dir",
             str(self.root / "master"),
+            *(
+                ("-tls_cert", str(self.tls.cert), "-tls_key", str(self.tls.key))
+                if self.tls is not None
+                else ()
+            ),
             *extra,
         ]
         self.master = self._spawn("master", argv, menv, self.master_port, "master")
@@ -220,6 +268,10 @@ class LocalCluster:
             **self.env,
             "OPS_WORKER_CONNECT_JOIN_TOKEN": self.join_token,
             "OPS_WORKER_CONNECT_RECONNECT_MAX": "2",
+            # A local cluster lives in one folder of whoever runs it: its services run as
+            # that account too (a worker running as root would otherwise use "nobody").
+            "OPS_WORKER_RUNTIME_DEFAULT_USER": current_account().name,
+            **({"OPS_WORKER_CONNECT_CA_FILE": str(self.tls.ca)} if self.tls is not None else {}),
             **(env or {}),
         }
         argv = [
@@ -233,6 +285,7 @@ class LocalCluster:
             *extra,
         ]
         worker = self._spawn(f"worker{index}", argv, wenv, wport, f"worker{index}")
+        worker.work_dir = work
         self.workers.append(worker)
         if wait:
             self.wait_worker_connected(worker)
@@ -247,31 +300,38 @@ class LocalCluster:
         def ready() -> bool:
             if not proc.alive():
                 raise ProcessExited(f"{proc.name} exited:\n{proc.output()[-3000:]}")
-            return httpx.get(f"http://127.0.0.1:{proc.port}/healthz", timeout=2).status_code == 200
+            url = f"{self.url if proc is self.master else f'http://127.0.0.1:{proc.port}'}/healthz"
+            return httpx.get(url, timeout=2, verify=self.verify).status_code == 200
 
         wait_until(ready, timeout=timeout, what=f"{proc.name} health")
 
     def wait_worker_connected(self, worker: ManagedProcess, timeout: float = 30.0) -> str:
         """Wait until the worker's channel is up; return its node id."""
 
-        def connected() -> str | None:
+        def connected() -> bool:
             if not worker.alive():
                 raise ProcessExited(f"{worker.name} exited:\n{worker.output()[-3000:]}")
-            health = self.worker_health(worker)
-            return str(health["node_id"]) if health.get("connected") else None
+            return bool(self.worker_health(worker).get("connected"))
 
-        return str(wait_until(connected, timeout=timeout, what=f"{worker.name} to connect"))
+        wait_until(connected, timeout=timeout, what=f"{worker.name} to connect")
+        return self.node_id(worker)
+
+    def node_id(self, worker: ManagedProcess) -> str:
+        """The worker's node id, from its work dir (the master's welcome settles it)."""
+        assert worker.work_dir is not None, f"{worker.name} is not a worker"
+        identity = json.loads((worker.work_dir / "node.json").read_text())
+        return str(identity["node_id"])
 
     def admin_token(self) -> str:
         """An admin API token (created once by logging in as admin)."""
         if self._admin_token is None:
-            with Client(self.url) as client:
+            with Client(self.url, verify=self.verify) as client:
                 client.login("admin", self.admin_password)
                 self._admin_token = client.create_token("tests").secret
         return self._admin_token
 
     def client(self, token: str | None = None) -> Client:
-        return Client(self.url, token=token or self.admin_token(), timeout=60)
+        return Client(self.url, token=token or self.admin_token(), timeout=60, verify=self.verify)
 
     def close(self) -> None:
         """Stop every worker, the master and every service process under ``root``."""

@@ -14,7 +14,9 @@ goes (see ``docs/adoption.md``):
   (a new pid in the pid file, a new matching process) for ``follow_timeout``
   seconds and follows it; only then does it report the service stopped, or
   start it again when it has a way to;
-* **destroy** releases the process: GDOS stops watching it and leaves it running.
+* **destroy** stops what GDOS started (its spawn, start or restart command brought the
+  process up, or the process carries the instance's tag) and releases what it found:
+  GDOS stops watching it and leaves it running.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import attrs
 from gdos_sdk.adoption import AdoptionSpec, AdoptionStrategy, ProcessCandidate, resolve
 from gdos_sdk.errors import ConflictError, SpawnError
 from gdos_sdk.executors import Executor, ExitInfo, ProcessHandle, ProcessRef, SpawnSpec
+from gdos_sdk.filemodes import private_dir
 from gdos_sdk.manifest import Manifest
 from gdos_sdk.protocol import InstanceSpec, InstanceStatus
 from gdos_sdk.states import DesiredState, InstanceState
@@ -86,6 +89,7 @@ class AdoptedRunner(InstanceRunner):
         base_env: dict[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         resolver: Callable[[AdoptionSpec], tuple[ProcessCandidate | None, str]] = resolve,
+        default_user: str = "",
     ) -> None:
         adoption = record.spec.adoption
         assert adoption is not None
@@ -100,6 +104,7 @@ class AdoptedRunner(InstanceRunner):
             on_change=on_change,
             base_env=base_env,
             clock=clock,
+            default_user=default_user,
         )
         self.resolver = resolver
         self._follow_task: asyncio.Task[None] | None = None
@@ -112,8 +117,10 @@ class AdoptedRunner(InstanceRunner):
     # --- processes --------------------------------------------------------------------------
 
     def _command_spec(self, command: str, *, exec_: bool = False) -> SpawnSpec:
-        env = self._instance_env()
-        self.paths.logs.mkdir(parents=True, exist_ok=True)
+        account = self.account()
+        env = self._instance_env(account)
+        private_dir(self.paths.logs)
+        self.workdir.hand_over(self.paths, account)
         cwd = self.adoption.cwd if os.path.isdir(self.adoption.cwd) else str(self.paths.root)
         return SpawnSpec(
             argv=shell_argv(command, exec_=exec_),
@@ -121,6 +128,7 @@ class AdoptedRunner(InstanceRunner):
             env=env,
             log_path=str(self.paths.console_log),
             tag=self.instance_id,
+            account=account,
         )
 
     def _reap_later(self, handle: ProcessHandle) -> None:
@@ -180,6 +188,7 @@ class AdoptedRunner(InstanceRunner):
         handle = self._attach(found) if found is not None else None
         if handle is not None:
             # Already running: adopt it as it is, never restart it.
+            self.record.started_here = False
             self._adopt(handle, fresh=False)
             self.record.started_at = found.create_time if found is not None else time.time()
             self._set_state(S.RUNNING, f"adopted running process {handle.pid}")
@@ -204,6 +213,7 @@ class AdoptedRunner(InstanceRunner):
                 await self.executor.stop(spawned, stop_signal=_SIGKILL, timeout=0.1)
                 self._set_state(S.FAILED, f"start command ran but {why}")  # STARTING -> FAILED
                 raise ConflictError(f"start command ran but {why}")
+        self.record.started_here = True  # by the spawn or the start command
         self._adopt(handle, fresh=True)
         if restarted:
             self.record.restarts += 1
@@ -232,6 +242,11 @@ class AdoptedRunner(InstanceRunner):
 
     # --- exits the service made on its own ----------------------------------------------------
 
+    _vanished = "exit status unknown: GDOS is not its parent"
+
+    async def _clear_run(self, handle: ProcessHandle) -> None:
+        """Nothing to clear: what an adopted process leaves may be its own successor."""
+
     def _on_unexpected_exit(self, info: ExitInfo) -> None:
         self.handle = None
         self.record.process = None
@@ -247,6 +262,7 @@ class AdoptedRunner(InstanceRunner):
             self._follow_task = None
             if handle is not None:
                 self._set_state(S.STARTING, "following restarted process")  # BACKOFF -> STARTING
+                self.record.started_here = False  # restarted outside GDOS
                 self._adopt(handle, fresh=False)
                 self.record.started_at = _create_time(handle)
                 self.record.restarts += 1
@@ -268,7 +284,7 @@ class AdoptedRunner(InstanceRunner):
                 if decision.give_up:
                     self._set_state(S.FAILED, f"{info.reason}; {decision.reason}")
                     return
-            self._set_state(S.STOPPED, f"{info.reason} outside GDOS")  # BACKOFF -> STOPPED
+            self._set_state(S.STOPPED, f"exited outside GDOS ({info.reason})")  # BACKOFF -> STOPPED
 
     async def _restart_later(self, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -337,6 +353,7 @@ class AdoptedRunner(InstanceRunner):
                 if handle is None:
                     self._set_state(S.FAILED, f"restart command ran but {why}")
                     raise ConflictError(f"restart command ran but {why}")
+                self.record.started_here = True  # the restart command started it
                 self._adopt(handle, fresh=False)
                 self.record.started_at = _create_time(handle)
                 self._set_state(S.RUNNING, f"restarted by command (pid {handle.pid})")
@@ -351,11 +368,29 @@ class AdoptedRunner(InstanceRunner):
             return self.status()
 
     async def destroy(self) -> None:
-        """Release the process (it keeps running) and delete the instance's folder."""
+        """Stop what GDOS started, release what it found, delete the instance's folder.
+
+        A tracked process GDOS started (the ``spawn`` command's, or what its start or
+        restart command brought up) is stopped like a packaged instance's: stop
+        command, stop signal, then SIGKILL to its tree. Every other process GDOS ran
+        for the instance carries its tag and is killed too. A process GDOS found
+        running (by pid file or match, or a successor after an outside restart) keeps
+        running, released.
+        """
         async with self.lock:
             self._cancel_backoff()
+            self._set_desired(DesiredState.STOPPED)
+            handle = self.handle
+            ours = self.record.started_here
+            if handle is not None and (
+                ours or handle.pid in self.executor.find_tag(self.instance_id)
+            ):
+                with contextlib.suppress(SpawnError):  # no stop command: SIGKILL below
+                    await self._stop_adopted("destroying")
             self.destroyed = True
             self.handle = None
+            self._cancel_health()
+            self.executor.kill_tag(self.instance_id)
             if self._watcher is not None:
                 self._watcher.cancel()
             await asyncio.to_thread(shutil.rmtree, self.paths.root, True)
@@ -372,6 +407,7 @@ class AdoptedRunner(InstanceRunner):
                 handle = self._attach(found)
                 if handle is not None:
                     self.record.started_at = found.create_time
+                    self.record.started_here = False  # a successor GDOS did not start
         if handle is not None:
             self._adopt(handle, fresh=False)
             self.record.state = S.RUNNING

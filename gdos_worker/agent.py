@@ -25,11 +25,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus, WebSocketException
 
 from gdos_sdk.backoff import Backoff
-from gdos_sdk.config import WorkerSettings
+from gdos_sdk.config import WorkerSettings, check_master_url
 from gdos_sdk.errors import AuthError, GdosError, ProtocolError, TransportError
 from gdos_sdk.metrics import NodeSampler, ProcessTreeSampler, collect_fingerprint, local_addresses
 from gdos_sdk.models import InstanceSample, NodeSample
 from gdos_sdk.protocol import (
+    MAX_FRAME,
     PROTOCOL_VERSION,
     CandidatesCommand,
     CommandOutput,
@@ -50,6 +51,7 @@ from gdos_sdk.protocol import (
     Welcome,
     decode,
     encode,
+    heartbeat_frames,
 )
 from gdos_worker.commands import run_fleet_command
 from gdos_worker.logview import LogViewer
@@ -60,6 +62,7 @@ from gdos_worker.terminal import TerminalHost
 __all__ = ["BUFFER_SECONDS", "Agent"]
 
 BUFFER_SECONDS = 300
+CLOSE_TIMEOUT = 5.0  # seconds the close handshake of a dead channel may take before we abort
 
 log = logging.getLogger("gdos.worker.agent")
 
@@ -88,6 +91,7 @@ class Agent:
         self.tree_sampler = ProcessTreeSampler()
         self.last_error = ""
         self._tasks: set[asyncio.Task[Any]] = set()
+        check_master_url(settings.connect)  # no plain HTTP off loopback unless told so
         base = settings.connect.master_url.rstrip("/")
         self.master_url = base
         self.ws_url = "ws" + base[len("http") :] + "/api/v1/agent/ws"
@@ -104,10 +108,13 @@ class Agent:
     # --- identity ---------------------------------------------------------------------------
 
     def _auth_headers(self) -> dict[str, str]:
-        secret = self.identity.credential or self.settings.connect.join_token
+        # A planned node's claim token beats the join token: it names this very node.
+        connect = self.settings.connect
+        secret = self.identity.credential or connect.claim_token or connect.join_token
         if not secret:
             raise AuthError(
-                "this worker has no node credential yet; give it the cluster join token"
+                "this worker has no node credential yet; give it a planned node's claim token"
+                " (-claim_token or OPS_WORKER_CONNECT_CLAIM_TOKEN) or the cluster join token"
                 " (-join_token or OPS_WORKER_CONNECT_JOIN_TOKEN)"
             )
         return {"Authorization": f"Bearer {secret}", "X-GDOS-Node-Id": self.identity.node_id}
@@ -189,11 +196,17 @@ class Agent:
             await asyncio.sleep(delay)
 
     async def _session(self, backoff: Backoff) -> None:
+        settings = self.settings.connect
         async with connect(
             self.ws_url,
             additional_headers=self._auth_headers(),
             open_timeout=10,
-            ping_interval=None,  # heartbeats every second are our liveness check
+            # Our heartbeats tell the master we live; pings tell us the master does. A path
+            # that went silent without a FIN or RST (a dead NAT entry, a cut cable) would
+            # otherwise keep this socket "open" until TCP gives up, many minutes later.
+            ping_interval=settings.ping_interval or None,
+            ping_timeout=settings.ping_timeout or None,
+            close_timeout=CLOSE_TIMEOUT,
             compression=None,  # small JSON frames: deflate costs both ends more CPU than it saves
             max_size=16 * 1024 * 1024,
             ssl=self._ssl,
@@ -276,7 +289,17 @@ class Agent:
             response = Response(
                 id=request.id, ok=False, error=ErrorInfo(code="internal", message=str(exc))
             )
-        await self._send(ws, encode(response))
+        text = encode(response)
+        if len(text) > MAX_FRAME:
+            # The master would close the channel on a frame this large: say so instead.
+            message = (
+                f"the answer to {request.command.kind} is {len(text)} bytes, over the agent"
+                f" channel's limit of {MAX_FRAME} bytes; ask for less"
+            )
+            log.warning("%s", message)
+            error = ErrorInfo(code="too_large", message=message)
+            text = encode(Response(id=request.id, ok=False, error=error))
+        await self._send(ws, text)
 
     async def _answer_tool(self, ws: ClientConnection, request: Request) -> Response | None:
         """Answer a fleet command or a log request; None for the supervisor's commands."""
@@ -331,7 +354,9 @@ class Agent:
             instances = [s for batch in self._instance_buffer for s in batch]
             self._instance_buffer.clear()
             beat = Heartbeat(ts=time.time(), node_samples=nodes, instance_samples=instances)
-            await ws.send(encode(beat))
+            # A backlog after an outage is split so every frame stays far under MAX_FRAME.
+            for frame in heartbeat_frames(beat):
+                await ws.send(frame)
             self._push_now.clear()
             wait = self.push_interval
             while True:

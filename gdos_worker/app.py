@@ -50,6 +50,7 @@ class Worker:
             download=self.agent.download,
             on_change=self.agent.on_instance_change,
             fetch_attempts=settings.runtime.fetch_attempts,
+            default_user=settings.runtime.default_user,
         )
         self.agent.supervisor = self.supervisor
         self._tasks: list[asyncio.Task[Any]] = []
@@ -80,18 +81,15 @@ class Worker:
         self.workdir.unlock()
 
     def health(self) -> dict[str, Any]:
+        """What the unauthenticated ``/healthz`` shows: whether this worker is well, no more.
+
+        No node id, master URL, version or error text: anyone who reaches the port may
+        read this. Those are in the worker's log and, for admins, on the master.
+        """
         states: dict[str, int] = {}
         for status in self.supervisor.inventory():
             states[status.state.value] = states.get(status.state.value, 0) + 1
-        return {
-            "status": "ok",
-            "version": __version__,
-            "node_id": self.agent.identity.node_id,
-            "connected": self.agent.connected.is_set(),
-            "master": self.agent.master_url,
-            "last_error": self.agent.last_error,
-            "instances": states,
-        }
+        return {"status": "ok", "connected": self.agent.connected.is_set(), "instances": states}
 
 
 def create_app(worker: Worker) -> Quart:

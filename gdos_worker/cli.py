@@ -12,8 +12,10 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
 from gdos_sdk import autostart
-from gdos_sdk.config import load_worker_settings, parse_listen
+from gdos_sdk.config import WorkerSettings, load_worker_settings, parse_listen
 from gdos_sdk.errors import GdosError
+from gdos_sdk.flaghelp import HELP_FLAGS, VERSION_FLAGS, Flag, has_flag, render_help
+from gdos_sdk.logformat import configure_logging, log_context
 from gdos_worker import __version__
 from gdos_worker.app import Worker, create_app
 
@@ -28,30 +30,55 @@ async def _serve(app: object, config: Config) -> None:
     await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
 
+PROG = "gdos-worker"
+OWN_FLAGS = (
+    Flag("config", "FILE", "YAML file to read instead of ./worker.yaml; env OPS_WORKER_CONFIG"),
+    Flag(
+        "autostart",
+        "1|0",
+        "1: install and enable a start-at-boot service running this command with the other"
+        " flags (run as root; see docs/autostart.md); 0: remove it",
+    ),
+)
+# Named in the "did you mean" of an unknown flag, though taken out before the loader.
+_HINTED = ("autostart", "help", "version")
+
+
+def help_text() -> str:
+    """``gdos-worker --help``: every flag and setting, from the settings definitions."""
+    return render_help(
+        WorkerSettings,
+        prog=PROG,
+        summary="Run a GDOS worker: it dials the master, runs this machine's instances, keeps"
+        " them in their desired state and reports every second. Instances keep running when"
+        " the worker stops.",
+        usage=["[FLAGS]", "-autostart 1|0 [FLAGS]"],
+        env_prefix="OPS_WORKER_",
+        default_file="worker.yaml",
+        flags=OWN_FLAGS,
+        footer=f"{PROG} {__version__}. Docs: configuration.md and autostart.md in the docs/"
+        " folder of the source.",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run a worker. Flags as in docs/configuration.md (``-master URL -work_dir DIR`` ...)."""
+    """Run a worker. Flags as in ``gdos-worker --help`` (``-master URL -work_dir DIR`` ...)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] in {"-h", "--help", "-help"}:
-        print(
-            "usage: gdos-worker [-master URL] [-port 8081] [-work_dir DIR] [-join_token T]"
-            " [-config FILE] [-autostart 1|0]\nsee docs/configuration.md, docs/autostart.md"
-        )
+    if has_flag(args, HELP_FLAGS):
+        print(help_text(), end="")
         return 0
-    if args and args[0] in {"-version", "--version"}:
-        print(__version__)
+    if has_flag(args, VERSION_FLAGS):
+        print(f"{PROG} {__version__}")
         return 0
     switch, args = autostart.split_autostart_flag(args)
     if switch is not None:
         return autostart.command("worker", switch, args, validate=load_worker_settings)
     try:
-        settings = load_worker_settings(args)
-        logging.basicConfig(
-            level=settings.log.level.upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        settings = load_worker_settings(args, other_flags=_HINTED)
+        configure_logging(settings.log.level, settings.log.format)
         worker = Worker(settings)
     except GdosError as exc:
-        print(f"gdos-worker: {exc.message}", file=sys.stderr)
+        print(f"{PROG}: {exc.message}", file=sys.stderr)
         return 2
     host, port = parse_listen(settings.server.listen, default_host="0.0.0.0")
     config = Config()
@@ -67,10 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush=True,
     )
     try:
-        asyncio.run(_serve(create_app(worker), config))
+        # Every line this worker logs names its node.
+        with log_context(node_id=worker.agent.identity.node_id):
+            asyncio.run(_serve(create_app(worker), config))
     except OSError as exc:
         print(
-            f"gdos-worker: cannot listen on {settings.server.listen}: {exc.strerror}",
+            f"{PROG}: cannot listen on {settings.server.listen}: {exc.strerror}",
             file=sys.stderr,
         )
         return 1

@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 
 from gdos_sdk.errors import SpawnError
+from gdos_sdk.executors.accounts import Account, switch_arguments
 from gdos_sdk.manifest import HealthCheck
 
 __all__ = ["probe"]
@@ -34,8 +35,12 @@ def _expand(text: str, env: dict[str, str]) -> str:
     return string.Template(text).safe_substitute(env)
 
 
-async def probe(check: HealthCheck, *, cwd: Path, env: dict[str, str]) -> tuple[bool, str]:
+async def probe(
+    check: HealthCheck, *, cwd: Path, env: dict[str, str], account: Account | None = None
+) -> tuple[bool, str]:
     """Run ``check`` once, bounded by its ``timeout``; return (healthy, detail).
+
+    A ``cmd`` check runs as ``account`` (``None``: the worker's own account).
 
     Example::
 
@@ -46,7 +51,7 @@ async def probe(check: HealthCheck, *, cwd: Path, env: dict[str, str]) -> tuple[
             return await _http(check, env)
         if check.type == "tcp":
             return await _tcp(check)
-        return await _cmd(check, cwd, env)
+        return await _cmd(check, cwd, env, account)
     except TimeoutError:
         return False, f"{check.type} check timed out after {check.timeout:g} s"
 
@@ -87,11 +92,14 @@ def _program(cwd: Path, name: str, env: dict[str, str]) -> str:
     return resolve_argv(cwd, name, [], env)[0]
 
 
-async def _cmd(check: HealthCheck, cwd: Path, env: dict[str, str]) -> tuple[bool, str]:
+async def _cmd(
+    check: HealthCheck, cwd: Path, env: dict[str, str], account: Account | None
+) -> tuple[bool, str]:
     assert check.command
     argv = [_expand(a, env) for a in check.command]
     try:
         program = _program(cwd, argv[0], env)
+        switch = switch_arguments(account, argv[0])
     except SpawnError as exc:
         return False, exc.message
     try:
@@ -104,6 +112,7 @@ async def _cmd(check: HealthCheck, cwd: Path, env: dict[str, str]) -> tuple[bool
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
+            **switch,
         )
     except OSError as exc:
         return False, f"cannot run {argv[0]}: {exc.strerror or exc}"

@@ -42,7 +42,8 @@ def rotate_if_needed(path: Path, *, max_bytes: int, backups: int) -> bool:
         if older.exists():
             older.rename(path.with_name(f"{path.name}.{n + 1}"))
     first = path.with_name(f"{path.name}.1")
-    with open(path, "rb") as src, open(first, "wb") as dst:
+    fd = os.open(first, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(path, "rb") as src, open(fd, "wb") as dst:
         shutil.copyfileobj(src, dst, 1024 * 1024)
     os.truncate(path, 0)
     return True

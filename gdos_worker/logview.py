@@ -22,6 +22,7 @@ from gdos_sdk.logfiles import (
     LogSearch,
     LogSource,
     log_sources,
+    open_log,
     read_follow,
     resolve_log_file,
     search_file,
@@ -34,7 +35,8 @@ __all__ = ["DOWNLOAD_CHUNK", "LogViewer"]
 
 log = logging.getLogger("gdos.worker.logs")
 
-DOWNLOAD_CHUNK = 1024 * 1024
+# 512 KiB of text is at most 3 MiB once JSON-escaped: under the agent frame limit (MAX_FRAME).
+DOWNLOAD_CHUNK = 512 * 1024
 MAX_WAIT = 30.0
 POLL = 0.2
 
@@ -53,12 +55,17 @@ class LogViewer:
             paths += [p for p in adoption.log_paths if p not in paths]
         return log_sources(runner.paths.app, runner.paths.logs, paths)
 
-    def _resolve(self, instance_id: str, name: str, *, must_exist: bool = True) -> Path:
+    def _resolve(
+        self, instance_id: str, name: str, *, must_exist: bool = True
+    ) -> tuple[Path, Path | None]:
+        """The file's real path, and the folder the file opened must lie in (None: anywhere)."""
+        sources = self.sources(instance_id)
         try:
-            return resolve_log_file(name, self.sources(instance_id), must_exist=must_exist)
+            path = resolve_log_file(name, sources, must_exist=must_exist)
         except PermissionDenied as exc:
             log.warning("instance %s: %s", instance_id, exc.message)
             raise
+        return path, sources[name].root
 
     def list_files(self, command: LogListCommand) -> list[LogFile]:
         files = []
@@ -74,18 +81,18 @@ class LogViewer:
         if not 0 <= command.lines <= 10000:
             raise ValidationError("lines must be between 0 and 10000")
         following = command.cursor is not None and command.offset is None
-        path = await asyncio.to_thread(
+        path, root = await asyncio.to_thread(
             self._resolve, command.instance_id, command.file, must_exist=not following
         )
         if command.offset is not None:
-            return await asyncio.to_thread(_read_raw, path, command.file, command.offset)
+            return await asyncio.to_thread(_read_raw, path, command.file, command.offset, root)
         if command.cursor is None:
-            text, cursor = await asyncio.to_thread(tail_lines, path, command.lines)
+            text, cursor = await asyncio.to_thread(tail_lines, path, command.lines, root=root)
             return LogChunk(command.file, text, cursor)
         deadline = time.monotonic() + min(max(command.wait, 0.0), MAX_WAIT)
         while True:
             chunk, got = await asyncio.to_thread(
-                read_follow, path, command.cursor, name=command.file
+                read_follow, path, command.cursor, name=command.file, root=root
             )
             if got or time.monotonic() >= deadline:
                 return chunk
@@ -95,12 +102,14 @@ class LogViewer:
         if not command.query:
             raise ValidationError("query must not be empty")
         limit = min(max(command.limit, 1), 5000)
-        path = await asyncio.to_thread(self._resolve, command.instance_id, command.file)
-        return await asyncio.to_thread(search_file, path, command.file, command.query, limit=limit)
+        path, root = await asyncio.to_thread(self._resolve, command.instance_id, command.file)
+        return await asyncio.to_thread(
+            search_file, path, command.file, command.query, limit=limit, root=root
+        )
 
 
-def _read_raw(path: Path, name: str, offset: int) -> LogChunk:
-    with open(path, "rb") as handle:
+def _read_raw(path: Path, name: str, offset: int, root: Path | None) -> LogChunk:
+    with open_log(path, root) as handle:
         st = os.fstat(handle.fileno())
         handle.seek(offset)
         data = handle.read(DOWNLOAD_CHUNK)

@@ -21,8 +21,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import attrs
+
 from gdos_sdk.errors import SpawnError
 from gdos_sdk.executors import Executor, ExitInfo, ProcessHandle, SpawnSpec
+from gdos_sdk.executors.accounts import (
+    Account,
+    can_switch_accounts,
+    current_account,
+    lookup_account,
+    switch_arguments,
+)
+from gdos_sdk.filemodes import private_dir
 from gdos_sdk.health import HealthTracker
 from gdos_sdk.manifest import HealthCheck, Manifest
 from gdos_sdk.protocol import InstanceStatus
@@ -96,8 +106,10 @@ class InstanceRunner:
         on_change: Callable[[InstanceStatus], None],
         base_env: dict[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        default_user: str = "",
     ) -> None:
         self.record = record
+        self.default_user = default_user
         self.workdir = workdir
         self.paths: InstancePaths = workdir.paths(record.spec.instance_id)
         self.executor = executor
@@ -177,7 +189,29 @@ class InstanceRunner:
 
     # --- process control --------------------------------------------------------------------
 
-    def _instance_env(self, **extra: str) -> dict[str, str]:
+    def account(self) -> Account | None:
+        """The account this instance's processes run as; ``None``: the worker's own.
+
+        The module's ``user``/``group``, else the manifest's, else (a worker running as
+        root) ``runtime.default_user``. A worker that is not root runs everything as
+        itself and refuses another explicit account when it spawns.
+
+        Raises:
+            SpawnError: the account or group does not exist on this node.
+        """
+        spec = self.record.spec
+        user = spec.user or self.manifest.user or ""
+        group = spec.group or self.manifest.group or ""
+        if not user:
+            if self.default_user and can_switch_accounts():
+                user = self.default_user
+            elif group:
+                user = current_account().name
+            else:
+                return None
+        return lookup_account(user, group)
+
+    def _instance_env(self, account: Account | None = None, **extra: str) -> dict[str, str]:
         """The environment of a process run for this instance, with the GDOS_* variables."""
         spec = self.record.spec
         gdos = {
@@ -190,11 +224,14 @@ class InstanceRunner:
             "GDOS_WORK_DIR": str(self.workdir.root),
             **extra,
         }
-        return build_env(self.base_env, self.manifest, spec.env, gdos)
+        base = self.base_env if account is None else {**self.base_env, **account.env()}
+        return build_env(base, self.manifest, spec.env, gdos)
 
     def _spawn_spec(self) -> SpawnSpec:
         spec = self.record.spec
+        account = self.account()
         env = self._instance_env(
+            account,
             GDOS_PACKAGE=spec.package,
             GDOS_VERSION=spec.version,
             GDOS_APP_DIR=str(self.paths.app),
@@ -204,13 +241,15 @@ class InstanceRunner:
             raise SpawnError("the manifest has no entrypoint")
         args = spec.args if spec.args is not None else list(self.manifest.args)
         argv = resolve_argv(self.paths.app, entrypoint, args, env)
-        self.paths.logs.mkdir(parents=True, exist_ok=True)
+        private_dir(self.paths.logs)
+        self.workdir.hand_over(self.paths, account)
         return SpawnSpec(
             argv=argv,
             cwd=str(self.paths.app),
             env=env,
             log_path=str(self.paths.console_log),
             tag=spec.instance_id,
+            account=account,
         )
 
     def _spawn(self) -> None:
@@ -243,7 +282,35 @@ class InstanceRunner:
         async with self.lock:
             if self.handle is not handle or self.destroyed:
                 return  # an operator action already took care of this process
+            if not handle.is_child and info.code is None and info.signal is None:
+                info = attrs.evolve(info, reason=self._vanished)
             self._on_unexpected_exit(info)
+            # Still under the lock: a restart (which waits for it) finds the old run gone.
+            await self._clear_run(handle)
+
+    # Why a process that is not this worker's child ended is all its exit tells.
+    _vanished = "the process vanished (its exit status cannot be read after a worker restart)"
+
+    async def _clear_run(self, handle: ProcessHandle) -> None:
+        """Stop what is left of a run whose main process exited on its own.
+
+        Its children, the process group, and every process tagged with the instance (a
+        ``setsid()`` grandchild too) get ``stop_signal``, then SIGKILL after
+        ``stop_timeout``, exactly as a stop would: otherwise a crash restart would start a
+        second tree beside the old one (a forking server's old children keeping its port).
+        """
+        result = await self.executor.stop(
+            handle,
+            stop_signal=_signal_number(self.manifest.stop_signal),
+            timeout=self.manifest.stop_timeout,
+        )
+        left = self.executor.kill_tag(self.instance_id)
+        if result.killed_pids or left:
+            log.warning(
+                "instance %s: killed %d leftover process(es) of the exited run",
+                self.instance_id,
+                len(result.killed_pids) + len(left),
+            )
 
     def _on_unexpected_exit(self, info: ExitInfo) -> None:
         self.handle = None
@@ -289,6 +356,11 @@ class InstanceRunner:
         except SpawnError as exc:
             log.warning("instance %s: stop command unusable: %s", self.instance_id, exc.message)
             return
+        try:
+            switch = switch_arguments(spec.account, argv[0])
+        except SpawnError as exc:
+            log.warning("instance %s: stop command unusable: %s", self.instance_id, exc.message)
+            return
         proc = await asyncio.create_subprocess_exec(
             *argv,
             cwd=spec.cwd,
@@ -297,6 +369,7 @@ class InstanceRunner:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
             start_new_session=True,
+            **switch,
         )
         try:
             await asyncio.wait_for(proc.wait(), self.manifest.stop_timeout)
@@ -360,14 +433,18 @@ class InstanceRunner:
         log.info("instance %s health -> %s (%s)", self.instance_id, health.value, detail)
         self.on_change(self.status())
 
-    def _check_env(self) -> dict[str, str]:
+    def _check_env(self, account: Account | None) -> dict[str, str]:
         try:
             return self._spawn_spec().env
         except SpawnError:  # no entrypoint (an adopted process): the environment still helps
-            return build_env(self.base_env, self.manifest, self.record.spec.env, {})
+            base = self.base_env if account is None else {**self.base_env, **account.env()}
+            return build_env(base, self.manifest, self.record.spec.env, {})
 
     async def _check_health(self, handle: ProcessHandle, check: HealthCheck) -> None:
-        """Probe until this run ends; a check never blocks the loop or an operator action."""
+        """Probe until this run ends; a check never blocks the loop or an operator action.
+
+        A ``cmd`` check runs as the instance's account, like the service itself.
+        """
         tracker = HealthTracker.for_check(check)
         tracker.begin(self.clock())
         cwd = self.paths.app if self.paths.app.is_dir() else self.paths.root
@@ -375,7 +452,14 @@ class InstanceRunner:
             await asyncio.sleep(tracker.delay(self.clock()))
             if self.handle is not handle or self.destroyed:
                 return
-            ok, detail = await probe(check, cwd=cwd, env=self._check_env())
+            try:
+                account = self.account()
+            except SpawnError as exc:
+                ok, detail = False, exc.message
+            else:
+                ok, detail = await probe(
+                    check, cwd=cwd, env=self._check_env(account), account=account
+                )
             if self.handle is not handle or self.destroyed:
                 return
             verdict = tracker.record(ok, self.clock())

@@ -2,15 +2,17 @@
 
 Layout under ``work_dir``::
 
-    node.json                       node id + credential (mode 0600)
+    node.json                       node id + credential
     worker.lock                     held while a worker runs here
     cache/<sha256>.zip              packages by digest
-    instances/<id>/instance.json    spec, desired state, process ref, counters
+    instances/<id>/instance.json    spec (with its env), desired state, process ref, counters
     instances/<id>/app/             the extracted package
     instances/<id>/logs/            console.log (+ .1, .2 ... after rotation)
 
 Every file is written to a temporary name, flushed and renamed, so a worker
-killed mid-write leaves the previous version intact.
+killed mid-write leaves the previous version intact. Folders are 0700 and files
+0600 (:mod:`gdos_sdk.filemodes`); :meth:`WorkDir.prepare` repairs an older work
+dir at start, without walking the extracted packages.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import sys
 import tempfile
 import uuid
@@ -29,6 +32,8 @@ import attrs
 from gdos_sdk.codec import converter
 from gdos_sdk.errors import ConfigError
 from gdos_sdk.executors import ProcessRef
+from gdos_sdk.executors.accounts import Account
+from gdos_sdk.filemodes import PRIVATE_FILE, private_dir, secure_tree
 from gdos_sdk.protocol import InstanceSpec
 from gdos_sdk.states import DesiredState, Health, InstanceState
 
@@ -40,9 +45,10 @@ else:
 __all__ = ["Identity", "InstancePaths", "InstanceRecord", "WorkDir", "atomic_write"]
 
 
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+def atomic_write(path: Path, data: bytes, *, mode: int = PRIVATE_FILE) -> None:
     """Replace ``path`` with ``data`` so readers see the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -78,6 +84,9 @@ class InstanceRecord:
     exit_code: int | None = None
     reason: str = ""
     health: Health = Health.NONE
+    # An adopted instance: GDOS started the tracked process (spawn, start or restart
+    # command), so destroying the instance stops it; one it found running is released.
+    started_here: bool = False
 
 
 @attrs.frozen
@@ -111,8 +120,19 @@ class WorkDir:
         self._lock_fd: int | None = None
 
     def prepare(self) -> None:
+        """Create the folders (0700) and make an older work dir private."""
         for folder in (self.root, self.instances_dir, self.cache_dir):
-            folder.mkdir(parents=True, exist_ok=True)
+            private_dir(folder)
+        # The packages are not secrets and may be large: their folders are closed, not walked.
+        secure_tree(self.root, descend=lambda folder: folder.name != "app")
+        # The repair closes the search bit that hand_over() gave the folders above a
+        # service's app/ when it runs as another account; running services still need it.
+        if sys.platform != "win32" and self.instances_dir.is_dir():
+            for folder in self.instances_dir.iterdir():
+                app = folder / "app"
+                if app.is_dir() and not app.is_symlink() and app.stat().st_uid != os.geteuid():
+                    for above in (self.root, self.instances_dir, folder):
+                        above.chmod(stat.S_IMODE(above.stat().st_mode) | stat.S_IXOTH)
 
     def lock(self) -> None:
         """Take the work dir's lock; two workers on one folder would fight over instances."""
@@ -149,7 +169,7 @@ class WorkDir:
 
     def save_identity(self, identity: Identity) -> None:
         data = {"node_id": identity.node_id, "credential": identity.credential}
-        atomic_write(self.root / "node.json", json.dumps(data).encode(), mode=0o600)
+        atomic_write(self.root / "node.json", json.dumps(data).encode())
 
     # --- instances --------------------------------------------------------------------------
 
@@ -175,6 +195,38 @@ class WorkDir:
             except (ValueError, TypeError, KeyError, Exception) as exc:
                 broken.append((folder, f"unreadable instance.json: {exc}"))
         return records, broken
+
+    def hand_over(self, paths: InstancePaths, account: Account | None) -> None:
+        """Let ``account`` (the service's, when it is not ours) use its package folder.
+
+        ``app/`` and everything in it become the account's: a service writes its own
+        files there. The instance folder, its ``instance.json`` and ``logs/`` stay the
+        worker's: a service must not rewrite its own record (which says which account
+        it runs as) nor swap the console log for a link the worker would then append
+        to. The folders above ``app/`` only get the search bit for others, so the
+        account can reach ``app/`` without listing or reading anything else.
+        """
+        if account is None or sys.platform == "win32":
+            return
+        else:
+            if account.uid == os.geteuid():
+                return
+            for folder in (self.root, self.instances_dir, paths.root):
+                mode = stat.S_IMODE(folder.stat().st_mode)
+                if not mode & stat.S_IXOTH:
+                    os.chmod(folder, mode | stat.S_IXOTH)
+            app = paths.app
+            if not app.is_dir():
+                return
+            st = app.stat()
+            if (st.st_uid, st.st_gid) == (account.uid, account.gid):
+                return  # handed over already (chown is recursive, and done first to last)
+            for top, folders, files in os.walk(app, topdown=False):
+                for name in folders + files:
+                    os.chown(
+                        os.path.join(top, name), account.uid, account.gid, follow_symlinks=False
+                    )
+            os.chown(app, account.uid, account.gid)
 
     def cached_package(self, sha256: str) -> Path:
         return self.cache_dir / f"{sha256}.zip"

@@ -2,12 +2,20 @@
 
 Deploy fetches the package into the digest cache (verifying SHA-256),
 extracts it safely into the instance folder and records the instance; if any
-step fails, everything it created is removed before the error is reported.
+step fails (starting included), everything it created is removed before the
+error is reported, so an error answer means nothing of the instance is left.
+
+One deploy per instance runs at a time: a second ``deploy`` of an instance
+whose deploy is still going (the master timed out and the reconcile after a
+reconnect sends it again) waits for the first one's outcome instead of racing
+it, and a ``destroy`` meanwhile cancels it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -21,6 +29,8 @@ from gdos_sdk.archive import safe_extract
 from gdos_sdk.codec import unstructure
 from gdos_sdk.errors import ConflictError, GdosError, NotFoundError, TransportError
 from gdos_sdk.executors import Executor
+from gdos_sdk.filemodes import PRIVATE_DIR, private_dir
+from gdos_sdk.logformat import log_context
 from gdos_sdk.manifest import Manifest
 from gdos_sdk.metrics import ProcessTreeSampler
 from gdos_sdk.models import InstanceSample
@@ -34,7 +44,7 @@ from gdos_sdk.protocol import (
     StartCommand,
     StopCommand,
 )
-from gdos_sdk.states import DesiredState, InstanceState
+from gdos_sdk.states import DesiredState, Health, InstanceState
 from gdos_worker.adopted import AdoptedRunner
 from gdos_worker.runner import InstanceRunner
 from gdos_worker.state import InstanceRecord, WorkDir
@@ -45,6 +55,37 @@ log = logging.getLogger("gdos.worker.supervisor")
 
 # (download_path, destination file) -> None; raises TransportError on failure
 Downloader = Callable[[str, Path], Awaitable[None]]
+
+
+def _stray(instance_id: str, pids: list[int], problem: str) -> InstanceStatus:
+    return InstanceStatus(
+        instance_id=instance_id,
+        desired_state=DesiredState.STOPPED,
+        state=InstanceState.UNKNOWN,
+        health=Health.NONE,
+        pid=pids[0],
+        started_at=None,
+        restarts=0,
+        exit_code=None,
+        reason=f"processes {pids} run without a usable record on the worker ({problem})",
+        package="",
+        version="",
+    )
+
+
+async def _finish_thread(func: Callable[..., object], *args: object) -> None:
+    """Run ``func`` in a thread; if cancelled meanwhile, let the thread end before raising.
+
+    A thread cannot be stopped, so a cancelled deploy must not remove a folder that an
+    extraction is still writing into.
+    """
+    work = asyncio.ensure_future(asyncio.to_thread(func, *args))
+    try:
+        await asyncio.shield(work)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await work
+        raise
 
 
 def _sha256(path: Path) -> str:
@@ -69,8 +110,10 @@ class Supervisor:
         base_env: dict[str, str] | None = None,
         fetch_attempts: int = 5,
         fetch_backoff: float = 0.5,
+        default_user: str = "",
     ) -> None:
         self.workdir = workdir
+        self.default_user = default_user
         self.executor = executor
         self.node_id = node_id
         self.download = download
@@ -80,6 +123,10 @@ class Supervisor:
         self.base_env = base_env
         self.runners: dict[str, InstanceRunner] = {}
         self._fetch_locks: dict[str, asyncio.Lock] = {}
+        self._deploying: dict[str, asyncio.Task[InstanceStatus]] = {}
+        # Processes tagged with an instance whose record is unreadable: reported, never kept
+        # silently (the master destroys what it has no record of).
+        self.strays: dict[str, InstanceStatus] = {}
 
     def _runner(self, record: InstanceRecord) -> InstanceRunner:
         cls = AdoptedRunner if record.spec.adoption is not None else InstanceRunner
@@ -90,6 +137,7 @@ class Supervisor:
             node_id=self.node_id,
             on_change=self._changed,
             base_env=self.base_env,
+            default_user=self.default_user,
         )
 
     def _changed(self, status: InstanceStatus) -> None:
@@ -99,7 +147,17 @@ class Supervisor:
         """Read every instance record and re-attach or converge (call on the event loop)."""
         records, broken = self.workdir.load_records()
         for folder, problem in broken:
-            log.error("ignoring %s: %s", folder, problem)
+            pids = self.executor.find_tag(folder.name)
+            if not pids:
+                log.error("ignoring %s: %s", folder, problem)
+                continue
+            log.warning(
+                "instance %s: %s, but processes %s carry its tag; reporting them to the master",
+                folder.name,
+                problem,
+                pids,
+            )
+            self.strays[folder.name] = _stray(folder.name, pids, problem)
         for record in records:
             try:
                 runner = self._runner(record)
@@ -107,10 +165,12 @@ class Supervisor:
                 log.error("instance %s cannot be loaded: %s", record.spec.instance_id, exc)
                 continue
             self.runners[runner.instance_id] = runner
-            runner.resume()
+            with log_context(instance_id=runner.instance_id):
+                runner.resume()
 
     def inventory(self) -> list[InstanceStatus]:
-        return [r.status() for r in self.runners.values()]
+        """Every instance of this node, strays (no usable record) included."""
+        return [r.status() for r in self.runners.values()] + list(self.strays.values())
 
     def get(self, instance_id: str) -> InstanceRunner:
         runner = self.runners.get(instance_id)
@@ -122,6 +182,12 @@ class Supervisor:
 
     async def execute(self, command: Command) -> InstanceStatus | None:
         """Run one command from the master."""
+        instance_id = command.spec.instance_id if isinstance(command, DeployCommand) else None
+        # Log lines of the command, and of the tasks it starts (watchers, restarts), name it.
+        with log_context(instance_id=getattr(command, "instance_id", instance_id)):
+            return await self._execute(command)
+
+    async def _execute(self, command: Command) -> InstanceStatus | None:
         if isinstance(command, DeployCommand):
             return await self.deploy(command.spec, start=command.start)
         if isinstance(command, StartCommand):
@@ -136,11 +202,37 @@ class Supervisor:
         raise NotFoundError(f"unknown command {command!r}")
 
     async def deploy(self, spec: InstanceSpec, *, start: bool) -> InstanceStatus:
+        """Deploy (or, if it exists, start) an instance; see the module docstring."""
+        running = self._deploying.get(spec.instance_id)
+        if running is not None:
+            # Wait for it (shielded: cancelling this request must not cancel that deploy).
+            # If it failed or was cancelled by a destroy, this request makes its own try.
+            try:
+                await asyncio.shield(running)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not running.cancelled() or (task is not None and task.cancelling()):
+                    raise
+            except Exception:  # noqa: S110 - its error was answered to its own request
+                pass
         existing = self.runners.get(spec.instance_id)
         if existing is not None:
             if existing.record.spec.sha256 != spec.sha256:
                 raise ConflictError(f"instance {spec.instance_id} exists with another package")
             return await existing.start() if start else existing.status()
+        task = asyncio.get_running_loop().create_task(self._deploy(spec, start=start))
+        self._deploying[spec.instance_id] = task
+        try:
+            return await asyncio.shield(task)
+        finally:
+            if task.done():
+                self._deploying.pop(spec.instance_id, None)
+            else:  # this request was cancelled, the deploy goes on: drop it when it ends
+                task.add_done_callback(lambda _: self._deploying.pop(spec.instance_id, None))
+
+    async def _deploy(self, spec: InstanceSpec, *, start: bool) -> InstanceStatus:
+        if self.strays.pop(spec.instance_id, None) is not None:
+            self.executor.kill_tag(spec.instance_id)  # what ran without a record goes first
         if spec.adoption is not None:
             return await self._adopt(spec, start=start)
         Manifest.from_dict(spec.manifest)  # refuse a bad manifest before fetching anything
@@ -149,9 +241,11 @@ class Supervisor:
             await asyncio.to_thread(shutil.rmtree, paths.root, True)
         try:
             archive = await self._fetch(spec)
-            paths.root.mkdir(parents=True)
-            await asyncio.to_thread(safe_extract, archive, paths.app)
-            paths.logs.mkdir()
+            paths.root.mkdir(PRIVATE_DIR, parents=True)
+            await _finish_thread(
+                functools.partial(safe_extract, archive, paths.app, mode=PRIVATE_DIR)
+            )
+            paths.logs.mkdir(PRIVATE_DIR)
             record = InstanceRecord(
                 spec=spec, desired_state=DesiredState.STOPPED, state=InstanceState.DEPLOYING
             )
@@ -162,9 +256,15 @@ class Supervisor:
             raise
         self.runners[spec.instance_id] = runner
         runner._set_state(InstanceState.STOPPED, "deployed")  # DEPLOYING -> STOPPED
-        if start:
+        if not start:
+            return runner.status()
+        try:
             return await runner.start()
-        return runner.status()
+        except BaseException:
+            # A deploy that cannot start leaves nothing behind either (the master forgets
+            # an instance whose deploy it was refused).
+            await self.destroy(spec.instance_id)
+            raise
 
     async def _adopt(self, spec: InstanceSpec, *, start: bool) -> InstanceStatus:
         """Record an adopted instance; with ``start``, adopt (or start) its process now.
@@ -176,7 +276,7 @@ class Supervisor:
         paths = self.workdir.paths(spec.instance_id)
         if paths.root.exists():
             await asyncio.to_thread(shutil.rmtree, paths.root, True)
-        paths.logs.mkdir(parents=True)
+        private_dir(paths.logs)
         record = InstanceRecord(
             spec=spec, desired_state=DesiredState.STOPPED, state=InstanceState.DEPLOYING
         )
@@ -241,6 +341,18 @@ class Supervisor:
             )
 
     async def destroy(self, instance_id: str) -> None:
+        """Stop and remove an instance; one still being deployed is cancelled first."""
+        deploying = self._deploying.get(instance_id)
+        if deploying is not None and asyncio.current_task() is not deploying:
+            deploying.cancel()
+            with contextlib.suppress(BaseException):
+                await deploying
+            if instance_id not in self.runners:
+                return  # cancelled before it existed: nothing is left
+        if instance_id not in self.runners and self.strays.pop(instance_id, None) is not None:
+            self.executor.kill_tag(instance_id)
+            await asyncio.to_thread(shutil.rmtree, self.workdir.paths(instance_id).root, True)
+            return
         runner = self.get(instance_id)
         await runner.destroy()
         self.runners.pop(instance_id, None)

@@ -18,6 +18,7 @@ PUBLIC_MODULES = [
     "gdos_sdk.models",
     "gdos_sdk.protocol",
     "gdos_sdk.codec",
+    "gdos_sdk.constraints",
     "gdos_sdk.config",
     "gdos_sdk.states",
     "gdos_sdk.manifest",
@@ -33,6 +34,15 @@ PUBLIC_MODULES = [
     "gdos_sdk.logfiles",
     "gdos_sdk.restart",
     "gdos_sdk.testing",
+    "gdos_sdk.privileges",
+    "gdos_sdk.redaction",
+    "gdos_sdk.executors.accounts",
+    "gdos_sdk.logformat",
+    "gdos_sdk.flaghelp",
+    "gdos_sdk.alerts",
+    "gdos_sdk.display",
+    "gdos_sdk.frames",
+    "gdos_sdk.profiles",
 ]
 
 

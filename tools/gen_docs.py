@@ -1,7 +1,9 @@
 """Regenerate the generated parts of docs/ (``nox -s docs``).
 
 * docs/configuration.md: the option tables between the GENERATED markers;
-* docs/api.md: the endpoint reference from the OpenAPI document.
+* docs/api.md: the endpoint reference from the OpenAPI document;
+* docs/security.md: the role matrix (every route of the registry, and the WebSocket
+  endpoints) between the GENERATED markers.
 
 ``python tools/gen_docs.py --check`` fails when a file is stale (used by the tests).
 """
@@ -9,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -50,8 +53,150 @@ def option_tables() -> str:
     return "\n".join(out)
 
 
+#: The WebSocket endpoints (declared on the app, not in the REST registry), with their rules.
+WEBSOCKETS: list[tuple[str, str, str, str]] = [
+    (
+        "/api/v1/agent/ws",
+        "node credential, a planned node's claim token, or the join token",
+        "node.join (first join)",
+        "the agent channel; authenticated before the socket is accepted; the join token only"
+        " creates a new node (pending if it matches a planned node), a claim token takes its"
+        " planned node once",
+    ),
+    (
+        "/api/v1/live",
+        "viewer (session cookie from a same-Origin page, or an API token)",
+        "",
+        "live updates; credentials re-checked while the socket is open; node credentials"
+        " refused; the audit topic needs admin",
+    ),
+    (
+        "/api/v1/terminal/{node_id}",
+        "admin (session cookie from a same-Origin page, or an API token)",
+        "terminal.open, terminal.start, terminal.end",
+        "a root shell on the node; recorded; see docs/terminal.md",
+    ),
+    (
+        "/api/v1/agent/terminal/{session_id}",
+        "node credential of the session's node + the session's one-time token",
+        "",
+        "the terminal's stream, dialled back by the worker",
+    ),
+]
+
+
+def _role(endpoint: Any) -> str:
+    if endpoint.agent:
+        return "node credential"
+    if endpoint.role is None:
+        return "none"
+    return str(endpoint.role.value)
+
+
+def role_matrix() -> str:
+    """Every route of the registry: method, path, minimum role, audit action, extra rule."""
+    out = [
+        "| method | path | minimum role | audited as | rule beyond the role |",
+        "|---|---|---|---|---|",
+    ]
+    for e in sorted(api.endpoints, key=lambda e: (e.tag, e.path, e.method)):
+        audit = f"`{e.audit}`" if e.audit else ""
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", api.prefix + e.path)
+        out.append(f"| {e.method} | `{path}` | {_role(e)} | {audit} | {e.rule} |")
+    out += [
+        "",
+        "WebSocket endpoints:",
+        "",
+        "| path | who | audited as | rule |",
+        "|---|---|---|---|",
+    ]
+    out += [f"| `{path}` | {who} | {audit} | {rule} |" for path, who, audit, rule in WEBSOCKETS]
+    out += [
+        "",
+        'Outside `/api/v1`: `GET /healthz` (none: `{"status": "ok"}` only), `GET /metrics`'
+        " (viewer: Prometheus text), the web console's files (none: no data in them).",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def _ref_name(schema: dict[str, Any]) -> str:
+    return str(schema.get("$ref", "")).rsplit("/", 1)[-1]
+
+
+def _type(schema: dict[str, Any]) -> str:
+    """A short type name for a JSON Schema: ``string``, ``[Node]``, ``integer | null``."""
+    if "$ref" in schema:
+        return _ref_name(schema)
+    if "anyOf" in schema:
+        return " \\| ".join(_type(s) for s in schema["anyOf"])
+    if "enum" in schema:
+        return " \\| ".join(f"`{v}`" for v in schema["enum"])
+    kind = schema.get("type", "any")
+    if kind == "array":
+        if "prefixItems" in schema:
+            return "[" + ", ".join(_type(s) for s in schema["prefixItems"]) + "]"
+        return f"[{_type(schema.get('items') or {})}]"
+    if kind == "object" and isinstance(schema.get("additionalProperties"), dict):
+        return f"{{string: {_type(schema['additionalProperties'])}}}"
+    if schema.get("format") == "date-time":
+        return "date-time"
+    return str(kind)
+
+
+def _limits(schema: dict[str, Any]) -> str:
+    """The constraints of a schema in words (from its keywords, as a client sees them)."""
+    if "anyOf" in schema:
+        return "; ".join(x for x in (_limits(s) for s in schema["anyOf"]) if x)
+    parts: list[str] = []
+    low, high = schema.get("minLength"), schema.get("maxLength")
+    if low is not None or high is not None:
+        if low is not None and high is not None:
+            parts.append(f"{low}-{high} chars")
+        else:
+            parts.append(f">= {low} chars" if low is not None else f"<= {high} chars")
+    if "minimum" in schema or "maximum" in schema:
+        low, high = schema.get("minimum"), schema.get("maximum")
+        if low is not None and high is not None:
+            parts.append(f"{low}-{high}")
+        else:
+            parts.append(f">= {low}" if low is not None else f"<= {high}")
+    if "exclusiveMinimum" in schema:
+        parts.append(f"> {schema['exclusiveMinimum']}")
+        if "maximum" in schema:
+            parts[-1] += f", <= {schema['maximum']}"
+            parts.remove(next(p for p in parts if p.startswith("<= ")))
+    if "minItems" in schema and "prefixItems" not in schema:
+        parts.append(f">= {schema['minItems']} entries")
+    if "maxItems" in schema and "prefixItems" not in schema:
+        parts.append(f"<= {schema['maxItems']} entries")
+    if "pattern" in schema:
+        hint = schema.get("description")
+        parts.append(hint if hint else f"pattern `{schema['pattern']}`")
+    if "propertyNames" in schema:
+        parts.append("keys: " + _limits(schema["propertyNames"]))
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict) and "prefixItems" not in schema:
+            inner = _limits(schema[key])
+            if inner:
+                parts.append(f"each: {inner}")
+    return ", ".join(parts)
+
+
+def _json_default(value: Any) -> str:
+    return "" if value is None else f"`{json.dumps(value)}`"
+
+
+def _statuses(op: dict[str, Any]) -> str:
+    codes = sorted(op["responses"])
+    good = [c for c in codes if c < "400"]
+    bad = [c for c in codes if c >= "400"]
+    return " ".join(good) + (" · " + " ".join(bad) if bad else "")
+
+
 def api_reference() -> str:
     doc = build_openapi(api)
+    components = doc["components"]["schemas"]
     lines = [
         "# API reference",
         "",
@@ -60,22 +205,46 @@ def api_reference() -> str:
         "",
         "Conventions: JSON bodies; errors are",
         '`{"error": {"code": "...", "message": "...", "details": ...}}` with real HTTP status',
-        "codes (400 malformed, 401 no/invalid credentials, 403 role or credential kind, 404,",
-        "409 conflict, 413 too large, 422 invalid field — `details` lists `{path, message}`,",
-        "429 rate limited, 502 worker error, 503 storage or worker unreachable).",
-        "Authentication: `Authorization: Bearer gdos_...` (API token) or the browser session",
-        "cookie plus `X-CSRF-Token` on mutating calls. Actions on an instance whose node is",
-        "offline answer **202**: the desired state is recorded and applied when the worker",
-        "reconnects.",
+        "codes. Authentication: `Authorization: Bearer gdos_...` (API token) or the browser",
+        "session cookie plus `X-CSRF-Token` on mutating calls. Actions on an instance whose",
+        "node is offline answer **202**: the desired state is recorded (a restart is queued)",
+        "and applied when the worker reconnects. A deploy the worker has not answered within",
+        "`fleet.command_timeout` also answers 202, with the record still `deploying`; the",
+        "record then follows the worker (docs/architecture.md).",
         "",
         "Body limits: a JSON body is at most 8 MiB (413 beyond, checked against",
         "`Content-Length` and again while reading a chunked body). Package uploads stream and",
         "are bounded by `storage.max_package_bytes`, backup archive uploads by",
         "`backup.max_upload_bytes`.",
         "",
-        "| method | path | role | summary |",
-        "|---|---|---|---|",
+        "The *answers* column lists every status an operation can give: success first,",
+        "then errors. Each comes from the route's declaration (`Api.route` in",
+        "`gdos_master/routing.py`), so the document and the server agree; `nox -s fuzz`",
+        "checks it against a running master (see [testing.md](testing.md)).",
+        "",
+        "| status | error code | when |",
+        "|---|---|---|",
+        "| 400 | `bad_request` | the body is not JSON (or carries NaN/Infinity) |",
+        "| 401 | `unauthenticated` | no, expired or wrong credentials |",
+        "| 403 | `forbidden` | the role or the kind of credential does not allow it;"
+        " a missing CSRF header |",
+        "| 404 | `not_found` | the object in the path (or named in the body) does not exist |",
+        "| 409 | `conflict` | clashes with the current state (duplicate name, in use,"
+        " node offline) |",
+        "| 413 | `too_large` | the body is over its limit |",
+        "| 422 | `validation_error`, `invalid_package`, `invalid_backup` | invalid input;"
+        " `details` lists `{path, message}` |",
+        "| 429 | `rate_limited` | too many failed logins; the `Retry-After` header says how"
+        " many seconds to wait |",
+        "| 502 | `worker_error`, `protocol_error` | the worker answered with an error |",
+        "| 503 | `transport_error`, `storage_unavailable` | the worker or the package storage"
+        " cannot be reached |",
+        "",
+        "| method | path | role | answers | summary |",
+        "|---|---|---|---|---|",
     ]
+    bodies: dict[str, list[str]] = {}
+    with_query: list[tuple[str, str, dict[str, Any]]] = []
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
             if op["security"] == []:
@@ -84,14 +253,72 @@ def api_reference() -> str:
                 role = op["x-required-role"]
             else:
                 role = "node credential"
-            lines.append(f"| {method.upper()} | `{path}` | {role} | {op['summary']} |")
+            lines.append(
+                f"| {method.upper()} | `{path}` | {role} | {_statuses(op)} | {op['summary']} |"
+            )
+            content = op.get("requestBody", {}).get("content", {}).get("application/json")
+            if content:
+                bodies.setdefault(_ref_name(content["schema"]), []).append(
+                    f"{method.upper()} `{path}`"
+                )
+            if any(p["in"] == "query" for p in op.get("parameters", [])):
+                with_query.append((method, path, op))
     lines += [
         "",
+        "## Query parameters",
+        "",
+        "Leave a parameter out for its default; given empty it is checked like any other"
+        " value (`?limit=` is a 422). Booleans are `true`/`false` (also `1`/`0`, `yes`/`no`,"
+        " `on`/`off`); anything else is a 422, as is a value outside its limits.",
+        "",
+    ]
+    for method, path, op in with_query:
+        lines += [
+            f"### {method.upper()} `{path}`",
+            "",
+            "| name | type | required | default | limits | meaning |",
+            "|---|---|---|---|---|---|",
+        ]
+        for p in op["parameters"]:
+            if p["in"] != "query":
+                continue
+            schema = p["schema"]
+            default = _json_default(schema.get("default"))
+            lines.append(
+                f"| `{p['name']}` | {_type(schema)} | {'yes' if p['required'] else ''} |"
+                f" {default} | {_limits(schema)} | {p['description']} |"
+            )
+        lines.append("")
+    lines += [
+        "## Request bodies",
+        "",
+        "Unknown fields are refused (422, with a suggestion for a misspelt name).",
+        "",
+    ]
+    for name in sorted(bodies):
+        schema = components[name]
+        required = set(schema.get("required", []))
+        lines += [
+            f"### {name}",
+            "",
+            f"{schema.get('description', '')} Sent to {', '.join(bodies[name])}.".strip(),
+            "",
+            "| field | type | required | default | limits |",
+            "|---|---|---|---|---|",
+        ]
+        for field, prop in schema["properties"].items():
+            lines.append(
+                f"| `{field}` | {_type(prop)} | {'yes' if field in required else ''} |"
+                f" {_json_default(prop.get('default'))} | {_limits(prop)} |"
+            )
+        lines.append("")
+    lines += [
         "## WebSocket",
         "",
         "| path | who | purpose |",
         "|---|---|---|",
-        "| `/api/v1/agent/ws` | workers (node credential or join token) | the agent channel;"
+        "| `/api/v1/agent/ws` | workers (node credential, claim token or join token) | the"
+        " agent channel;"
         " see architecture.md |",
         "| `/api/v1/live` | browsers (session cookie, same Origin) or API tokens | live"
         " updates: subscribe to `fleet`, `nodes`, `node:<id>`, `instances`, `system:<id>`,"
@@ -105,17 +332,23 @@ def api_reference() -> str:
         "",
         "## Schemas",
         "",
-        "Request and response bodies are the attrs models of `gdos_sdk.models`; the",
-        "OpenAPI document carries their JSON Schemas under `components.schemas`.",
+        "Request and response bodies are the attrs models of `gdos_sdk.models` (and their",
+        "neighbours); the OpenAPI document carries their JSON Schemas under",
+        "`components.schemas`, with links from each create operation to the operations on",
+        "what it created.",
         "",
     ]
     return "\n".join(lines)
 
 
-def render_configuration(current: str) -> str:
+def render_between_markers(current: str, generated: str) -> str:
     head, _, rest = current.partition(BEGIN)
     _, _, tail = rest.partition(END)
-    return f"{head}{BEGIN}\n{option_tables()}{END}{tail}"
+    return f"{head}{BEGIN}\n{generated}{END}{tail}"
+
+
+def render_configuration(current: str) -> str:
+    return render_between_markers(current, option_tables())
 
 
 def main() -> int:
@@ -125,6 +358,9 @@ def main() -> int:
             (ROOT / "docs" / "configuration.md").read_text()
         ),
         ROOT / "docs" / "api.md": api_reference(),
+        ROOT / "docs" / "security.md": render_between_markers(
+            (ROOT / "docs" / "security.md").read_text(), role_matrix()
+        ),
     }
     stale = []
     for path, text in targets.items():

@@ -151,7 +151,7 @@ def seed_alerts(cluster: LocalCluster) -> None:
             return found
 
         def firing(name: str) -> bool:
-            return any(a["rule_name"] == name and a["phase"] == "firing" for a in active())
+            return any(a["rule_name"] == name and a["state"] == "firing" for a in active())
 
         wait_until(lambda: firing("Memory in use") and firing("Load spike"), what="alerts to fire")
         # Raise the threshold out of reach: the load alert resolves into the history.

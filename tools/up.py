@@ -20,6 +20,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gdos_sdk.executors.accounts import current_account  # noqa: E402
+
 
 def secret_file(path: Path, size: int) -> str:
     if path.is_file():
@@ -73,7 +78,13 @@ def main() -> int:
         "OPS_MASTER_AUTH_ADMIN_PASSWORD": password,
         "OPS_MASTER_AUTH_JOIN_TOKEN": join_token,
     }
-    worker_env = {**env, "OPS_WORKER_CONNECT_JOIN_TOKEN": join_token}
+    # Local services live in the developer's checkout: run them as the developer (a
+    # worker running as root would otherwise use runtime.default_user, "nobody").
+    worker_env = {
+        "OPS_WORKER_RUNTIME_DEFAULT_USER": current_account().name,
+        **env,
+        "OPS_WORKER_CONNECT_JOIN_TOKEN": join_token,
+    }
     (root / "master").mkdir(exist_ok=True)
     master = subprocess.Popen(
         [

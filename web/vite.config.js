@@ -4,6 +4,7 @@ import vue from '@vitejs/plugin-vue'
 import Components from 'unplugin-vue-components/vite'
 import AutoImport from 'unplugin-auto-import/vite'
 import { ElementPlusResolver } from 'unplugin-vue-components/resolvers'
+import precompress from './precompress.js'
 
 // The master to proxy /api to while developing (`npm run dev`); see README.md.
 const master = process.env.GDOS_MASTER || 'http://127.0.0.1:8080'
@@ -15,6 +16,8 @@ export default defineConfig({
     // their CSS, so a page only loads the widgets it shows.
     AutoImport({ resolvers: [ElementPlusResolver()], dts: false }),
     Components({ resolvers: [ElementPlusResolver()], dts: false }),
+    // NAME.gz and NAME.br beside each built file, served with Content-Encoding by the master.
+    precompress(),
   ],
   // vue-i18n's build flags: the composition API only, no devtools hooks in production.
   define: {

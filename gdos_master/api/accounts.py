@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-from quart import Response
+from typing import Any
+
+import attrs
+from quart import Response, request
 
 from gdos_master.api import api
 from gdos_master.auth import CSRF_COOKIE, SESSION_COOKIE, Principal
 from gdos_master.routing import Ctx, json_response
 from gdos_sdk.codec import unstructure
-from gdos_sdk.errors import AuthError, PermissionDenied
+from gdos_sdk.errors import (
+    AuthError,
+    ConflictError,
+    PermissionDenied,
+    RateLimitedError,
+    ValidationError,
+)
 from gdos_sdk.models import (
     ApiToken,
     LoginRequest,
     Me,
+    PasswordChange,
     Role,
     TokenCreate,
     TokenCreated,
@@ -33,22 +43,29 @@ T = "auth"
     body=LoginRequest,
     response=Me,
     audit="auth.login",
+    raises=(AuthError, RateLimitedError),
 )
 async def login(ctx: Ctx, body: LoginRequest) -> Response:
-    ctx.target = f"user:{body.username}"
+    ctx.target = f"user:{body.username[:100]}"
     master = ctx.master
-    master.limiter.check(ctx.ip, body.username)
-    try:
+    with master.limiter.attempt(ctx.ip, body.username) as attempt:
         session_id, csrf, user = await master.accounts.login(body.username, body.password)
-    except AuthError:
-        master.limiter.failed(ctx.ip, body.username)
-        raise
-    master.limiter.succeeded(ctx.ip, body.username)
+        attempt.succeeded()
     # The route is open (no caller known before it runs): the audit entry names the user who
     # just logged in. A failed attempt stays anonymous; its target names the account tried.
     ctx.principal = Principal(
-        kind="session", role=user.role, user_id=user.id, username=user.username, csrf=csrf
+        kind="session",
+        role=user.role,
+        user_id=user.id,
+        username=user.username,
+        csrf=csrf,
+        must_change_password=user.must_change_password,
     )
+    return _session_response(master, session_id, csrf, user)
+
+
+def _session_response(master: Any, session_id: str, csrf: str, user: User) -> Response:
+    """``Me`` with the session and CSRF cookies set."""
     response = json_response(unstructure(Me(user=user, auth="session", csrf_token=csrf)))
     secure = master.tls
     max_age = int(master.accounts.session_seconds)
@@ -83,8 +100,6 @@ async def login(ctx: Ctx, body: LoginRequest) -> Response:
     status=204,
 )
 async def logout(ctx: Ctx) -> Response:
-    from quart import request
-
     session_id = request.cookies.get(SESSION_COOKIE)
     if session_id:
         ctx.master.accounts.logout(session_id)
@@ -100,15 +115,39 @@ async def logout(ctx: Ctx) -> Response:
 async def me(ctx: Ctx) -> Me:
     user = ctx.master.accounts.get_user(ctx.actor.user_id)
     if ctx.actor.kind == "token":  # a token may carry less than its owner's role
-        user = User(
-            id=user.id,
-            username=user.username,
-            role=ctx.actor.role,
-            created_at=user.created_at,
-            disabled=user.disabled,
-        )
+        user = attrs.evolve(user, role=ctx.actor.role)
     csrf = ctx.actor.csrf if ctx.actor.kind == "session" else None
     return Me(user=user, auth=ctx.actor.kind, csrf_token=csrf)
+
+
+@api.route(
+    "/auth/password",
+    "POST",
+    summary="Change your own password (ends your other browser sessions)",
+    tag=T,
+    role=Role.VIEWER,
+    body=PasswordChange,
+    response=Me,
+    audit="auth.password",
+)
+async def change_password(ctx: Ctx, body: PasswordChange) -> Response | Me:
+    """Every browser session of the user ends; a browser caller gets a fresh one."""
+    master, actor = ctx.master, ctx.actor
+    ctx.target = f"user:{actor.username}"
+    try:
+        with master.limiter.attempt(ctx.ip, actor.username) as attempt:
+            user = await master.accounts.change_password(
+                actor.user_id, body.current_password, body.new_password
+            )
+            attempt.succeeded()
+    except AuthError as exc:  # a wrong current password: a failed login, not a logout
+        raise ValidationError(
+            exc.message, details=[{"path": "$.current_password", "message": "wrong password"}]
+        ) from None
+    if actor.kind != "session":
+        return Me(user=user, auth=actor.kind, csrf_token=None)
+    session_id, csrf = master.accounts.new_session(user.id)
+    return _session_response(master, session_id, csrf, user)
 
 
 U = "users"
@@ -129,6 +168,7 @@ async def list_users(ctx: Ctx) -> list[User]:
     response=User,
     status=201,
     audit="user.create",
+    raises=(ConflictError,),
 )
 async def create_user(ctx: Ctx, body: UserCreate) -> User:
     user: User = await ctx.master.accounts.create_user(body)
@@ -152,6 +192,7 @@ async def get_user(ctx: Ctx, user_id: str) -> User:
     response=User,
     audit="user.update",
     target="user:{user_id}",
+    raises=(ConflictError,),
 )
 async def patch_user(ctx: Ctx, user_id: str, body: UserPatch) -> User:
     user: User = await ctx.master.accounts.patch_user(user_id, body)
@@ -167,6 +208,7 @@ async def patch_user(ctx: Ctx, user_id: str, body: UserPatch) -> User:
     status=204,
     audit="user.delete",
     target="user:{user_id}",
+    raises=(ConflictError,),
 )
 async def delete_user(ctx: Ctx, user_id: str) -> None:
     if user_id == ctx.actor.user_id:
@@ -184,6 +226,7 @@ K = "tokens"
     tag=K,
     role=Role.VIEWER,
     response=list[ApiToken],
+    rule="admins see every token, others their own",
 )
 async def list_tokens(ctx: Ctx) -> list[ApiToken]:
     owner = None if ctx.actor.role == Role.ADMIN else ctx.actor.user_id
@@ -200,6 +243,7 @@ async def list_tokens(ctx: Ctx) -> list[ApiToken]:
     response=TokenCreated,
     status=201,
     audit="token.create",
+    rule="for yourself, with your role or a lower one",
 )
 async def create_token(ctx: Ctx, body: TokenCreate) -> TokenCreated:
     if ctx.actor.kind == "token" and body.role is not None and not ctx.actor.role.allows(body.role):
@@ -223,6 +267,7 @@ async def create_token(ctx: Ctx, body: TokenCreate) -> TokenCreated:
     response=ApiToken,
     audit="token.revoke",
     target="token:{token_id}",
+    rule="your own tokens; admins any",
 )
 async def revoke_token(ctx: Ctx, token_id: str) -> ApiToken:
     token = ctx.master.accounts.get_token(token_id)

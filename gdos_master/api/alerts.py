@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from quart import request
-
 from gdos_master.api import api
-from gdos_master.routing import Ctx, QueryParam
+from gdos_master.routing import PAGE, Ctx, Instant, QueryParam
 from gdos_sdk.alerts import (
     ActiveAlert,
     AlertEvent,
     AlertRule,
     DeliveryResult,
+    EventState,
     Receiver,
     ReceiverCreate,
     ReceiverPatch,
+    Severity,
     Silence,
     SilenceCreate,
 )
+from gdos_sdk.errors import ConflictError
 from gdos_sdk.models import Page, Role
 
 T = "alerts"
@@ -117,31 +118,17 @@ async def active_alerts(ctx: Ctx) -> list[ActiveAlert]:
     role=Role.VIEWER,
     response=Page[AlertEvent],
     query=(
-        QueryParam("state", str, "firing or resolved"),
+        QueryParam("state", EventState, "only events in this state"),
         QueryParam("rule_id", str, "one rule's events"),
         QueryParam("target", str, "node:<id> or instance:<id>"),
-        QueryParam("severity", str, "info, warning or critical"),
-        QueryParam("since", float, "started at or after (Unix seconds)"),
-        QueryParam("until", float, "started before (Unix seconds)"),
-        QueryParam("limit", int, "page size"),
-        QueryParam("offset", int, "skip"),
+        QueryParam("severity", Severity, "only events of this severity"),
+        QueryParam("since", Instant, "started at or after (ISO 8601 or Unix seconds)"),
+        QueryParam("until", Instant, "started before (ISO 8601 or Unix seconds)"),
+        *PAGE,
     ),
 )
 async def alert_events(ctx: Ctx) -> Page[AlertEvent]:
-    from gdos_master.api.audit import _time
-
-    limit, offset = ctx.page()
-    args = request.args
-    page: Page[AlertEvent] = ctx.master.alert_store.events(
-        limit=limit,
-        offset=offset,
-        state=args.get("state"),
-        rule_id=args.get("rule_id"),
-        target=args.get("target"),
-        severity=args.get("severity"),
-        since=_time("since"),
-        until=_time("until"),
-    )
+    page: Page[AlertEvent] = ctx.master.alert_store.events(**ctx.query)
     return page
 
 
@@ -152,11 +139,10 @@ async def alert_events(ctx: Ctx) -> Page[AlertEvent]:
     tag=T,
     role=Role.VIEWER,
     response=list[Silence],
-    query=(QueryParam("expired", bool, "include expired silences"),),
+    query=(QueryParam("expired", bool, "include expired silences", default=False),),
 )
 async def list_silences(ctx: Ctx) -> list[Silence]:
-    expired = request.args.get("expired", "").lower() in {"1", "true", "yes"}
-    return list(ctx.master.alert_store.silences(include_expired=expired))
+    return list(ctx.master.alert_store.silences(include_expired=ctx.query["expired"]))
 
 
 @api.route(
@@ -196,10 +182,11 @@ async def expire_silence(ctx: Ctx, silence_id: str) -> Silence:
 @api.route(
     "/alerts/receivers",
     "GET",
-    summary="Webhook receivers (secrets never shown)",
+    summary="Webhook receivers (secrets never shown; URLs show scheme, host and port only)",
     tag=T,
     role=Role.VIEWER,
     response=list[Receiver],
+    rule="URLs are write-only: scheme, host and port shown",
 )
 async def list_receivers(ctx: Ctx) -> list[Receiver]:
     return list(ctx.master.alert_store.receivers())
@@ -208,15 +195,19 @@ async def list_receivers(ctx: Ctx) -> list[Receiver]:
 @api.route(
     "/alerts/receivers",
     "POST",
-    summary="Add a webhook receiver",
+    summary="Add a webhook receiver (loopback, link-local and metadata destinations are"
+    " refused unless alerts.webhook_allow allows them)",
     tag=T,
     role=Role.ADMIN,
     body=ReceiverCreate,
     response=Receiver,
     status=201,
     audit="receiver.create",
+    rule="destination policy: loopback, link-local, metadata refused unless alerts.webhook_allow",
+    raises=(ConflictError,),
 )
 async def create_receiver(ctx: Ctx, body: ReceiverCreate) -> Receiver:
+    await ctx.master.alerts.notifier.check_destination(body.url)
     receiver: Receiver = ctx.master.alert_store.create_receiver(body)
     ctx.target = f"receiver:{receiver.id}"
     return receiver
@@ -225,15 +216,19 @@ async def create_receiver(ctx: Ctx, body: ReceiverCreate) -> Receiver:
 @api.route(
     "/alerts/receivers/<receiver_id>",
     "PATCH",
-    summary="Change a receiver",
+    summary="Change a receiver (a url left out, or sent as shown, is kept)",
     tag=T,
     role=Role.ADMIN,
     body=ReceiverPatch,
     response=Receiver,
     audit="receiver.update",
     target="receiver:{receiver_id}",
+    rule="destination policy, as for create",
+    raises=(ConflictError,),
 )
 async def patch_receiver(ctx: Ctx, receiver_id: str, body: ReceiverPatch) -> Receiver:
+    if body.url is not None and not ctx.master.alert_store.keeps_url(receiver_id, body.url):
+        await ctx.master.alerts.notifier.check_destination(body.url)
     receiver: Receiver = ctx.master.alert_store.patch_receiver(receiver_id, body)
     return receiver
 
@@ -247,6 +242,7 @@ async def patch_receiver(ctx: Ctx, receiver_id: str, body: ReceiverPatch) -> Rec
     status=204,
     audit="receiver.delete",
     target="receiver:{receiver_id}",
+    raises=(ConflictError,),
 )
 async def delete_receiver(ctx: Ctx, receiver_id: str) -> None:
     ctx.master.alert_store.delete_receiver(receiver_id)
@@ -261,6 +257,7 @@ async def delete_receiver(ctx: Ctx, receiver_id: str) -> None:
     response=DeliveryResult,
     audit="receiver.test",
     target="receiver:{receiver_id}",
+    rule="destination policy after DNS; one error for any receiver that gives no HTTP answer",
 )
 async def test_receiver(ctx: Ctx, receiver_id: str) -> DeliveryResult:
     payload = {

@@ -6,7 +6,7 @@ from quart import Response, request, send_file
 
 from gdos_master.api import api
 from gdos_master.backups import PREFIX
-from gdos_master.routing import Ctx, QueryParam, query_int
+from gdos_master.routing import Ctx, QueryParam
 from gdos_sdk.backups import (
     BackupInfo,
     BackupKind,
@@ -15,6 +15,8 @@ from gdos_sdk.backups import (
     RestoreResult,
     StorageSweep,
 )
+from gdos_sdk.constraints import Check
+from gdos_sdk.errors import BackupError, ConflictError, StorageError
 from gdos_sdk.models import Role
 
 T = "backups"
@@ -28,6 +30,7 @@ A = Role.ADMIN
     tag=T,
     role=A,
     response=list[BackupInfo],
+    raises=(StorageError,),
 )
 async def list_backups(ctx: Ctx) -> list[BackupInfo]:
     found: list[BackupInfo] = await ctx.master.backups.list_backups()
@@ -44,6 +47,7 @@ async def list_backups(ctx: Ctx) -> list[BackupInfo]:
     response=BackupInfo,
     status=201,
     audit="backup.create",
+    raises=(StorageError,),
 )
 async def create_backup(ctx: Ctx, body: BackupRequest) -> BackupInfo:
     info: BackupInfo = await ctx.master.backups.create(
@@ -93,6 +97,7 @@ async def set_backup_schedule(ctx: Ctx, body: BackupSchedule) -> BackupSchedule:
     status=201,
     audit="backup.upload",
     raw_body="application/gzip",
+    raises=(BackupError, StorageError),
 )
 async def upload_backup(ctx: Ctx) -> BackupInfo:
     info: BackupInfo = await ctx.master.backups.upload(
@@ -112,6 +117,7 @@ async def upload_backup(ctx: Ctx) -> BackupInfo:
     raw_response="application/gzip",
     audit="backup.download",
     target="backup:{name}",
+    raises=(StorageError,),
 )
 async def download_backup(ctx: Ctx, name: str) -> Response:
     info = await ctx.master.backups.stat(name)
@@ -140,6 +146,7 @@ async def download_backup(ctx: Ctx, name: str) -> Response:
     response=RestoreResult,
     audit="backup.restore",
     target="backup:{name}",
+    raises=(BackupError, ConflictError, StorageError),
 )
 async def restore_backup(ctx: Ctx, name: str) -> RestoreResult:
     result: RestoreResult = await ctx.master.backups.restore(name)
@@ -155,18 +162,19 @@ async def restore_backup(ctx: Ctx, name: str) -> RestoreResult:
     status=204,
     audit="backup.delete",
     target="backup:{name}",
+    raises=(StorageError,),
 )
 async def delete_backup(ctx: Ctx, name: str) -> None:
     await ctx.master.backups.delete(name)
 
 
 _MIN_AGE = QueryParam(
-    "min_age", int, "only objects older than this many seconds (default 3600, 0 = all)"
+    "min_age",
+    int,
+    "only objects older than this many seconds (0: all)",
+    default=3600,
+    check=Check(minimum=0, maximum=10 * 365 * 86400),
 )
-
-
-def _min_age() -> int:
-    return query_int("min_age", 3600, minimum=0, maximum=10 * 365 * 86400)
 
 
 @api.route(
@@ -177,9 +185,10 @@ def _min_age() -> int:
     role=A,
     response=StorageSweep,
     query=(_MIN_AGE,),
+    raises=(StorageError,),
 )
 async def list_orphans(ctx: Ctx) -> StorageSweep:
-    min_age = _min_age()
+    min_age: int = ctx.query["min_age"]
     sweep: StorageSweep = await ctx.master.backups.orphans(float(min_age))
     return sweep
 
@@ -194,9 +203,10 @@ async def list_orphans(ctx: Ctx) -> StorageSweep:
     query=(_MIN_AGE,),
     audit="storage.sweep",
     target="storage:orphans",
+    raises=(StorageError,),
 )
 async def remove_orphans(ctx: Ctx) -> StorageSweep:
-    min_age = _min_age()
+    min_age: int = ctx.query["min_age"]
     sweep: StorageSweep = await ctx.master.backups.remove_orphans(float(min_age))
     ctx.audit_params.update(min_age=min_age, count=len(sweep.objects), bytes=sweep.total_bytes)
     return sweep

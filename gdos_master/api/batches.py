@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from gdos_master.api import api
-from gdos_master.routing import Ctx, QueryParam, query_int
+from gdos_master.routing import Ctx, QueryParam
 from gdos_sdk.batches import BatchJob, BatchRequest
+from gdos_sdk.constraints import Check
 from gdos_sdk.models import Role
 
 T = "batches"
@@ -48,9 +49,16 @@ async def list_batches(ctx: Ctx, system_id: str) -> list[BatchJob]:
     tag=T,
     role=Role.VIEWER,
     response=BatchJob,
-    query=(QueryParam("wait", int, "seconds to wait for the batch to end (0-600)"),),
+    query=(
+        QueryParam(
+            "wait",
+            int,
+            "seconds to wait for the batch to end",
+            default=0,
+            check=Check(minimum=0, maximum=600),
+        ),
+    ),
 )
 async def get_batch(ctx: Ctx, batch_id: str) -> BatchJob:
-    wait = query_int("wait", 0, minimum=0, maximum=600)
-    job: BatchJob = await ctx.master.batches.wait(batch_id, float(wait))
+    job: BatchJob = await ctx.master.batches.wait(batch_id, float(ctx.query["wait"]))
     return job

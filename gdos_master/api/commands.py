@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from gdos_master.api import api
 from gdos_master.commands import redact_command
-from gdos_master.routing import Ctx, QueryParam, query_int
+from gdos_master.routing import Ctx, QueryParam
 from gdos_sdk.codec import unstructure
 from gdos_sdk.commands import CommandRequest, CommandRun
+from gdos_sdk.constraints import Check
+from gdos_sdk.errors import NotFoundError
 from gdos_sdk.models import Role
 
 T = "commands"
@@ -22,6 +24,7 @@ T = "commands"
     response=CommandRun,
     status=201,
     audit="command.run",
+    raises=(NotFoundError,),
 )
 async def run_command(ctx: Ctx, body: CommandRequest) -> CommandRun:
     # The audit keeps the command text with secret-looking values masked.
@@ -53,9 +56,16 @@ async def list_commands(ctx: Ctx) -> list[CommandRun]:
     tag=T,
     role=Role.ADMIN,
     response=CommandRun,
-    query=(QueryParam("wait", int, "seconds to wait for the run to finish (0-60)"),),
+    query=(
+        QueryParam(
+            "wait",
+            int,
+            "seconds to wait for the run to finish",
+            default=0,
+            check=Check(minimum=0, maximum=60),
+        ),
+    ),
 )
 async def get_command(ctx: Ctx, run_id: str) -> CommandRun:
-    wait = query_int("wait", 0, minimum=0, maximum=60)
-    run: CommandRun = await ctx.master.commands.wait(run_id, float(wait))
+    run: CommandRun = await ctx.master.commands.wait(run_id, float(ctx.query["wait"]))
     return run

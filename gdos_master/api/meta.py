@@ -8,7 +8,8 @@ import attrs
 
 from gdos_master.api import api
 from gdos_master.routing import Ctx
-from gdos_sdk.models import Role, Settings
+from gdos_sdk.errors import ConflictError
+from gdos_sdk.models import JoinToken, Role, Settings
 
 
 @attrs.frozen
@@ -45,7 +46,7 @@ async def openapi(ctx: Ctx) -> dict[str, Any]:
 @api.route(
     "/settings",
     "GET",
-    summary="Cluster settings, including the join token",
+    summary="Cluster settings (the join token is not shown: rotate it to see a new one)",
     tag="meta",
     role=Role.ADMIN,
     response=Settings,
@@ -58,14 +59,15 @@ async def get_settings(ctx: Ctx) -> Settings:
 @api.route(
     "/settings/join-token",
     "POST",
-    summary="Rotate the cluster join token (joined nodes keep their credentials)",
+    summary="Rotate the cluster join token and show the new one, this once (joined nodes"
+    " keep their credentials; 409 when it is set in the configuration)",
     tag="meta",
     role=Role.ADMIN,
-    response=Settings,
+    response=JoinToken,
     audit="settings.rotate_join_token",
     target="settings:join_token",
+    raises=(ConflictError,),
 )
-async def rotate_join_token(ctx: Ctx) -> Settings:
-    ctx.master.rotate_join_token()
-    settings: Settings = ctx.master.cluster_settings()
-    return settings
+async def rotate_join_token(ctx: Ctx) -> JoinToken:
+    token: JoinToken = ctx.master.rotate_join_token()
+    return token

@@ -4,90 +4,117 @@ from __future__ import annotations
 
 import time
 
-from quart import request
-
 from gdos_master.api import api
-from gdos_master.routing import Ctx, QueryParam, query_int
+from gdos_master.routing import Ctx, QueryParam
+from gdos_sdk.constraints import Check
 from gdos_sdk.errors import NotFoundError, ValidationError
-from gdos_sdk.models import IngestStatus, MetricLatest, MetricRange, MetricValue, Role
+from gdos_sdk.metrics.names import INSTANCE_METRICS, NODE_METRICS, check_metric
+from gdos_sdk.metrics.series import Agg
+from gdos_sdk.models import (
+    IngestStatus,
+    MetricLatest,
+    MetricRange,
+    MetricSeries,
+    MetricValue,
+    Role,
+)
 
 T = "metrics"
-AGGS = ("avg", "min", "max", "last")
-MAX_POINTS = 11_000
+MAX_POINTS = 11_000  # per series
+MAX_TOTAL_POINTS = 2_000_000  # per answer: 100 nodes x 1 h of 1 s samples is 360,000
+_TABLES = {"node": "nodes", "instance": "instances"}
+_TARGET_CHECK = Check(
+    pattern=r"^(?:node|instance):.", hint="node:<id>, instance:<id>, node:* or instance:*"
+)
 
 
-def _target(ctx: Ctx) -> str:
-    target = request.args.get("target", "")
-    kind, _, ident = target.partition(":")
-    table = {"node": "nodes", "instance": "instances"}.get(kind)
-    if table is None or not ident:
-        raise ValidationError(
-            "target must be 'node:<id>' or 'instance:<id>'",
-            details=[{"path": "query.target", "message": "invalid target"}],
-        )
-    if not ctx.master.db.one(f"SELECT 1 FROM {table} WHERE id = ?", (ident,)):  # noqa: S608
-        raise NotFoundError(f"no {kind} with id {ident!r}")
-    return target
+def _targets(ctx: Ctx, raw: list[str]) -> list[tuple[str, str]]:
+    """``(target, name)`` for each ``target`` parameter; ``node:*`` is every node."""
+    found: dict[str, str] = {}
+    for target in raw:
+        kind, _, ident = target.partition(":")
+        rows = _names(ctx, kind, None if ident == "*" else ident)
+        if not rows and ident != "*":
+            raise NotFoundError(f"no {kind} with id {ident!r}")
+        found.update((f"{kind}:{row_id}", name) for row_id, name in rows)
+    return list(found.items())
 
 
-def _float(name: str, default: float) -> float:
-    raw = request.args.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValidationError(
-            f"query parameter {name!r} must be Unix seconds",
-            details=[{"path": f"query.{name}", "message": "expected a number"}],
-        ) from None
+def _names(ctx: Ctx, kind: str, ident: str | None) -> list[tuple[str, str]]:
+    where, args = ("", ()) if ident is None else (" WHERE n.id = ?", (ident,))
+    if kind == "node":
+        sql = "SELECT n.id, COALESCE(NULLIF(n.alias, ''), n.hostname) FROM nodes n"
+    else:
+        sql = "SELECT n.id, m.name FROM instances n JOIN modules m ON m.id = n.module_id"
+    rows = ctx.master.db.all(sql + where + " ORDER BY n.id", args)
+    return [(row[0], row[1]) for row in rows]
 
 
 @api.route(
     "/metrics/query",
     "GET",
-    summary="A metric of a node or instance over a time range",
+    summary="A metric of nodes or instances over a time range, a series per target",
     tag=T,
     role=Role.VIEWER,
     response=MetricRange,
     query=(
-        QueryParam("target", str, "node:<id> or instance:<id>", required=True),
-        QueryParam("metric", str, "e.g. cpu, mem_percent, net_rx, disk_percent:/", required=True),
+        QueryParam(
+            "target",
+            list[str],
+            "node:<id> or instance:<id>, repeatable; node:* or instance:* for all",
+            required=True,
+            check=_TARGET_CHECK,
+        ),
+        QueryParam(
+            "metric",
+            str,
+            "node: " + ", ".join(NODE_METRICS) + ", disk_percent:<mount>, net_rx:<if>,"
+            " net_tx:<if>; instance: " + ", ".join(INSTANCE_METRICS),
+            required=True,
+        ),
         QueryParam("start", float, "Unix seconds (default: end - 300)"),
         QueryParam("end", float, "Unix seconds (default: now)"),
-        QueryParam("step", int, "seconds per point (default 1; >= 60 reads minute aggregates)"),
-        QueryParam("agg", str, "avg, min, max or last within each step (default avg)"),
+        QueryParam(
+            "step",
+            int,
+            "seconds per point (>= 60 reads minute aggregates)",
+            default=1,
+            check=Check(minimum=1, maximum=86400),
+        ),
+        QueryParam("agg", Agg, "how each step's samples are combined", default="avg"),
     ),
+    raises=(NotFoundError,),
 )
 async def query_range(ctx: Ctx) -> MetricRange:
-    target = _target(ctx)
-    metric = request.args.get("metric", "")
-    if not metric:
-        raise ValidationError(
-            "metric is required", details=[{"path": "query.metric", "message": "missing"}]
-        )
-    end = _float("end", time.time())
-    start = _float("start", end - 300)
-    step = query_int("step", 1, minimum=1, maximum=86400)
-    agg = request.args.get("agg", "avg")
-    if agg not in AGGS:
-        raise ValidationError(
-            f"agg must be one of {', '.join(AGGS)}",
-            details=[{"path": "query.agg", "message": "invalid"}],
-        )
+    targets = _targets(ctx, ctx.query["target"])
+    metric: str = ctx.query["metric"]
+    for kind in sorted({t.partition(":")[0] for t, _ in targets}):
+        check_metric(metric, kind)
+    end: float = time.time() if ctx.query["end"] is None else ctx.query["end"]
+    start: float = end - 300 if ctx.query["start"] is None else ctx.query["start"]
+    step: int = ctx.query["step"]
+    agg: Agg = ctx.query["agg"]
     if end <= start:
         raise ValidationError(
             "end must be after start", details=[{"path": "query.end", "message": "not after start"}]
         )
     if (end - start) / step > MAX_POINTS:
         raise ValidationError(
-            f"too many points: at most {MAX_POINTS}; raise step",
+            f"too many points: at most {MAX_POINTS} per series; raise step",
             details=[{"path": "query.step", "message": "too small for the range"}],
         )
-    points = ctx.master.fleet.store.query(target, metric, start=start, end=end, step=step, agg=agg)
-    return MetricRange(
-        target=target, metric=metric, start=start, end=end, step=step, agg=agg, points=points
-    )
+    if (end - start) / step * len(targets) > MAX_TOTAL_POINTS:
+        raise ValidationError(
+            f"too many points: at most {MAX_TOTAL_POINTS} in one answer; raise step or"
+            " ask for fewer targets",
+            details=[{"path": "query.step", "message": "too small for the range and targets"}],
+        )
+    store = ctx.master.fleet.store
+    series = []
+    for target, name in targets:
+        first, size, values = store.grid(target, metric, start=start, end=end, step=step, agg=agg)
+        series.append(MetricSeries(target=target, name=name, start=first, step=size, values=values))
+    return MetricRange(metric=metric, start=start, end=end, step=step, agg=agg, series=series)
 
 
 @api.route(
@@ -97,10 +124,19 @@ async def query_range(ctx: Ctx) -> MetricRange:
     tag=T,
     role=Role.VIEWER,
     response=MetricLatest,
-    query=(QueryParam("target", str, "node:<id> or instance:<id>", required=True),),
+    query=(
+        QueryParam(
+            "target",
+            str,
+            "node:<id> or instance:<id>",
+            required=True,
+            check=Check(pattern=r"^(?:node|instance):[^*]", hint="node:<id> or instance:<id>"),
+        ),
+    ),
+    raises=(NotFoundError,),
 )
 async def latest(ctx: Ctx) -> MetricLatest:
-    target = _target(ctx)
+    target = _targets(ctx, [ctx.query["target"]])[0][0]
     values = ctx.master.fleet.store.latest(target)
     return MetricLatest(
         target=target,

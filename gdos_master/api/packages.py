@@ -7,7 +7,8 @@ from typing import Any
 from quart import Response, request, send_file
 
 from gdos_master.api import api
-from gdos_master.routing import Ctx, QueryParam, query_bool
+from gdos_master.routing import Ctx, QueryParam
+from gdos_sdk.errors import ConflictError, StorageError
 from gdos_sdk.models import Package, PackageSummary, Role
 
 T = "packages"
@@ -21,17 +22,30 @@ T = "packages"
     role=Role.OPERATOR,
     response=Package,
     status=201,
+    statuses={200: "this version was uploaded before with the same bytes: nothing changed"},
     audit="package.upload",
+    rule="force-replacing a version a module runs needs admin if that module would then have"
+    " admin-only settings (or has them)",
     raw_body="application/zip",
-    query=(QueryParam("force", bool, "replace an existing version with other bytes"),),
+    query=(
+        QueryParam(
+            "force",
+            bool,
+            "replace an existing version with other bytes (admins only when a module that"
+            " runs it would then need an admin)",
+            default=False,
+        ),
+    ),
+    raises=(ConflictError, StorageError),
 )
 async def upload_package(ctx: Ctx) -> tuple[Package, int]:
     length = request.content_length
     package, created = await ctx.master.packages.upload(
         request.body,
         content_length=length,
-        force=query_bool("force"),
+        force=ctx.query["force"],
         uploaded_by=ctx.actor.label,
+        on_replace=None if ctx.is_admin else ctx.master.systems.check_package_replacement,
     )
     ctx.target = f"package:{package.name}@{package.version}"
     ctx.audit_params.update(sha256=package.sha256, size=package.size, created=created)
@@ -48,7 +62,7 @@ async def upload_package(ctx: Ctx) -> tuple[Package, int]:
     query=(QueryParam("search", str, "substring of the name"),),
 )
 async def list_packages(ctx: Ctx) -> list[PackageSummary]:
-    return list(ctx.master.packages.summaries(request.args.get("search")))
+    return list(ctx.master.packages.summaries(ctx.query["search"]))
 
 
 @api.route(
@@ -96,6 +110,7 @@ async def get_manifest(ctx: Ctx, name: str, version: str) -> dict[str, Any]:
     tag=T,
     role=Role.VIEWER,
     raw_response="application/zip",
+    raises=(StorageError,),
 )
 async def download_package(ctx: Ctx, name: str, version: str) -> Response:
     key = ctx.master.packages.storage_key(name, version)
@@ -111,6 +126,7 @@ async def download_package(ctx: Ctx, name: str, version: str) -> Response:
     status=204,
     audit="package.delete",
     target="package:{name}@{version}",
+    raises=(ConflictError, StorageError),
 )
 async def delete_package(ctx: Ctx, name: str, version: str) -> None:
     await ctx.master.packages.delete(name, version)
@@ -124,6 +140,7 @@ async def delete_package(ctx: Ctx, name: str, version: str) -> None:
     role=None,
     agent=True,
     raw_response="application/zip",
+    raises=(StorageError,),
 )
 async def agent_download(ctx: Ctx, sha256: str) -> Response:
     package = ctx.master.packages.by_sha256(sha256)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from quart import request
-
 from gdos_master.api import api
 from gdos_master.routing import Ctx, QueryParam
+from gdos_master.security import redact
 from gdos_sdk.batches import BatchRequest, BatchState
+from gdos_sdk.codec import unstructure
+from gdos_sdk.errors import ConflictError, NotFoundError, RemoteError, TransportError
 from gdos_sdk.models import (
     DeployRequest,
     Instance,
@@ -21,8 +22,12 @@ from gdos_sdk.models import (
     SystemCreate,
     SystemPatch,
 )
+from gdos_sdk.states import InstanceState
 
 S = "systems"
+#: Errors of a call that goes to the instance's worker.
+_WORKER = (RemoteError, TransportError)
+_OFFLINE = {202: "the node is offline: the change is recorded and applied when it reconnects"}
 
 
 @api.route(
@@ -42,6 +47,7 @@ async def list_systems(ctx: Ctx) -> list[System]:
     response=System,
     status=201,
     audit="system.create",
+    raises=(ConflictError,),
 )
 async def create_system(ctx: Ctx, body: SystemCreate) -> System:
     system: System = ctx.master.systems.create_system(body)
@@ -67,6 +73,7 @@ async def get_system(ctx: Ctx, system_id: str) -> System:
     response=System,
     audit="system.update",
     target="system:{system_id}",
+    raises=(ConflictError,),
 )
 async def patch_system(ctx: Ctx, system_id: str, body: SystemPatch) -> System:
     system: System = ctx.master.systems.patch_system(system_id, body)
@@ -82,6 +89,7 @@ async def patch_system(ctx: Ctx, system_id: str, body: SystemPatch) -> System:
     status=204,
     audit="system.delete",
     target="system:{system_id}",
+    raises=(ConflictError,),
 )
 async def delete_system(ctx: Ctx, system_id: str) -> None:
     ctx.master.systems.delete_system(system_id)
@@ -143,6 +151,7 @@ M = "modules"
     tag=M,
     role=Role.VIEWER,
     response=list[Module],
+    rule="secret env values read as ***, for every role",
 )
 async def list_modules(ctx: Ctx, system_id: str) -> list[Module]:
     return list(ctx.master.systems.list_modules(system_id))
@@ -151,7 +160,8 @@ async def list_modules(ctx: Ctx, system_id: str) -> list[Module]:
 @api.route(
     "/systems/<system_id>/modules",
     "POST",
-    summary="Add a module to a system",
+    summary="Add a module to a system (user, group, adoption commands, cmd health checks and"
+    " log paths outside the package need an admin)",
     tag=M,
     role=Role.OPERATOR,
     body=ModuleCreate,
@@ -159,15 +169,24 @@ async def list_modules(ctx: Ctx, system_id: str) -> list[Module]:
     status=201,
     audit="module.create",
     target="system:{system_id}",
+    rule="admin-only settings need admin: user, group, adoption commands and log_paths, cmd"
+    " health checks, log paths outside the package (also from the package's manifest)",
+    raises=(ConflictError,),
 )
 async def create_module(ctx: Ctx, system_id: str, body: ModuleCreate) -> Module:
-    module: Module = ctx.master.systems.create_module(system_id, body)
+    module: Module = ctx.master.systems.create_module(system_id, body, admin=ctx.is_admin)
     ctx.target = f"module:{module.id}"
     return module
 
 
 @api.route(
-    "/modules/<module_id>", "GET", summary="Get a module", tag=M, role=Role.VIEWER, response=Module
+    "/modules/<module_id>",
+    "GET",
+    summary="Get a module",
+    tag=M,
+    role=Role.VIEWER,
+    response=Module,
+    rule="secret env values read as ***, for every role",
 )
 async def get_module(ctx: Ctx, module_id: str) -> Module:
     module: Module = ctx.master.systems.get_module(module_id)
@@ -177,16 +196,23 @@ async def get_module(ctx: Ctx, module_id: str) -> Module:
 @api.route(
     "/modules/<module_id>",
     "PATCH",
-    summary="Change a module's version, env, args or order",
+    summary="Change a module's version, env, args or order (a privileged module: admins only,"
+    " but for its order); secret env values are kept unless named",
     tag=M,
     role=Role.OPERATOR,
     body=ModulePatch,
     response=Module,
     audit="module.update",
     target="module:{module_id}",
+    rule="admin to add admin-only settings or to change a module that has them (start_order"
+    " excepted); write-only env values are kept unless named",
 )
 async def patch_module(ctx: Ctx, module_id: str, body: ModulePatch) -> Module:
-    module: Module = ctx.master.systems.patch_module(module_id, body)
+    # The audit entry masks the variables the module already keeps secret, too.
+    stored = ctx.master.systems.get_module(module_id).secret_env
+    given = {k: v for k, v in unstructure(body).items() if v is not None}
+    ctx.audit_params["body"] = redact(given, secret_env=stored)
+    module: Module = ctx.master.systems.patch_module(module_id, body, admin=ctx.is_admin)
     return module
 
 
@@ -199,6 +225,7 @@ async def patch_module(ctx: Ctx, module_id: str, body: ModulePatch) -> Module:
     status=204,
     audit="module.delete",
     target="module:{module_id}",
+    raises=(ConflictError,),
 )
 async def delete_module(ctx: Ctx, module_id: str) -> None:
     ctx.master.systems.delete_module(module_id)
@@ -218,31 +245,31 @@ I = "instances"  # noqa: E741
         QueryParam("system_id", str, "only this system's"),
         QueryParam("module_id", str, "only this module's"),
         QueryParam("node_id", str, "only this node's"),
-        QueryParam("state", str, "only instances in this state"),
+        QueryParam("state", InstanceState, "only instances in this state"),
     ),
 )
 async def list_instances(ctx: Ctx) -> list[Instance]:
-    args = request.args
-    return list(
-        ctx.master.orchestrator.list_instances(
-            system_id=args.get("system_id"),
-            module_id=args.get("module_id"),
-            node_id=args.get("node_id"),
-            state=args.get("state"),
-        )
-    )
+    return list(ctx.master.orchestrator.list_instances(**ctx.query))
 
 
 @api.route(
     "/instances",
     "POST",
-    summary="Deploy a module onto a node (202 when the node is offline: applied on return)",
+    summary="Deploy a module onto a node (202: node offline, or no answer in time; the record"
+    " is kept and settled by the worker)",
     tag=I,
     role=Role.OPERATOR,
     body=DeployRequest,
     response=Instance,
     status=201,
+    statuses={
+        202: "the node is offline, or its worker did not answer in time: recorded, and"
+        " applied when the worker can"
+    },
     audit="instance.deploy",
+    rule="runs what the module says: an operator may deploy a module an admin set up with"
+    " admin-only settings",
+    raises=(NotFoundError, ConflictError, *_WORKER),
 )
 async def deploy_instance(ctx: Ctx, body: DeployRequest) -> tuple[Instance, int]:
     ctx.target = f"module:{body.module_id}"
@@ -277,8 +304,10 @@ async def _action(ctx: Ctx, instance_id: str, name: str) -> tuple[Instance, int]
     tag=I,
     role=Role.OPERATOR,
     response=Instance,
+    statuses=_OFFLINE,
     audit="instance.start",
     target="instance:{instance_id}",
+    raises=_WORKER,
 )
 async def start_instance(ctx: Ctx, instance_id: str) -> tuple[Instance, int]:
     return await _action(ctx, instance_id, "start")
@@ -291,8 +320,10 @@ async def start_instance(ctx: Ctx, instance_id: str) -> tuple[Instance, int]:
     tag=I,
     role=Role.OPERATOR,
     response=Instance,
+    statuses=_OFFLINE,
     audit="instance.stop",
     target="instance:{instance_id}",
+    raises=_WORKER,
 )
 async def stop_instance(ctx: Ctx, instance_id: str) -> tuple[Instance, int]:
     return await _action(ctx, instance_id, "stop")
@@ -301,12 +332,14 @@ async def stop_instance(ctx: Ctx, instance_id: str) -> tuple[Instance, int]:
 @api.route(
     "/instances/<instance_id>/restart",
     "POST",
-    summary="Stop then start",
+    summary="Stop then start (202 when the node is offline: queued for its return)",
     tag=I,
     role=Role.OPERATOR,
     response=Instance,
+    statuses=_OFFLINE,
     audit="instance.restart",
     target="instance:{instance_id}",
+    raises=_WORKER,
 )
 async def restart_instance(ctx: Ctx, instance_id: str) -> tuple[Instance, int]:
     return await _action(ctx, instance_id, "restart")
@@ -321,6 +354,7 @@ async def restart_instance(ctx: Ctx, instance_id: str) -> tuple[Instance, int]:
     status=204,
     audit="instance.destroy",
     target="instance:{instance_id}",
+    raises=_WORKER,
 )
 async def destroy_instance(ctx: Ctx, instance_id: str) -> None:
     applied = await ctx.master.orchestrator.destroy(instance_id)

@@ -7,10 +7,11 @@ asciicast v2 recordings and end a live session.
 
 from __future__ import annotations
 
-from quart import Response, request
+from quart import Response
 
 from gdos_master.api import api
-from gdos_master.routing import Ctx, QueryParam, query_bool
+from gdos_master.routing import PAGE, Ctx, QueryParam
+from gdos_sdk.errors import ConflictError, StorageError
 from gdos_sdk.models import Page, Role
 from gdos_sdk.terminal import TerminalSession
 
@@ -26,16 +27,12 @@ T = "terminal"
     response=Page[TerminalSession],
     query=(
         QueryParam("node_id", str, "only this node's sessions"),
-        QueryParam("live", bool, "only sessions that have not ended"),
-        QueryParam("limit", int, "page size, 1-1000 (default 100)"),
-        QueryParam("offset", int, "entries to skip"),
+        QueryParam("live", bool, "only sessions that have not ended", default=False),
+        *PAGE,
     ),
 )
 async def list_terminal_sessions(ctx: Ctx) -> Page[TerminalSession]:
-    limit, offset = ctx.page()
-    return ctx.master.terminals.list_sessions(  # type: ignore[no-any-return]
-        limit=limit, offset=offset, node_id=request.args.get("node_id"), live=query_bool("live")
-    )
+    return ctx.master.terminals.list_sessions(**ctx.query)  # type: ignore[no-any-return]
 
 
 @api.route(
@@ -57,6 +54,7 @@ async def get_terminal_session(ctx: Ctx, session_id: str) -> TerminalSession:
     tag=T,
     role=Role.ADMIN,
     raw_response="application/x-asciicast",
+    raises=(StorageError,),
 )
 async def get_terminal_recording(ctx: Ctx, session_id: str) -> Response:
     body = await ctx.master.terminals.recording(session_id)
@@ -74,6 +72,7 @@ async def get_terminal_recording(ctx: Ctx, session_id: str) -> Response:
     status=204,
     audit="terminal.close",
     target="terminal:{session_id}",
+    raises=(ConflictError,),
 )
 async def close_terminal_session(ctx: Ctx, session_id: str) -> None:
     await ctx.master.terminals.close_session(session_id)

@@ -51,7 +51,7 @@ from gdos_sdk.autostart.render import (
     render_windows_task,
     systemd_quote,
 )
-from gdos_sdk.config import MasterSettings, WorkerSettings, iter_options
+from gdos_sdk.config import MasterSettings, WorkerSettings, flag_takes_next, iter_options
 from gdos_sdk.errors import ConfigError, GdosError
 
 __all__ = [
@@ -83,10 +83,11 @@ _OFF = {"0", "false", "no", "off"}
 def split_autostart_flag(args: Sequence[str]) -> tuple[str | None, list[str]]:
     """Take ``-autostart V`` (any dash count, ``=`` or a separate value) out of ``args``.
 
-    Every GDOS flag takes a value, so a token right after a flag is that flag's
-    value and never read as a flag itself (``-join_token -autostart`` keeps its
-    odd token). Returns ``(None, args)`` when the flag is absent, and ``""`` as
-    the value when it is last with no value.
+    Every GDOS flag but a boolean one takes a value, so a token right after a flag is
+    that flag's value and never read as a flag itself (``-join_token -autostart`` keeps
+    its odd token); a boolean flag (``-insecure``) takes it only if it is a boolean word
+    (:func:`~gdos_sdk.config.flag_takes_next`). Returns ``(None, args)`` when the flag is
+    absent, and ``""`` as the value when it is last with no value.
 
     Example::
 
@@ -98,7 +99,8 @@ def split_autostart_flag(args: Sequence[str]) -> tuple[str | None, list[str]]:
     while i < len(args):
         token = args[i]
         name, eq, inline = token.lstrip("-").partition("=")
-        takes_next = token.startswith("-") and not eq and i + 1 < len(args)
+        following = args[i + 1] if i + 1 < len(args) else None
+        takes_next = token.startswith("-") and not eq and flag_takes_next(name, following)
         if token.startswith("-") and name == "autostart":
             value = inline if eq else (args[i + 1] if takes_next else "")
         else:
@@ -157,7 +159,9 @@ def refuse_secret_flags(role: Role, flags: Sequence[str]) -> None:
                 f"/etc/gdos/{role}.env (Linux) or {option.key} in the config file "
                 "(see docs/autostart.md)"
             )
-        i += 1 if eq or not token.startswith("-") else 2
+        following = flags[i + 1] if i + 1 < len(flags) else None
+        takes_next = token.startswith("-") and not eq and flag_takes_next(name, following)
+        i += 2 if takes_next else 1
 
 
 def apply(

@@ -1,76 +1,60 @@
-"""What both clients share: every endpoint as a request description, and response parsing.
+"""What both clients share: request descriptions, response parsing, retries, signatures.
 
-No I/O happens here. Each method returns a :class:`Call` (method, path,
-query, body and how to parse the answer); :class:`~gdos_sdk.Client` sends it
-with a blocking ``httpx.Client`` and :class:`~gdos_sdk.AsyncClient` with an
-``httpx.AsyncClient``. So an endpoint is described once and both clients
-stay in step.
+No I/O happens here. Each endpoint is a :class:`Call` (method, path, query, body and
+how to parse the answer) built by :class:`~gdos_sdk.client._calls.Calls`;
+:class:`~gdos_sdk.Client` sends it with a blocking ``httpx.Client`` and
+:class:`~gdos_sdk.AsyncClient` with an ``httpx.AsyncClient``. So an endpoint is
+described once and both clients stay in step.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from typing import Any, Generic, Literal, TypeVar
+import enum
+import html
+import inspect
+import random
+import ssl
+import typing
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Generic, TypeVar
 
 import attrs
 import httpx
 
-from gdos_sdk.adoption import AdoptionSpec, ProcessCandidate
-from gdos_sdk.backups import (
-    BackupInfo,
-    BackupRequest,
-    BackupSchedule,
-    RestoreResult,
-    StorageSweep,
-)
-from gdos_sdk.batches import BatchJob, BatchRequest
-from gdos_sdk.codec import structure, unstructure
-from gdos_sdk.commands import CommandRequest, CommandRun
-from gdos_sdk.errors import GdosError, TransportError, error_from_body
-from gdos_sdk.logfiles import LogChunk, LogCursor, LogFile, LogSearch
-from gdos_sdk.models import (
-    ApiToken,
-    AuditEntry,
-    DeployRequest,
-    Instance,
-    LoginRequest,
-    Me,
-    Module,
-    ModuleCreate,
-    ModuleKind,
-    ModulePatch,
-    Node,
-    NodePatch,
-    Package,
-    PackageSummary,
-    Page,
-    PlannedNodeCreate,
-    Role,
-    Settings,
-    System,
-    SystemActionResult,
-    SystemCreate,
-    SystemPatch,
-    TokenCreate,
-    TokenCreated,
-    User,
-    UserCreate,
-    UserPatch,
-)
-from gdos_sdk.terminal import TerminalSession
+from gdos_sdk.codec import structure
+from gdos_sdk.display import ModelList
+from gdos_sdk.errors import GdosError, TransportError, ValidationError, error_from_body
+from gdos_sdk.models import Page
 
-__all__ = ["API_PREFIX", "CSRF_HEADER", "Call", "Calls", "map_transport_error", "raise_for_error"]
+__all__ = [
+    "API_PREFIX",
+    "CSRF_HEADER",
+    "Call",
+    "RetryPolicy",
+    "adopt_signature",
+    "client_html",
+    "client_repr",
+    "console_url",
+    "map_transport_error",
+    "raise_for_error",
+    "tls_verify",
+]
 
 T = TypeVar("T")
 
 API_PREFIX = "/api/v1"
 CSRF_HEADER = "X-CSRF-Token"
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 
 @attrs.frozen
 class Call(Generic[T]):
-    """One HTTP request and how to turn its response into a ``T``."""
+    """One HTTP request and how to turn its response into a ``T``.
+
+    ``safe`` marks a POST that changes nothing (it may be retried like a GET).
+    """
 
     method: str
     path: str
@@ -78,10 +62,23 @@ class Call(Generic[T]):
     params: dict[str, Any] | None = None
     json: Any = None
     headers: dict[str, str] | None = None
+    safe: bool = False
 
     @property
     def mutating(self) -> bool:
         return self.method not in {"GET", "HEAD", "OPTIONS"}
+
+    @property
+    def retryable(self) -> bool:
+        """Whether sending it twice does no harm (idempotent method or marked safe)."""
+        return self.method in IDEMPOTENT_METHODS or self.safe
+
+
+def tls_verify(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:
+    """``verify`` as httpx takes it: a CA bundle path becomes an SSL context."""
+    if isinstance(verify, str):
+        return ssl.create_default_context(cafile=verify)
+    return verify
 
 
 def raise_for_error(response: httpx.Response) -> None:
@@ -100,9 +97,94 @@ def map_transport_error(exc: httpx.HTTPError) -> GdosError:
     return TransportError(f"cannot reach the master: {exc}")
 
 
+# --- retries --------------------------------------------------------------------------------
+
+#: network failures after which an idempotent request is sent again: the connection could
+#: not be made, or broke before an answer came. A read timeout is not among them: the
+#: master may still be working on the request, and waiting again would double the wait.
+RETRY_EXCEPTIONS: tuple[type[httpx.HTTPError], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.RemoteProtocolError,
+    httpx.PoolTimeout,
+)
+RETRY_STATUSES = frozenset({502, 503})
+
+
+@attrs.frozen
+class RetryPolicy:
+    """When and how long to wait before sending an idempotent request again (pure).
+
+    ``retries`` extra attempts after the first; the waits double from ``backoff`` seconds
+    up to ``maximum``, each jittered by ±20 %; a ``Retry-After`` header (seconds or a
+    date) wins when it asks for longer, up to ``maximum``. Only requests that are safe to
+    repeat (GET, HEAD, PUT, DELETE, or a POST marked ``safe``) are retried, after a
+    connection failure or a 502/503 answer, except a 502 that carries a worker's own
+    error (``worker_error``: repeating the command would only fail again).
+    """
+
+    retries: int = attrs.field(default=3, validator=attrs.validators.ge(0))
+    backoff: float = 0.25
+    maximum: float = 5.0
+    rng: random.Random = attrs.field(factory=random.Random, eq=False, repr=False)
+
+    def delay(self, attempt: int, response: httpx.Response | None = None) -> float:
+        """Seconds to wait before retry number ``attempt`` (1-based)."""
+        base = min(self.maximum, self.backoff * 2 ** (attempt - 1))
+        wait = base * self.rng.uniform(0.8, 1.2)
+        asked = retry_after(response) if response is not None else None
+        if asked is not None:
+            wait = max(wait, min(asked, self.maximum))
+        return float(min(self.maximum, wait))
+
+    def retry_exception(self, call: Call[Any], exc: BaseException, attempt: int) -> bool:
+        return attempt <= self.retries and call.retryable and isinstance(exc, RETRY_EXCEPTIONS)
+
+    def retry_response(self, call: Call[Any], response: httpx.Response, attempt: int) -> bool:
+        if attempt > self.retries or not call.retryable:
+            return False
+        if response.status_code not in RETRY_STATUSES:
+            return False
+        try:
+            code = response.json().get("error", {}).get("code")
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            code = None
+        return bool(code != "worker_error")
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """A ``Retry-After`` header in seconds (it may be a number or an HTTP date)."""
+    raw = response.headers.get("Retry-After")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(when.tzinfo)).total_seconds())
+
+
+# --- parsing --------------------------------------------------------------------------------
+
+
 def _model(cls: Any) -> Callable[[httpx.Response], Any]:
+    """Parse a JSON answer into ``cls``; a list comes back as a :class:`ModelList`."""
+    origin = typing.get_origin(cls)
+    args = typing.get_args(cls)
+
     def parse(response: httpx.Response) -> Any:
-        return structure(response.json(), cls, what="response")
+        value = structure(response.json(), cls, what="response")
+        if origin is list:
+            return ModelList(value, args[0] if args else None)
+        if origin is Page:
+            return attrs.evolve(value, items=ModelList(value.items, args[0]))
+        return value
 
     return parse
 
@@ -124,482 +206,110 @@ def _clean(**params: Any) -> dict[str, Any]:
     for key, value in params.items():
         if value is None:
             continue
+        if isinstance(value, enum.Enum):
+            value = value.value
         out[key] = ("true" if value else "false") if isinstance(value, bool) else value
     return out
 
 
-class Calls:
-    """Every endpoint of the master API as a :class:`Call` factory."""
+def _choice(name: str, value: Any, allowed: Iterable[str]) -> str | None:
+    """``value`` as a string if it is one of ``allowed`` (None and "" mean no filter).
 
-    # --- auth -------------------------------------------------------------------------------
-
-    def login(self, username: str, password: str) -> Call[Me]:
-        body = unstructure(LoginRequest(username=username, password=password))
-        return Call("POST", "/auth/login", _model(Me), json=body)
-
-    def logout(self) -> Call[None]:
-        return Call("POST", "/auth/logout", _none)
-
-    def me(self) -> Call[Me]:
-        return Call("GET", "/auth/me", _model(Me))
-
-    # --- users and tokens -------------------------------------------------------------------
-
-    def list_users(self) -> Call[list[User]]:
-        return Call("GET", "/users", _model(list[User]))
-
-    def create_user(self, username: str, password: str, role: Role | str) -> Call[User]:
-        body = UserCreate(username=username, password=password, role=Role(role))
-        return Call("POST", "/users", _model(User), json=unstructure(body))
-
-    def get_user(self, user_id: str) -> Call[User]:
-        return Call("GET", f"/users/{user_id}", _model(User))
-
-    def update_user(
-        self,
-        user_id: str,
-        *,
-        role: Role | str | None = None,
-        password: str | None = None,
-        disabled: bool | None = None,
-    ) -> Call[User]:
-        patch = UserPatch(role=Role(role) if role else None, password=password, disabled=disabled)
-        body = {k: v for k, v in unstructure(patch).items() if v is not None}
-        return Call("PATCH", f"/users/{user_id}", _model(User), json=body)
-
-    def delete_user(self, user_id: str) -> Call[None]:
-        return Call("DELETE", f"/users/{user_id}", _none)
-
-    def list_tokens(self) -> Call[list[ApiToken]]:
-        return Call("GET", "/tokens", _model(list[ApiToken]))
-
-    def create_token(
-        self, name: str, *, role: Role | str | None = None, expires_in_days: int | None = None
-    ) -> Call[TokenCreated]:
-        body = TokenCreate(
-            name=name, role=Role(role) if role else None, expires_in_days=expires_in_days
+    The same check and the same message as the master's (``ValidationError``, 422): an
+    unknown filter value fails before the request, not as a silently empty list.
+    """
+    if value is None or value == "":
+        return None
+    text = str(value.value if isinstance(value, enum.Enum) else value)
+    options = [str(a) for a in allowed]
+    if text not in options:
+        raise ValidationError(
+            f"unknown {name} {text!r}; one of {', '.join(options)}",
+            details=[{"path": f"query.{name}", "message": f"unknown {name}", "allowed": options}],
         )
-        return Call("POST", "/tokens", _model(TokenCreated), json=unstructure(body))
-
-    def revoke_token(self, token_id: str) -> Call[ApiToken]:
-        return Call("DELETE", f"/tokens/{token_id}", _model(ApiToken))
-
-    # --- nodes ------------------------------------------------------------------------------
-
-    def list_nodes(
-        self, *, status: str | None = None, search: str | None = None
-    ) -> Call[list[Node]]:
-        return Call(
-            "GET", "/nodes", _model(list[Node]), params=_clean(status=status, search=search)
-        )
-
-    def get_node(self, node_id: str) -> Call[Node]:
-        return Call("GET", f"/nodes/{node_id}", _model(Node))
-
-    def update_node(
-        self, node_id: str, *, alias: str | None = None, labels: dict[str, str] | None = None
-    ) -> Call[Node]:
-        body = {
-            k: v
-            for k, v in unstructure(NodePatch(alias=alias, labels=labels)).items()
-            if v is not None
-        }
-        return Call("PATCH", f"/nodes/{node_id}", _model(Node), json=body)
-
-    def plan_node(
-        self,
-        hostname: str,
-        *,
-        alias: str = "",
-        addresses: list[str] | None = None,
-        labels: dict[str, str] | None = None,
-    ) -> Call[Node]:
-        body = PlannedNodeCreate(
-            hostname=hostname, alias=alias, addresses=addresses or [], labels=labels or {}
-        )
-        return Call("POST", "/nodes", _model(Node), json=unstructure(body))
-
-    def approve_node(self, node_id: str) -> Call[Node]:
-        return Call("POST", f"/nodes/{node_id}/approve", _model(Node))
-
-    def delete_node(self, node_id: str, *, force: bool = False) -> Call[None]:
-        return Call("DELETE", f"/nodes/{node_id}", _none, params=_clean(force=force or None))
-
-    # --- packages ---------------------------------------------------------------------------
-
-    def upload_package(self, *, force: bool = False) -> Call[Package]:
-        """The body (zip bytes or a stream) is attached by the client."""
-        return Call(
-            "POST",
-            "/packages",
-            _model(Package),
-            params=_clean(force=force or None),
-            headers={"Content-Type": "application/zip"},
-        )
-
-    def list_packages(self, *, search: str | None = None) -> Call[list[PackageSummary]]:
-        return Call("GET", "/packages", _model(list[PackageSummary]), params=_clean(search=search))
-
-    def package_versions(self, name: str) -> Call[list[Package]]:
-        return Call("GET", f"/packages/{name}", _model(list[Package]))
-
-    def get_package(self, name: str, version: str) -> Call[Package]:
-        return Call("GET", f"/packages/{name}/{version}", _model(Package))
-
-    def get_manifest(self, name: str, version: str) -> Call[dict[str, Any]]:
-        return Call("GET", f"/packages/{name}/{version}/manifest", _json)
-
-    def download_package_path(self, name: str, version: str) -> str:
-        return f"/packages/{name}/{version}/download"
-
-    def delete_package(self, name: str, version: str) -> Call[None]:
-        return Call("DELETE", f"/packages/{name}/{version}", _none)
-
-    # --- systems and modules ----------------------------------------------------------------
-
-    def list_systems(self) -> Call[list[System]]:
-        return Call("GET", "/systems", _model(list[System]))
-
-    def create_system(self, name: str, description: str = "") -> Call[System]:
-        body = SystemCreate(name=name, description=description)
-        return Call("POST", "/systems", _model(System), json=unstructure(body))
-
-    def get_system(self, system_id: str) -> Call[System]:
-        return Call("GET", f"/systems/{system_id}", _model(System))
-
-    def update_system(
-        self, system_id: str, *, name: str | None = None, description: str | None = None
-    ) -> Call[System]:
-        body = {
-            k: v
-            for k, v in unstructure(SystemPatch(name=name, description=description)).items()
-            if v is not None
-        }
-        return Call("PATCH", f"/systems/{system_id}", _model(System), json=body)
-
-    def delete_system(self, system_id: str) -> Call[None]:
-        return Call("DELETE", f"/systems/{system_id}", _none)
-
-    def start_system(self, system_id: str) -> Call[list[SystemActionResult]]:
-        return Call("POST", f"/systems/{system_id}/start", _model(list[SystemActionResult]))
-
-    def stop_system(self, system_id: str) -> Call[list[SystemActionResult]]:
-        return Call("POST", f"/systems/{system_id}/stop", _model(list[SystemActionResult]))
-
-    def start_batch(
-        self,
-        system_id: str,
-        action: Literal["start", "stop"],
-        *,
-        concurrency: int = 4,
-        wait_healthy: bool = True,
-        tier_timeout: float = 120.0,
-        min_running: float = 1.0,
-    ) -> Call[BatchJob]:
-        """Start (or stop, in reverse) a system tier by tier; returns the job at once."""
-        body = BatchRequest(
-            action=action,
-            concurrency=concurrency,
-            wait_healthy=wait_healthy,
-            tier_timeout=tier_timeout,
-            min_running=min_running,
-        )
-        return Call(
-            "POST", f"/systems/{system_id}/batches", _model(BatchJob), json=unstructure(body)
-        )
-
-    def get_batch(self, batch_id: str, *, wait: int = 0) -> Call[BatchJob]:
-        """A batch job's progress; ``wait`` seconds (max 600) for it to end first."""
-        return Call("GET", f"/batches/{batch_id}", _model(BatchJob), params=_clean(wait=wait))
-
-    def list_batches(self, system_id: str) -> Call[list[BatchJob]]:
-        return Call("GET", f"/systems/{system_id}/batches", _model(list[BatchJob]))
-
-    def list_modules(self, system_id: str) -> Call[list[Module]]:
-        return Call("GET", f"/systems/{system_id}/modules", _model(list[Module]))
-
-    def create_module(
-        self,
-        system_id: str,
-        name: str,
-        package: str,
-        version: str,
-        *,
-        env: dict[str, str] | None = None,
-        args: list[str] | None = None,
-        start_order: int = 0,
-        health_check: dict[str, Any] | None = None,
-    ) -> Call[Module]:
-        body = ModuleCreate(
-            name=name,
-            package=package,
-            version=version,
-            env=env or {},
-            args=args,
-            start_order=start_order,
-            health_check=health_check,
-        )
-        return Call("POST", f"/systems/{system_id}/modules", _model(Module), json=unstructure(body))
-
-    def create_adopted_module(
-        self,
-        system_id: str,
-        name: str,
-        adoption: AdoptionSpec,
-        *,
-        env: dict[str, str] | None = None,
-        start_order: int = 0,
-    ) -> Call[Module]:
-        """A module for a process GDOS did not deploy; deploy it on a node to adopt it."""
-        body = ModuleCreate(
-            name=name,
-            kind=ModuleKind.ADOPTED,
-            adoption=adoption,
-            env=env or {},
-            start_order=start_order,
-        )
-        return Call("POST", f"/systems/{system_id}/modules", _model(Module), json=unstructure(body))
-
-    def adoption_candidates(
-        self, node_id: str, adoption: AdoptionSpec
-    ) -> Call[list[ProcessCandidate]]:
-        """The processes on ``node_id`` that ``adoption`` would adopt, best first."""
-        return Call(
-            "POST",
-            f"/nodes/{node_id}/candidates",
-            _model(list[ProcessCandidate]),
-            json=unstructure(adoption),
-        )
-
-    def get_module(self, module_id: str) -> Call[Module]:
-        return Call("GET", f"/modules/{module_id}", _model(Module))
-
-    def update_module(
-        self,
-        module_id: str,
-        *,
-        version: str | None = None,
-        env: dict[str, str] | None = None,
-        args: list[str] | None = None,
-        start_order: int | None = None,
-        health_check: dict[str, Any] | None = None,
-    ) -> Call[Module]:
-        """Change a module; ``health_check={}`` removes its health check override."""
-        patch = ModulePatch(
-            version=version,
-            env=env,
-            args=args,
-            start_order=start_order,
-            health_check=health_check,
-        )
-        body = {k: v for k, v in unstructure(patch).items() if v is not None}
-        return Call("PATCH", f"/modules/{module_id}", _model(Module), json=body)
-
-    def delete_module(self, module_id: str) -> Call[None]:
-        return Call("DELETE", f"/modules/{module_id}", _none)
-
-    # --- instances --------------------------------------------------------------------------
-
-    def list_instances(
-        self,
-        *,
-        system_id: str | None = None,
-        module_id: str | None = None,
-        node_id: str | None = None,
-        state: str | None = None,
-    ) -> Call[list[Instance]]:
-        params = _clean(system_id=system_id, module_id=module_id, node_id=node_id, state=state)
-        return Call("GET", "/instances", _model(list[Instance]), params=params)
-
-    def deploy(self, module_id: str, node_id: str, *, start: bool = True) -> Call[Instance]:
-        body = DeployRequest(module_id=module_id, node_id=node_id, start=start)
-        return Call("POST", "/instances", _model(Instance), json=unstructure(body))
-
-    def get_instance(self, instance_id: str) -> Call[Instance]:
-        return Call("GET", f"/instances/{instance_id}", _model(Instance))
-
-    def start_instance(self, instance_id: str) -> Call[Instance]:
-        return Call("POST", f"/instances/{instance_id}/start", _model(Instance))
-
-    def stop_instance(self, instance_id: str) -> Call[Instance]:
-        return Call("POST", f"/instances/{instance_id}/stop", _model(Instance))
-
-    def restart_instance(self, instance_id: str) -> Call[Instance]:
-        return Call("POST", f"/instances/{instance_id}/restart", _model(Instance))
-
-    def destroy_instance(self, instance_id: str) -> Call[None]:
-        return Call("DELETE", f"/instances/{instance_id}", _none)
-
-    # --- fleet commands (admins) and instance logs (operators) -----------------------------
-
-    def start_command(
-        self, node_ids: list[str], command: str, *, timeout: float = 60.0
-    ) -> Call[CommandRun]:
-        """Start ``command`` on ``node_ids``; the run comes back at once (see ``run_command``)."""
-        body = CommandRequest(node_ids=list(node_ids), command=command, timeout=timeout)
-        return Call("POST", "/commands", _model(CommandRun), json=unstructure(body))
-
-    def get_command(self, run_id: str, *, wait: int = 0) -> Call[CommandRun]:
-        """A run with its output so far; ``wait`` seconds (max 60) for it to finish first."""
-        return Call("GET", f"/commands/{run_id}", _model(CommandRun), params=_clean(wait=wait))
-
-    def list_commands(self) -> Call[list[CommandRun]]:
-        return Call("GET", "/commands", _model(list[CommandRun]))
-
-    def list_log_files(self, instance_id: str) -> Call[list[LogFile]]:
-        return Call("GET", f"/instances/{instance_id}/logs", _model(list[LogFile]))
-
-    def read_log(
-        self,
-        instance_id: str,
-        file: str,
-        *,
-        lines: int = 100,
-        cursor: LogCursor | None = None,
-        wait: int = 0,
-    ) -> Call[LogChunk]:
-        """The last ``lines`` lines, or what followed ``cursor`` (waiting up to ``wait`` s)."""
-        token = f"{cursor.dev}:{cursor.ino}:{cursor.offset}" if cursor is not None else None
-        params = _clean(file=file, lines=lines, cursor=token, wait=wait if cursor else None)
-        return Call("GET", f"/instances/{instance_id}/logs/read", _model(LogChunk), params=params)
-
-    def search_log(
-        self, instance_id: str, file: str, query: str, *, limit: int = 500
-    ) -> Call[LogSearch]:
-        params = _clean(file=file, q=query, limit=limit)
-        return Call(
-            "GET", f"/instances/{instance_id}/logs/search", _model(LogSearch), params=params
-        )
-
-    # --- web terminal sessions and recordings (admins) --------------------------------------
-
-    def list_terminal_sessions(
-        self,
-        *,
-        node_id: str | None = None,
-        live: bool | None = None,
-        limit: int | None = None,
-        offset: int | None = None,
-    ) -> Call[Page[TerminalSession]]:
-        """Terminal sessions, newest first (``live``: only those still open)."""
-        params = _clean(node_id=node_id, live=live, limit=limit, offset=offset)
-        return Call("GET", "/terminal/sessions", _model(Page[TerminalSession]), params=params)
-
-    def get_terminal_session(self, session_id: str) -> Call[TerminalSession]:
-        return Call("GET", f"/terminal/sessions/{session_id}", _model(TerminalSession))
-
-    def get_terminal_recording(self, session_id: str) -> Call[str]:
-        """The session's asciicast v2 text (see :func:`gdos_sdk.terminal.parse_asciicast`)."""
-        return Call("GET", f"/terminal/sessions/{session_id}/recording", _text)
-
-    def close_terminal_session(self, session_id: str) -> Call[None]:
-        """End a live terminal session."""
-        return Call("DELETE", f"/terminal/sessions/{session_id}", _none)
-
-    # --- audit, settings, meta --------------------------------------------------------------
-
-    def list_audit(
-        self,
-        *,
-        actor: str | None = None,
-        action: str | None = None,
-        target: str | None = None,
-        since: float | str | None = None,
-        until: float | str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> Call[Page[AuditEntry]]:
-        params = _clean(
-            actor=actor,
-            action=action,
-            target=target,
-            since=since,
-            until=until,
-            limit=limit,
-            offset=offset,
-        )
-        return Call("GET", "/audit", _model(Page[AuditEntry]), params=params)
-
-    def get_settings(self) -> Call[Settings]:
-        return Call("GET", "/settings", _model(Settings))
-
-    def rotate_join_token(self) -> Call[Settings]:
-        return Call("POST", "/settings/join-token", _model(Settings))
-
-    # --- backups (admins) -------------------------------------------------------------------
-
-    def list_backups(self) -> Call[list[BackupInfo]]:
-        """Backups in the master's storage, newest first."""
-        return Call("GET", "/backups", _model(list[BackupInfo]))
-
-    def create_backup(self, *, include_packages: bool = False) -> Call[BackupInfo]:
-        """Make a backup now: an online database snapshot, optionally with the packages."""
-        body = unstructure(BackupRequest(include_packages=include_packages))
-        return Call("POST", "/backups", _model(BackupInfo), json=body)
-
-    def delete_backup(self, name: str) -> Call[None]:
-        return Call("DELETE", f"/backups/{name}", _none)
-
-    def restore_backup(self, name: str) -> Call[RestoreResult]:
-        """Restore a stored backup in place; the master keeps running.
-
-        Example::
-
-            gdos.restore_backup(gdos.list_backups()[0].name)
-        """
-        return Call("POST", f"/backups/{name}/restore", _model(RestoreResult))
-
-    def list_orphans(self, *, min_age: float = 3600) -> Call[StorageSweep]:
-        """Stored package and recording objects no record refers to, older than ``min_age`` s.
-
-        A restore rolls the database back past packages uploaded and sessions recorded
-        after the backup; their objects stay in storage until removed with
-        :meth:`remove_orphans`.
-        """
-        params = {"min_age": int(min_age)}
-        return Call("GET", "/storage/orphans", _model(StorageSweep), params=params)
-
-    def remove_orphans(self, *, min_age: float = 3600) -> Call[StorageSweep]:
-        """Delete what :meth:`list_orphans` lists (audited as ``storage.sweep``).
-
-        Example::
-
-            swept = gdos.remove_orphans(min_age=86400)
-            print(len(swept.objects), "objects,", swept.total_bytes, "bytes freed")
-        """
-        params = {"min_age": int(min_age)}
-        return Call("DELETE", "/storage/orphans", _model(StorageSweep), params=params)
-
-    def get_backup_schedule(self) -> Call[BackupSchedule]:
-        return Call("GET", "/backups/schedule", _model(BackupSchedule))
-
-    def set_backup_schedule(
-        self, interval_hours: float, *, retention: int = 7, include_packages: bool = False
-    ) -> Call[BackupSchedule]:
-        """Back up every ``interval_hours`` (0 = off), keeping ``retention`` scheduled backups."""
-        body = BackupSchedule(
-            interval_hours=interval_hours, retention=retention, include_packages=include_packages
-        )
-        return Call("PUT", "/backups/schedule", _model(BackupSchedule), json=unstructure(body))
-
-    def upload_backup(self) -> Call[BackupInfo]:
-        """The body (archive bytes or a stream) is attached by the client."""
-        return Call(
-            "POST",
-            "/backups/upload",
-            _model(BackupInfo),
-            headers={"Content-Type": "application/gzip"},
-        )
-
-    def download_backup_path(self, name: str) -> str:
-        return f"/backups/{name}/download"
-
-    def health(self) -> Call[dict[str, Any]]:
-        return Call("GET", "/health", _json)
-
-    def openapi(self) -> Call[dict[str, Any]]:
-        return Call("GET", "/openapi.json", _json)
-
-
-def dump_json(value: Any) -> str:
-    return json.dumps(value)
+    return text
+
+
+def _seconds(value: float | datetime | str | None) -> float | None:
+    """Unix seconds from a number, a datetime (naive means UTC) or an ISO 8601 string."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.timestamp()
+    if isinstance(value, str):
+        try:
+            return _seconds(datetime.fromisoformat(value.replace("Z", "+00:00")))
+        except ValueError:
+            raise ValidationError(
+                f"{value!r} is not an ISO 8601 time",
+                details=[{"path": "$", "message": "expected an ISO 8601 time or Unix seconds"}],
+            ) from None
+    return float(value)
+
+
+# --- signatures -----------------------------------------------------------------------------
+
+
+def adopt_signature(method: Callable[..., Any], factory: Callable[..., Any], owner: str) -> None:
+    """Give ``method`` (a client's wrapper of ``factory``) the factory's real signature.
+
+    The wrapper is ``(self, *args, **kwargs)``; ``help()``, ``inspect.signature``, IDEs
+    and IPython's keyword completion read ``__signature__`` instead, so they show the
+    factory's parameters, with the return type ``T`` of its ``Call[T]``.
+    """
+    signature = inspect.signature(factory, eval_str=True)
+    returned = signature.return_annotation
+    args = typing.get_args(returned)
+    result = args[0] if typing.get_origin(returned) is Call and args else returned
+    if result is type(None):
+        result = None
+    signature = signature.replace(return_annotation=result)
+    method.__name__ = factory.__name__
+    method.__qualname__ = f"{owner}.{factory.__name__}"
+    method.__doc__ = factory.__doc__
+    method.__signature__ = signature  # type: ignore[attr-defined]
+    annotations = {
+        name: p.annotation
+        for name, p in signature.parameters.items()
+        if p.annotation is not inspect.Parameter.empty
+    }
+    annotations["return"] = result
+    method.__annotations__ = annotations
+
+
+# --- how a client shows itself --------------------------------------------------------------
+
+
+def console_url(base_url: str) -> str:
+    """The web console of the master at ``base_url`` (it is served at the root)."""
+    return base_url.rstrip("/") + "/"
+
+
+def client_repr(kind: str, base_url: str, user: str | None) -> str:
+    """``<Client http://127.0.0.1:8080 user=admin (admin) console=http://.../>``."""
+    who = user or "?"
+    return f"<{kind} {base_url.rstrip('/')} user={who} console={console_url(base_url)}>"
+
+
+def client_html(kind: str, base_url: str, user: str | None) -> str:
+    """The notebook view of a client: master, user and a link to the console."""
+    url = html.escape(base_url.rstrip("/"))
+    link = html.escape(console_url(base_url))
+    rows = [
+        ("Master", url),
+        ("User", html.escape(user or "unknown (not logged in yet)")),
+        ("Console", f'<a href="{link}" target="_blank">{link}</a>'),
+    ]
+    body = "".join(
+        f'<tr><th style="text-align:left;padding:2px 8px">{k}</th>'
+        f'<td style="text-align:left;padding:2px 8px">{v}</td></tr>'
+        for k, v in rows
+    )
+    return f'<div><b>GDOS {html.escape(kind)}</b><table class="gdos">{body}</table></div>'
+
+
+def user_label(me: Any) -> str:
+    """``admin (admin)``: a user name and role from a :class:`~gdos_sdk.models.Me`."""
+    return f"{me.user.username} ({me.user.role.value})"

@@ -34,6 +34,8 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
+from gdos_sdk.executors.accounts import Account
+
 __all__ = [
     "TAG_ENV",
     "Executor",
@@ -77,6 +79,8 @@ class SpawnSpec:
         log_path: stdout and stderr are appended here; the file is created if
             missing, its directory must exist.
         tag: the instance id that marks every process of the instance.
+        account: run as this account (POSIX, the worker must be root to switch);
+            ``None`` runs as the worker's own account.
 
     Example::
 
@@ -89,6 +93,7 @@ class SpawnSpec:
     env: dict[str, str]
     log_path: str
     tag: str = attrs.field(validator=_valid_tag)
+    account: Account | None = None
 
 
 @attrs.frozen

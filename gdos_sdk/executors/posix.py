@@ -36,6 +36,7 @@ import anyio
 import psutil
 
 from gdos_sdk.errors import SpawnError
+from gdos_sdk.executors.accounts import switch_arguments
 from gdos_sdk.executors.base import (
     TAG_ENV,
     ExitInfo,
@@ -413,9 +414,14 @@ class PosixExecutor:
                 missing or not usable; the message carries the OS's words.
         """
         env = {**spec.env, TAG_ENV: spec.tag}
+        switch = switch_arguments(spec.account, spec.argv[0])
         try:
+            # O_NOFOLLOW: a service that may write to the log's folder must not be able
+            # to point the worker's (root's) append at another file through a symlink.
             log_fd = os.open(
-                spec.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
+                spec.log_path,
+                os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                0o600,
             )
         except OSError as exc:
             raise SpawnError(
@@ -432,6 +438,7 @@ class PosixExecutor:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 close_fds=True,
+                **switch,
             )
         except OSError as exc:
             where = f": {exc.filename}" if exc.filename else ""

@@ -241,6 +241,12 @@ class WindowsExecutor:
                 before it ever ran.
         """
         api = self._api
+        if spec.account is not None:
+            raise SpawnError(
+                f"cannot start {spec.argv[0]!r} as {spec.account.name!r}: running a service"
+                " as another account is not supported on Windows",
+                details={"user": spec.account.name},
+            )
         env = {k: v for k, v in spec.env.items() if k.upper() != TAG_ENV}
         env[TAG_ENV] = spec.tag
         program = resolve_program(spec.argv[0], cwd=spec.cwd, env=env, is_file=api.is_file)

@@ -21,6 +21,7 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
+from gdos_sdk.display import displayed
 from gdos_sdk.errors import ValidationError
 
 __all__ = ["ObjectInfo", "Storage", "check_key"]
@@ -28,6 +29,7 @@ __all__ = ["ObjectInfo", "Storage", "check_key"]
 _KEY = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
 
 
+@displayed
 @attrs.frozen
 class ObjectInfo:
     """What a back end knows about one stored object."""

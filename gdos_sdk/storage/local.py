@@ -17,6 +17,7 @@ from pathlib import Path
 import anyio.to_thread
 
 from gdos_sdk.errors import NotFoundError, StorageError
+from gdos_sdk.filemodes import private_dir
 from gdos_sdk.storage.base import ObjectInfo, check_key
 
 __all__ = ["LocalStorage"]
@@ -34,8 +35,7 @@ class LocalStorage:
     name = "local"
 
     def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = private_dir(Path(root))
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
@@ -49,7 +49,8 @@ class LocalStorage:
 
     def _put(self, key: str, source: Path) -> ObjectInfo:
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.parent.is_dir():
+            private_dir(target.parent)
         fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
         try:
             with os.fdopen(fd, "wb") as out, open(source, "rb") as src:

@@ -73,17 +73,25 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    """A fresh browser context (no cookies) at 1280 x 800; fails the test on a JS error."""
+    """A fresh browser context (no cookies) at 1280 x 800; fails the test on a JS error or
+    on anything the master's Content-Security-Policy blocked (the console must work under it).
+    """
     context = browser.new_context(viewport=VIEWPORT)
     context.set_default_timeout(20_000)
     tab = context.new_page()
     errors: list[str] = []
+    blocked: list[str] = []
     tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    tab.on(
+        "console",
+        lambda msg: blocked.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
     try:
         yield tab
     finally:
         context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
+    assert not blocked, f"the Content-Security-Policy blocked: {blocked}"
 
 
 def login(page: Page, url: str, password: str, user: str = "admin") -> None:

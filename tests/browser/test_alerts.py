@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,12 +22,25 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
+from gdos_sdk.redaction import mask_url
 from gdos_sdk.testing import LocalCluster, free_port, wait_until
 
 from .conftest import login
 from .test_console import choose
 
 SECRET = "hook-secret-1"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A master that may post to the loopback test receiver (denied by default)."""
+    local = LocalCluster(tmp_path_factory.mktemp("browser") / "cluster")
+    try:
+        local.start_master(env={"OPS_MASTER_ALERTS_WEBHOOK_ALLOW": "127.0.0.1/32"})
+        local.start_worker()
+        yield local
+    finally:
+        local.close()
 
 
 class Hook:
@@ -80,7 +94,8 @@ def add_receiver(page: Page, hook: Hook) -> None:
     page.fill("[data-test=receiver-secret]", SECRET)
     page.click("[data-test=receiver-submit]")
     table = page.locator("[data-test=receivers-table]")
-    expect(table).to_contain_text(hook.url)
+    expect(table).to_contain_text(mask_url(hook.url))  # scheme, host and port only
+    expect(table).not_to_contain_text("/hook")  # the path may hold a credential
     expect(table).not_to_contain_text(SECRET)  # the secret is never shown back
 
     page.click("[data-test=test-receiver-hook]")
@@ -91,6 +106,16 @@ def add_receiver(page: Page, hook: Hook) -> None:
     assert json.loads(body)["status"] == "test"
     expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     assert signature == f"sha256={expected}"
+
+    # Editing shows the hidden URL as a hint and leaves it alone: the test still arrives.
+    page.click("[data-test=edit-receiver-hook]")
+    url = page.locator("[data-test=receiver-url]")
+    expect(url).to_have_value("")
+    expect(url).to_have_attribute("placeholder", re.compile(re.escape(mask_url(hook.url))))
+    page.click("[data-test=receiver-submit]")
+    expect(page.locator("[data-test=receiver-dialog]")).to_be_hidden()
+    page.click("[data-test=test-receiver-hook]")
+    wait_until(lambda: len(hook.received) == 2, what="the second test body")
 
 
 def test_alert_centre_fires_toasts_counts_and_resolves(

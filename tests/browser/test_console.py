@@ -103,12 +103,14 @@ def test_operator_path_through_the_console(
     # Its charts gain a point a second, pushed over the live channel.
     instances.locator("[data-test=instance-chart]").click()
     chart = "[data-test=instance-cpu-chart]"
+    # Arrow functions, not bare expressions: Playwright evaluates those with eval(), which
+    # the console's Content-Security-Policy forbids.
     page.wait_for_function(
-        f"document.querySelector('{chart}')?.dataset.points >= 2", timeout=15_000
+        f"() => document.querySelector('{chart}')?.dataset.points >= 2", timeout=15_000
     )
     before = points(page, chart)
     page.wait_for_function(
-        f"document.querySelector('{chart}').dataset.points > {before}", timeout=15_000
+        f"() => document.querySelector('{chart}').dataset.points > {before}", timeout=15_000
     )
     expect(page.locator("[data-test=drawer-state] [data-state=running]")).to_be_visible()
     page.keyboard.press("Escape")

@@ -10,13 +10,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
-from gdos_sdk.alerts import AlertEvent, AlertRule, Receiver, ReceiverCreate, RuleTarget
+from gdos_sdk.alerts import AlertEvent, AlertRule, Receiver, RuleTarget
 from gdos_sdk.client import Client
-from gdos_sdk.client._base import Call, _model
-from gdos_sdk.codec import unstructure
-from gdos_sdk.models import Page
 from gdos_sdk.testing import LocalCluster, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -56,6 +54,18 @@ class Hook:
         self.server.server_close()
 
 
+# The test receiver listens on loopback, which the destination policy denies by default.
+ALLOW_HOOK = {"OPS_MASTER_ALERTS_WEBHOOK_ALLOW": "127.0.0.1/32"}
+
+
+@pytest.fixture
+def running(cluster: LocalCluster) -> LocalCluster:
+    """A started master that may post to the loopback test receiver, with one worker."""
+    cluster.start_master(env=ALLOW_HOOK)
+    cluster.start_worker()
+    return cluster
+
+
 @pytest.fixture
 def hook() -> Iterator[Hook]:
     receiver = Hook()
@@ -66,22 +76,18 @@ def hook() -> Iterator[Hook]:
 
 
 def add_receiver(gdos: Client, url: str) -> Receiver:
-    return gdos.send(
-        Call(
-            "POST",
-            "/alerts/receivers",
-            _model(Receiver),
-            json=unstructure(ReceiverCreate(name="hook", url=url)),
-        )
-    )
+    return gdos.create_receiver("hook", url)
 
 
 def add_rule(gdos: Client, rule: AlertRule) -> AlertRule:
-    return gdos.send(Call("POST", "/alerts/rules", _model(AlertRule), json=unstructure(rule)))
+    fields = attrs.asdict(rule, recurse=False)
+    fields.pop("id")
+    name, metric = fields.pop("name"), fields.pop("metric")
+    return gdos.create_alert_rule(name, metric, **fields)
 
 
 def events(gdos: Client) -> list[AlertEvent]:
-    return gdos.send(Call("GET", "/alerts/events", _model(Page[AlertEvent]))).items
+    return gdos.alert_history().items
 
 
 def test_cpu_rule_debounces_fires_resolves_and_survives_restart(
@@ -132,7 +138,7 @@ def test_cpu_rule_debounces_fires_resolves_and_survives_restart(
 
     assert running.master is not None
     running.master.terminate()  # stop the master while the alert fires...
-    running.start_master(port=running.master_port)  # ...and start it again
+    running.start_master(port=running.master_port, env=ALLOW_HOOK)  # ...and start it again
     with running.client() as gdos:
         running.wait_worker_connected(running.workers[0])
         time.sleep(4)  # several evaluations with the burner still hot
@@ -150,7 +156,11 @@ def test_node_offline_fires_within_interval_plus_grace_and_resolves(
     cluster: LocalCluster, hook: Hook
 ) -> None:
     cluster.start_master(
-        env={"OPS_MASTER_ALERTS_STARTUP_GRACE": "0", "OPS_MASTER_FLEET_OFFLINE_GRACE": "3"}
+        env={
+            "OPS_MASTER_ALERTS_STARTUP_GRACE": "0",
+            "OPS_MASTER_FLEET_OFFLINE_GRACE": "3",
+            **ALLOW_HOOK,
+        }
     )
     worker = cluster.start_worker()
     with cluster.client() as gdos:
@@ -180,14 +190,14 @@ def test_node_offline_fires_within_interval_plus_grace_and_resolves(
 
 
 def test_deleting_a_rule_resolves_its_alerts(cluster: LocalCluster, hook: Hook) -> None:
-    cluster.start_master(env={"OPS_MASTER_ALERTS_STARTUP_GRACE": "0"})
+    cluster.start_master(env={"OPS_MASTER_ALERTS_STARTUP_GRACE": "0", **ALLOW_HOOK})
     worker = cluster.start_worker()
     with cluster.client() as gdos:
         cluster.wait_worker_connected(worker)
         add_receiver(gdos, hook.url)
         rule = add_rule(gdos, AlertRule(name="always", metric="cpu", op=">=", threshold=0))
         wait_until(lambda: "firing" in hook.statuses(), timeout=15, what="firing")
-        gdos.send(Call("DELETE", f"/alerts/rules/{rule.id}", lambda r: None))
+        gdos.delete_alert_rule(rule.id)
         wait_until(lambda: "resolved" in hook.statuses(), timeout=15, what="resolved")
         history = events(gdos)
         assert [e.state for e in history] == ["resolved"]

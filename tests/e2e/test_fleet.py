@@ -47,12 +47,14 @@ def test_frozen_worker_goes_offline_within_interval_plus_grace(running: LocalClu
         )
 
 
-def test_planned_node_is_claimed_by_the_joining_worker(cluster: LocalCluster) -> None:
+def test_planned_node_is_claimed_by_the_worker_with_its_claim_token(
+    cluster: LocalCluster,
+) -> None:
     cluster.start_master()
     with cluster.client() as gdos:
         planned = gdos.plan_node(socket.gethostname(), alias="rack-1", labels={"zone": "a"})
-        assert planned.status.value == "planned"
-        worker = cluster.start_worker()
+        assert planned.status.value == "planned" and planned.claim_token is not None
+        worker = cluster.start_worker(env={"OPS_WORKER_CONNECT_CLAIM_TOKEN": planned.claim_token})
         node_id = cluster.wait_worker_connected(worker)
         assert node_id == planned.id  # the worker took the planned node's id
         node = wait_until(

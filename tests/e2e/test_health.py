@@ -70,7 +70,7 @@ def test_http_check_turns_unhealthy_and_check_restart_restarts_it(
         assert any(
             line.startswith("gdos_instance_healthy{")
             and instance.id in line
-            and line.endswith(" 1.0")
+            and float(line.rsplit(" ", 1)[1]) == 1
             for line in metrics.splitlines()
         ), metrics
 

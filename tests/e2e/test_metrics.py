@@ -11,8 +11,10 @@ import httpx
 import pytest
 
 from gdos_sdk import NotFoundError
+from gdos_sdk.models import MetricSeries
 from gdos_sdk.testing import LocalCluster, wait_until
 
+from ..master.test_prometheus import promtool_check
 from .test_lifecycle import setup_module_instance
 
 pytestmark = pytest.mark.e2e
@@ -24,37 +26,20 @@ def test_series_latest_and_prometheus(running: LocalCluster, pack: Callable[...,
         instance = setup_module_instance(gdos, node_id, pack("sleeper", stop_timeout=1), start=True)
         began = time.time()
         time.sleep(4.5)
-        send = gdos.send  # generic escape hatch keeps this test on the SDK
-        from gdos_sdk.client._base import Call, _model
-        from gdos_sdk.models import MetricLatest, MetricRange
 
-        def query(target: str, metric: str) -> MetricRange:
-            return send(
-                Call(
-                    "GET",
-                    "/metrics/query",
-                    _model(MetricRange),
-                    params={
-                        "target": target,
-                        "metric": metric,
-                        "start": began,
-                        "end": time.time() + 1,
-                    },
-                )
-            )
+        def query(target: str, metric: str) -> MetricSeries:
+            found = gdos.query_range(metric, target, start=began, end=time.time() + 1)
+            assert [s.target for s in found.series] == [target]
+            return found.series[0]
 
-        cpu = query(f"node:{node_id}", "cpu")
-        assert len(cpu.points) >= 3
-        stamps = [ts for ts, _ in cpu.points]
-        assert stamps == sorted(stamps) and all(b - a >= 1 for a, b in itertools.pairwise(stamps))
-        assert all(0 <= v <= 100 for _, v in cpu.points)
-        rss = query(f"instance:{instance.id}", "rss")
-        assert len(rss.points) >= 3 and all(v > 1_000_000 for _, v in rss.points)
-        latest = send(
-            Call(
-                "GET", "/metrics/latest", _model(MetricLatest), params={"target": f"node:{node_id}"}
-            )
-        )
+        cpu = query(f"node:{node_id}", "cpu").points()
+        assert len(cpu) >= 3
+        stamps = [ts for ts, _ in cpu]
+        assert all(b - a >= 1 for a, b in itertools.pairwise(stamps))
+        assert all(0 <= v <= 100 for _, v in cpu)
+        rss = query(f"instance:{instance.id}", "rss").points()
+        assert len(rss) >= 3 and all(v > 1_000_000 for _, v in rss)
+        latest = gdos.latest(f"node:{node_id}")
         assert {"cpu", "mem_percent", "load1", "net_rx", "disk_percent:/"} <= set(latest.values)
 
         token = running.admin_token()
@@ -62,9 +47,11 @@ def test_series_latest_and_prometheus(running: LocalCluster, pack: Callable[...,
             f"{running.url}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=5
         ).text
         assert f'gdos_node_up{{node_id="{node_id}"' in text
-        assert "# TYPE gdos_instance_rss gauge" in text
+        assert "# TYPE gdos_instance_resident_memory_bytes gauge" in text
+        assert "# TYPE gdos_instance_restarts_total counter" in text
         assert f'instance_id="{instance.id}"' in text
         assert "gdos_master_heartbeats_total" in text
+        promtool_check(text)  # a real worker's samples, as Prometheus' own linter sees them
         assert httpx.get(f"{running.url}/metrics", timeout=5).status_code == 401
 
         gdos.destroy_instance(instance.id)
@@ -90,16 +77,6 @@ def test_unwatched_node_of_a_large_fleet_pushes_in_batches(cluster: LocalCluster
         )
         assert beats <= 5  # about one per 4 s, not one per second
         # ...but every second's sample still arrives, in batches.
-        from gdos_sdk.client._base import Call, _model
-        from gdos_sdk.models import MetricRange
-
-        points = gdos.send(
-            Call(
-                "GET",
-                "/metrics/query",
-                _model(MetricRange),
-                params={"target": f"node:{node_id}", "metric": "cpu"},
-            )
-        ).points
+        points = gdos.query_range("cpu", f"node:{node_id}").series[0].points()
         assert len(points) >= 7
         wait_until(lambda: gdos.get_node(node_id).status.value == "online", what="online")

@@ -20,7 +20,10 @@ ADMIN_PASSWORD = "admin-password-1"
 def settings(tmp_path: Path) -> MasterSettings:
     return MasterSettings(
         server=MasterServer(data_dir=str(tmp_path / "data")),
-        auth=MasterAuth(admin_password=ADMIN_PASSWORD, join_token="join-token-for-tests"),
+        # The cheapest accepted hash cost: these throw-away masters hash many passwords.
+        auth=MasterAuth(
+            admin_password=ADMIN_PASSWORD, join_token="join-token-for-tests", password_cost=14
+        ),
     )
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -14,6 +16,9 @@ from gdos_sdk import NotFoundError, ValidationError
 from gdos_sdk.batches import BatchState
 from gdos_sdk.client import AsyncClient
 from gdos_sdk.codec import unstructure
+from gdos_sdk.states import InstanceState
+
+from .scripted import ScriptedWorker, join, status
 
 pytestmark = pytest.mark.anyio
 
@@ -161,3 +166,50 @@ async def test_jobs_beyond_the_stored_limit_are_dropped(admin: AsyncClient, mast
     assert (await admin.get_batch(ids[2])).id == ids[2]
     with pytest.raises(NotFoundError, match="last 3"):
         await admin.get_batch(ids[0])
+
+
+async def scripted_system(
+    admin: AsyncClient, master: Master, make_zip: Callable[..., bytes], count: int
+) -> tuple[str, ScriptedWorker, list[str]]:
+    """A system of ``count`` instances on one node whose worker answers every command at once."""
+    worker = ScriptedWorker(master, join(master))
+    await worker.connect()
+    await admin.upload_package(make_zip())
+    system = await admin.create_system("fast")
+    module = await admin.create_module(system.id, "web", "demo", "1.0.0")
+    ids = [(await admin.deploy(module.id, worker.node_id, start=False)).id for _ in range(count)]
+    worker.received.clear()
+    worker.received_at.clear()
+    return system.id, worker, ids
+
+
+async def test_min_running_is_checked_without_holding_a_slot(
+    admin: AsyncClient, master: Master, make_zip: Callable[..., bytes]
+) -> None:
+    system_id, worker, _ = await scripted_system(admin, master, make_zip, 6)
+    began = time.monotonic()
+    job = await admin.start_batch(system_id, "start", concurrency=2, min_running=1.5)
+    job = await admin.get_batch(job.id, wait=30)
+    took = time.monotonic() - began
+    assert job.state == BatchState.DONE, job.error
+    starts = worker.received_at
+    assert [r.command.kind for r in worker.received] == ["start"] * 6
+    # Two slots, six instances: had each slot waited out min_running, the last start would
+    # come 3 s after the first. A slot is free as soon as its instance runs.
+    assert starts[-1] - starts[0] < 1.0, starts
+    assert took >= 1.5  # ... and every instance was still watched for min_running
+
+
+async def test_a_crash_within_min_running_still_fails_the_batch(
+    admin: AsyncClient, master: Master, make_zip: Callable[..., bytes]
+) -> None:
+    system_id, worker, ids = await scripted_system(admin, master, make_zip, 3)
+    job = await admin.start_batch(system_id, "start", concurrency=1, min_running=2)
+    await worker.wait_requests(3)  # all started: the slot did not wait for min_running
+    master.orchestrator.report(worker.node_id, status(ids[1], InstanceState.FAILED))
+    job = await admin.get_batch(job.id, wait=30)
+    assert job.state == BatchState.FAILED
+    states = {i.instance_id: (i.state, i.error) for i in job.items}
+    assert states[ids[1]][0] == BatchState.FAILED
+    assert states[ids[1]][1].startswith("instance is failed")
+    assert states[ids[0]][0] == states[ids[2]][0] == BatchState.DONE

@@ -63,6 +63,22 @@ async def test_offline_after_interval_plus_grace_and_sweep_closes() -> None:
     assert fleet.nodes["n1"].connection is None
 
 
+async def test_a_lost_channel_counts_as_one_disconnect() -> None:
+    clock = Clock()
+    fleet = Fleet(heartbeat_interval=1, offline_grace=5, clock=clock)
+    swept = await channel(fleet, "n1", [])
+    clock.now += 10
+    assert await fleet.sweep() == ["n1"]
+    await fleet.disconnect(swept)  # the agent route's clean-up when its socket ends
+    assert fleet.stats.disconnects == 1
+    # A reconnect race: the new channel replaces the old, whose route then cleans up.
+    old = await channel(fleet, "n1", [])
+    new = await channel(fleet, "n1", [])
+    await fleet.disconnect(old)
+    assert fleet.stats.disconnects == 2
+    assert fleet.nodes["n1"].connection is new and fleet.is_online("n1")
+
+
 async def test_watch_switches_a_large_fleet_node_to_one_second() -> None:
     clock = Clock()
     fleet = Fleet(
@@ -90,7 +106,7 @@ async def test_watch_switches_a_large_fleet_node_to_one_second() -> None:
 
 
 async def test_heartbeat_batches_fill_the_series_and_latest() -> None:
-    fleet = Fleet(heartbeat_interval=1, offline_grace=5)
+    fleet = Fleet(heartbeat_interval=1, offline_grace=5, wall_clock=lambda: 103.0)
     await channel(fleet, "n", [])
     fleet.heartbeat("n", [sample(100, 1), sample(101, 2), sample(102, 3)], [])
     assert fleet.nodes["n"].latest is not None and fleet.nodes["n"].latest.ts == 102

@@ -33,19 +33,22 @@ def clock() -> Iterator[Clock]:
 
 
 def test_disabled_keeper_leaves_gc_alone(clock: Clock) -> None:
+    # Python 3.12+ starts with objects already frozen, 3.11 with none: compare, don't count.
+    before = gc.get_freeze_count()
     keeper = HeapKeeper(enabled=False, clock=clock)
     keeper.start()
     clock.now += 3600
     keeper.tick(disconnects=10_000)
-    assert gc.get_freeze_count() == 0
+    assert gc.get_freeze_count() == before
     assert keeper.full_collections == 0
 
 
 def test_start_and_periodic_tick_freeze_survivors(clock: Clock) -> None:
     keeper = HeapKeeper(clock=clock, freeze_every=60)
+    before = gc.get_freeze_count()
     keeper.start()
     first = gc.get_freeze_count()
-    assert first > 0
+    assert first > before
     kept = [Node() for _ in range(1000)]
     keeper.tick(disconnects=0)  # not due yet
     assert gc.get_freeze_count() == first

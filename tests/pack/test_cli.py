@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import zipfile
@@ -44,6 +45,92 @@ def test_init_writes_a_valid_template(tmp_path: Path, capsys: pytest.CaptureFixt
     assert manifest.version == "0.1.0"
     assert manifest.entrypoint == "python3" and manifest.args == ["main.py"]
     assert "wrote" in capsys.readouterr().out
+
+
+def test_init_writes_a_minimal_service_that_runs_and_stops(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "svc"
+    assert main(["init", str(folder)]) == 0
+    assert f"wrote {folder / 'main.py'}" in capsys.readouterr().out
+    # What init writes builds cleanly, strict checks included.
+    assert main(["build", str(folder), "-o", str(tmp_path / "svc.zip"), "--strict"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    with subprocess.Popen(
+        [sys.executable, "main.py"],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "GDOS_MODULE": "svc"},
+    ) as service:
+        try:
+            assert service.stdout is not None
+            assert service.stdout.readline().startswith("svc started (pid ")
+            service.send_signal(signal.SIGTERM)
+            rest, _ = service.communicate(timeout=10)
+            assert service.returncode == 0 and rest == "svc stopped\n"
+        finally:
+            if service.poll() is None:
+                service.kill()
+
+
+def test_init_never_overwrites_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "svc"
+    folder.mkdir()
+    (folder / "main.py").write_text("print('mine')\n")
+    assert main(["init", "--force", str(folder)]) == 0
+    assert f"kept {folder / 'main.py'}" in capsys.readouterr().out
+    assert (folder / "main.py").read_text() == "print('mine')\n"
+
+
+def test_build_and_validate_warn_about_files_the_package_lacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["main.py", "--config", "conf/app.yaml", "-m", "http.server", "logs/out.log", "${X}"]
+    src = make_service(tmp_path / "svc", entrypoint="python3", args=args)
+    (src / "conf").mkdir()
+    (src / "conf" / "other.yaml").write_text("a: 1\n")
+    out = tmp_path / "svc.zip"
+    expected = [
+        "gdos-pack: warning: $.args[0]: main.py is not in the package;"
+        " the service would not find it when it starts",
+        "gdos-pack: warning: $.args[2]: conf/app.yaml is not in the package;"
+        " the service would not find it when it starts",
+    ]
+    assert main(["build", str(src), "-o", str(out)]) == 0  # a warning, not an error
+    assert capsys.readouterr().err.splitlines() == expected
+    assert main(["validate", str(src)]) == 0
+    assert capsys.readouterr().err.splitlines() == expected
+    assert main(["validate", str(out)]) == 0
+    assert capsys.readouterr().err.splitlines() == expected
+
+    out.unlink()
+    assert main(["build", str(src), "-o", str(out), "-strict"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "gdos-pack: error: the package lacks files its service.json names:"
+    assert "  $.args[0]: main.py is not in the package;" in err[1]
+    assert not out.exists()
+    assert main(["validate", "--strict", str(src)]) == 1
+    capsys.readouterr()
+
+    (src / "main.py").write_text("print('hi')\n")
+    (src / "conf" / "app.yaml").write_text("a: 2\n")
+    assert main(["build", str(src), "-o", str(out), "--strict"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_an_entrypoint_file_must_be_there_and_executable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = make_service(tmp_path / "svc", entrypoint="bin/api")
+    assert main(["validate", str(src)]) == 0
+    assert "$.entrypoint: bin/api is not in the package" in capsys.readouterr().err
+    (src / "run.sh").chmod(0o644)
+    (src / "service.json").write_text(
+        json.dumps({"name": "demo", "version": "1.2.0", "entrypoint": "run.sh"})
+    )
+    assert main(["validate", "--strict", str(src)]) == 1
+    assert "$.entrypoint: run.sh is not executable" in capsys.readouterr().err
 
 
 def test_init_refuses_to_overwrite_without_force(

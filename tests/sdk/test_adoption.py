@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -13,13 +17,16 @@ from gdos_sdk.adoption import (
     PidFile,
     ProcessCandidate,
     ProcessIdentity,
+    clean_cmdline,
     find_candidates,
+    list_processes,
     pid_file_candidate,
     read_pid_file,
     same_create_time,
 )
 from gdos_sdk.codec import structure, unstructure
 from gdos_sdk.errors import ValidationError
+from gdos_sdk.models import ModuleCreate
 
 T0 = 1_700_000_000.0
 
@@ -162,10 +169,6 @@ def test_spawn_has_nothing_to_adopt() -> None:
         (AdoptionSpec(strategy=AdoptionStrategy.MATCH, cmdline="(["), "$.adoption.cmdline"),
         (AdoptionSpec(strategy=AdoptionStrategy.SPAWN, command=" "), "$.adoption.command"),
         (
-            AdoptionSpec(strategy=AdoptionStrategy.MATCH, name="x", stop_timeout=0),
-            "$.adoption.stop_timeout",
-        ),
-        (
             AdoptionSpec(strategy=AdoptionStrategy.MATCH, name="x", log_paths=["rel.log"]),
             "$.adoption.log_paths[0]",
         ),
@@ -175,6 +178,16 @@ def test_invalid_specs_name_the_field(spec: AdoptionSpec, path: str) -> None:
     with pytest.raises(ValidationError) as info:
         spec.check()
     assert info.value.details == [{"path": path, "message": info.value.details[0]["message"]}]
+
+
+def test_out_of_range_timeouts_are_refused_when_built_and_name_the_nested_field() -> None:
+    with pytest.raises(ValidationError) as info:
+        AdoptionSpec(strategy=AdoptionStrategy.MATCH, name="x", stop_timeout=0)
+    assert info.value.details[0]["path"] == "$.stop_timeout"
+    body = {"name": "m", "kind": "adopted", "adoption": {"strategy": "match", "start_timeout": 4e3}}
+    with pytest.raises(ValidationError) as info:
+        structure(body, ModuleCreate)
+    assert [d["path"] for d in info.value.details] == ["$.adoption.start_timeout"]
 
 
 def test_valid_spec_round_trips() -> None:
@@ -189,3 +202,43 @@ def test_valid_spec_round_trips() -> None:
     spec.check()
     assert structure(unstructure(spec), AdoptionSpec) == spec
     assert structure(unstructure(TABLE[0]), ProcessCandidate) == TABLE[0]
+
+
+def test_a_rewritten_title_reads_as_a_command_line() -> None:
+    padded = ["/usr/bin/redis-server 127.0.0.1:54077", *[""] * 70]
+    assert clean_cmdline(padded) == ["/usr/bin/redis-server", "127.0.0.1:54077"]
+    assert clean_cmdline(["nginx: worker process", ""]) == ["nginx:", "worker", "process"]
+    # Real empty arguments between others stay; a plain command line is left as it is.
+    assert clean_cmdline(["sh", "-c", "", "x", ""]) == ["sh", "-c", "", "x"]
+    assert clean_cmdline(["/opt/my app/run"]) == ["/opt/my", "app/run"]  # as psutil reads it
+    assert clean_cmdline(["python3", "-m", "http.server"]) == ["python3", "-m", "http.server"]
+    assert clean_cmdline(["", ""]) == []
+
+
+REDIS = shutil.which("redis-server")
+
+
+@pytest.mark.skipif(REDIS is None, reason="redis-server is not installed (CI installs it)")
+def test_redis_server_is_listed_with_its_title_cleaned(tmp_path: Path) -> None:
+    assert REDIS is not None
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    redis = subprocess.Popen(
+        [REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:  # redis rewrites its title once it is set up
+            found = [p for p in list_processes(details=False) if p.pid == redis.pid]
+            if found and any(f":{port}" in arg for arg in found[0].cmdline):
+                break
+            assert time.monotonic() < deadline, found
+            time.sleep(0.05)
+        assert found[0].cmdline == [REDIS, f"127.0.0.1:{port}"]
+        assert "" not in found[0].cmdline
+    finally:
+        redis.kill()
+        redis.wait(10)

@@ -79,9 +79,9 @@ def test_output_over_the_limit_is_truncated_not_blocking() -> None:
 
 
 def test_request_validation() -> None:
-    with pytest.raises(ValueError, match="at least one node"):
+    with pytest.raises(ValueError, match="node_ids must have at least one entry"):
         CommandRequest(node_ids=[], command="ls")
-    with pytest.raises(ValueError, match="must not be empty"):
+    with pytest.raises(ValueError, match="not blank"):
         CommandRequest(node_ids=["n"], command="  ")
     with pytest.raises(ValueError, match="timeout"):
         CommandRequest(node_ids=["n"], command="ls", timeout=0)

@@ -24,7 +24,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.db_path == Path("./data/ops.db")
     worker = load_worker_settings([], env={}, cwd=tmp_path)
     assert worker.connect.master_url == "http://127.0.0.1:8080"
-    assert worker.server.listen == ":8081"
+    assert worker.server.listen == "127.0.0.1:8081"  # the status port stays on loopback
 
 
 def test_precedence_flag_over_env_over_file(tmp_path: Path) -> None:
@@ -67,7 +67,15 @@ def test_seed_flags_with_one_or_two_dashes_and_equals(tmp_path: Path) -> None:
     assert a == b
     assert a.storage.type == "minio" and a.db_path == Path("/data/ops.db")
     w = load_worker_settings(
-        ["-port", "8082", "-master", "http://10.0.0.1:8080", "-work_dir", "/opt/instances"],
+        [
+            "-port",
+            "8082",
+            "-master",
+            "http://10.0.0.1:8080",
+            "-insecure",  # plain HTTP off loopback must be asked for (docs/security.md)
+            "-work_dir",
+            "/opt/instances",
+        ],
         env={},
         cwd=tmp_path,
     )
@@ -76,7 +84,10 @@ def test_seed_flags_with_one_or_two_dashes_and_equals(tmp_path: Path) -> None:
 
 
 def test_seed_env_example(tmp_path: Path) -> None:
-    env = {"OPS_WORKER_CONNECT_MASTER_URL": "http://10.0.0.1:8080"}
+    env = {
+        "OPS_WORKER_CONNECT_MASTER_URL": "http://10.0.0.1:8080",
+        "OPS_WORKER_CONNECT_INSECURE": "1",
+    }
     assert (
         load_worker_settings([], env=env, cwd=tmp_path).connect.master_url == "http://10.0.0.1:8080"
     )
@@ -138,3 +149,12 @@ def test_worker_fetch_attempts_is_bounded(tmp_path: Path) -> None:
     for bad in ("0", "21"):
         with pytest.raises(ConfigError, match=r"runtime\.fetch_attempts"):
             load_worker_settings([], env={"OPS_WORKER_RUNTIME_FETCH_ATTEMPTS": bad}, cwd=tmp_path)
+
+
+def test_worker_channel_pings_are_on_by_default_and_not_negative(tmp_path: Path) -> None:
+    connect = load_worker_settings([], env={}, cwd=tmp_path).connect
+    assert (connect.ping_interval, connect.ping_timeout) == (5.0, 10.0)
+    env = {"OPS_WORKER_CONNECT_PING_INTERVAL": "0"}
+    assert load_worker_settings([], env=env, cwd=tmp_path).connect.ping_interval == 0
+    with pytest.raises(ConfigError, match=r"connect\.ping_timeout must be >= 0"):
+        load_worker_settings([], env={"OPS_WORKER_CONNECT_PING_TIMEOUT": "-1"}, cwd=tmp_path)

@@ -366,6 +366,16 @@ def test_spawn_runs_nothing_before_the_job_holds_it(api: FakeWinApi) -> None:
     assert handle.is_child and handle.is_alive()
 
 
+def test_spawn_refuses_another_account_before_touching_windows(api: FakeWinApi) -> None:
+    """Switching accounts needs the account's password on Windows: refused, nothing started."""
+    from gdos_sdk.executors.accounts import Account
+
+    spec = attrs.evolve(make_spec(), account=Account(name="svc", uid=1001, gid=1001))
+    with pytest.raises(SpawnError, match="not supported on Windows"):
+        WindowsExecutor(api=api).spawn(spec)
+    assert api.calls == []
+
+
 def test_spawn_falls_back_to_the_local_namespace(api: FakeWinApi) -> None:
     api.deny_global = True
     WindowsExecutor(api=api).spawn(make_spec())

@@ -115,3 +115,19 @@ def test_memory_per_retained_sample_is_under_four_bytes() -> None:
     samples = store.sample_count()
     assert samples == 3600 * 80
     assert used / samples < 4.0, used / samples
+
+
+def test_grid_is_the_query_on_a_regular_grid_with_gaps_as_none() -> None:
+    store = SeriesStore(window=3600)
+    for ts in (100, 101, 103, 104, 160, 230):
+        store.add("node:a", {"cpu": float(ts)}, ts)
+    first, step, values = store.grid("node:a", "cpu", start=90, end=110)
+    assert (first, step) == (100, 1) and values[2] is None and len(values) == 5
+    assert values[0] == pytest.approx(100.0, rel=1e-3) and values[4] == pytest.approx(104, rel=1e-3)
+    assert [round(v, 1) for v in values if v is not None] == [
+        round(v, 1) for _, v in store.query("node:a", "cpu", start=90, end=110)
+    ]
+    first, step, values = store.grid("node:a", "cpu", start=100, end=240, step=30, agg="max")
+    points = store.query("node:a", "cpu", start=100, end=240, step=30, agg="max")
+    assert step == 30 and [(first + i * step, v) for i, v in enumerate(values) if v] == points
+    assert store.grid("node:b", "cpu", start=0, end=10) == (0, 1, [])

@@ -245,3 +245,13 @@ async def test_destroy_releases_the_process(tmp_path: Path) -> None:
     await runner.destroy()
     assert host.stopped == [] and 42 in host.procs
     assert not runner.paths.root.exists()
+
+
+async def test_destroy_stops_what_the_start_command_brought_up(tmp_path: Path) -> None:
+    host = FakeHost()
+    runner, _ = make_runner(tmp_path, host, start_command="legacy --daemon")
+    status = await runner.start()  # nothing ran: the start command brought it up
+    assert status.pid is not None and runner.record.started_here
+    await runner.destroy()
+    assert [pid for pid, _ in host.stopped] == [status.pid]
+    assert status.pid not in host.procs

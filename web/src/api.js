@@ -107,6 +107,15 @@ export async function login(username, password) {
   return me
 }
 
+/** Change the session user's own password; the master answers with a fresh session. */
+export async function changePassword(current, next) {
+  const body = { current_password: current, new_password: next }
+  const me = await post('/auth/password', body, { noRedirect: true, quiet: true })
+  store.user = me.user
+  store.csrf = me.csrf_token || ''
+  return me
+}
+
 export async function logout() {
   try {
     await post('/auth/logout', undefined, { noRedirect: true, quiet: true })

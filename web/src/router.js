@@ -78,8 +78,10 @@ router.beforeEach(async (to) => {
       // the master is unreachable: the login form will say so when it is used
     }
   }
-  if (to.name === 'login') return store.user ? { path: to.query.redirect || '/' } : true
-  if (!store.user) return { name: 'login', query: { redirect: to.fullPath } }
+  // A generated first password must be changed first: the login page asks for a new one.
+  const ready = store.user && !store.user.must_change_password
+  if (to.name === 'login') return ready ? { path: to.query.redirect || '/' } : true
+  if (!ready) return { name: 'login', query: { redirect: to.fullPath } }
   if (to.meta.admin && store.user.role !== 'admin') {
     refused(to)
     return { name: 'dashboard' }
