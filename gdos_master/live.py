@@ -158,6 +158,7 @@ def _node_row(node: Node) -> dict[str, Any]:
         "instance_count": node.instance_count,
         "last_seen": unstructure(node.last_seen),
         "fingerprint": None if fp is None else {key: getattr(fp, key) for key in _FINGERPRINT_KEYS},
+        "claims": node.claims,  # the planned node a pending one would take over when approved
     }
 
 
@@ -214,7 +215,7 @@ class NodeCache:
         }
         rows = db.all(
             "SELECT id, hostname, alias, addresses, labels, approved, planned, agent_version,"
-            " length(fingerprint) FROM nodes"
+            " length(fingerprint), claims FROM nodes"
         )
         return {r[0]: (*r, counts.get(r[0], 0), r[0] in online) for r in rows}
 

@@ -167,7 +167,9 @@ def live_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluste
         sim = subprocess.Popen(
             [
                 *(sys.executable, str(FLEET_SIM), "--master", local.url),
-                *("--join-token", local.join_token, "--nodes", str(NODES)),
+                # (joined with '=': a random token may start with '-', which argparse
+                # would take for a flag)
+                *(f"--join-token={local.join_token}", "--nodes", str(NODES)),
             ],
             stdout=subprocess.DEVNULL,
         )

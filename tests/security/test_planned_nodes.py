@@ -127,11 +127,17 @@ async def test_the_claim_token_claims_it_once(
 async def test_approving_the_matching_worker_hands_it_the_planned_node(
     admin: AsyncClient, app: Quart, master: Master, make_zip: Any
 ) -> None:
-    _, _, instance = await planned_with_queued_instance(admin, make_zip)
+    planned, _, instance = await planned_with_queued_instance(admin, make_zip)
     welcome, _ = await say_hello(app, JOIN, hello("db-prod-01"))
     assert isinstance(welcome, Welcome) and not welcome.approved
+    # The console's node table (the live "nodes" topic) says which node it would take over.
+    rows = app.extensions["gdos_live"].node_cache
+    rows.refresh()
+    assert rows.rows[welcome.node_id]["claims"] == planned
     approved = await admin.approve_node(welcome.node_id)
     assert approved.alias == "primary" and approved.claims is None
+    rows.refresh()
+    assert rows.rows[welcome.node_id]["claims"] is None
     assert (await admin.get_instance(instance)).node_id == welcome.node_id
     assert [n.id for n in await admin.list_nodes()] == [welcome.node_id]
 
