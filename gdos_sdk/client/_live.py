@@ -158,7 +158,9 @@ class LiveStream(_Base):
 
     def _open(self) -> None:
         try:
-            ws = connect(self.url, **self._options())
+            # Entered as a context manager: websockets 17.1+ warns about a bare connect()
+            # (closing is ours: close()); older versions return the same connection.
+            ws = connect(self.url, **self._options()).__enter__()
         except InvalidStatus as exc:
             raise _refused(exc) from exc
         except (OSError, InvalidHandshake, TimeoutError) as exc:
