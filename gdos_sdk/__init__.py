@@ -14,6 +14,7 @@ from __future__ import annotations
 from gdos_sdk.__about__ import __version__
 from gdos_sdk.adoption import AdoptionSpec, AdoptionStrategy
 from gdos_sdk.client import AsyncClient, Client
+from gdos_sdk.cluster import LocalCluster
 from gdos_sdk.display import ModelList
 from gdos_sdk.errors import (
     AuthError,
@@ -57,6 +58,7 @@ __all__ = [
     "GdosError",
     "Health",
     "InstanceState",
+    "LocalCluster",
     "Manifest",
     "ManifestError",
     "ModelList",
