@@ -116,6 +116,8 @@ def upload_size(source: Any) -> int | None:
         return len(source)
     if isinstance(source, str | os.PathLike):
         return os.path.getsize(source)
+    if isinstance(source, io.BytesIO):
+        return len(source.getbuffer()) - source.tell()
     try:
         left: int = os.fstat(source.fileno()).st_size - source.tell()
         return left
