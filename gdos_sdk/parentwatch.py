@@ -33,7 +33,10 @@ import psutil
 __all__ = ["PARENT_SIGNAL", "ParentWatch", "parent_gone"]
 
 #: what the Linux kernel sends us when the parent ends (only wakes the check)
-PARENT_SIGNAL = signal.SIGUSR2 if sys.platform != "win32" else signal.SIGTERM
+if sys.platform == "win32":
+    PARENT_SIGNAL = signal.SIGTERM  # never asked for: Windows has no such signal
+else:
+    PARENT_SIGNAL = signal.SIGUSR2
 _PR_SET_PDEATHSIG = 1
 
 
@@ -63,13 +66,13 @@ class ParentWatch:
 
 def _ask_kernel(sig: int) -> bool:
     """``prctl(PR_SET_PDEATHSIG, sig)`` on Linux; False where it is not available."""
-    if not sys.platform.startswith("linux"):
-        return False
-    path = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(path, use_errno=True)
-        return bool(libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0)
-    except (OSError, AttributeError):
+    if sys.platform == "linux":
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+            return bool(libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0)
+        except (OSError, AttributeError):
+            return False
+    else:
         return False
 
 
@@ -83,7 +86,7 @@ async def parent_gone(pid: int, *, interval: float = 1.0) -> None:
     woken = asyncio.Event()
     loop = asyncio.get_running_loop()
     armed = False
-    if sys.platform.startswith("linux"):
+    if sys.platform == "linux":
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(PARENT_SIGNAL, woken.set)
             armed = _ask_kernel(PARENT_SIGNAL)

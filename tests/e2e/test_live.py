@@ -204,3 +204,32 @@ def test_watch_a_command_run_by_hand(shared: LocalCluster) -> None:
             frame = next(stream)
             assert isinstance(frame, CommandFrame) and frame.snapshot
             assert frame.run is not None and frame.run.nodes[0].stdout == "done\n"
+
+
+def test_the_async_client_follows_and_waits_like_the_blocking_one(
+    shared: LocalCluster, pack: Callable[..., Path]
+) -> None:
+    ids = shared.node_ids()
+    package = pack("sleeper", name="asleeper", stop_timeout=2)
+
+    async def scenario() -> None:
+        async with shared.async_client() as gdos:
+            samples = []
+            async for sample in gdos.follow_node_samples(ids[0], duration=20):
+                samples.append(sample)
+                if len(samples) == 2:
+                    break
+            assert samples[0].ts < samples[1].ts
+
+            results = [r async for r in gdos.iter_command(ids, "echo async", timeout=20)]
+            assert sorted(r.node_id for r in results) == sorted(ids)
+            assert {r.stdout for r in results} == {"async\n"}
+
+            uploaded = await gdos.upload_package(package)
+            system = await gdos.create_system("async")
+            module = await gdos.create_module(system.id, "s", uploaded.name, uploaded.version)
+            began = time.monotonic()
+            instance = await gdos.deploy(module.id, ids[1], wait="stable", min_healthy_time=1)
+            assert instance.state.value == "running" and time.monotonic() - began >= 1
+
+    anyio.run(scenario)
