@@ -79,6 +79,11 @@ class MasterServer:
     tls_cert: str = _opt("", "PEM certificate file; with tls_key, serve HTTPS", flag="tls_cert")
     tls_key: str = _opt("", "PEM private key file for tls_cert", flag="tls_key")
     public_url: str = _opt("", "URL workers and browsers use; printed at start")
+    parent_pid: int = _opt(
+        0,
+        "exit when process PID ends (throw-away clusters: LocalCluster sets it; 0: never)",
+        flag="parent_pid",
+    )
 
 
 @attrs.frozen
@@ -281,6 +286,13 @@ class WorkerServer:
         "address of the worker's own status port (/healthz); loopback unless you need it"
         " elsewhere (':8081' listens on every interface)",
         flag="port",
+    )
+    parent_pid: int = _opt(
+        0,
+        "exit when process PID ends, after stopping every instance (throw-away clusters:"
+        " LocalCluster sets it; 0: never, and a worker that exits leaves its instances"
+        " running)",
+        flag="parent_pid",
     )
 
 

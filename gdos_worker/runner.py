@@ -252,8 +252,12 @@ class InstanceRunner:
             account=account,
         )
 
-    def _spawn(self) -> None:
-        """STOPPED/BACKOFF/FAILED -> STARTING -> RUNNING (or FAILED). Caller holds the lock."""
+    def _spawn(self, restarted_after: str = "") -> None:
+        """STOPPED/BACKOFF/FAILED -> STARTING -> RUNNING (or FAILED). Caller holds the lock.
+
+        ``restarted_after``: why the previous run ended, for a restart by the policy; the
+        running state's reason keeps it (a quick restart leaves no other trace of a crash).
+        """
         self._set_state(S.STARTING, "starting")
         try:
             handle = self.executor.spawn(self._spawn_spec())
@@ -262,7 +266,8 @@ class InstanceRunner:
             self._set_state(S.FAILED, f"cannot start: {exc.message}")  # STARTING -> FAILED
             raise
         self._adopt(handle, fresh=True)
-        self._set_state(S.RUNNING, "running")  # STARTING -> RUNNING
+        reason = f"running (restarted after: {restarted_after})" if restarted_after else "running"
+        self._set_state(S.RUNNING, reason)  # STARTING -> RUNNING
 
     def _adopt(self, handle: ProcessHandle, *, fresh: bool) -> None:
         self.handle = handle
@@ -338,8 +343,9 @@ class InstanceRunner:
                 return
             self._backoff_task = None
             self.record.restarts += 1
+            previous = self.record.reason.rpartition("; restarting in ")[0]
             with contextlib.suppress(SpawnError):  # already recorded as FAILED
-                self._spawn()
+                self._spawn(restarted_after=previous)
 
     def _cancel_backoff(self) -> None:
         if self._backoff_task is not None:

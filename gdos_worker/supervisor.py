@@ -382,5 +382,18 @@ class Supervisor:
         for runner in self.runners.values():
             await runner.close()
 
+    async def stop_all(self) -> None:
+        """Stop every instance (desired state ``stopped``), all at once.
+
+        Only for a throw-away worker whose parent ended (``server.parent_pid``): a worker
+        that stops otherwise leaves its instances running.
+        """
+        results = await asyncio.gather(
+            *(runner.stop() for runner in self.runners.values()), return_exceptions=True
+        )
+        for runner, result in zip(self.runners.values(), results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("instance %s did not stop: %r", runner.instance_id, result)
+
     def describe(self) -> list[dict[str, object]]:
         return [unstructure(r.status()) for r in self.runners.values()]

@@ -120,10 +120,12 @@ def seed(cluster: LocalCluster, work: Path) -> World:
         ids["module_doomed"] = gdos.create_module(
             system.id, "doomed", package.name, package.version
         ).id
-        instance = gdos.deploy(module.id, node.id)
+        instance = gdos.deploy(module.id, node.id, wait="started")
         ids["instance"] = instance.id
-        ids["instance_planned"] = gdos.deploy(module.id, ids["node_planned"]).id
-        ids["instance_doomed"] = gdos.deploy(module.id, ids["node_planned"], start=False).id
+        ids["instance_planned"] = gdos.deploy(module.id, ids["node_planned"], wait="started").id
+        ids["instance_doomed"] = gdos.deploy(
+            module.id, ids["node_planned"], start=False, wait="started"
+        ).id
         ids["log_file"] = gdos.list_log_files(instance.id)[0].name
 
         job = gdos.start_batch(system.id, "start")

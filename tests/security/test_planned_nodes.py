@@ -70,7 +70,7 @@ async def planned_with_queued_instance(admin: AsyncClient, make_zip: Any) -> tup
     module = await admin.create_module(
         system.id, "pg", "demo", "1.0.0", env={"DB_PASSWORD": "queued-secret"}
     )
-    instance = await admin.deploy(module.id, node.id)
+    instance = await admin.deploy(module.id, node.id, wait="started")
     return node.id, node.claim_token, instance.id
 
 

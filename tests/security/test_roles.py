@@ -156,7 +156,7 @@ async def test_a_privileged_module_is_an_admins_to_change_but_an_operators_to_ru
     # An operator deploys what an admin approved (here onto a planned node: 202, queued).
     again = await admin.update_module(root.id, user="root")
     node = await admin.plan_node("db-1")
-    instance = await operator.deploy(again.id, node.id)
+    instance = await operator.deploy(again.id, node.id, wait="started")
     assert instance.module_id == root.id
 
 
