@@ -151,7 +151,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on gdos_sdk, gdos_master, gdos_worker and gdos_pack."""
+    """mypy --strict on gdos_sdk, gdos_master, gdos_worker, gdos_pack and gdos_cli."""
     install(session, "typecheck")
     session.run("mypy", *session.posargs)
 
