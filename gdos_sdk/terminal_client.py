@@ -330,7 +330,7 @@ class Terminal:
         screen = self._screen
         url = self._link.url(screen.node_id, screen.rows, screen.cols, session_id)
         try:
-            ws = sync_connect(
+            opener = sync_connect(
                 url,
                 additional_headers=self._link.headers,
                 origin=self._link.origin,  # type: ignore[arg-type]
@@ -339,6 +339,9 @@ class Terminal:
                 compression=None,
                 max_size=MAX_FRAME,
             )
+            # Entered as a context manager, which every websockets release since 13 allows
+            # (17 warns otherwise); the connection is closed by detach() or close().
+            ws = opener.__enter__()
         except InvalidStatus as exc:
             raise _refusal(exc) from exc
         except (OSError, TimeoutError, WebSocketException) as exc:

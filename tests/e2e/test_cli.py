@@ -7,6 +7,7 @@ this host, so their hostnames are the same: the ambiguous case comes for free).
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import stat
@@ -18,6 +19,7 @@ import attrs
 import pytest
 import yaml
 
+from gdos_cli import main
 from gdos_sdk import Client
 from gdos_sdk.testing import LocalCluster, wait_until
 
@@ -181,16 +183,34 @@ def test_environment_overrides_the_profile(fleet: Fleet) -> None:
         ["profiles"],
     ],
 )
-def test_every_listing_speaks_every_format(fleet: Fleet, command: list[str]) -> None:
-    as_json = _json(fleet.gdos(*command, "-o", "json"))
-    as_yaml = fleet.gdos(*command, "-o", "yaml")
-    assert as_yaml.returncode == 0, as_yaml.stderr
-    assert _keys(yaml.safe_load(as_yaml.stdout)) == _keys(as_json)  # samples change meanwhile
-    table = fleet.gdos(*command)
-    wide = fleet.gdos(*command, "-o", "wide")
-    assert table.returncode == 0 and wide.returncode == 0, table.stderr + wide.stderr
-    header = table.stdout.splitlines()[0]
-    assert header == header.upper() and len(wide.stdout.splitlines()[0]) >= len(header)
+def test_every_listing_speaks_every_format(
+    fleet: Fleet,
+    command: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # In this process (the formats are the point here; the other tests run the script).
+    for name in [k for k in os.environ if k.startswith("GDOS_")]:
+        monkeypatch.delenv(name)
+    for name, value in fleet.env.items():
+        if name.startswith("GDOS_") or name == "COLUMNS":
+            monkeypatch.setenv(name, value)
+
+    def gdos(*args: str) -> str:
+        code = main([*command, *args])
+        out = capsys.readouterr()
+        assert code == 0, out.err
+        return out.out
+
+    as_json = json.loads(gdos("-o", "json"))
+    as_yaml = yaml.safe_load(gdos("-o", "yaml"))
+    assert _keys(as_yaml) == _keys(as_json)  # samples may change in between
+    table, wide = gdos(), gdos("-o", "wide")
+    header = table.splitlines()[0]
+    assert header == header.upper() and len(wide.splitlines()[0]) >= len(header)
+    rows = len(_keys(as_json))
+    if rows:
+        assert len(table.splitlines()) == 1 + rows
 
 
 def test_nodes_table_json_and_fitting_the_terminal(fleet: Fleet) -> None:

@@ -13,7 +13,9 @@ import attrs
 import pytest
 from ptyprocess import PtyProcess
 
+from gdos_sdk import Client
 from gdos_sdk.terminal import TerminalState
+from gdos_sdk.terminal_client import Terminal, TerminalNotice
 from gdos_sdk.testing import LocalCluster, wait_until
 
 from .cli_helpers import gdos_argv, isolated_env
@@ -121,7 +123,11 @@ def test_ssh_types_resizes_reattaches_and_restores_the_terminal(site: Site) -> N
         screen.type("exit 7\r")
         screen.expect("gdos-exit=7")
         screen.expect("Connection to ")
-        wait_until(after.exists, timeout=10, what="the terminal settings after gdos")
+        wait_until(
+            lambda: after.exists() and after.read_text().strip(),
+            timeout=10,
+            what="the terminal settings after gdos",
+        )
         assert after.read_text() == before.read_text()  # the tty is as gdos found it
     finally:
         screen.close()
@@ -134,3 +140,56 @@ def _live_size(site: Site) -> tuple[int, int] | None:
     with site.cluster.client() as client:
         live = client.list_terminal_sessions(live=True).items
     return (live[0].rows, live[0].cols) if live else None
+
+
+# --- the SDK's blocking terminal (the same protocol, without a PTY of our own) ---------
+
+
+def _read_until(term: Terminal, text: bytes, timeout: float = 20.0) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while text not in seen:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"{text!r} not seen in {seen[-2000:]!r}")
+        try:
+            chunk = term.read(timeout=left)
+        except TimeoutError:
+            continue
+        if not chunk:
+            raise AssertionError(f"the terminal ended before {text!r}: {seen[-2000:]!r}")
+        seen += chunk
+    return seen
+
+
+def test_the_blocking_terminal_reattaches_and_learns_an_end_it_missed(site: Site) -> None:
+    notices: list[TerminalNotice] = []
+    with Client(site.proxy.url, token=site.cluster.admin_token()) as client:
+        node = client.list_nodes()[0]
+        term = client.open_terminal(node.id, rows=30, cols=90, on_notice=notices.append)
+        try:
+            term.write("echo one-$((1+1))\r")
+            _read_until(term, b"one-2")
+            site.proxy.cut()
+            term.write("echo two-$((1+2))\r")  # sent after reattaching
+            seen = _read_until(term, b"two-3")
+            assert [n.kind for n in notices] == ["dropped", "reattached"]
+            assert b"one-2" not in seen  # shown once, before the drop
+            # The shell exits and the connection drops at once: the end comes from the API.
+            term.write("exit 5\r")
+            site.proxy.cut()
+            while term.read(timeout=20):
+                pass
+            assert (term.ended, term.exit_code, term.reason) == (True, 5, "exited")
+        finally:
+            term.close()
+
+
+def test_a_logged_in_session_opens_a_terminal_too(site: Site) -> None:
+    with Client(site.cluster.url, token="") as client:
+        client.login("admin", site.cluster.admin_password)
+        node = client.list_nodes()[0]
+        with client.open_terminal(node.id) as term:
+            term.write("echo cookie-$((3*3))\r")
+            _read_until(term, b"cookie-9")
+        assert term.ended and term.reason == "closed"
