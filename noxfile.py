@@ -36,6 +36,7 @@ UNIT_TESTS = [
     "tests/master",
     "tests/worker",
     "tests/pack",
+    "tests/cli",
     "tests/storage",
     "tests/test_cli.py",
     "tests/test_project.py",

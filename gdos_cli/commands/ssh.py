@@ -30,6 +30,7 @@ __all__ = ["commands"]
 
 EOT = b"\x04"  # Ctrl-D: the end of piped input, as the remote shell understands it
 NORMAL_ENDS = ("exited", "closed")
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def _say(text: str) -> None:
@@ -44,11 +45,25 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+class Stopped(Exception):
+    """gdos was told to stop (SIGTERM, SIGHUP): the shell is left for a reattach."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 async def _pump(term: AsyncTerminal, stdin: int, stdout: int) -> None:
-    """Keys to the shell, window changes to resizes, the screen to stdout, until the end."""
+    """Keys to the shell, window changes to resizes, the screen to stdout, until the end.
+
+    Raises:
+        Stopped: a SIGTERM or SIGHUP came (signal handlers only note it; this returns).
+    """
     loop = asyncio.get_running_loop()
     keys: asyncio.Queue[bytes] = asyncio.Queue()
     resized = asyncio.Event()
+    stop: asyncio.Future[None] = loop.create_future()
+    stopped_by: list[int] = []
 
     def on_key() -> None:
         try:
@@ -59,6 +74,11 @@ async def _pump(term: AsyncTerminal, stdin: int, stdout: int) -> None:
             loop.remove_reader(stdin)
             data = EOT
         keys.put_nowait(data)
+
+    def on_stop(signum: int) -> None:
+        stopped_by.append(signum)
+        if not stop.done():
+            stop.set_result(None)
 
     async def typing() -> None:
         while True:
@@ -72,23 +92,32 @@ async def _pump(term: AsyncTerminal, stdin: int, stdout: int) -> None:
             if (rows, cols) != (term.rows, term.cols):
                 await term.resize(rows, cols)
 
-    loop.add_reader(stdin, on_key)
-    loop.add_signal_handler(signal.SIGWINCH, resized.set)
-    helpers = [asyncio.ensure_future(typing()), asyncio.ensure_future(resizing())]
-    try:
+    async def screen() -> None:
         while data := await term.read():
             _write_all(stdout, data)
-            for helper in helpers:
-                if helper.done():  # a failed write or resize ends the session too
-                    helper.result()
+
+    loop.add_reader(stdin, on_key)
+    loop.add_signal_handler(signal.SIGWINCH, resized.set)
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, on_stop, signum)
+    tasks: list[asyncio.Future[None]] = [
+        asyncio.ensure_future(c) for c in (screen(), typing(), resizing())
+    ]
+    try:
+        done, _ = await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
+        if stop in done:
+            raise Stopped(stopped_by[0])
+        for task in done:
+            task.result()  # the screen ended, or a failed write or resize ends it all
     finally:
         loop.remove_reader(stdin)
-        loop.remove_signal_handler(signal.SIGWINCH)
-        for helper in helpers:
-            helper.cancel()
-        for helper in helpers:
+        for signum in (signal.SIGWINCH, *STOP_SIGNALS):
+            loop.remove_signal_handler(signum)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(BaseException):
-                await helper
+                await task
 
 
 async def _session(env: Env, node: Node, session_id: str | None, reattach_timeout: float) -> int:
@@ -111,11 +140,16 @@ async def _session(env: Env, node: Node, session_id: str | None, reattach_timeou
         try:
             with raw_mode(stdin):
                 await _pump(term, stdin, stdout)
+        except Stopped as stopped:
+            await term.detach()
+            sys.stderr.write(
+                f"gdos: stopped by {stopped}; the shell waits for a reattach:"
+                f" gdos ssh {node.hostname} --session {term.id}\n"
+            )
+            return 128 + stopped.signum
         finally:
-            if not term.ended:  # interrupted: leave the shell for a reattach
+            if not term.ended:  # interrupted otherwise: leave the shell for a reattach too
                 await term.detach()
-                if interactive:
-                    _say(f"detached; reattach with: gdos ssh {node.hostname} --session {term.id}")
     if interactive:
         sys.stderr.write(f"Connection to {node.hostname} closed.\n")
     if term.exit_code is not None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import select
 import shlex
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
+import psutil
 import pytest
 from ptyprocess import PtyProcess
 
@@ -193,3 +195,30 @@ def test_a_logged_in_session_opens_a_terminal_too(site: Site) -> None:
             term.write("echo cookie-$((3*3))\r")
             _read_until(term, b"cookie-9")
         assert term.ended and term.reason == "closed"
+
+
+def test_ssh_stopped_by_a_signal_restores_the_tty_and_the_shell_waits(site: Site) -> None:
+    before, after = site.tmp / "term.before", site.tmp / "term.after"
+    gdos = shlex.join([*gdos_argv(), "ssh", "box"])
+    script = f'stty -g > {before}; {gdos}; echo "gdos-exit=$?"; stty -g > {after}; sleep 5'
+    screen = Screen(["/bin/sh", "-c", script], site.env, 24, 80)
+    try:
+        screen.type("cd /tmp && echo first-$((2*5))\r")
+        screen.expect("first-10")
+        (child,) = psutil.Process(screen.proc.pid).children()
+        child.send_signal(signal.SIGTERM)
+        screen.expect("gdos-exit=143")
+        wait_until(lambda: after.exists() and after.read_text().strip(), timeout=10, what="stty")
+        assert after.read_text() == before.read_text()
+        text = screen.seen.decode(errors="replace")
+        session_id = text.split("--session ")[1].split()[0]
+    finally:
+        screen.close()
+    # The shell is still there: reattach to it by id, in the same directory.
+    again = Screen([*gdos_argv(), "ssh", "box", "--session", session_id], site.env, 24, 80)
+    try:
+        again.type("pwd; exit 0\r")
+        again.expect("/tmp\r\n")
+        again.expect("Connection to ")
+    finally:
+        again.close()
