@@ -1,9 +1,10 @@
 """``gdos run NODES... -- CMD``: one shell command on many nodes, output per node.
 
 Each node's output is printed as soon as that node has finished (``--stream``: line by
-line as it arrives, each line prefixed with the node's name). The exit status is the
-worst node's: the largest exit code, 124 for a node whose command timed out, 255 for one
-where it could not run (offline, no shell) or was killed by a signal.
+line as it arrives, each line prefixed with the node's name: its alias, else hostname).
+The exit status is the worst node's: the largest exit code, 124 for a node whose command
+timed out, 255 for one where it could not run (offline, no shell) or was killed by a
+signal.
 """
 
 from __future__ import annotations
@@ -47,10 +48,10 @@ def _describe(result: NodeCommandResult) -> str:
 class _Printer:
     """Prints each node's output once: whole when it finished, or line by line."""
 
-    def __init__(self, hostnames: dict[str, str], stream: bool) -> None:
-        self.hostnames = hostnames
+    def __init__(self, labels: dict[str, str], stream: bool) -> None:
+        self.labels = labels
         self.stream = stream
-        self.width = max(len(h) for h in hostnames.values()) if hostnames else 0
+        self.width = max(len(h) for h in labels.values()) if labels else 0
         self.shown: set[str] = set()
         self.offsets: dict[tuple[str, str], int] = {}
 
@@ -60,7 +61,7 @@ class _Printer:
         if end <= start:
             return
         self.offsets[(node_id, kind)] = end
-        name = self.hostnames.get(node_id, node_id[:8]).ljust(self.width)
+        name = self.labels.get(node_id, node_id[:8]).ljust(self.width)
         for line in text[start:end].splitlines():
             click.echo(f"{name} | {line}", err=kind == "stderr")
 
@@ -74,7 +75,7 @@ class _Printer:
             if not finished or node_id in self.shown:
                 continue
             self.shown.add(node_id)
-            name = self.hostnames.get(node_id, node_id[:8])
+            name = self.labels.get(node_id, node_id[:8])
             if self.stream:
                 click.echo(f"{name.ljust(self.width)} | [{_describe(result)}]", err=True)
                 continue
@@ -147,7 +148,7 @@ def run(
     chosen = _select(names, list(nodes), all_nodes, labels)
     client = env.client()
     started = client.start_command([n.id for n in chosen], command, timeout=timeout)
-    printer = _Printer({n.id: n.hostname for n in chosen}, stream)
+    printer = _Printer({n.id: n.alias or n.hostname for n in chosen}, stream)
     current = started
     while True:
         if output in ("table", "wide"):

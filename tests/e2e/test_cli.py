@@ -337,11 +337,10 @@ def test_run_prints_each_node_and_exits_with_the_worst(fleet: Fleet) -> None:
     result = fleet.gdos("run", "w0", "w1", "--", PER_NODE)
     assert result.returncode == 3, result
     out = result.stdout
-    assert "=== w0" not in out  # hostnames, not aliases, head the blocks
-    blocks = [b for b in out.split("=== ") if b]
-    assert len(blocks) == 2
-    by_exit = {b.splitlines()[0].split("(")[1].split(",")[0]: b for b in blocks}
-    assert "zero" in by_exit["exit 0"] and "one-out" in by_exit["exit 3"]
+    blocks = {b.split(" ", 1)[0]: b for b in out.split("=== ") if b}  # by alias
+    assert set(blocks) == {"w0", "w1"}
+    assert blocks["w0"].startswith("w0 (exit 0, ") and "zero" in blocks["w0"]
+    assert blocks["w1"].startswith("w1 (exit 3, ") and "one-out" in blocks["w1"]
     assert "one-err" in result.stderr and "one-err" not in out
 
     ok = fleet.gdos("run", "--all", "--", "echo", "$((40+2))")
@@ -353,7 +352,7 @@ def test_run_prints_each_node_and_exits_with_the_worst(fleet: Fleet) -> None:
     streamed = fleet.gdos("run", "w1", "-s", "--", "echo a; sleep 1; echo b")
     assert streamed.returncode == 0
     lines = streamed.stdout.splitlines()
-    assert [line.split("| ", 1)[1] for line in lines] == ["a", "b"]
+    assert lines == ["w1 | a", "w1 | b"]
 
     as_json = fleet.gdos("run", "w0", "w1", "-o", "json", "--", PER_NODE)
     assert as_json.returncode == 3
