@@ -36,6 +36,7 @@ UNIT_TESTS = [
     "tests/master",
     "tests/worker",
     "tests/pack",
+    "tests/cli",
     "tests/storage",
     "tests/test_cli.py",
     "tests/test_project.py",
@@ -166,7 +167,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on gdos_sdk, gdos_master, gdos_worker and gdos_pack."""
+    """mypy --strict on gdos_sdk, gdos_master, gdos_worker, gdos_pack and gdos_cli."""
     install(session, "typecheck")
     session.run("mypy", *session.posargs)
 

@@ -53,6 +53,7 @@ from gdos_sdk.logfiles import LogChunk
 from gdos_sdk.models import Instance, InstanceSample, Me, NodeSample, Package
 from gdos_sdk.profiles import resolve
 from gdos_sdk.progress import ProgressArg, Reporter, reporter, upload_size
+from gdos_sdk.terminal_client import Terminal, TerminalNotice, terminal_link
 
 __all__ = ["Client"]
 
@@ -740,6 +741,55 @@ class Client:
             chunk = self.read_log(instance_id, file, cursor=chunk.cursor, wait=wait)
             if chunk.text:
                 yield chunk
+
+    def open_terminal(
+        self,
+        node_id: str,
+        *,
+        rows: int = 24,
+        cols: int = 80,
+        session_id: str | None = None,
+        reattach_timeout: float = 60.0,
+        on_notice: Callable[[TerminalNotice], None] | None = None,
+    ) -> Terminal:
+        """Open a shell on a node (the web terminal; admins), or reattach to ``session_id``.
+
+        The terminal reattaches by itself after a dropped connection, for up to
+        ``reattach_timeout`` seconds; ``on_notice`` hears of each drop and reattach. See
+        :mod:`gdos_sdk.terminal_client`.
+
+        Returns:
+            The open terminal: ``read``, ``write``, ``resize``, ``close``, ``detach``.
+
+        Raises:
+            NotFoundError: no node has this id (or the session ended).
+            ConflictError: the node or the user has too many terminal sessions.
+            PermissionDenied: the caller is not an admin.
+            TransportError: the master or the node cannot be reached (node offline).
+
+        Example::
+
+            with gdos.open_terminal(node.id, rows=40, cols=120) as term:
+                term.write("uptime; exit\r")
+                while chunk := term.read():
+                    print(chunk.decode(errors="replace"), end="")
+        """
+        link = terminal_link(
+            self.base_url,
+            authorization=self._http.headers.get("Authorization"),
+            cookies=dict(self._http.cookies.items()),
+            verify=self._verify,
+        )
+        return Terminal(
+            link,
+            node_id,
+            rows=rows,
+            cols=cols,
+            session_id=session_id,
+            reattach_timeout=reattach_timeout,
+            on_notice=on_notice,
+            fetch_session=self.get_terminal_session,
+        )
 
     def wait_for_instance(
         self, instance_id: str, state: str, *, timeout: float = 30.0, interval: float = 0.2

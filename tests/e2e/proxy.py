@@ -9,7 +9,8 @@ talks to the master through it:
   while the agent channel stays up;
 * ``freeze()``: every open connection stops forwarding in both directions without being
   closed (a half-dead TCP path: no FIN, no RST); new connections still get through;
-* ``cut()``: every open connection is reset; new connections still get through.
+* ``cut()``: every open connection is reset (RST) on both sides, as when a NAT or a
+  firewall forgets it; new connections still get through.
 
 Example::
 
@@ -105,7 +106,7 @@ class TcpProxy:
         return count
 
     def cut(self) -> int:
-        """Reset every open connection (RST, both sides), as a broken path does; how many."""
+        """Reset every open connection (both sides); return how many there were."""
 
         async def reset() -> int:
             links, self._links = self._links, []

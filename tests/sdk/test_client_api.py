@@ -14,6 +14,7 @@ from gdos_master.openapi import build_openapi
 from gdos_master.routing import Api
 from gdos_sdk import AsyncClient, Client
 from gdos_sdk.config import MasterAuth, MasterServer, MasterSettings
+from gdos_sdk.terminal_client import AsyncTerminal, Terminal
 
 #: operationId -> SDK method, where the names differ (the rest are the same)
 RENAMED = {
@@ -106,6 +107,13 @@ def test_both_clients_have_the_same_methods_and_parameters() -> None:
         assert list(s.parameters) == list(a.parameters), name
         for param in s.parameters:
             assert s.parameters[param].default == a.parameters[param].default, (name, param)
+        if name == "open_terminal":  # a blocking terminal on one side, an asyncio one on the other
+            returned = [
+                inspect.signature(getattr(cls, name), eval_str=True).return_annotation
+                for cls in (Client, AsyncClient)
+            ]
+            assert returned == [Terminal, AsyncTerminal]
+            continue
         # An iterator or a stream on one side is its async twin on the other.
         returned = str(a.return_annotation).replace("AsyncIterator", "Iterator")
         returned = returned.replace("AsyncLiveStream", "LiveStream")
@@ -189,5 +197,6 @@ def test_help_reads_like_a_reference() -> None:
     # Python 3.13's pydoc wraps long signatures over several lines and spells
     # annotations out in full; read the page with its line breaks folded.
     flat = re.sub(r"\s*\n\s*\|\s*", " ", page)
-    assert re.search(r"list_nodes\( ?self, \*, status: '?[\w.]*NodeStatus \| str \| None'? = None", flat)
+    signature = r"list_nodes\( ?self, \*, status: '?[\w.]*NodeStatus \| str \| None'? = None"
+    assert re.search(signature, flat)
     assert "Raises:" in page and "*args" not in page.split("class Client")[1].split("send(")[0]
