@@ -32,6 +32,12 @@ RENAMED = {
     "delete_rule": "delete_alert_rule",
     "alert_events": "alert_history",
     "patch_receiver": "update_receiver",
+    "create_rollout": "rollout",
+    "rollback_module": "rollback",
+    "pause_rollout": "pause",
+    "resume_rollout": "resume",
+    "promote_rollout": "promote",
+    "abort_rollout": "abort",
 }
 
 #: operations a user or script does not call, so the SDK has no method for them
@@ -105,7 +111,8 @@ def test_both_clients_have_the_same_methods_and_parameters() -> None:
         assert list(s.parameters) == list(a.parameters), name
         for param in s.parameters:
             assert s.parameters[param].default == a.parameters[param].default, (name, param)
-        if name != "follow_log":  # an iterator on one side, an async iterator on the other
+        # an iterator on one side, an async iterator on the other
+        if name not in ("follow_log", "follow_rollout"):
             assert str(s.return_annotation) == str(a.return_annotation), name
 
 
