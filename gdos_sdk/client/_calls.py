@@ -709,6 +709,8 @@ class Calls:
         min_healthy_time: float = 10.0,
         healthy_deadline: float = 300.0,
         progress_deadline: float = 600.0,
+        canary: int = 0,
+        auto_promote_after: float | None = None,
         auto_revert: bool = False,
     ) -> Call[Rollout]:
         """Move a module back to the version it had before (or to ``version``): a rollout.
@@ -735,6 +737,8 @@ class Calls:
             min_healthy_time=min_healthy_time,
             healthy_deadline=healthy_deadline,
             progress_deadline=progress_deadline,
+            canary=canary,
+            auto_promote_after=auto_promote_after,
             auto_revert=auto_revert,
         )
         body = RollbackRequest(version=version, strategy=strategy)
