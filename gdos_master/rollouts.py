@@ -112,6 +112,7 @@ class _Job:
     promoted: asyncio.Event = attrs.field(factory=asyncio.Event)
     changed: asyncio.Event = attrs.field(factory=asyncio.Event)
     done: asyncio.Event = attrs.field(factory=asyncio.Event)
+    running: bool = False  # its task runs in this process
     quiet: float = 0.0  # seconds without an instance finishing, while running
     expired: bool = False  # progress_deadline passed with only pending instances left
 
@@ -244,11 +245,19 @@ class Rollouts:
         return sum(1 for j in self.jobs.values() if not j.state.ended)
 
     def start_background(self) -> None:
-        """Run the rollouts :meth:`load` found unfinished (needs the event loop)."""
+        """Run the rollouts :meth:`load` found unfinished (needs the event loop).
+
+        Also after a restore: a backup taken mid-rollout resumes it (those this process
+        runs already go on).
+        """
         for job in self.jobs.values():
-            if not job.state.ended and not job.done.is_set():
+            if not job.state.ended and not job.running:
                 self._save(job)
-                self.master.spawn(self._run(job))
+                self._spawn(job)
+
+    def _spawn(self, job: _Job) -> None:
+        job.running = True
+        self.master.spawn(self._run(job))
 
     # --- starting -----------------------------------------------------------------------------
 
@@ -361,7 +370,7 @@ class Rollouts:
             request.version,
             len(items),
         )
-        self.master.spawn(self._run(job))
+        self._spawn(job)
         return job.snapshot()
 
     def rollback(

@@ -15,15 +15,25 @@ from gdos_master.app import Master
 from gdos_master.rollout_steps import Verification, order_instances, step_for
 from gdos_sdk import ConflictError
 from gdos_sdk.client import AsyncClient
+from gdos_sdk.codec import structure, unstructure
 from gdos_sdk.models import Fingerprint, Instance
 from gdos_sdk.protocol import (
     Hello,
+    InstanceSpec,
     InstanceStatus,
+    Request,
     UpgradeCommand,
     decode,
     encode,
 )
-from gdos_sdk.rollouts import RolloutStrategy, RolloutWait, StepState
+from gdos_sdk.rollouts import (
+    Rollout,
+    RolloutItem,
+    RolloutState,
+    RolloutStrategy,
+    RolloutWait,
+    StepState,
+)
 from gdos_sdk.states import DesiredState, Health, InstanceState
 
 from .scripted import ScriptedWorker, join
@@ -109,6 +119,41 @@ def test_instances_are_spread_over_the_nodes_online_first() -> None:
 
 
 # --- the protocol -----------------------------------------------------------------------------
+
+
+def test_the_upgrade_command_and_a_rollout_survive_the_wire() -> None:
+    spec = InstanceSpec(
+        instance_id="i",
+        module_id="m",
+        system_id="s",
+        module_name="api",
+        package="demo",
+        version="2.0.0",
+        sha256="ab" * 32,
+        size=10,
+        download_path="/api/v1/agent/packages/x",
+        manifest={"name": "demo", "version": "2.0.0", "entrypoint": "run.sh"},
+        env={"PORT": "80"},
+    )
+    request = Request(id="r1", command=UpgradeCommand(spec=spec), timeout=300)
+    assert decode(encode(request)) == request
+    rollout = Rollout(
+        id="r",
+        module_id="m",
+        system_id="s",
+        module="api",
+        package="demo",
+        from_version="1.0.0",
+        to_version="2.0.0",
+        kind="rollout",
+        strategy=RolloutStrategy(max_parallel=2, canary=1, auto_promote_after=30.0),
+        state=RolloutState.AWAITING_PROMOTION,
+        user="admin",
+        started_at=1.0,
+        items=[RolloutItem("i", "n", "1.0.0", canary=True, state=StepState.DONE)],
+        revision=7,
+    )
+    assert structure(unstructure(rollout), Rollout) == rollout
 
 
 def hello(protocol: int) -> str:

@@ -420,6 +420,7 @@ async def test_a_rollout_is_resumed_after_a_master_restart(
     stored = master.db.one("SELECT state FROM rollouts WHERE id = ?", (job.id,))
     assert stored is not None and stored["state"] == "running"
 
+    master.orchestrator.on_status.remove(rollouts._on_status)  # that process is gone
     again = Rollouts(master)
     master.rollouts = again
     assert again.load() == 1
@@ -433,4 +434,3 @@ async def test_a_rollout_is_resumed_after_a_master_restart(
     assert job.state == RS.DONE, job
     instances = await admin.list_instances(module_id=module_id)
     assert {i.version for i in instances} == {"2.0.0"}
-    del rollouts
