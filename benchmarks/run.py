@@ -14,6 +14,8 @@
    concurrent ``start_instance`` calls (with and without the same ``min_running`` check).
 6. metrics to a DataFrame (``bench_metrics.py``): ``query_range`` of 1 h of 1 s samples for
    100 nodes to one DataFrame, against raw ``httpx.get`` + ``json.loads`` of the same answer.
+7. rollout (``bench_rollout.py``): a rollout of 10 instances on 2 workers (``max_parallel``
+   5, ``wait`` running) against 10 sequential restarts, and 10 restarts 5 at a time.
 
 The machine is shared and noisy; compare each figure with its baseline, not across runs.
 """
@@ -40,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 import bench_batch  # noqa: E402
 import bench_fleet  # noqa: E402
 import bench_metrics  # noqa: E402
+import bench_rollout  # noqa: E402
 import bench_terminal  # noqa: E402
 
 from gdos_sdk.archive import build_archive, safe_extract  # noqa: E402
@@ -211,6 +214,11 @@ def main() -> int:
         batch = bench_batch.measure(Path(tmp), instances=args.instances)
     results["batch"] = batch
     bench_batch.report(batch)
+    # 7. a rollout against restarts, sequential and 5 at a time
+    with tempfile.TemporaryDirectory(prefix="gdos-bench-rollout-") as tmp:
+        rollout = bench_rollout.measure(Path(tmp))
+    results["rollout"] = rollout
+    bench_rollout.report(rollout)
     # 4. fleet scale: simulated workers over real WebSockets against one master
     if args.fleet_sizes:
         print("fleet:")

@@ -34,6 +34,7 @@ from gdos_sdk.errors import AuthError, GdosError, ProtocolError
 from gdos_sdk.logformat import set_log_context
 from gdos_sdk.protocol import (
     MAX_FRAME,
+    MIN_PROTOCOL,
     PROTOCOL_VERSION,
     CommandOutput,
     ErrorMessage,
@@ -139,7 +140,7 @@ def register_agent_socket(app: Quart) -> None:
                 )
             )
         )
-        conn = AgentConnection(node_id, send, close)
+        conn = AgentConnection(node_id, send, close, protocol=hello.protocol)
         await master.fleet.connect(conn, approved=approved)
         log.info("node %s (%s) connected; hello of %d bytes", node_id, hello.hostname, hello_size)
         if approved:
@@ -169,10 +170,10 @@ async def _receive_hello(ws: Any) -> tuple[Hello, int]:
     message = decode(text)
     if not isinstance(message, Hello):
         raise ProtocolError(f"expected hello, got {message.type}")
-    if message.protocol != PROTOCOL_VERSION:
+    if not MIN_PROTOCOL <= message.protocol <= PROTOCOL_VERSION:
         raise ProtocolError(
             f"worker speaks agent protocol {message.protocol}, this master speaks"
-            f" {PROTOCOL_VERSION}; upgrade the older side"
+            f" {MIN_PROTOCOL} to {PROTOCOL_VERSION}; upgrade the older side"
         )
     _check_hello(message)
     return message, len(text)

@@ -54,6 +54,7 @@ from gdos_master.prometheus import (
     render_prometheus,
     wants_openmetrics,
 )
+from gdos_master.rollouts import Rollouts
 from gdos_master.routing import (
     check_password_fresh,
     close_if_body_sent,
@@ -102,6 +103,7 @@ class Master:
     backups: Backups = attrs.field(init=False)  # set by build_master: it needs the master
     commands: CommandRuns = attrs.field(init=False)  # fleet commands (build_master)
     batches: BatchRuns = attrs.field(init=False)  # ordered batch actions (build_master)
+    rollouts: Rollouts = attrs.field(init=False)  # version changes of modules (build_master)
     logs: InstanceLogs = attrs.field(init=False)  # the log viewer (build_master)
     terminals: TerminalRelay = attrs.field(init=False)  # web terminals (build_master)
 
@@ -316,6 +318,8 @@ def build_master(
     master.commands = CommandRuns(master)
     master.batches = BatchRuns(master)
     master.batches.recover()  # jobs a previous run of the master left running
+    master.rollouts = Rollouts(master)
+    master.rollouts.load()  # resumed when serving begins (they hold their instances now)
     master.logs = InstanceLogs(master)
     master.terminals = TerminalRelay(master)
     return master
@@ -380,6 +384,7 @@ def create_app(
         master.spawn(master.alerts.run())
         master.spawn(master.watch_loop())
         master.spawn(master.backups.run_schedule())
+        master.rollouts.start_background()
         master.heap.churn_limit = master.settings.fleet.gc_churn_limit
         master.heap.start(master.fleet.stats.disconnects)
 

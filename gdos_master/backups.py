@@ -443,6 +443,8 @@ class Backups:
         master.alerts.started = master.alerts.clock()  # workers are about to reconnect
         master.alerts.load()
         master.batches.recover()  # the backup may have caught a batch running
+        master.rollouts.load()  # ... or a rollout: it is resumed
+        master.rollouts.start_background()
         db.set_kv("last_restore", json.dumps({"at": time.time()}))  # moves total_changes
         known = {r["id"] for r in db.all("SELECT id FROM nodes")}
         instances = {r["id"] for r in db.all("SELECT id FROM instances")}

@@ -246,6 +246,22 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE instances ADD COLUMN restart_pending INTEGER NOT NULL DEFAULT 0;
     """,
+    # 10: rollouts (docs/rollouts.md): the version an instance should run (``version`` is
+    # the one its worker reports), and the rollout jobs, kept across master restarts
+    """
+    ALTER TABLE instances ADD COLUMN desired_version TEXT NOT NULL DEFAULT '';
+    UPDATE instances SET desired_version = version;
+    CREATE TABLE rollouts (
+        id TEXT PRIMARY KEY,
+        module_id TEXT NOT NULL,
+        system_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        rollout TEXT NOT NULL
+    );
+    CREATE INDEX rollouts_module ON rollouts(module_id, started_at);
+    CREATE INDEX rollouts_started ON rollouts(started_at);
+    """,
 ]
 
 

@@ -40,7 +40,15 @@ from gdos_sdk.errors import (
 from gdos_sdk.metrics.names import instance_values, node_values
 from gdos_sdk.metrics.series import SeriesStore
 from gdos_sdk.models import InstanceSample, NodeSample
-from gdos_sdk.protocol import Command, Configure, InstanceStatus, Request, Response, encode
+from gdos_sdk.protocol import (
+    PROTOCOL_VERSION,
+    Command,
+    Configure,
+    InstanceStatus,
+    Request,
+    Response,
+    encode,
+)
 
 __all__ = [
     "AgentConnection",
@@ -95,8 +103,16 @@ class AgentConnection:
         status = await conn.request(StartCommand(instance_id="..."), timeout=30)
     """
 
-    def __init__(self, node_id: str, send: Sender, close: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        send: Sender,
+        close: Callable[[], Awaitable[None]],
+        *,
+        protocol: int = PROTOCOL_VERSION,
+    ) -> None:
         self.node_id = node_id
+        self.protocol = protocol  # the worker's agent protocol (what commands it knows)
         self.id = uuid.uuid4().hex
         self._send = send
         self._close = close

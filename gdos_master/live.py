@@ -30,6 +30,9 @@ changes. Topics:
                results as they end (admins only; see :mod:`gdos_master.commands`)
 ``batch:<id>`` an ordered batch action: the whole job on each change
                (see :mod:`gdos_master.batches`)
+``rollout:<id>`` a rollout: the whole job on each change (its ``revision`` grows), per
+               instance ``waiting``, ``preparing``, ``stopping``, ``starting``,
+               ``verifying``, ``done`` ... (see :mod:`gdos_master.rollouts`)
 ============== ================================================================
 
 One :class:`LiveHub` per master polls the in-memory state (the fleet, and
@@ -598,6 +601,9 @@ class LiveHub:
         if kind == "batch" and arg:
             batch: Topic = self.master.batches.topic(name, arg)
             return batch
+        if kind == "rollout" and arg:
+            rollout: Topic = self.master.rollouts.topic(name, arg)
+            return rollout
         if kind == "system" and arg:
             self.master.systems.get_system(arg)
             return InstancesTopic(name, system_id=arg)
@@ -612,7 +618,8 @@ class LiveHub:
             return SamplesTopic(name, node_id, fleet.instance_sample(node_id, arg))
         raise ValidationError(
             f"unknown topic {name!r}; expected fleet, nodes, node:<id>, instances,"
-            " system:<id>, instance:<id>, command:<id>, batch:<id>, alerts or audit"
+            " system:<id>, instance:<id>, command:<id>, batch:<id>, rollout:<id>, alerts or"
+            " audit"
         )
 
     def subscribe(self, client: LiveClient, name: str) -> None:

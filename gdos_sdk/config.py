@@ -339,6 +339,12 @@ class WorkerRuntime:
         "tries to download a package before a deploy fails; waits 0.5, 1, 2, 4 ... s between"
         " (5 tries ride out about 7.5 s of storage trouble)",
     )
+    keep_versions: int = _opt(
+        3,
+        "versions of its package each instance keeps extracted on disk, the one it runs"
+        " included: moving back to one of them (a rollback) needs no download; older ones"
+        " are removed after an upgrade",
+    )
     default_user: str = _opt(
         "nobody",
         "account services run as when neither the module nor the manifest names one, if the"
@@ -690,6 +696,11 @@ def load_worker_settings(
     attempts = settings.runtime.fetch_attempts
     if not 1 <= attempts <= 20:
         raise ConfigError(f"runtime.fetch_attempts must be between 1 and 20, got {attempts}")
+    if settings.runtime.keep_versions < 1:
+        raise ConfigError(
+            "runtime.keep_versions must be at least 1 (the version an instance runs),"
+            f" got {settings.runtime.keep_versions}"
+        )
     for name in ("ping_interval", "ping_timeout"):
         if getattr(settings.connect, name) < 0:
             raise ConfigError(f"connect.{name} must be >= 0 (0 turns it off)")

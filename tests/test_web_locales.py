@@ -20,7 +20,7 @@ LOCALES = WEB / "src" / "locales"
 LANGUAGES = ("en", "zh-CN")
 
 # StateTag renders t(`${kind}.${value}`) for these sections (its `kind` prop).
-STATE_TAG_SECTIONS = ("state", "status", "health", "result", "batch")
+STATE_TAG_SECTIONS = ("state", "status", "health", "result", "batch", "rollout", "step")
 
 PLACEHOLDER = re.compile(r"\{\s*(\w+)\s*\}")
 LITERAL = re.compile(r"\{\s*'[^']*'\s*\}")  # vue-i18n's literal interpolation: {'@'}

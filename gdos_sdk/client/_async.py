@@ -49,6 +49,7 @@ from gdos_sdk.logfiles import LogChunk
 from gdos_sdk.models import Instance, InstanceSample, Me, NodeSample, Package
 from gdos_sdk.profiles import resolve
 from gdos_sdk.progress import ProgressArg, Reporter, reporter, upload_size
+from gdos_sdk.rollouts import Rollout
 from gdos_sdk.terminal_client import AsyncTerminal, TerminalNotice, terminal_link
 
 __all__ = ["AsyncClient"]
@@ -761,6 +762,30 @@ class AsyncClient:
         )
         return await terminal.start()
 
+    async def follow_rollout(self, rollout_id: str, *, wait: int = 30) -> AsyncIterator[Rollout]:
+        """The rollout now, then again each time it changes, until it ends (the last one).
+
+        Each change is asked for as it happens (a long poll: ``get_rollout(after=...)``),
+        so no step is missed and nothing is polled in between. Stop iterating to stop
+        following; the rollout goes on.
+
+        Returns:
+            An iterator of rollouts (each a whole snapshot; ``revision`` grows).
+
+        Raises:
+            NotFoundError: no rollout has this id.
+
+        Example::
+
+            async for job in gdos.follow_rollout(job.id):
+                print(job.state, [(i.instance_id[:8], i.state) for i in job.items])
+        """
+        job = await self.get_rollout(rollout_id)
+        yield job
+        while not job.state.ended:
+            job = await self.get_rollout(rollout_id, wait=wait, after=job.revision)
+            yield job
+
     async def wait_for_instance(
         self, instance_id: str, state: str, *, timeout: float = 30.0, interval: float = 0.2
     ) -> Instance:
@@ -819,6 +844,14 @@ class AsyncClient:
     start_batch = _endpoint(Calls.start_batch)
     get_batch = _endpoint(Calls.get_batch)
     list_batches = _endpoint(Calls.list_batches)
+    rollout = _endpoint(Calls.rollout)
+    rollback = _endpoint(Calls.rollback)
+    get_rollout = _endpoint(Calls.get_rollout)
+    list_rollouts = _endpoint(Calls.list_rollouts)
+    pause = _endpoint(Calls.pause)
+    resume = _endpoint(Calls.resume)
+    promote = _endpoint(Calls.promote)
+    abort = _endpoint(Calls.abort)
     list_modules = _endpoint(Calls.list_modules)
     create_module = _endpoint(Calls.create_module)
     create_adopted_module = _endpoint(Calls.create_adopted_module)

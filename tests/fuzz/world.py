@@ -130,6 +130,8 @@ def seed(cluster: LocalCluster, work: Path) -> World:
 
         job = gdos.start_batch(system.id, "start")
         ids["batch"] = gdos.get_batch(job.id, wait=60).id
+        rollout = gdos.rollout(ids["module_doomed"], "1.0.1", wait="running")
+        ids["rollout"] = gdos.get_rollout(rollout.id, wait=60).id
         run = gdos.start_command([node.id], "echo seeded")
         ids["command"] = gdos.get_command(run.id, wait=30).id
 

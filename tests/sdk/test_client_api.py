@@ -34,6 +34,12 @@ RENAMED = {
     "delete_rule": "delete_alert_rule",
     "alert_events": "alert_history",
     "patch_receiver": "update_receiver",
+    "create_rollout": "rollout",
+    "rollback_module": "rollback",
+    "pause_rollout": "pause",
+    "resume_rollout": "resume",
+    "promote_rollout": "promote",
+    "abort_rollout": "abort",
 }
 
 #: operations a user or script does not call, so the SDK has no method for them

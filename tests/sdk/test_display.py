@@ -30,6 +30,7 @@ from gdos_sdk.models import (
     NodeSample,
     NodeStatus,
 )
+from gdos_sdk.rollouts import RolloutStrategy
 from gdos_sdk.states import DesiredState, InstanceState
 
 
@@ -100,7 +101,16 @@ def _strategy(tp: Any) -> st.SearchStrategy[Any]:
 
 
 # Fields whose validators accept few of the generic draws.
-_FIELD: dict[str, st.SearchStrategy[Any]] = {"metric": st.sampled_from(["cpu", "mem_percent"])}
+_FIELD: dict[str, st.SearchStrategy[Any]] = {
+    "metric": st.sampled_from(["cpu", "mem_percent"]),
+    # deadlines bounded and above min_healthy_time: a random float rarely is
+    "strategy": st.builds(
+        RolloutStrategy,
+        max_parallel=st.integers(1, 50),
+        canary=st.integers(0, 5),
+        auto_promote_after=st.none() | st.floats(0, 600),
+    ),
+}
 
 
 def _build(tp: type, kwargs: dict[str, Any]) -> Any:

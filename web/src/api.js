@@ -249,6 +249,20 @@ export const stopInstance = (id) => post(`/instances/${enc(id)}/stop`)
 export const restartInstance = (id) => post(`/instances/${enc(id)}/restart`)
 export const destroyInstance = (id) => del(`/instances/${enc(id)}`)
 
+// --- rollouts (a module's version changes only through one) -------------------------------------
+
+export const startRollout = (moduleId, body) => post(`/modules/${enc(moduleId)}/rollouts`, body)
+export const rollbackModule = (moduleId, body = {}) =>
+  post(`/modules/${enc(moduleId)}/rollback`, body)
+export const listRollouts = (query) => get('/rollouts', query)
+export const pauseRollout = (id) => post(`/rollouts/${enc(id)}/pause`)
+export const resumeRollout = (id) => post(`/rollouts/${enc(id)}/resume`)
+export const promoteRollout = (id) => post(`/rollouts/${enc(id)}/promote`)
+export const abortRollout = (id, revert) =>
+  post(`/rollouts/${enc(id)}/abort`, undefined, {
+    query: { revert: revert === undefined ? '' : String(revert) },
+  })
+
 // --- audit, settings ----------------------------------------------------------------------------
 
 export const listAudit = (query) => get('/audit', query)
