@@ -5,11 +5,13 @@ from __future__ import annotations
 import inspect
 import re
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gdos_master.app import create_app
+from gdos_master.db import Database
 from gdos_master.openapi import build_openapi
 from gdos_master.routing import Api
 from gdos_sdk import AsyncClient, Client
@@ -50,17 +52,21 @@ NOT_IN_SDK = {
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Api:
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     folder: Path = tmp_path_factory.mktemp("openapi")
     settings = MasterSettings(
         server=MasterServer(data_dir=str(folder / "data")),
         auth=MasterAuth(admin_password="admin-password-1", join_token="join-token-for-tests"),
     )
-    app = create_app(settings)
-    from gdos_master.api import api as registry
+    db = Database.memory()  # closed here: the app is built, never served (Python 3.13 warns)
+    try:
+        app = create_app(settings, db=db)
+        from gdos_master.api import api as registry
 
-    assert app is not None
-    return registry
+        assert app is not None
+        yield registry
+    finally:
+        db.close()
 
 
 def _operations(api: Api) -> dict[str, dict[str, object]]:

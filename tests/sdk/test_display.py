@@ -78,6 +78,8 @@ def _strategy(tp: Any) -> st.SearchStrategy[Any]:
         return st.none()
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return st.sampled_from(list(tp))
+    if tp is RolloutStrategy:
+        return _FIELD["strategy"]
     if isinstance(tp, type) and attrs.has(tp):
         hints = typing.get_type_hints(tp)
         fields = {
