@@ -175,8 +175,11 @@ class Nodes:
 
     def claimed_by(self, token: str) -> str:
         """The planned node a claim token names, or :class:`AuthError`."""
+        # Spent once the worker confirmed its credential (confirm): until then the same
+        # token claims the node again, as the worker's welcome may have been lost.
         row = self.db.one(
-            "SELECT id FROM nodes WHERE planned = 1 AND claim_hash = ?", (hash_secret(token),)
+            "SELECT id FROM nodes WHERE claim_hash = ? AND (planned = 1 OR confirmed = 0)",
+            (hash_secret(token),),
         )
         if row is None:
             raise AuthError("unknown or already used claim token")
@@ -248,6 +251,13 @@ class Nodes:
           planned node waits for approval, whatever ``require_approval`` says, and
           takes that node over when approved (:meth:`approve`): a self-reported
           hostname never claims a node by itself.
+
+        A join stays open until the worker confirms it (:meth:`confirm`, on its first frame
+        after the welcome or its first connection with the credential). Until then the same
+        worker may join again, with the join token or the claim token it used, and gets a
+        new credential: a welcome lost on the way (the worker gave up waiting while the
+        master was slow) must not lock the worker out. A join-token rejoin is refused once
+        instances were placed on the node (they are only handed to the credential holder).
         """
         if not _NODE_ID.match(hello.node_id):
             raise ValidationError(f"invalid node id {hello.node_id!r}")
@@ -259,7 +269,7 @@ class Nodes:
             self.db.execute(
                 "UPDATE nodes SET hostname = ?, addresses = ?, fingerprint = ?,"
                 " credential_hash = ?, planned = 0, approved = 1, agent_version = ?,"
-                " last_seen = ?, claim_hash = NULL WHERE id = ? AND planned = 1",
+                " last_seen = ?, confirmed = 0 WHERE id = ? AND (planned = 1 OR confirmed = 0)",
                 (
                     hello.hostname,
                     json.dumps(hello.addresses),
@@ -279,18 +289,15 @@ class Nodes:
                     " token (connect.claim_token), not with the join token"
                 )
             if existing is not None:
-                raise ConflictError(
-                    f"node {hello.node_id} has already joined; it must use its node credential"
-                    " (or an admin deletes the node first)"
-                )
+                return self._rejoin(hello, existing, fingerprint, now)
             planned = self._planned_match(hello)
             credential = new_secret(NODE_PREFIX)
             approved = 0 if self.require_approval or planned is not None else 1
             node_id = hello.node_id
             self.db.execute(
                 "INSERT INTO nodes(id, hostname, addresses, fingerprint, credential_hash,"
-                " approved, agent_version, created_at, last_seen, claims)"
-                " VALUES(?,?,?,?,?,?,?,?,?,?)",
+                " approved, agent_version, created_at, last_seen, claims, confirmed)"
+                " VALUES(?,?,?,?,?,?,?,?,?,?,0)",
                 (
                     node_id,
                     hello.hostname,
@@ -307,9 +314,10 @@ class Nodes:
             return node_id, credential
         if hello.node_id != node_id:
             raise AuthError("node credential does not belong to the node id in hello")
+        # The worker holds its credential: its join is confirmed (and a claim token spent).
         self.db.execute(
             "UPDATE nodes SET hostname = ?, addresses = ?, fingerprint = ?, agent_version = ?,"
-            " last_seen = ? WHERE id = ?",
+            " last_seen = ?, confirmed = 1, claim_hash = NULL WHERE id = ?",
             (
                 hello.hostname,
                 json.dumps(hello.addresses),
@@ -321,12 +329,62 @@ class Nodes:
         )
         return node_id, None
 
+    def _rejoin(
+        self, hello: Hello, existing: sqlite3.Row, fingerprint: str, now: float
+    ) -> tuple[str, str | None]:
+        """A join-token hello for a node that exists: allowed while its join is unconfirmed."""
+        node_id = hello.node_id
+        if existing["confirmed"]:
+            raise ConflictError(
+                f"node {node_id} has already joined; it must use its node credential"
+                " (or an admin deletes the node first)"
+            )
+        if self.db.scalar("SELECT COUNT(*) FROM instances WHERE node_id = ?", (node_id,)):
+            raise ConflictError(
+                f"node {node_id} joined but never confirmed its credential, and instances"
+                " were placed on it since; an admin deletes the node for it to join again"
+            )
+        credential = new_secret(NODE_PREFIX)
+        self.db.execute(
+            "UPDATE nodes SET hostname = ?, addresses = ?, fingerprint = ?, credential_hash = ?,"
+            " agent_version = ?, last_seen = ? WHERE id = ? AND confirmed = 0",
+            (
+                hello.hostname,
+                json.dumps(hello.addresses),
+                fingerprint,
+                hash_secret(credential),
+                hello.agent_version,
+                now,
+                node_id,
+            ),
+        )
+        return node_id, credential
+
+    def confirm(self, node_id: str) -> None:
+        """The worker has its welcome (it sent a frame after it): close its join.
+
+        From now on only its credential connects it, and the claim token it used is spent.
+        """
+        self.db.execute(
+            "UPDATE nodes SET confirmed = 1, claim_hash = NULL WHERE id = ? AND confirmed = 0",
+            (node_id,),
+        )
+
     def _planned_match(self, hello: Hello) -> sqlite3.Row | None:
-        for row in self.db.all("SELECT * FROM nodes WHERE planned = 1"):
-            if row["hostname"] == hello.hostname:
-                return row
-            if set(json.loads(row["addresses"])) & set(hello.addresses):
-                return row
+        """The planned node a join-token hello names by hostname, else by an address.
+
+        Both look only at planned nodes, through the ``nodes_planned`` index: a mass join
+        of thousands of workers must not read the whole table once per worker.
+        """
+        row = self.db.one(
+            "SELECT * FROM nodes WHERE planned = 1 AND hostname = ? LIMIT 1", (hello.hostname,)
+        )
+        if row is not None or not hello.addresses:
+            return row
+        wanted = set(hello.addresses)
+        for found in self.db.all("SELECT id, addresses FROM nodes WHERE planned = 1"):
+            if wanted.intersection(json.loads(found["addresses"])):
+                return self.db.one("SELECT * FROM nodes WHERE id = ?", (found["id"],))
         return None
 
     def is_approved(self, node_id: str) -> bool:
