@@ -153,8 +153,13 @@ class Master:
     async def run_housekeeping(self, clock: Callable[[], float] = time.monotonic) -> None:
         """Detect silent nodes twice a second; flush last-seen times now and then."""
         last_flush = last_trim = last_rebalance = clock()
+        loop = asyncio.get_running_loop()
         while True:
+            began = loop.time()
             await asyncio.sleep(0.5)
+            # A late wake-up is a stalled loop: nobody's heartbeats were read meanwhile, so
+            # the liveness clock stops for it before anyone is judged (Fleet.loop_late).
+            self.fleet.loop_late(loop.time() - began - 0.5)
             await self.fleet.sweep()
             if clock() - last_rebalance >= 5:
                 last_rebalance = clock()
@@ -173,7 +178,9 @@ class Master:
         while True:
             began = loop.time()
             await asyncio.sleep(period)
-            self.fleet.stats.loop_lag.record(max(0.0, loop.time() - began - period), time.time())
+            late = max(0.0, loop.time() - began - period)
+            self.fleet.stats.loop_lag.record(late, time.time())
+            self.fleet.loop_late(late)
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
