@@ -592,5 +592,9 @@ class Fleet:
                 rt.instance_ids = rt.instance_ids - {instance_id}
         self.totals.drop(f"instance:{instance_id}")
 
+    def connection_count(self) -> int:
+        """Open agent channels (online or not yet swept)."""
+        return sum(1 for rt in self.nodes.values() if rt.connection is not None)
+
     def online_count(self) -> int:
         return sum(1 for node_id in self.nodes if self.is_online(node_id))
