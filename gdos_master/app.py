@@ -31,7 +31,7 @@ from gdos_master.agent import register_agent_socket
 from gdos_master.alert_store import AlertStore
 from gdos_master.alerting import AlertEngine, Notifier
 from gdos_master.api import api
-from gdos_master.auth import LoginLimiter, authenticate
+from gdos_master.auth import CredentialCache, LoginLimiter, authenticate
 from gdos_master.backups import Backups
 from gdos_master.batches import BatchRuns
 from gdos_master.commands import CommandRuns
@@ -98,6 +98,9 @@ class Master:
     tls: bool = False
     # Disabled unless the serving process (gdos_master.cli) turns it on.
     heap: HeapKeeper = attrs.field(factory=lambda: HeapKeeper(enabled=False))
+    # What API tokens, sessions and node credentials resolved to, while the database is
+    # unchanged (gdos_master.auth.CredentialCache).
+    credentials: CredentialCache = attrs.field(factory=CredentialCache)
     tasks: set[asyncio.Task[Any]] = attrs.field(factory=set)
     backups: Backups = attrs.field(init=False)  # set by build_master: it needs the master
     commands: CommandRuns = attrs.field(init=False)  # fleet commands (build_master)

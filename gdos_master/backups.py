@@ -439,6 +439,7 @@ class Backups:
             master.settings.auth.admin_username, master.settings.auth.admin_password
         )
         master.nodes._fingerprints.clear()
+        master.credentials.clear()  # the restore wrote through the backup API, not statements
         master.alerts.meta.clear()
         master.alerts.started = master.alerts.clock()  # workers are about to reconnect
         master.alerts.load()
