@@ -167,7 +167,7 @@ class Master:
             if clock() - last_rebalance >= 5:
                 last_rebalance = clock()
                 await self.fleet.rebalance()
-                self.heap.tick(self.fleet.stats.disconnects)
+                self.heap.tick(self.fleet.stats.disconnects, self.fleet.connection_count())
             if clock() - last_flush >= self.settings.database.flush_interval:
                 last_flush = clock()
                 self.nodes.flush_last_seen()
