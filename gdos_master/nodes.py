@@ -14,6 +14,7 @@ import sqlite3
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from gdos_master.auth import NODE_PREFIX
 from gdos_master.db import Database
@@ -31,6 +32,13 @@ CLAIM_PREFIX = "gdosp_"
 
 _NODE_ID = re.compile(r"^[A-Za-z0-9-]{8,64}$")
 
+# Every node with its instance count, in one statement (portable SQL).
+_LIST = (
+    "SELECT n.*, COALESCE(c.n, 0) AS instance_count FROM nodes n"
+    " LEFT JOIN (SELECT node_id, COUNT(*) AS n FROM instances GROUP BY node_id) c"
+    " ON c.node_id = n.id ORDER BY n.hostname, n.id"
+)
+
 
 def _ts(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
@@ -44,6 +52,8 @@ class Nodes:
         self.fleet = fleet
         self.require_approval = require_approval
         self._fingerprints: dict[str, tuple[str, Fingerprint]] = {}
+        # node id -> (what the row was rendered from, its latest sample's text, its JSON)
+        self._rendered: dict[str, tuple[tuple[Any, ...], str | None, str]] = {}
 
     def _status(self, row: sqlite3.Row) -> NodeStatus:
         if row["planned"]:
@@ -90,29 +100,64 @@ class Nodes:
         self._fingerprints[node_id] = (raw, parsed)
         return parsed
 
-    def _counts(self) -> dict[str, int]:
-        rows = self.db.all("SELECT node_id, COUNT(*) AS n FROM instances GROUP BY node_id")
-        return {r["node_id"]: r["n"] for r in rows}
-
     def list_nodes(self, *, status: str | None = None, search: str | None = None) -> list[Node]:
-        counts = self._counts()
-        nodes = [
-            self._model(r, counts.get(r["id"], 0))
-            for r in self.db.all("SELECT * FROM nodes ORDER BY hostname, id")
+        return [
+            self._model(row, row["instance_count"])
+            for row in self._listed(self.db.all(_LIST), status, search)
         ]
+
+    def _listed(
+        self, rows: list[sqlite3.Row], status: str | None, search: str | None
+    ) -> list[sqlite3.Row]:
+        """The rows whose node is in ``status`` and whose hostname, alias, id or an address
+        contains ``search`` (case-insensitive)."""
         if status:
-            nodes = [n for n in nodes if n.status.value == status]
+            wanted = NodeStatus(status)
+            rows = [r for r in rows if self._status(r) == wanted]
         if search:
             needle = search.lower()
-            nodes = [
-                n
-                for n in nodes
-                if needle in n.hostname.lower()
-                or needle in n.alias.lower()
-                or needle in n.id
-                or any(needle in a for a in n.addresses)
+            rows = [
+                r
+                for r in rows
+                if needle in r["hostname"].lower()
+                or needle in r["alias"].lower()
+                or needle in r["id"]
+                or any(needle in a for a in json.loads(r["addresses"]))
             ]
-        return nodes
+        return rows
+
+    def list_json(self, *, status: str | None = None, search: str | None = None) -> str:
+        """:meth:`list_nodes` as the API's JSON text, each row rendered once per change.
+
+        ``GET /nodes`` is what consoles and scripts poll. A row is rendered again only
+        when its database columns, instance count, status, last-seen time or latest sample
+        changed (one statement reads them all); otherwise its JSON from last time is used.
+        """
+        rows = self.db.all(_LIST)
+        cache = self._rendered
+        parts: list[str] = []
+        for row in self._listed(rows, status, search):
+            node_id = row["id"]
+            node_status = self._status(row)
+            rt = self.fleet.nodes.get(node_id)
+            latest = None
+            seen = 0.0
+            if rt is not None:
+                seen = rt.last_seen
+                if node_status == NodeStatus.ONLINE:
+                    latest = rt.latest_text
+            signature = (tuple(row), node_status, seen)
+            found = cache.get(node_id)
+            if found is None or found[1] is not latest or found[0] != signature:
+                model = self._model(row, row["instance_count"])
+                text = json.dumps(unstructure(model), separators=(",", ":"), ensure_ascii=False)
+                found = cache[node_id] = (signature, latest, text)
+            parts.append(found[2])
+        if len(cache) > len(rows):  # deleted nodes
+            current = {r["id"] for r in rows}
+            for node_id in [n for n in cache if n not in current]:
+                del cache[node_id]
+        return "[" + ",".join(parts) + "]"
 
     def row(self, node_id: str) -> sqlite3.Row:
         row = self.db.one("SELECT * FROM nodes WHERE id = ?", (node_id,))
