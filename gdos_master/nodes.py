@@ -14,7 +14,6 @@ import sqlite3
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 from gdos_master.auth import NODE_PREFIX
 from gdos_master.db import Database
@@ -52,8 +51,12 @@ class Nodes:
         self.fleet = fleet
         self.require_approval = require_approval
         self._fingerprints: dict[str, tuple[str, Fingerprint]] = {}
-        # node id -> (what the row was rendered from, its latest sample's text, its JSON)
-        self._rendered: dict[str, tuple[tuple[Any, ...], str | None, str]] = {}
+        # node id -> (the row, status and last-seen time it was rendered from, its latest
+        # sample's text, its JSON)
+        self._rendered: dict[str, tuple[sqlite3.Row, NodeStatus, float, str | None, str]] = {}
+        # The listing's rows and the database change counter they were read at.
+        self._rows: list[sqlite3.Row] = []
+        self._rows_at = -1
 
     def _status(self, row: sqlite3.Row) -> NodeStatus:
         if row["planned"]:
@@ -129,11 +132,18 @@ class Nodes:
     def list_json(self, *, status: str | None = None, search: str | None = None) -> str:
         """:meth:`list_nodes` as the API's JSON text, each row rendered once per change.
 
-        ``GET /nodes`` is what consoles and scripts poll. A row is rendered again only
-        when its database columns, instance count, status, last-seen time or latest sample
-        changed (one statement reads them all); otherwise its JSON from last time is used.
+        ``GET /nodes`` is what consoles and scripts poll. The rows (nodes and instance
+        counts, one statement) are read again only when the master's database connection
+        has written anything since (its ``total_changes``, as for
+        :class:`~gdos_master.auth.CredentialCache`), and a row is rendered again only when
+        it was read again or its status, last-seen time or latest sample changed;
+        otherwise its JSON from last time is used.
         """
-        rows = self.db.all(_LIST)
+        version = self.db.conn.total_changes
+        if version != self._rows_at:
+            self._rows = self.db.all(_LIST)
+            self._rows_at = version
+        rows = self._rows
         cache = self._rendered
         parts: list[str] = []
         for row in self._listed(rows, status, search):
@@ -146,18 +156,30 @@ class Nodes:
                 seen = rt.last_seen
                 if node_status == NodeStatus.ONLINE:
                     latest = rt.latest_text
-            signature = (tuple(row), node_status, seen)
             found = cache.get(node_id)
-            if found is None or found[1] is not latest or found[0] != signature:
+            if (
+                found is None
+                or found[0] is not row
+                or found[1] != node_status
+                or found[2] != seen
+                or found[3] is not latest
+            ):
                 model = self._model(row, row["instance_count"])
                 text = json.dumps(unstructure(model), separators=(",", ":"), ensure_ascii=False)
-                found = cache[node_id] = (signature, latest, text)
-            parts.append(found[2])
+                found = cache[node_id] = (row, node_status, seen, latest, text)
+            parts.append(found[4])
         if len(cache) > len(rows):  # deleted nodes
             current = {r["id"] for r in rows}
             for node_id in [n for n in cache if n not in current]:
                 del cache[node_id]
         return "[" + ",".join(parts) + "]"
+
+    def forget_cached(self) -> None:
+        """Drop what was read or rendered from the database (after a restore, which copies
+        pages rather than running statements)."""
+        self._fingerprints.clear()
+        self._rendered.clear()
+        self._rows, self._rows_at = [], -1
 
     def row(self, node_id: str) -> sqlite3.Row:
         row = self.db.one("SELECT * FROM nodes WHERE id = ?", (node_id,))

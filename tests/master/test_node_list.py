@@ -58,14 +58,22 @@ async def test_the_json_list_is_the_model_list_after_every_change(
     assert [n.hostname for n in await admin.list_nodes()] == ["db-1", "web-2"]
 
 
-async def test_listing_reads_the_database_once(master: Master) -> None:
+async def test_listing_reads_the_database_once_and_again_only_after_a_write(
+    master: Master,
+) -> None:
     for i in range(3):
         await online_node(master, f"web-{i}")
     statements: list[str] = []
     master.db.conn.set_trace_callback(statements.append)
     try:
         master.nodes.list_json()
+        assert len(statements) == 1, statements  # nodes and instance counts together
         master.nodes.list_json(status="online", search="web")
+        master.nodes.list_json()
+        assert len(statements) == 1, statements  # nothing written since: no read
+        master.nodes.patch(master.nodes.list_nodes()[0].id, NodePatch(alias="changed"))
+        statements.clear()
+        assert "changed" in master.nodes.list_json()
+        assert len(statements) == 1, statements
     finally:
         master.db.conn.set_trace_callback(None)
-    assert len(statements) == 2, statements
