@@ -14,6 +14,8 @@
    concurrent ``start_instance`` calls (with and without the same ``min_running`` check).
 6. metrics to a DataFrame (``bench_metrics.py``): ``query_range`` of 1 h of 1 s samples for
    100 nodes to one DataFrame, against raw ``httpx.get`` + ``json.loads`` of the same answer.
+7. REST speed (``bench_rest.py``): ``GET /api/v1/nodes`` with an API token, against a bare
+   Quart app serving the same bytes on the same Hypercorn settings.
 
 The machine is shared and noisy; compare each figure with its baseline, not across runs.
 """
@@ -40,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 import bench_batch  # noqa: E402
 import bench_fleet  # noqa: E402
 import bench_metrics  # noqa: E402
+import bench_rest  # noqa: E402
 import bench_terminal  # noqa: E402
 
 from gdos_sdk.archive import build_archive, safe_extract  # noqa: E402
@@ -206,6 +209,10 @@ def main() -> int:
         terminal = bench_terminal.measure(Path(tmp))
     results["terminal"] = terminal
     bench_terminal.report(terminal)
+    # 7. REST: GET /nodes against a bare Quart app (before the fleet run, which loads the machine)
+    rest = asyncio.run(bench_rest.run())
+    results["rest"] = rest
+    bench_rest.report(rest)
     # 5. batch start against concurrent starts (before the fleet run, which loads the machine)
     with tempfile.TemporaryDirectory(prefix="gdos-bench-batch-") as tmp:
         batch = bench_batch.measure(Path(tmp), instances=args.instances)
