@@ -12,7 +12,7 @@ import pytest
 from quart import Quart
 
 from gdos_master.app import Master
-from gdos_master.auth import CredentialCache, Principal
+from gdos_master.auth import Principal
 from gdos_master.db import Database
 from gdos_sdk.client import AsyncClient
 from gdos_sdk.errors import AuthError, PermissionDenied
@@ -91,6 +91,8 @@ async def test_a_cached_session_ends_at_logout(admin: AsyncClient, app: Quart) -
 
 
 def test_an_entry_expires_and_any_write_empties_the_cache() -> None:
+    from gdos_master.auth import CredentialCache  # here: the tests above run on older code
+
     db = Database.memory()
     cache = CredentialCache()
     principal = Principal(kind="token", role=Role.VIEWER, user_id="u")
