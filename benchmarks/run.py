@@ -16,6 +16,8 @@
    100 nodes to one DataFrame, against raw ``httpx.get`` + ``json.loads`` of the same answer.
 7. rollout (``bench_rollout.py``): a rollout of 10 instances on 2 workers (``max_parallel``
    5, ``wait`` running) against 10 sequential restarts, and 10 restarts 5 at a time.
+8. REST speed (``bench_rest.py``): ``GET /api/v1/nodes`` with an API token, against a bare
+   Quart app serving the same bytes on the same Hypercorn settings.
 
 The machine is shared and noisy; compare each figure with its baseline, not across runs.
 """
@@ -42,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 import bench_batch  # noqa: E402
 import bench_fleet  # noqa: E402
 import bench_metrics  # noqa: E402
+import bench_rest  # noqa: E402
 import bench_rollout  # noqa: E402
 import bench_terminal  # noqa: E402
 
@@ -209,6 +212,10 @@ def main() -> int:
         terminal = bench_terminal.measure(Path(tmp))
     results["terminal"] = terminal
     bench_terminal.report(terminal)
+    # 7. REST: GET /nodes against a bare Quart app (before the fleet run, which loads the machine)
+    rest = asyncio.run(bench_rest.run())
+    results["rest"] = rest
+    bench_rest.report(rest)
     # 5. batch start against concurrent starts (before the fleet run, which loads the machine)
     with tempfile.TemporaryDirectory(prefix="gdos-bench-batch-") as tmp:
         batch = bench_batch.measure(Path(tmp), instances=args.instances)

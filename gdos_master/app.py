@@ -31,7 +31,7 @@ from gdos_master.agent import register_agent_socket
 from gdos_master.alert_store import AlertStore
 from gdos_master.alerting import AlertEngine, Notifier
 from gdos_master.api import api
-from gdos_master.auth import LoginLimiter, authenticate
+from gdos_master.auth import CredentialCache, LoginLimiter, authenticate
 from gdos_master.backups import Backups
 from gdos_master.batches import BatchRuns
 from gdos_master.commands import CommandRuns
@@ -99,6 +99,9 @@ class Master:
     tls: bool = False
     # Disabled unless the serving process (gdos_master.cli) turns it on.
     heap: HeapKeeper = attrs.field(factory=lambda: HeapKeeper(enabled=False))
+    # What API tokens, sessions and node credentials resolved to, while the database is
+    # unchanged (gdos_master.auth.CredentialCache).
+    credentials: CredentialCache = attrs.field(factory=CredentialCache)
     tasks: set[asyncio.Task[Any]] = attrs.field(factory=set)
     backups: Backups = attrs.field(init=False)  # set by build_master: it needs the master
     commands: CommandRuns = attrs.field(init=False)  # fleet commands (build_master)
@@ -155,13 +158,18 @@ class Master:
     async def run_housekeeping(self, clock: Callable[[], float] = time.monotonic) -> None:
         """Detect silent nodes twice a second; flush last-seen times now and then."""
         last_flush = last_trim = last_rebalance = clock()
+        loop = asyncio.get_running_loop()
         while True:
+            began = loop.time()
             await asyncio.sleep(0.5)
+            # A late wake-up is a stalled loop: nobody's heartbeats were read meanwhile, so
+            # the liveness clock stops for it before anyone is judged (Fleet.loop_late).
+            self.fleet.loop_late(loop.time() - began - 0.5)
             await self.fleet.sweep()
             if clock() - last_rebalance >= 5:
                 last_rebalance = clock()
                 await self.fleet.rebalance()
-                self.heap.tick(self.fleet.stats.disconnects)
+                self.heap.tick(self.fleet.stats.disconnects, self.fleet.connection_count())
             if clock() - last_flush >= self.settings.database.flush_interval:
                 last_flush = clock()
                 self.nodes.flush_last_seen()
@@ -175,7 +183,9 @@ class Master:
         while True:
             began = loop.time()
             await asyncio.sleep(period)
-            self.fleet.stats.loop_lag.record(max(0.0, loop.time() - began - period), time.time())
+            late = max(0.0, loop.time() - began - period)
+            self.fleet.stats.loop_lag.record(late, time.time())
+            self.fleet.loop_late(late)
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -438,7 +438,8 @@ class Backups:
         master.accounts.ensure_admin(
             master.settings.auth.admin_username, master.settings.auth.admin_password
         )
-        master.nodes._fingerprints.clear()
+        master.nodes.forget_cached()
+        master.credentials.clear()  # the restore wrote through the backup API, not statements
         master.alerts.meta.clear()
         master.alerts.started = master.alerts.clock()  # workers are about to reconnect
         master.alerts.load()

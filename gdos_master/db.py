@@ -262,6 +262,13 @@ MIGRATIONS: list[str] = [
     CREATE INDEX rollouts_module ON rollouts(module_id, started_at);
     CREATE INDEX rollouts_started ON rollouts(started_at);
     """,
+    # 11: a join is confirmed by the worker's first frame after its welcome (until then the
+    # worker may join again: its welcome may have been lost); planned nodes found by index
+    # (a mass join looked at every node for each joining worker)
+    """
+    ALTER TABLE nodes ADD COLUMN confirmed INTEGER NOT NULL DEFAULT 1;
+    CREATE INDEX nodes_planned ON nodes(planned, hostname);
+    """,
 ]
 
 

@@ -391,26 +391,26 @@ class SamplesTopic(Topic):
     heartbeat a second.
     """
 
-    def __init__(self, name: str, node_id: str, first: Any | None) -> None:
+    def __init__(self, name: str, node_id: str, first: dict[str, Any] | None) -> None:
         super().__init__(name)
         self.node_id = node_id
         self.samples: collections.deque[dict[str, Any]] = collections.deque(maxlen=HISTORY)
-        self.pending: list[Any] = [] if first is None else [first]
+        self.pending: list[dict[str, Any]] = [] if first is None else [first]
 
-    def add(self, samples: list[Any]) -> None:
+    def add(self, samples: list[dict[str, Any]]) -> None:
+        """Samples as the fleet keeps them: dicts in the models' unstructured form."""
         self.pending.extend(samples)
 
     def poll(self, view: View) -> Any | None:
         if not self.pending:
             return None
         last = self.samples[-1]["ts"] if self.samples else float("-inf")
-        fresh = sorted((s for s in self.pending if s.ts > last), key=lambda s: s.ts)
+        fresh = sorted((s for s in self.pending if s["ts"] > last), key=lambda s: s["ts"])
         self.pending = []
         if not fresh:
             return None
-        data = [unstructure(s) for s in fresh]
-        self.samples.extend(data)
-        return {"samples": data}
+        self.samples.extend(fresh)
+        return {"samples": fresh}
 
     def snapshot(self) -> Any:
         return {"snapshot": True, "samples": list(self.samples)}
@@ -564,7 +564,7 @@ class LiveHub:
             self._flush(topic)
         touched: dict[str, SamplesTopic] = {}
         for sample in instances:
-            name = f"instance:{sample.instance_id}"
+            name = f"instance:{sample['instance_id']}"
             topic = self.topics.get(name)
             if isinstance(topic, SamplesTopic) and topic.subscribers:
                 topic.add([sample])
@@ -611,11 +611,13 @@ class LiveHub:
         if kind == "node" and arg:
             self.master.nodes.get(arg)
             rt = fleet.nodes.get(arg)
-            latest = rt.latest if rt is not None and fleet.is_online(arg) else None
-            return SamplesTopic(name, arg, latest)
+            text = rt.latest_text if rt is not None and fleet.is_online(arg) else None
+            return SamplesTopic(name, arg, None if text is None else json.loads(text))
         if kind == "instance" and arg:
             node_id = self.master.orchestrator.get(arg).node_id
-            return SamplesTopic(name, node_id, fleet.instance_sample(node_id, arg))
+            rt = fleet.nodes.get(node_id)
+            text = None if rt is None else rt.instance_texts.get(arg)
+            return SamplesTopic(name, node_id, None if text is None else json.loads(text))
         raise ValidationError(
             f"unknown topic {name!r}; expected fleet, nodes, node:<id>, instances,"
             " system:<id>, instance:<id>, command:<id>, batch:<id>, rollout:<id>, alerts or"

@@ -167,7 +167,9 @@ class MasterFleet:
         " docs/architecture.md, 'Garbage collection'); false keeps Python's defaults",
     )
     gc_churn_limit: int = _opt(
-        500, "disconnects after which a full garbage collection frees their frozen objects"
+        500,
+        "disconnects after which a full garbage collection frees their frozen objects"
+        " (at least as many as there are open agent connections)",
     )
 
 
