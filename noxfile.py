@@ -3,7 +3,7 @@
 nox -s tests       the whole test suite (unit, e2e with real processes) on Python 3.11
 nox -s unit        the unit tests on SQLite, Python 3.11, 3.12 and 3.13 (unit-3.12 for one)
 nox -s packaging   only the packaging test (sdist from a clean clone, wheel, fresh venv)
-nox -s lint        ruff check + format check
+nox -s lint        ruff check + format check; ESLint + Prettier over web/
 nox -s typecheck   mypy --strict on the packages
 nox -s typecheck_windows   the same for gdos_sdk + gdos_worker as on Windows
 nox -s e2e         only the end-to-end tests
@@ -36,6 +36,7 @@ UNIT_TESTS = [
     "tests/master",
     "tests/worker",
     "tests/pack",
+    "tests/cli",
     "tests/storage",
     "tests/test_cli.py",
     "tests/test_project.py",
@@ -145,17 +146,32 @@ def browser(session: nox.Session) -> None:
     session.run("pytest", "tests/browser", *(session.posargs or ["-q"]))
 
 
+def node_packages(session: nox.Session) -> None:
+    """Install web/'s npm packages (npm ci) unless node_modules matches package-lock.json."""
+    if shutil.which("npm") is None:
+        session.error("npm is missing: install Node.js 20.19+ to lint and build the web console")
+    installed = Path("web/node_modules/.package-lock.json")  # written by every npm install
+    lock = Path("web/package-lock.json")
+    if installed.is_file() and installed.stat().st_mtime >= lock.stat().st_mtime:
+        return
+    with session.chdir("web"):
+        session.run("npm", "ci", "--no-audit", "--no-fund", external=True)
+
+
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff check and ruff format --check."""
+    """ruff check and ruff format --check; ESLint and Prettier --check over the web console."""
     session.install("-q", "ruff>=0.6")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    node_packages(session)
+    with session.chdir("web"):
+        session.run("npm", "run", "--silent", "lint", external=True)
 
 
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on gdos_sdk, gdos_master, gdos_worker and gdos_pack."""
+    """mypy --strict on gdos_sdk, gdos_master, gdos_worker, gdos_pack and gdos_cli."""
     install(session, "typecheck")
     session.run("mypy", *session.posargs)
 

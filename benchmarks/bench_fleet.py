@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -26,6 +28,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+import attrs
 import httpx
 import psutil
 
@@ -33,7 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
+import pyspy  # noqa: E402
 from fleet_sim import FleetSim  # noqa: E402
+from websockets.exceptions import WebSocketException  # noqa: E402
 
 from gdos_sdk.metrics.names import node_values  # noqa: E402
 from gdos_sdk.metrics.series import SeriesStore  # noqa: E402
@@ -61,6 +66,24 @@ ECHO_APP = textwrap.dedent("""
 """)
 
 
+def start_server(argv: list[str], cwd: str) -> subprocess.Popen[bytes]:
+    """A server process in a session of its own, so :func:`stop_server` ends all of it."""
+    return subprocess.Popen(
+        argv,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    """Kill the server's whole process group (Hypercorn's workers too) and reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 async def echo_rate(seconds: float, clients: int = 8) -> float:
     """Round trips per second through a bare Hypercorn WebSocket echo (the raw baseline)."""
     from websockets.asyncio.client import connect
@@ -68,11 +91,20 @@ async def echo_rate(seconds: float, clients: int = 8) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "echo_app.py").write_text(ECHO_APP)
         port = free_port()
-        proc = subprocess.Popen(  # noqa: ASYNC220 - a one-off start, before any measurement
-            [sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}", "echo_app:app"],
-            cwd=tmp,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        # --workers 0: serve in the process itself, as gdos-master does (one worker process
+        # would be a child the old kill() of the parent left running).
+        proc = start_server(
+            [
+                sys.executable,
+                "-m",
+                "hypercorn",
+                "--workers",
+                "0",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "echo_app:app",
+            ],
+            tmp,
         )
         try:
             for _ in range(100):
@@ -96,8 +128,7 @@ async def echo_rate(seconds: float, clients: int = 8) -> float:
             await asyncio.gather(*(client() for _ in range(clients)))
             return count / seconds
         finally:
-            proc.kill()
-            proc.wait()
+            stop_server(proc)
 
 
 DEFAULT_SIZES = [500, 1000, 2000, 3000, 5000]
@@ -139,7 +170,7 @@ def bytes_per_sample(nodes: int = 200, seconds: int = 3600) -> tuple[float, int]
 
 
 async def sample_to_browser(
-    cluster: LocalCluster, sim: FleetSim, token: str, *, watch: int = 5, seconds: float = 30.0
+    master: MasterUnderTest, sim: FleetSim, token: str, *, watch: int = 5, seconds: float = 30.0
 ) -> dict[str, Any]:
     """Delay from a simulated worker's sample to a live-channel subscriber, as a browser sees it.
 
@@ -149,7 +180,7 @@ async def sample_to_browser(
     """
     from websockets.asyncio.client import connect
 
-    url = "ws" + cluster.url[len("http") :] + "/api/v1/live"
+    url = "ws" + master.url[len("http") :] + "/api/v1/live"
     chosen = [n.node_id for n in sim.nodes[:: max(1, len(sim.nodes) // watch)][:watch]]
     delays: list[float] = []
     async with connect(
@@ -183,72 +214,226 @@ async def sample_to_browser(
     }
 
 
-async def fleet_step(cluster: LocalCluster, size: int, hold: float) -> dict[str, Any]:
-    assert cluster.master is not None
-    master = psutil.Process(cluster.master.pid)
-    sim = FleetSim(cluster.url, cluster.join_token, nodes=size, ramp_per_second=400)
-    token = cluster.admin_token()
-    headers = {"Authorization": f"Bearer {token}"}
-    result: dict[str, Any] = {"nodes": size}
+@attrs.define
+class MasterUnderTest:
+    """One master of the run: its cluster folder, its process and its CPU counter."""
+
+    cluster: LocalCluster
+    process: psutil.Process
+    _cpu: float = 0.0
+
+    @classmethod
+    def start(cls, root: Path, env: dict[str, str] | None = None) -> MasterUnderTest:
+        cluster = LocalCluster(root)
+        try:
+            cluster.start_master(env={"OPS_MASTER_LOG_LEVEL": "warning", **(env or {})})
+        except BaseException:
+            cluster.close()
+            raise
+        assert cluster.master is not None
+        return cls(cluster, psutil.Process(cluster.master.pid))
+
+    @property
+    def url(self) -> str:
+        return self.cluster.url
+
+    def cpu_seconds(self) -> float:
+        times = self.process.cpu_times()
+        return times.user + times.system
+
+    def close(self) -> None:
+        self.cluster.close()
+
+
+class Watch:
+    """CPU seconds of several processes over a stretch of wall time."""
+
+    def __init__(self, processes: list[psutil.Process]) -> None:
+        self.processes = processes
+        self.began = time.monotonic()
+        self.cpu = [self._cpu(p) for p in processes]
+
+    @staticmethod
+    def _cpu(process: psutil.Process) -> float:
+        times = process.cpu_times()
+        return times.user + times.system
+
+    def percent(self) -> list[float]:
+        """Each process's CPU over the stretch, in % of one core."""
+        elapsed = time.monotonic() - self.began
+        return [
+            round(100 * (self._cpu(p) - c) / elapsed, 1)
+            for p, c in zip(self.processes, self.cpu, strict=True)
+        ]
+
+
+async def _ingest(http: httpx.AsyncClient, url: str) -> dict[str, Any] | None:
+    """The master's ingest status, or None when it did not answer (within the timeout)."""
     try:
-        result["connect_seconds"] = round(await sim.start(wait=300), 1)
-        # Let push intervals settle (rebalance runs every 5 s) and the join storm drain out of
-        # the lag window (the master reports the largest lag of the last 10-20 s).
-        await asyncio.sleep(45)
-        before = sim.disconnects()
-        cpu0 = master.cpu_times()
-        t0 = time.monotonic()
-        lags: list[float] = []
-        online_min = size
-        ingest_url = f"{cluster.url}/api/v1/metrics/ingest"
-        async with httpx.AsyncClient(headers=headers, timeout=30) as http:
-            beats0 = (await http.get(ingest_url)).json()["heartbeats"]
-            while time.monotonic() - t0 < hold:
-                await asyncio.sleep(2)
-                status = (await http.get(ingest_url)).json()
-                lags.append(status["recent_max_lag"])
-                online_min = min(online_min, status["nodes_online"])
-            beats1 = (await http.get(ingest_url)).json()["heartbeats"]
-        elapsed = time.monotonic() - t0
-        cpu1 = master.cpu_times()
-        result.update(
-            master_cpu_percent=round(
-                100 * ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / elapsed, 1
-            ),
-            master_rss_mb=round(master.memory_info().rss / 2**20, 1),
-            heartbeats_per_s=round((beats1 - beats0) / elapsed, 1),
-            ingest_lag_max_s=round(max(lags), 3) if lags else None,
-            min_nodes_online=online_min,
-            disconnects=sim.disconnects() - before,
-        )
-        result["ok"] = (
-            result["disconnects"] == 0
-            and online_min >= size
-            and (result["ingest_lag_max_s"] or 0) < 2.0
-        )
-        result["sample_to_browser"] = await sample_to_browser(cluster, sim, token)
+        response = await http.get(f"{url}/api/v1/metrics/ingest")
+        response.raise_for_status()
+        data: dict[str, Any] = response.json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    data["at"] = time.monotonic()
+    return data
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _rate(probes: list[dict[str, Any]], key: str) -> float:
+    """Per-second growth of a counter between the first and the last answered probe."""
+    if len(probes) < 2 or probes[-1]["at"] <= probes[0]["at"]:
+        return 0.0
+    return (probes[-1][key] - probes[0][key]) / (probes[-1]["at"] - probes[0]["at"])
+
+
+async def fleet_step(
+    masters: list[MasterUnderTest],
+    size: int,
+    hold: float,
+    *,
+    settle: float = 45.0,
+    profile: Path | None = None,
+) -> dict[str, Any]:
+    """Connect ``size`` simulated nodes spread over ``masters``, let them settle, observe.
+
+    Every disconnect and refused hello counts, from the first connection on: a node that
+    the master drops during the connect storm or the settle time is flapping too.
+    """
+    sim = FleetSim(
+        [m.url for m in masters], masters[0].cluster.join_token, nodes=size, ramp_per_second=400
+    )
+    token = masters[0].cluster.admin_token()
+    headers = {"Authorization": f"Bearer {token}"}
+    result: dict[str, Any] = {"nodes": size, "masters": len(masters)}
+    bench = psutil.Process()
+    whole = Watch([m.process for m in masters] + [bench])
+    profiles = [
+        pyspy.Profile(m.process.pid, profile / f"master{i}-{size}.raw")
+        if profile is not None
+        else contextlib.nullcontext()
+        for i, m in enumerate(masters)
+    ]
+    try:
+        with contextlib.ExitStack() as stack:
+            for one in profiles:
+                stack.enter_context(one)
+            try:
+                result["connect_seconds"] = round(await sim.start(wait=300), 1)
+            except TimeoutError:
+                result["connect_seconds"] = None
+            result["connected_after_start"] = sim.connected()
+            result["connect_cpu_percent"] = whole.percent()[:-1]
+            # Let push intervals settle (rebalance runs every 5 s) and the join storm drain
+            # out of the lag window (the master reports the largest lag of the last 10-20 s).
+            await asyncio.sleep(settle)
+            result["storm_disconnects"] = sim.disconnects()
+            before = sim.disconnects()
+            hold_watch = Watch([m.process for m in masters] + [bench])
+            probes: list[list[dict[str, Any]]] = [[] for _ in masters]
+            failures = 0
+            online_min = size
+            async with httpx.AsyncClient(headers=headers, timeout=10) as http:
+                t0 = time.monotonic()
+                while True:
+                    online = 0
+                    for m, answered in zip(masters, probes, strict=True):
+                        status = await _ingest(http, m.url)
+                        if status is None:
+                            failures += 1
+                            continue
+                        answered.append(status)
+                        online += status["nodes_online"]
+                    online_min = min(online_min, online)
+                    if time.monotonic() - t0 >= hold:
+                        break
+                    await asyncio.sleep(2)
+            cpu = hold_watch.percent()
+            master_cpu = cpu[:-1]
+            seen = [status for answered in probes for status in answered]
+            result.update(
+                master_cpu_percent=master_cpu[0] if len(masters) == 1 else master_cpu,
+                bench_cpu_percent=cpu[-1],
+                master_rss_mb=[round(m.process.memory_info().rss / 2**20, 1) for m in masters],
+                heartbeats_per_s=round(sum(_rate(a, "heartbeats") for a in probes), 1),
+                samples_per_s=round(sum(_rate(a, "node_samples") for a in probes), 1),
+                ingest_lag_max_s=_round(max((s["recent_max_lag"] for s in seen), default=None)),
+                loop_lag_max_s=_round(max((s["loop_lag_max"] for s in seen), default=None)),
+                gc_full_collections=sum(a[-1]["gc_full_collections"] for a in probes if a),
+                gc_last_full_pause_s=max(
+                    (a[-1]["gc_last_full_pause"] for a in probes if a), default=None
+                ),
+                min_nodes_online=online_min,
+                probe_failures=failures,
+                disconnects=sim.disconnects() - before,
+                refusals=sim.refusals(),
+                last_refusal=sim.last_refusal[:200],
+            )
+            result["nodes_per_master"] = size // len(masters)
+            result["master_cpu_per_1000_nodes"] = round(
+                sum(master_cpu) / len(masters) / (size / len(masters) / 1000), 2
+            )
+            lag = result["ingest_lag_max_s"]
+            result["ok"] = (
+                result["storm_disconnects"] == 0
+                and result["disconnects"] == 0
+                and failures == 0
+                and online_min >= size
+                and lag is not None
+                and lag < 2.0
+            )
+            try:
+                delays = await sample_to_browser(masters[0], sim, token)
+            except (OSError, TimeoutError, WebSocketException) as exc:
+                delays = {"samples": 0, "error": repr(exc)}
+            result["sample_to_browser"] = delays
+            result["meets_targets"] = result["ok"] and (delays.get("p99_s") or 99) < 1.5
+        if profile is not None:
+            result["profile"] = {
+                str(one.out): {
+                    "busy": round(one.busy(), 3),
+                    "top": [(name, round(share, 3)) for name, share in one.top(30)],
+                }
+                for one in profiles
+                if isinstance(one, pyspy.Profile)
+            }
         return result
     finally:
         await sim.stop()
 
 
-async def run(sizes: list[int], hold: float) -> dict[str, Any]:
+async def run(
+    sizes: list[int],
+    hold: float,
+    *,
+    settle: float = 45.0,
+    profile: Path | None = None,
+    master_env: dict[str, str] | None = None,
+    memory: bool = True,
+) -> dict[str, Any]:
     results: dict[str, Any] = {}
     results["echo_roundtrips_per_s"] = round(await echo_rate(5), 1)
-    per_sample, samples = bytes_per_sample()
-    results["bytes_per_retained_sample"] = round(per_sample, 2)
-    results["bytes_sample_count"] = samples
+    if memory:
+        per_sample, samples = bytes_per_sample()
+        results["bytes_per_retained_sample"] = round(per_sample, 2)
+        results["bytes_sample_count"] = samples
     steps = []
     largest = 0
     for size in sizes:
-        with (
-            tempfile.TemporaryDirectory(prefix="gdos-fleet-") as tmp,
-            LocalCluster(Path(tmp)) as cluster,
-        ):
-            cluster.start_master(env={"OPS_MASTER_LOG_LEVEL": "warning"})
-            step = await fleet_step(cluster, size, hold)
+        with tempfile.TemporaryDirectory(prefix="gdos-fleet-") as tmp:
+            master = MasterUnderTest.start(Path(tmp), master_env)
+            try:
+                step = await fleet_step([master], size, hold, settle=settle, profile=profile)
+            finally:
+                master.close()
         steps.append(step)
-        print(f"  fleet {size:>5}: {step}", flush=True)
+        print(
+            f"  fleet {size:>5}: {json.dumps({k: v for k, v in step.items() if k != 'profile'})}",
+            flush=True,
+        )
         if step["ok"]:
             largest = size
         else:
@@ -266,14 +451,27 @@ async def run(sizes: list[int], hold: float) -> dict[str, Any]:
 def report(results: dict[str, Any]) -> None:
     print(
         f"(a) largest fleet with no flapping and ingest lag < 2 s: "
-        f"{results['largest_fleet_ok']} simulated nodes (target 5000)"
+        f"{results['largest_fleet_ok']} simulated nodes on one master (target 10000)"
     )
     for step in results["fleet_steps"]:
         print(
-            f"    {step['nodes']:>5} nodes: master CPU {step['master_cpu_percent']} %, "
+            f"    {step['nodes']:>5} nodes ({step['nodes_per_master']} per master): connect "
+            f"{step['connect_seconds']} s, master CPU {step['master_cpu_percent']} % "
+            f"({step['master_cpu_per_1000_nodes']} % per 1,000 nodes), "
             f"RSS {step['master_rss_mb']} MB, {step['heartbeats_per_s']} heartbeats/s, "
-            f"max lag {step['ingest_lag_max_s']} s, disconnects {step['disconnects']}"
+            f"{step['samples_per_s']} samples/s, max lag {step['ingest_lag_max_s']} s, "
+            f"loop lag {step['loop_lag_max_s']} s, disconnects {step['storm_disconnects']} "
+            f"during connect+settle / {step['disconnects']} after, refused hellos "
+            f"{step['refusals']}, unanswered probes {step['probe_failures']}, "
+            f"simulator CPU {step['bench_cpu_percent']} %"
         )
+        for path, found in (step.get("profile") or {}).items():
+            print(
+                f"    profile {path}: loop busy in {found['busy']:.0%} of samples;"
+                " share of the busy samples (inclusive):"
+            )
+            for name, share in found["top"]:
+                print(f"      {share:6.1%}  {name}")
     for step in results["fleet_steps"]:
         delay = step.get("sample_to_browser") or {}
         print(
@@ -285,18 +483,46 @@ def report(results: dict[str, Any]) -> None:
         f"(b) bare Hypercorn WebSocket echo: {results['echo_roundtrips_per_s']} round trips/s;"
         f" master ingest / echo = {results.get('ingest_vs_echo_ratio')}"
     )
-    print(
-        f"(c) master memory per retained sample: {results['bytes_per_retained_sample']} bytes"
-        f" (target <= 4)"
-    )
+    if "bytes_per_retained_sample" in results:
+        print(
+            f"(c) master memory per retained sample: {results['bytes_per_retained_sample']}"
+            " bytes (target <= 4)"
+        )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=DEFAULT_SIZES)
     parser.add_argument("--hold", type=float, default=30.0, help="seconds to observe each size")
+    parser.add_argument(
+        "--settle", type=float, default=45.0, help="seconds between connecting and observing"
+    )
+    parser.add_argument(
+        "--profile", type=Path, help="record each master with py-spy into this folder"
+    )
+    parser.add_argument(
+        "--master-code",
+        type=Path,
+        help="run the master from this checkout (PYTHONPATH), e.g. an older commit to compare",
+    )
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--no-memory", action="store_true", help="skip (c), the bytes per retained sample"
+    )
     args = parser.parse_args()
-    results = asyncio.run(run(args.sizes, args.hold))
+    env = {"PYTHONPATH": str(args.master_code.absolute())} if args.master_code else None
+    results = asyncio.run(
+        run(
+            args.sizes,
+            args.hold,
+            settle=args.settle,
+            profile=args.profile,
+            master_env=env,
+            memory=not args.no_memory,
+        )
+    )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
     print()
     print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}")
     report(results)

@@ -14,6 +14,10 @@
    concurrent ``start_instance`` calls (with and without the same ``min_running`` check).
 6. metrics to a DataFrame (``bench_metrics.py``): ``query_range`` of 1 h of 1 s samples for
    100 nodes to one DataFrame, against raw ``httpx.get`` + ``json.loads`` of the same answer.
+7. rollout (``bench_rollout.py``): a rollout of 10 instances on 2 workers (``max_parallel``
+   5, ``wait`` running) against 10 sequential restarts, and 10 restarts 5 at a time.
+8. REST speed (``bench_rest.py``): ``GET /api/v1/nodes`` with an API token, against a bare
+   Quart app serving the same bytes on the same Hypercorn settings.
 
 The machine is shared and noisy; compare each figure with its baseline, not across runs.
 """
@@ -40,6 +44,8 @@ sys.path.insert(0, str(ROOT))
 import bench_batch  # noqa: E402
 import bench_fleet  # noqa: E402
 import bench_metrics  # noqa: E402
+import bench_rest  # noqa: E402
+import bench_rollout  # noqa: E402
 import bench_terminal  # noqa: E402
 
 from gdos_sdk.archive import build_archive, safe_extract  # noqa: E402
@@ -206,11 +212,20 @@ def main() -> int:
         terminal = bench_terminal.measure(Path(tmp))
     results["terminal"] = terminal
     bench_terminal.report(terminal)
+    # 7. REST: GET /nodes against a bare Quart app (before the fleet run, which loads the machine)
+    rest = asyncio.run(bench_rest.run())
+    results["rest"] = rest
+    bench_rest.report(rest)
     # 5. batch start against concurrent starts (before the fleet run, which loads the machine)
     with tempfile.TemporaryDirectory(prefix="gdos-bench-batch-") as tmp:
         batch = bench_batch.measure(Path(tmp), instances=args.instances)
     results["batch"] = batch
     bench_batch.report(batch)
+    # 7. a rollout against restarts, sequential and 5 at a time
+    with tempfile.TemporaryDirectory(prefix="gdos-bench-rollout-") as tmp:
+        rollout = bench_rollout.measure(Path(tmp))
+    results["rollout"] = rollout
+    bench_rollout.report(rollout)
     # 4. fleet scale: simulated workers over real WebSockets against one master
     if args.fleet_sizes:
         print("fleet:")

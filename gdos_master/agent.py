@@ -27,13 +27,15 @@ from quart import Quart, websocket
 from gdos_master.audit import record_audit
 from gdos_master.auth import NODE_PREFIX, authenticate_websocket
 from gdos_master.fleet import AgentConnection
+from gdos_master.ingest import read_batch
 from gdos_master.nodes import CLAIM_PREFIX
 from gdos_master.routing import error_response
-from gdos_sdk.codec import unstructure
+from gdos_sdk.codec import parse_json, unstructure
 from gdos_sdk.errors import AuthError, GdosError, ProtocolError
 from gdos_sdk.logformat import set_log_context
 from gdos_sdk.protocol import (
     MAX_FRAME,
+    MIN_PROTOCOL,
     PROTOCOL_VERSION,
     CommandOutput,
     ErrorMessage,
@@ -139,13 +141,13 @@ def register_agent_socket(app: Quart) -> None:
                 )
             )
         )
-        conn = AgentConnection(node_id, send, close)
+        conn = AgentConnection(node_id, send, close, protocol=hello.protocol)
         await master.fleet.connect(conn, approved=approved)
         log.info("node %s (%s) connected; hello of %d bytes", node_id, hello.hostname, hello_size)
         if approved:
             master.spawn_reconcile(node_id, hello.instances)
         try:
-            await _receive_loop(master, conn, ws)
+            await _receive_loop(master, conn, ws, joined=credential is not None)
         finally:
             await master.fleet.disconnect(conn)
             master.nodes.flush_last_seen_one(node_id)
@@ -169,10 +171,10 @@ async def _receive_hello(ws: Any) -> tuple[Hello, int]:
     message = decode(text)
     if not isinstance(message, Hello):
         raise ProtocolError(f"expected hello, got {message.type}")
-    if message.protocol != PROTOCOL_VERSION:
+    if not MIN_PROTOCOL <= message.protocol <= PROTOCOL_VERSION:
         raise ProtocolError(
             f"worker speaks agent protocol {message.protocol}, this master speaks"
-            f" {PROTOCOL_VERSION}; upgrade the older side"
+            f" {MIN_PROTOCOL} to {PROTOCOL_VERSION}; upgrade the older side"
         )
     _check_hello(message)
     return message, len(text)
@@ -189,10 +191,19 @@ def _check_hello(hello: Hello) -> None:
         raise ProtocolError(f"fingerprint of {size} bytes is over {MAX_FINGERPRINT} bytes")
 
 
-async def _receive_loop(master: Any, conn: AgentConnection, ws: Any) -> None:
+async def _receive_loop(master: Any, conn: AgentConnection, ws: Any, *, joined: bool) -> None:
+    """Read the worker's frames until the channel closes.
+
+    ``joined``: this channel's hello joined the node (a new credential went out in the
+    welcome). The worker's first frame shows the welcome arrived, which confirms the join
+    (:meth:`~gdos_master.nodes.Nodes.confirm`).
+    """
     fleet = master.fleet
     while True:
         text = await ws.receive()
+        if joined:
+            joined = False
+            master.nodes.confirm(conn.node_id)
         size = len(text)
         fleet.frame(size)
         if size > MAX_FRAME:
@@ -203,6 +214,15 @@ async def _receive_loop(master: Any, conn: AgentConnection, ws: Any) -> None:
             # A pending node is not read: its frames only show it is alive. (Approval
             # makes it reconnect, and its next hello is read in full.)
             fleet.touch(conn.node_id)
+            continue
+        # Heartbeats, the bulk of the traffic, go to the fleet as the parser's dicts (checked
+        # by read_batch); anything else, or anything unusual, takes the general decoder.
+        try:
+            batch = read_batch(parse_json(text, max_depth=None))
+        except ValueError:
+            batch = None
+        if batch is not None:
+            fleet.ingest(conn.node_id, batch)
             continue
         try:
             message = decode(text)

@@ -31,7 +31,7 @@ from gdos_master.agent import register_agent_socket
 from gdos_master.alert_store import AlertStore
 from gdos_master.alerting import AlertEngine, Notifier
 from gdos_master.api import api
-from gdos_master.auth import LoginLimiter, authenticate
+from gdos_master.auth import CredentialCache, LoginLimiter, authenticate
 from gdos_master.backups import Backups
 from gdos_master.batches import BatchRuns
 from gdos_master.commands import CommandRuns
@@ -54,6 +54,7 @@ from gdos_master.prometheus import (
     render_prometheus,
     wants_openmetrics,
 )
+from gdos_master.rollouts import Rollouts
 from gdos_master.routing import (
     check_password_fresh,
     close_if_body_sent,
@@ -98,10 +99,14 @@ class Master:
     tls: bool = False
     # Disabled unless the serving process (gdos_master.cli) turns it on.
     heap: HeapKeeper = attrs.field(factory=lambda: HeapKeeper(enabled=False))
+    # What API tokens, sessions and node credentials resolved to, while the database is
+    # unchanged (gdos_master.auth.CredentialCache).
+    credentials: CredentialCache = attrs.field(factory=CredentialCache)
     tasks: set[asyncio.Task[Any]] = attrs.field(factory=set)
     backups: Backups = attrs.field(init=False)  # set by build_master: it needs the master
     commands: CommandRuns = attrs.field(init=False)  # fleet commands (build_master)
     batches: BatchRuns = attrs.field(init=False)  # ordered batch actions (build_master)
+    rollouts: Rollouts = attrs.field(init=False)  # version changes of modules (build_master)
     logs: InstanceLogs = attrs.field(init=False)  # the log viewer (build_master)
     terminals: TerminalRelay = attrs.field(init=False)  # web terminals (build_master)
 
@@ -153,13 +158,18 @@ class Master:
     async def run_housekeeping(self, clock: Callable[[], float] = time.monotonic) -> None:
         """Detect silent nodes twice a second; flush last-seen times now and then."""
         last_flush = last_trim = last_rebalance = clock()
+        loop = asyncio.get_running_loop()
         while True:
+            began = loop.time()
             await asyncio.sleep(0.5)
+            # A late wake-up is a stalled loop: nobody's heartbeats were read meanwhile, so
+            # the liveness clock stops for it before anyone is judged (Fleet.loop_late).
+            self.fleet.loop_late(loop.time() - began - 0.5)
             await self.fleet.sweep()
             if clock() - last_rebalance >= 5:
                 last_rebalance = clock()
                 await self.fleet.rebalance()
-                self.heap.tick(self.fleet.stats.disconnects)
+                self.heap.tick(self.fleet.stats.disconnects, self.fleet.connection_count())
             if clock() - last_flush >= self.settings.database.flush_interval:
                 last_flush = clock()
                 self.nodes.flush_last_seen()
@@ -173,7 +183,9 @@ class Master:
         while True:
             began = loop.time()
             await asyncio.sleep(period)
-            self.fleet.stats.loop_lag.record(max(0.0, loop.time() - began - period), time.time())
+            late = max(0.0, loop.time() - began - period)
+            self.fleet.stats.loop_lag.record(late, time.time())
+            self.fleet.loop_late(late)
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -317,6 +329,8 @@ def build_master(
     master.commands = CommandRuns(master)
     master.batches = BatchRuns(master)
     master.batches.recover()  # jobs a previous run of the master left running
+    master.rollouts = Rollouts(master)
+    master.rollouts.load()  # resumed when serving begins (they hold their instances now)
     master.logs = InstanceLogs(master)
     master.terminals = TerminalRelay(master)
     return master
@@ -381,6 +395,7 @@ def create_app(
         master.spawn(master.alerts.run())
         master.spawn(master.watch_loop())
         master.spawn(master.backups.run_schedule())
+        master.rollouts.start_background()
         master.heap.churn_limit = master.settings.fleet.gc_churn_limit
         master.heap.start(master.fleet.stats.disconnects)
 

@@ -7,6 +7,11 @@ Three credential kinds reach the master:
 * an API token: ``Authorization: Bearer gdos_...`` (scripts, the SDK);
 * a node credential: ``Authorization: Bearer gdosn_...``, valid only on the
   agent endpoints; anywhere else it is refused with 403.
+
+What a credential resolves to is cached (:class:`CredentialCache`) for as long as the
+database has not changed: revoking a token, ending a session, deleting a node, changing a
+user's role or password all write the database, so the next request reads it again and
+revocation stays immediate. Expiry is checked on every request.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ __all__ = [
     "NODE_PREFIX",
     "SESSION_COOKIE",
     "TOKEN_PREFIX",
+    "CredentialCache",
     "LoginAttempt",
     "LoginLimiter",
     "Principal",
@@ -82,29 +88,98 @@ def _bearer(headers: Any) -> str | None:
     return None
 
 
-def authenticate_headers(db: Database, headers: Any, cookies: Any) -> Principal:
+class CredentialCache:
+    """Principals of credentials seen lately, valid while the database is unchanged.
+
+    Each API request used to hash its credential and read the database (10-13 % of a
+    ``GET /nodes``). An entry here is keyed by the credential's hash and remembers the
+    database's write counter (:attr:`~gdos_master.db.Database.changes`, alike on both
+    engines) when it was read: any write since (a revoked token, a logout, a role change,
+    a deleted node, a restored backup) makes every entry stale. Entries also keep their
+    expiry, checked on every use. At most ``size`` entries; past that, the cache starts
+    over.
+
+    Several masters on one database (issue 15) must also drop entries when another master
+    writes; this cache sees only this master's writes (docs/database.md).
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._entries: dict[str, tuple[Principal, float | None]] = {}
+        self._version = -1
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, db: Database, key: str, now: float) -> Principal | None:
+        version = db.changes
+        if version != self._version:
+            self._entries.clear()
+            self._version = version
+            self.misses += 1
+            return None
+        found = self._entries.get(key)
+        if found is None or (found[1] is not None and found[1] < now):
+            self.misses += 1
+            return None
+        self.hits += 1
+        return found[0]
+
+    def put(self, db: Database, key: str, principal: Principal, expires: float | None) -> None:
+        if db.changes != self._version:
+            return  # written meanwhile: do not keep what was read before
+        if len(self._entries) >= self.size:
+            self._entries.clear()
+        self._entries[key] = (principal, expires)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._version = -1
+
+
+def authenticate_headers(
+    db: Database, headers: Any, cookies: Any, cache: CredentialCache | None = None
+) -> Principal:
     """Resolve a credential from request headers/cookies, or raise AuthError."""
     now = time.time()
     token = _bearer(headers)
+    secret = token if token is not None else cookies.get(SESSION_COOKIE)
+    if not secret:
+        raise AuthError("authentication required: log in or send 'Authorization: Bearer <token>'")
+    key = hash_secret(secret)
+    if cache is not None:
+        found = cache.get(db, ("t" if token is not None else "s") + key, now)
+        if found is not None:
+            return found
+    principal, expires = _resolve(db, token, key, now)
+    if cache is not None:
+        cache.put(db, ("t" if token is not None else "s") + key, principal, expires)
+    return principal
+
+
+def _resolve(
+    db: Database, token: str | None, key: str, now: float
+) -> tuple[Principal, float | None]:
+    """Read what a credential (``key``: its hash) stands for, and until when."""
     if token is not None:
         if token.startswith(NODE_PREFIX):
-            row = db.one("SELECT id FROM nodes WHERE credential_hash = ?", (hash_secret(token),))
+            row = db.one("SELECT id FROM nodes WHERE credential_hash = ?", (key,))
             if row is None:
                 raise AuthError("unknown or revoked node credential")
-            return Principal(kind="node", role=Role.VIEWER, node_id=row["id"])
+            return Principal(kind="node", role=Role.VIEWER, node_id=row["id"]), None
         row = db.one(
             "SELECT t.id, t.role, t.expires_at, t.revoked, u.id AS uid, u.username, u.role AS"
             " urole, u.disabled, u.must_change_password FROM api_tokens t"
             " JOIN users u ON u.id = t.user_id WHERE t.secret_hash = ?",
-            (hash_secret(token),),
+            (key,),
         )
         if row is None or row["revoked"] or row["disabled"]:
             raise AuthError("invalid or revoked API token")
-        if row["expires_at"] is not None and row["expires_at"] < now:
+        expires: float | None = row["expires_at"]
+        if expires is not None and expires < now:
             raise AuthError("API token has expired")
         # A token never carries more than its owner's current role.
         role = min(Role(row["role"]), Role(row["urole"]), key=lambda r: r.rank)
-        return Principal(
+        principal = Principal(
             kind="token",
             role=role,
             user_id=row["uid"],
@@ -112,37 +187,35 @@ def authenticate_headers(db: Database, headers: Any, cookies: Any) -> Principal:
             token_id=row["id"],
             must_change_password=bool(row["must_change_password"]),
         )
-    session = cookies.get(SESSION_COOKIE)
-    if session:
-        session_hash = hash_secret(session)
-        row = db.one(
-            "SELECT s.csrf, s.expires_at, u.id, u.username, u.role, u.disabled,"
-            " u.must_change_password FROM sessions s JOIN users u ON u.id = s.user_id"
-            " WHERE s.id_hash = ?",
-            (session_hash,),
-        )
-        if row is None or row["disabled"] or row["expires_at"] < now:
-            raise AuthError("session expired; log in again")
-        return Principal(
-            kind="session",
-            role=Role(row["role"]),
-            user_id=row["id"],
-            username=row["username"],
-            csrf=row["csrf"],
-            session_hash=session_hash,
-            must_change_password=bool(row["must_change_password"]),
-        )
-    raise AuthError("authentication required: log in or send 'Authorization: Bearer <token>'")
+        return principal, expires
+    row = db.one(
+        "SELECT s.csrf, s.expires_at, u.id, u.username, u.role, u.disabled,"
+        " u.must_change_password FROM sessions s JOIN users u ON u.id = s.user_id"
+        " WHERE s.id_hash = ?",
+        (key,),
+    )
+    if row is None or row["disabled"] or row["expires_at"] < now:
+        raise AuthError("session expired; log in again")
+    principal = Principal(
+        kind="session",
+        role=Role(row["role"]),
+        user_id=row["id"],
+        username=row["username"],
+        csrf=row["csrf"],
+        session_hash=key,
+        must_change_password=bool(row["must_change_password"]),
+    )
+    return principal, float(row["expires_at"])
 
 
 async def authenticate(master: Any) -> Principal:
     """The caller of the current HTTP request."""
-    return authenticate_headers(master.db, request.headers, request.cookies)
+    return authenticate_headers(master.db, request.headers, request.cookies, master.credentials)
 
 
 def authenticate_websocket(master: Any) -> Principal:
     """The caller of the current WebSocket handshake."""
-    return authenticate_headers(master.db, websocket.headers, websocket.cookies)
+    return authenticate_headers(master.db, websocket.headers, websocket.cookies, master.credentials)
 
 
 def check_csrf(principal: Principal) -> None:

@@ -442,6 +442,7 @@ class Backups:
         if db.conn.in_transaction:
             raise ConflictError("the database is busy; try the restore again")
         staged.backup(db.conn)
+        db.changed()  # pages copied, not statements run through the facade
 
     async def _reload(self) -> int:
         """Rebuild in-memory state from the restored database; ask workers to reconnect."""
@@ -453,11 +454,14 @@ class Backups:
         master.accounts.ensure_admin(
             master.settings.auth.admin_username, master.settings.auth.admin_password
         )
-        master.nodes._fingerprints.clear()
+        master.nodes.forget_cached()
+        master.credentials.clear()  # the restore wrote through the backup API, not statements
         master.alerts.meta.clear()
         master.alerts.started = master.alerts.clock()  # workers are about to reconnect
         master.alerts.load()
         master.batches.recover()  # the backup may have caught a batch running
+        master.rollouts.load()  # ... or a rollout: it is resumed
+        master.rollouts.start_background()
         db.set_kv("last_restore", json.dumps({"at": time.time()}))  # moves db.changes
         known = {r["id"] for r in db.all("SELECT id FROM nodes")}
         instances = {r["id"] for r in db.all("SELECT id FROM instances")}

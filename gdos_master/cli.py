@@ -27,6 +27,7 @@ from gdos_sdk.config import (
 from gdos_sdk.errors import GdosError
 from gdos_sdk.flaghelp import HELP_FLAGS, VERSION_FLAGS, Flag, has_flag, render_help
 from gdos_sdk.logformat import configure_logging
+from gdos_sdk.parentwatch import parent_gone
 from gdos_sdk.protocol import MAX_FRAME
 
 __all__ = ["main"]
@@ -52,13 +53,27 @@ async def _serve(app: object, config: Config, master: Master) -> None:
         # The handler only sets an event; Hypercorn's graceful shutdown does the work.
         loop.add_signal_handler(sig, stop.set)
 
+    parent = master.settings.server.parent_pid
+    if parent:  # a throw-away master (LocalCluster): it ends with the process that started it
+
+        async def orphaned() -> None:
+            await parent_gone(parent)
+            log.warning("process %d that started this master ended: shutting down", parent)
+            stop.set()
+
+        watcher = loop.create_task(orphaned())
+
     async def shutdown() -> None:
         await stop.wait()
         # End the web terminals first, while their browsers can still be told why: each
         # session's recording is stored and its end audited (master_restart).
         await master.terminals.close()
 
-    await serve(app, config, shutdown_trigger=shutdown)  # type: ignore[arg-type]
+    try:
+        await serve(app, config, shutdown_trigger=shutdown)  # type: ignore[arg-type]
+    finally:
+        if parent:
+            watcher.cancel()
 
 
 PROG = "gdos-master"

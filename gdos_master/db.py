@@ -115,14 +115,28 @@ class Database(abc.ABC):
         """The schema number (the newest Alembic revision applied)."""
         return int(self.scalar("SELECT version_num FROM alembic_version"))
 
-    @property
-    @abc.abstractmethod
-    def changes(self) -> int:
-        """A number that moves whenever this process changed a row (never per query).
+    #: See :attr:`changes`.
+    _changes: int = 0
 
-        Live views poll it to re-read only after a write. Writes by another master
-        sharing the database do not move it.
+    @property
+    def changes(self) -> int:
+        """The write counter: it moves whenever this facade may have changed the data.
+
+        Every statement run through :meth:`execute`, :meth:`executemany` or
+        :meth:`insert` that writes (``INSERT``, ``UPDATE``, ``DELETE``, DDL) and changed
+        a row moves it by one, and the end of a transaction that wrote moves it again
+        (committed or rolled back). Reads never move it. Caches of what was read
+        (:class:`~gdos_master.auth.CredentialCache`, the node list, live views) keep the
+        value they read at and read again once it moved. It counts alike on both engines.
+
+        Writes by another master sharing the database do not move it: several masters
+        need a signal they share (docs/database.md).
         """
+        return self._changes
+
+    def changed(self) -> None:
+        """Move :attr:`changes` for a write made around the facade (SQLite's backup API)."""
+        self._changes += 1
 
     @abc.abstractmethod
     def transaction(self) -> contextlib.AbstractContextManager[None]:
@@ -219,30 +233,36 @@ class SqliteDatabase(Database):
         conn.execute("PRAGMA busy_timeout=5000")
         return conn
 
-    @property
-    def changes(self) -> int:
-        return self.conn.total_changes
-
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         if self.conn.in_transaction:  # nested: the outer block owns the commit
             yield
             return
+        before = self._changes
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("COMMIT")
+        finally:
+            if self._changes != before:
+                self._changes += 1
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
-        return self.conn.execute(sql, params)
+        cursor = self.conn.execute(sql, params)
+        if _writes(sql) and cursor.rowcount:  # -1 for DDL: counted
+            self._changes += 1
+        return cursor
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        self.conn.executemany(sql, rows)
+        if self.conn.executemany(sql, rows).rowcount:
+            self._changes += 1
 
     def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
+        self._changes += 1
         return int(self.conn.execute(sql, params).lastrowid or 0)
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
@@ -305,6 +325,19 @@ def _upgrade(engine: Any) -> None:
         engine.dispose()
 
 
+#: First words of the statements that count as writes (:attr:`Database.changes`).
+_WRITE_VERBS = frozenset(
+    {"INSERT", "UPDATE", "DELETE", "REPLACE", "WITH", "CREATE", "DROP", "ALTER", "TRUNCATE"}
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def _writes(sql: str) -> bool:
+    """Whether ``sql`` may change data (``WITH`` counts: it may hold a write)."""
+    words = sql.lstrip()[:8].split(None, 1)
+    return bool(words) and words[0].upper() in _WRITE_VERBS
+
+
 @functools.lru_cache(maxsize=4096)
 def _pg_statement(sql: str) -> tuple[str, bool]:
     """``sql`` with ``?`` as psycopg's ``%s`` (``%`` doubled); and whether it writes."""
@@ -320,8 +353,7 @@ def _pg_statement(sql: str) -> tuple[str, bool]:
             out.append("%s")
             continue
         out.append("%%" if char == "%" else char)
-    verb = sql.lstrip()[:6].upper()
-    return "".join(out), verb in {"INSERT", "UPDATE", "DELETE"}
+    return "".join(out), _writes(sql)
 
 
 class PostgresDatabase(Database):
@@ -335,7 +367,6 @@ class PostgresDatabase(Database):
         from psycopg.pq import TransactionStatus
 
         self._idle = TransactionStatus.IDLE
-        self._changes = 0
         self.conn: psycopg.Connection[PgRow] = self._connect()
 
     @classmethod
@@ -384,24 +415,25 @@ class PostgresDatabase(Database):
             self.conn = self._connect()
         return self.conn
 
-    @property
-    def changes(self) -> int:
-        return self._changes
-
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         conn = self._connection()
         if conn.info.transaction_status != self._idle:  # nested: the outer block owns the commit
             yield
             return
-        with conn.transaction():
-            yield
+        before = self._changes
+        try:
+            with conn.transaction():
+                yield
+        finally:
+            if self._changes != before:
+                self._changes += 1
 
     def _run(self, sql: str, params: Sequence[Any]) -> psycopg.Cursor[PgRow]:
         statement, writes = _pg_statement(sql)
         cursor = self._connection().execute(statement, params)
-        if writes and cursor.rowcount > 0:
-            self._changes += cursor.rowcount
+        if writes and cursor.rowcount:  # -1 for DDL: counted
+            self._changes += 1
         return cursor
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[PgRow]:
@@ -411,7 +443,8 @@ class PostgresDatabase(Database):
         statement, _ = _pg_statement(sql)
         with self._connection().cursor() as cursor:
             cursor.executemany(statement, rows)
-        self._changes += 1
+            if cursor.rowcount:
+                self._changes += 1
 
     def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
         row = self._run(sql + " RETURNING id", params).fetchone()

@@ -2,9 +2,15 @@
 
 Nothing here writes the database. Heartbeats only update memory; a node is
 online while its agent channel is open and its last heartbeat is younger
-than ``heartbeat_interval + offline_grace``. :meth:`Fleet.sweep`, called
+than ``push interval + offline_grace``. :meth:`Fleet.sweep`, called
 about twice a second, closes channels that went quiet so a half-open TCP
 connection cannot keep a dead node "online".
+
+Ages are measured on the master's own liveness clock (:meth:`Fleet.now`): monotonic
+time that stands still while the master's event loop was late (its timers report
+how late they woke, :meth:`Fleet.loop_late`). While the loop is stalled (a garbage
+collection, a burst of joins) nobody's frames are read, so a node is not late
+because the master was.
 
 A node is trusted with its own numbers only (docs/security.md, "Nodes and the
 agent channel"): samples of a pending node are dropped, an instance sample counts
@@ -24,9 +30,11 @@ import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 import attrs
 
+from gdos_master.ingest import SampleBatch, instance_columns, node_columns
 from gdos_master.prometheus import INSTANCE_RATES, NODE_RATES, RateTotals
 from gdos_sdk.codec import converter
 from gdos_sdk.errors import (
@@ -37,10 +45,17 @@ from gdos_sdk.errors import (
     TransportError,
     ValidationError,
 )
-from gdos_sdk.metrics.names import instance_values, node_values
 from gdos_sdk.metrics.series import SeriesStore
 from gdos_sdk.models import InstanceSample, NodeSample
-from gdos_sdk.protocol import Command, Configure, InstanceStatus, Request, Response, encode
+from gdos_sdk.protocol import (
+    PROTOCOL_VERSION,
+    Command,
+    Configure,
+    InstanceStatus,
+    Request,
+    Response,
+    encode,
+)
 
 __all__ = [
     "AgentConnection",
@@ -55,11 +70,15 @@ __all__ = [
 log = logging.getLogger("gdos.master.fleet")
 
 Sender = Callable[[str], Awaitable[None]]
+Sample = dict[str, Any]  # a sample as the wire carried it, checked (gdos_master.ingest)
 Placement = Callable[[str], Iterable[str]]
 
 # A node's cached set of its instance ids is looked up again at most this often (seconds),
 # and only when a heartbeat names an instance missing from it.
 PLACEMENT_REFRESH = 1.0
+
+# Event-loop lateness under this (seconds) is scheduling noise, not a stall of the master.
+LATE_TOLERANCE = 0.05
 
 # Called with a worker's answer that came after its request had timed out.
 LateHandler = Callable[[Response], None]
@@ -71,6 +90,11 @@ _CALLER_ERRORS: dict[str, type[GdosError]] = {
     ValidationError.code: ValidationError,
     ManifestError.code: ManifestError,
 }
+
+
+def _sample_ts(sample: Sample) -> float:
+    ts: float = sample["ts"]
+    return ts
 
 
 def worker_error(response: Response, node_id: str) -> GdosError:
@@ -95,8 +119,16 @@ class AgentConnection:
         status = await conn.request(StartCommand(instance_id="..."), timeout=30)
     """
 
-    def __init__(self, node_id: str, send: Sender, close: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        send: Sender,
+        close: Callable[[], Awaitable[None]],
+        *,
+        protocol: int = PROTOCOL_VERSION,
+    ) -> None:
         self.node_id = node_id
+        self.protocol = protocol  # the worker's agent protocol (what commands it knows)
         self.id = uuid.uuid4().hex
         self._send = send
         self._close = close
@@ -185,7 +217,7 @@ class NodeRuntime:
 
     node_id: str
     connection: AgentConnection | None = None
-    last_heartbeat: float = 0.0  # monotonic
+    last_heartbeat: float = 0.0  # Fleet.now(): the liveness clock
     last_seen: float = 0.0  # wall clock, flushed to the database now and then
     latest_text: str | None = None
     latest_ts: float = 0.0
@@ -307,10 +339,39 @@ class Fleet:
         self.totals = RateTotals()
         self._clock = clock
         self._wall = wall_clock
+        # Seconds the event loop was known to be stalled, and until when (self._clock time).
+        self._stalled = 0.0
+        self._stalled_until = -math.inf
         self.nodes: dict[str, NodeRuntime] = {}
         self.on_offline: list[Callable[[str], None]] = []
-        # Called with (node id, node samples, instance samples) after each heartbeat.
-        self.on_samples: list[Callable[[str, list[NodeSample], list[InstanceSample]], None]] = []
+        # Called with (node id, node samples, instance samples) after each heartbeat: the
+        # samples kept, as checked dicts in the models' unstructured form.
+        self.on_samples: list[Callable[[str, list[Sample], list[Sample]], None]] = []
+
+    # --- the liveness clock ---------------------------------------------------------------------
+
+    def now(self) -> float:
+        """The liveness clock: monotonic seconds, less the time the event loop was stalled."""
+        return self._clock() - self._stalled
+
+    def loop_late(self, seconds: float) -> None:
+        """A timer of the event loop fired ``seconds`` late: stop the liveness clock for that.
+
+        Several timers may report the same stall; each stretch of time counts once. A few
+        milliseconds of lateness are normal scheduling and do not count.
+        """
+        if seconds < LATE_TOLERANCE:
+            return
+        now = self._clock()
+        began = max(now - seconds, self._stalled_until)
+        if now > began:
+            self._stalled += now - began
+        self._stalled_until = max(self._stalled_until, now)
+
+    @property
+    def stalled(self) -> float:
+        """Seconds the liveness clock stood still (the event loop's stalls, in all)."""
+        return self._stalled
 
     def runtime(self, node_id: str) -> NodeRuntime:
         found = self.nodes.get(node_id)
@@ -324,8 +385,8 @@ class Fleet:
         old = rt.connection
         rt.connection = conn
         rt.approved = approved
-        rt.last_heartbeat = self._clock()
-        rt.last_seen = time.time()
+        rt.last_heartbeat = self.now()
+        rt.last_seen = self._wall()
         rt.push_interval = self.desired_interval(rt)
         if old is not None and old is not conn:
             await old.close()
@@ -351,7 +412,7 @@ class Fleet:
     def touch(self, node_id: str) -> None:
         """Record that a node is alive (any frame counts), without reading what it sent."""
         rt = self.runtime(node_id)
-        rt.last_heartbeat = self._clock()
+        rt.last_heartbeat = self.now()
         rt.last_seen = self._wall()
 
     def frame(self, size: int) -> None:
@@ -363,65 +424,79 @@ class Fleet:
     def heartbeat(
         self, node_id: str, nodes: list[NodeSample], instances: list[InstanceSample]
     ) -> None:
+        """:meth:`ingest` for samples given as models (tests, the general decoding path)."""
+        self.ingest(node_id, SampleBatch.from_models(nodes, instances))
+
+    def ingest(self, node_id: str, batch: SampleBatch) -> None:
         """Record liveness and the acceptable samples of a heartbeat batch (no database write).
 
         Kept: samples of an approved node, timestamped within :attr:`window` of the
-        master's clock, and (instance samples) of instances placed on ``node_id``.
+        master's clock, and (instance samples) of instances placed on ``node_id``. They are
+        stored a metric at a time (:mod:`gdos_master.ingest`): no model object per sample.
         """
         self.touch(node_id)
         rt = self.nodes[node_id]
         now = rt.last_seen
         self.stats.heartbeats += 1
         dropped = self.stats.dropped
+        nodes, instances = batch.nodes, batch.instances
         if not rt.approved:
             dropped["pending"] += len(nodes) + len(instances)
             return
         oldest, newest = now - self.window.max_age, now + self.window.max_ahead
         given = len(nodes) + len(instances)
-        nodes = [s for s in nodes if oldest <= s.ts <= newest]
-        instances = [s for s in instances if oldest <= s.ts <= newest]
+        nodes = [s for s in nodes if oldest <= s["ts"] <= newest]
+        instances = [s for s in instances if oldest <= s["ts"] <= newest]
         dropped["out_of_window"] += given - len(nodes) - len(instances)
         if instances:
             given = len(instances)
             instances = self._owned(rt, instances)
             dropped["not_owned"] += given - len(instances)
         store = self.store
-        node_target = f"node:{node_id}"
-        capped = 0
         totals = self.totals
-        for sample in nodes:
-            values = node_values(sample)
-            capped += store.add(node_target, values, sample.ts)
-            totals.add(node_target, sample.ts, values, NODE_RATES)
+        capped = 0
         if nodes:
-            newest_sample = max(nodes, key=lambda s: s.ts)
-            if rt.latest_text is None or newest_sample.ts >= rt.latest_ts:
-                rt.latest_text = json.dumps(converter.unstructure(newest_sample))
-                rt.latest_ts = newest_sample.ts
-            self.stats.lag.record(max(0.0, now - newest_sample.ts), now)
-        latest: dict[str, InstanceSample] = {}
+            target = f"node:{node_id}"
+            columns = node_columns(nodes)
+            capped += store.add_columns(target, columns)
+            totals.add_many(
+                target,
+                [s["ts"] for s in nodes],
+                {metric: values for metric, _, values in columns if metric in NODE_RATES},
+            )
+            newest_sample = max(nodes, key=_sample_ts)
+            if rt.latest_text is None or newest_sample["ts"] >= rt.latest_ts:
+                rt.latest_text = json.dumps(newest_sample, separators=(",", ":"))
+                rt.latest_ts = newest_sample["ts"]
+            self.stats.lag.record(max(0.0, now - newest_sample["ts"]), now)
+        latest: dict[str, Sample] = {}
+        for instance_id, (times, icolumns) in instance_columns(instances).items():
+            target = f"instance:{instance_id}"
+            capped += store.add_columns(target, icolumns)
+            totals.add_many(
+                target,
+                times,
+                {metric: values for metric, _, values in icolumns if metric in INSTANCE_RATES},
+            )
         for isample in instances:
-            target = f"instance:{isample.instance_id}"
-            ivalues = instance_values(isample)
-            capped += store.add(target, ivalues, isample.ts)
-            totals.add(target, isample.ts, ivalues, INSTANCE_RATES)
-            seen = latest.get(isample.instance_id)
-            if seen is None or isample.ts >= seen.ts:
-                latest[isample.instance_id] = isample
+            seen = latest.get(isample["instance_id"])
+            if seen is None or isample["ts"] >= seen["ts"]:
+                latest[isample["instance_id"]] = isample
         dropped["capped"] += capped
         if instances or nodes:
             rt.instance_texts = {
-                iid: json.dumps(converter.unstructure(s)) for iid, s in latest.items()
+                iid: json.dumps(s, separators=(",", ":")) for iid, s in latest.items()
             }
         self.stats.node_samples += len(nodes)
         self.stats.instance_samples += len(instances)
-        for callback in self.on_samples:
-            callback(node_id, nodes, instances)
+        if self.on_samples:
+            for callback in self.on_samples:
+                callback(node_id, nodes, instances)
 
-    def _owned(self, rt: NodeRuntime, instances: list[InstanceSample]) -> list[InstanceSample]:
+    def _owned(self, rt: NodeRuntime, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The samples of instances the master's records place on ``rt``'s node."""
         owned = rt.instance_ids
-        if all(s.instance_id in owned for s in instances):
+        if all(s["instance_id"] in owned for s in instances):
             return instances
         now = self._clock()
         if self._placement is not None and now - rt.instance_ids_at >= PLACEMENT_REFRESH:
@@ -429,13 +504,13 @@ class Fleet:
             # at most once per PLACEMENT_REFRESH so a stream of made-up ids costs little.
             rt.instance_ids = owned = frozenset(self._placement(rt.node_id))
             rt.instance_ids_at = now
-        return [s for s in instances if s.instance_id in owned]
+        return [s for s in instances if s["instance_id"] in owned]
 
     def is_online(self, node_id: str) -> bool:
         rt = self.nodes.get(node_id)
         if rt is None or rt.connection is None or rt.connection.closed:
             return False
-        return self._clock() - rt.last_heartbeat <= rt.push_interval + self.offline_grace
+        return self.now() - rt.last_heartbeat <= rt.push_interval + self.offline_grace
 
     # --- push intervals -----------------------------------------------------------------------
 
@@ -469,10 +544,11 @@ class Fleet:
                 await asyncio.wait_for(conn.send(encode(Configure(push_interval=wanted))), 5)
             except Exception:
                 return
-        if wanted < rt.push_interval:
-            # The last heartbeat came at the old, slower pace: start the shorter deadline now
-            # (the worker pushes at once on a Configure), so the node cannot flap offline.
-            rt.last_heartbeat = self._clock()
+        # The deadline of the new pace starts now. Shorter: the last heartbeat came at the old,
+        # slower pace (the worker pushes at once on a Configure). Longer: the worker moves to
+        # a random phase within the new interval from the Configure on, which may come later
+        # than the old deadline. Either way the node must not flap offline.
+        rt.last_heartbeat = self.now()
         rt.push_interval = wanted
 
     async def rebalance(self) -> None:
@@ -504,7 +580,7 @@ class Fleet:
 
     async def sweep(self) -> list[str]:
         """Close channels whose heartbeats stopped; return the nodes that went offline."""
-        now = self._clock()
+        now = self.now()
         stale = [
             rt.connection
             for rt in self.nodes.values()
@@ -531,6 +607,10 @@ class Fleet:
             if instance_id in rt.instance_ids:
                 rt.instance_ids = rt.instance_ids - {instance_id}
         self.totals.drop(f"instance:{instance_id}")
+
+    def connection_count(self) -> int:
+        """Open agent channels (online or not yet swept)."""
+        return sum(1 for rt in self.nodes.values() if rt.connection is not None)
 
     def online_count(self) -> int:
         return sum(1 for node_id in self.nodes if self.is_online(node_id))

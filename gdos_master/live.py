@@ -30,6 +30,9 @@ changes. Topics:
                results as they end (admins only; see :mod:`gdos_master.commands`)
 ``batch:<id>`` an ordered batch action: the whole job on each change
                (see :mod:`gdos_master.batches`)
+``rollout:<id>`` a rollout: the whole job on each change (its ``revision`` grows), per
+               instance ``waiting``, ``preparing``, ``stopping``, ``starting``,
+               ``verifying``, ``done`` ... (see :mod:`gdos_master.rollouts`)
 ============== ================================================================
 
 One :class:`LiveHub` per master polls the in-memory state (the fleet, and
@@ -158,6 +161,7 @@ def _node_row(node: Node) -> dict[str, Any]:
         "instance_count": node.instance_count,
         "last_seen": unstructure(node.last_seen),
         "fingerprint": None if fp is None else {key: getattr(fp, key) for key in _FINGERPRINT_KEYS},
+        "claims": node.claims,  # the planned node a pending one would take over when approved
     }
 
 
@@ -214,7 +218,7 @@ class NodeCache:
         }
         rows = db.all(
             "SELECT id, hostname, alias, addresses, labels, approved, planned, agent_version,"
-            " length(fingerprint) FROM nodes"
+            " length(fingerprint), claims FROM nodes"
         )
         return {r[0]: (*r, counts.get(r[0], 0), r[0] in online) for r in rows}
 
@@ -387,26 +391,26 @@ class SamplesTopic(Topic):
     heartbeat a second.
     """
 
-    def __init__(self, name: str, node_id: str, first: Any | None) -> None:
+    def __init__(self, name: str, node_id: str, first: dict[str, Any] | None) -> None:
         super().__init__(name)
         self.node_id = node_id
         self.samples: collections.deque[dict[str, Any]] = collections.deque(maxlen=HISTORY)
-        self.pending: list[Any] = [] if first is None else [first]
+        self.pending: list[dict[str, Any]] = [] if first is None else [first]
 
-    def add(self, samples: list[Any]) -> None:
+    def add(self, samples: list[dict[str, Any]]) -> None:
+        """Samples as the fleet keeps them: dicts in the models' unstructured form."""
         self.pending.extend(samples)
 
     def poll(self, view: View) -> Any | None:
         if not self.pending:
             return None
         last = self.samples[-1]["ts"] if self.samples else float("-inf")
-        fresh = sorted((s for s in self.pending if s.ts > last), key=lambda s: s.ts)
+        fresh = sorted((s for s in self.pending if s["ts"] > last), key=lambda s: s["ts"])
         self.pending = []
         if not fresh:
             return None
-        data = [unstructure(s) for s in fresh]
-        self.samples.extend(data)
-        return {"samples": data}
+        self.samples.extend(fresh)
+        return {"samples": fresh}
 
     def snapshot(self) -> Any:
         return {"snapshot": True, "samples": list(self.samples)}
@@ -560,7 +564,7 @@ class LiveHub:
             self._flush(topic)
         touched: dict[str, SamplesTopic] = {}
         for sample in instances:
-            name = f"instance:{sample.instance_id}"
+            name = f"instance:{sample['instance_id']}"
             topic = self.topics.get(name)
             if isinstance(topic, SamplesTopic) and topic.subscribers:
                 topic.add([sample])
@@ -597,6 +601,9 @@ class LiveHub:
         if kind == "batch" and arg:
             batch: Topic = self.master.batches.topic(name, arg)
             return batch
+        if kind == "rollout" and arg:
+            rollout: Topic = self.master.rollouts.topic(name, arg)
+            return rollout
         if kind == "system" and arg:
             self.master.systems.get_system(arg)
             return InstancesTopic(name, system_id=arg)
@@ -604,14 +611,17 @@ class LiveHub:
         if kind == "node" and arg:
             self.master.nodes.get(arg)
             rt = fleet.nodes.get(arg)
-            latest = rt.latest if rt is not None and fleet.is_online(arg) else None
-            return SamplesTopic(name, arg, latest)
+            text = rt.latest_text if rt is not None and fleet.is_online(arg) else None
+            return SamplesTopic(name, arg, None if text is None else json.loads(text))
         if kind == "instance" and arg:
             node_id = self.master.orchestrator.get(arg).node_id
-            return SamplesTopic(name, node_id, fleet.instance_sample(node_id, arg))
+            rt = fleet.nodes.get(node_id)
+            text = None if rt is None else rt.instance_texts.get(arg)
+            return SamplesTopic(name, node_id, None if text is None else json.loads(text))
         raise ValidationError(
             f"unknown topic {name!r}; expected fleet, nodes, node:<id>, instances,"
-            " system:<id>, instance:<id>, command:<id>, batch:<id>, alerts or audit"
+            " system:<id>, instance:<id>, command:<id>, batch:<id>, rollout:<id>, alerts or"
+            " audit"
         )
 
     def subscribe(self, client: LiveClient, name: str) -> None:

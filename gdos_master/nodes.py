@@ -30,6 +30,13 @@ CLAIM_PREFIX = "gdosp_"
 
 _NODE_ID = re.compile(r"^[A-Za-z0-9-]{8,64}$")
 
+# Every node with its instance count, in one statement (portable SQL).
+_LIST = (
+    "SELECT n.*, COALESCE(c.n, 0) AS instance_count FROM nodes n"
+    " LEFT JOIN (SELECT node_id, COUNT(*) AS n FROM instances GROUP BY node_id) c"
+    " ON c.node_id = n.id ORDER BY n.hostname, n.id"
+)
+
 
 def _ts(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
@@ -43,6 +50,12 @@ class Nodes:
         self.fleet = fleet
         self.require_approval = require_approval
         self._fingerprints: dict[str, tuple[str, Fingerprint]] = {}
+        # node id -> (the row, status and last-seen time it was rendered from, its latest
+        # sample's text, its JSON)
+        self._rendered: dict[str, tuple[Row, NodeStatus, float, str | None, str]] = {}
+        # The listing's rows and the database change counter they were read at.
+        self._rows: list[Row] = []
+        self._rows_at = -1
 
     def _status(self, row: Row) -> NodeStatus:
         if row["planned"]:
@@ -87,29 +100,81 @@ class Nodes:
         self._fingerprints[node_id] = (raw, parsed)
         return parsed
 
-    def _counts(self) -> dict[str, int]:
-        rows = self.db.all("SELECT node_id, COUNT(*) AS n FROM instances GROUP BY node_id")
-        return {r["node_id"]: r["n"] for r in rows}
-
     def list_nodes(self, *, status: str | None = None, search: str | None = None) -> list[Node]:
-        counts = self._counts()
-        nodes = [
-            self._model(r, counts.get(r["id"], 0))
-            for r in self.db.all("SELECT * FROM nodes ORDER BY hostname, id")
+        return [
+            self._model(row, row["instance_count"])
+            for row in self._listed(self.db.all(_LIST), status, search)
         ]
+
+    def _listed(self, rows: list[Row], status: str | None, search: str | None) -> list[Row]:
+        """The rows whose node is in ``status`` and whose hostname, alias, id or an address
+        contains ``search`` (case-insensitive)."""
         if status:
-            nodes = [n for n in nodes if n.status.value == status]
+            wanted = NodeStatus(status)
+            rows = [r for r in rows if self._status(r) == wanted]
         if search:
             needle = search.lower()
-            nodes = [
-                n
-                for n in nodes
-                if needle in n.hostname.lower()
-                or needle in n.alias.lower()
-                or needle in n.id
-                or any(needle in a for a in n.addresses)
+            rows = [
+                r
+                for r in rows
+                if needle in r["hostname"].lower()
+                or needle in r["alias"].lower()
+                or needle in r["id"]
+                or any(needle in a for a in json.loads(r["addresses"]))
             ]
-        return nodes
+        return rows
+
+    def list_json(self, *, status: str | None = None, search: str | None = None) -> str:
+        """:meth:`list_nodes` as the API's JSON text, each row rendered once per change.
+
+        ``GET /nodes`` is what consoles and scripts poll. The rows (nodes and instance
+        counts, one statement) are read again only when the master has written anything
+        since (the database's write counter :attr:`~gdos_master.db.Database.changes`, as
+        for :class:`~gdos_master.auth.CredentialCache`), and a row is rendered again only when
+        it was read again or its status, last-seen time or latest sample changed;
+        otherwise its JSON from last time is used.
+        """
+        version = self.db.changes
+        if version != self._rows_at:
+            self._rows = self.db.all(_LIST)
+            self._rows_at = version
+        rows = self._rows
+        cache = self._rendered
+        parts: list[str] = []
+        for row in self._listed(rows, status, search):
+            node_id = row["id"]
+            node_status = self._status(row)
+            rt = self.fleet.nodes.get(node_id)
+            latest = None
+            seen = 0.0
+            if rt is not None:
+                seen = rt.last_seen
+                if node_status == NodeStatus.ONLINE:
+                    latest = rt.latest_text
+            found = cache.get(node_id)
+            if (
+                found is None
+                or found[0] is not row
+                or found[1] != node_status
+                or found[2] != seen
+                or found[3] is not latest
+            ):
+                model = self._model(row, row["instance_count"])
+                text = json.dumps(unstructure(model), separators=(",", ":"), ensure_ascii=False)
+                found = cache[node_id] = (row, node_status, seen, latest, text)
+            parts.append(found[4])
+        if len(cache) > len(rows):  # deleted nodes
+            current = {r["id"] for r in rows}
+            for node_id in [n for n in cache if n not in current]:
+                del cache[node_id]
+        return "[" + ",".join(parts) + "]"
+
+    def forget_cached(self) -> None:
+        """Drop what was read or rendered from the database (after a restore, which copies
+        pages rather than running statements)."""
+        self._fingerprints.clear()
+        self._rendered.clear()
+        self._rows, self._rows_at = [], -1
 
     def row(self, node_id: str) -> Row:
         row = self.db.one("SELECT * FROM nodes WHERE id = ?", (node_id,))
@@ -172,8 +237,11 @@ class Nodes:
 
     def claimed_by(self, token: str) -> str:
         """The planned node a claim token names, or :class:`AuthError`."""
+        # Spent once the worker confirmed its credential (confirm): until then the same
+        # token claims the node again, as the worker's welcome may have been lost.
         row = self.db.one(
-            "SELECT id FROM nodes WHERE planned = 1 AND claim_hash = ?", (hash_secret(token),)
+            "SELECT id FROM nodes WHERE claim_hash = ? AND (planned = 1 OR confirmed = 0)",
+            (hash_secret(token),),
         )
         if row is None:
             raise AuthError("unknown or already used claim token")
@@ -245,6 +313,13 @@ class Nodes:
           planned node waits for approval, whatever ``require_approval`` says, and
           takes that node over when approved (:meth:`approve`): a self-reported
           hostname never claims a node by itself.
+
+        A join stays open until the worker confirms it (:meth:`confirm`, on its first frame
+        after the welcome or its first connection with the credential). Until then the same
+        worker may join again, with the join token or the claim token it used, and gets a
+        new credential: a welcome lost on the way (the worker gave up waiting while the
+        master was slow) must not lock the worker out. A join-token rejoin is refused once
+        instances were placed on the node (they are only handed to the credential holder).
         """
         if not _NODE_ID.match(hello.node_id):
             raise ValidationError(f"invalid node id {hello.node_id!r}")
@@ -256,7 +331,7 @@ class Nodes:
             self.db.execute(
                 "UPDATE nodes SET hostname = ?, addresses = ?, fingerprint = ?,"
                 " credential_hash = ?, planned = 0, approved = 1, agent_version = ?,"
-                " last_seen = ?, claim_hash = NULL WHERE id = ? AND planned = 1",
+                " last_seen = ?, confirmed = 0 WHERE id = ? AND (planned = 1 OR confirmed = 0)",
                 (
                     hello.hostname,
                     json.dumps(hello.addresses),
@@ -276,18 +351,15 @@ class Nodes:
                     " token (connect.claim_token), not with the join token"
                 )
             if existing is not None:
-                raise ConflictError(
-                    f"node {hello.node_id} has already joined; it must use its node credential"
-                    " (or an admin deletes the node first)"
-                )
+                return self._rejoin(hello, existing, fingerprint, now)
             planned = self._planned_match(hello)
             credential = new_secret(NODE_PREFIX)
             approved = 0 if self.require_approval or planned is not None else 1
             node_id = hello.node_id
             self.db.execute(
                 "INSERT INTO nodes(id, hostname, addresses, fingerprint, credential_hash,"
-                " approved, agent_version, created_at, last_seen, claims)"
-                " VALUES(?,?,?,?,?,?,?,?,?,?)",
+                " approved, agent_version, created_at, last_seen, claims, confirmed)"
+                " VALUES(?,?,?,?,?,?,?,?,?,?,0)",
                 (
                     node_id,
                     hello.hostname,
@@ -304,9 +376,10 @@ class Nodes:
             return node_id, credential
         if hello.node_id != node_id:
             raise AuthError("node credential does not belong to the node id in hello")
+        # The worker holds its credential: its join is confirmed (and a claim token spent).
         self.db.execute(
             "UPDATE nodes SET hostname = ?, addresses = ?, fingerprint = ?, agent_version = ?,"
-            " last_seen = ? WHERE id = ?",
+            " last_seen = ?, confirmed = 1, claim_hash = NULL WHERE id = ?",
             (
                 hello.hostname,
                 json.dumps(hello.addresses),
@@ -318,12 +391,62 @@ class Nodes:
         )
         return node_id, None
 
+    def _rejoin(
+        self, hello: Hello, existing: Row, fingerprint: str, now: float
+    ) -> tuple[str, str | None]:
+        """A join-token hello for a node that exists: allowed while its join is unconfirmed."""
+        node_id = hello.node_id
+        if existing["confirmed"]:
+            raise ConflictError(
+                f"node {node_id} has already joined; it must use its node credential"
+                " (or an admin deletes the node first)"
+            )
+        if self.db.scalar("SELECT COUNT(*) FROM instances WHERE node_id = ?", (node_id,)):
+            raise ConflictError(
+                f"node {node_id} joined but never confirmed its credential, and instances"
+                " were placed on it since; an admin deletes the node for it to join again"
+            )
+        credential = new_secret(NODE_PREFIX)
+        self.db.execute(
+            "UPDATE nodes SET hostname = ?, addresses = ?, fingerprint = ?, credential_hash = ?,"
+            " agent_version = ?, last_seen = ? WHERE id = ? AND confirmed = 0",
+            (
+                hello.hostname,
+                json.dumps(hello.addresses),
+                fingerprint,
+                hash_secret(credential),
+                hello.agent_version,
+                now,
+                node_id,
+            ),
+        )
+        return node_id, credential
+
+    def confirm(self, node_id: str) -> None:
+        """The worker has its welcome (it sent a frame after it): close its join.
+
+        From now on only its credential connects it, and the claim token it used is spent.
+        """
+        self.db.execute(
+            "UPDATE nodes SET confirmed = 1, claim_hash = NULL WHERE id = ? AND confirmed = 0",
+            (node_id,),
+        )
+
     def _planned_match(self, hello: Hello) -> Row | None:
-        for row in self.db.all("SELECT * FROM nodes WHERE planned = 1"):
-            if row["hostname"] == hello.hostname:
-                return row
-            if set(json.loads(row["addresses"])) & set(hello.addresses):
-                return row
+        """The planned node a join-token hello names by hostname, else by an address.
+
+        Both look only at planned nodes, through the ``nodes_planned`` index: a mass join
+        of thousands of workers must not read the whole table once per worker.
+        """
+        row = self.db.one(
+            "SELECT * FROM nodes WHERE planned = 1 AND hostname = ? LIMIT 1", (hello.hostname,)
+        )
+        if row is not None or not hello.addresses:
+            return row
+        wanted = set(hello.addresses)
+        for found in self.db.all("SELECT id, addresses FROM nodes WHERE planned = 1"):
+            if wanted.intersection(json.loads(found["addresses"])):
+                return self.db.one("SELECT * FROM nodes WHERE id = ?", (found["id"],))
         return None
 
     def is_approved(self, node_id: str) -> bool:

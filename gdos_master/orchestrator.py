@@ -10,7 +10,11 @@ inventory with its own records and sends what closes the gap:
 * an instance whose desired state differs on the worker is started or stopped;
 * an instance the worker has and the master does not (destroyed or deleted
   while the node was away) is destroyed on the worker;
-* a restart asked for while the node was away is sent.
+* a restart asked for while the node was away is sent;
+* an instance whose worker reports another package version than the one it should
+  run (``desired_version``, set by rollouts) is upgraded in place — unless a running
+  rollout holds it (:attr:`Orchestrator.held`), which then moves it itself, within
+  its parallelism limit.
 
 What runs on a worker is always known here: a deploy whose outcome is unknown
 (the worker did not answer in time, the channel dropped) keeps its record as
@@ -25,6 +29,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from gdos_master.audit import record_audit
@@ -36,6 +41,7 @@ from gdos_sdk.adoption import AdoptionSpec, ProcessCandidate
 from gdos_sdk.errors import ConflictError, GdosError, NotFoundError, RemoteError, TransportError
 from gdos_sdk.models import DeployRequest, Instance, ModuleKind
 from gdos_sdk.protocol import (
+    UPGRADE_PROTOCOL,
     CandidatesCommand,
     Command,
     DeployCommand,
@@ -46,6 +52,7 @@ from gdos_sdk.protocol import (
     RestartCommand,
     StartCommand,
     StopCommand,
+    UpgradeCommand,
 )
 from gdos_sdk.states import DesiredState, Health, InstanceState
 
@@ -53,7 +60,16 @@ __all__ = ["Orchestrator"]
 
 log = logging.getLogger("gdos.master.orchestrator")
 
-_STATUS_FIELDS = ("state", "health", "pid", "started_at", "restarts", "exit_code", "reason")
+_STATUS_FIELDS = (
+    "state",
+    "health",
+    "pid",
+    "started_at",
+    "restarts",
+    "exit_code",
+    "reason",
+    "version",
+)
 
 # Reports about an instance the master has just deleted (a destroy, a deploy the worker
 # refused) may still be on their way; within this many seconds they are not orphans.
@@ -84,6 +100,11 @@ class Orchestrator:
         self._deleted: dict[str, float] = {}  # instance id -> when its record was deleted
         self._orphans: set[str] = set()  # orphans whose destroy is on its way
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Called with (node id, status) after every worker report about a known instance.
+        self.on_status: list[Callable[[str, InstanceStatus], None]] = []
+        #: Whether a running rollout moves this instance itself (the reconcile leaves its
+        #: version alone then); set by the rollouts.
+        self.held: Callable[[str], bool] = lambda instance_id: False
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -115,6 +136,7 @@ class Orchestrator:
             created_at=_ts(row["created_at"]),
             updated_at=_ts(row["updated_at"]),
             metrics=self.fleet.instance_sample(row["node_id"], row["id"]) if online else None,
+            desired_version=row["desired_version"] or row["version"],
         )
 
     def _row(self, instance_id: str) -> Row:
@@ -170,14 +192,18 @@ class Orchestrator:
             "restarts": status.restarts,
             "exit_code": status.exit_code,
             "reason": status.reason,
+            # An instance with processes but no usable record reports no version.
+            "version": status.version or row["version"],
         }
-        if all(row[k] == new[k] for k in _STATUS_FIELDS):
-            return True
-        self.db.execute(
-            "UPDATE instances SET state = ?, health = ?, pid = ?, started_at = ?, restarts = ?,"
-            " exit_code = ?, reason = ?, updated_at = ? WHERE id = ?",
-            (*[new[k] for k in _STATUS_FIELDS], time.time(), status.instance_id),
-        )
+        if any(row[k] != new[k] for k in _STATUS_FIELDS):
+            self.db.execute(
+                "UPDATE instances SET state = ?, health = ?, pid = ?, started_at = ?,"
+                " restarts = ?, exit_code = ?, reason = ?, version = ?, updated_at = ?"
+                " WHERE id = ?",
+                (*[new[k] for k in _STATUS_FIELDS], time.time(), status.instance_id),
+            )
+        for listener in self.on_status:
+            listener(node_id, status)
         return True
 
     def report(self, node_id: str, status: InstanceStatus) -> None:
@@ -263,6 +289,13 @@ class Orchestrator:
             (reason, time.time(), instance_id, InstanceState.DEPLOYING.value),
         )
 
+    def _note(self, instance_id: str, reason: str) -> None:
+        """Put ``reason`` on an instance's record (its next report replaces it)."""
+        self.db.execute(
+            "UPDATE instances SET reason = ?, updated_at = ? WHERE id = ?",
+            (reason, time.time(), instance_id),
+        )
+
     def _deploy_answered(self, node_id: str, instance_id: str, response: Response) -> None:
         """A deploy's answer that came after the master stopped waiting for it."""
         if response.ok:
@@ -325,7 +358,7 @@ class Orchestrator:
                 user=module.user,
                 group=module.group,
             )
-        package = self.packages.get(row["package"], row["version"])
+        package = self.packages.get(row["package"], row["desired_version"] or row["version"])
         # A presigned URL lets the worker fetch straight from the object store;
         # without one (local disk, or worker_fetch: master) it asks the master.
         key = self.packages.storage_key(package.name, package.version)
@@ -367,7 +400,8 @@ class Orchestrator:
         desired = DesiredState.RUNNING if body.start else DesiredState.STOPPED
         self.db.execute(
             "INSERT INTO instances(id, module_id, system_id, node_id, package, version, sha256,"
-            " desired_state, state, created_at, updated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+            " desired_version, desired_state, state, created_at, updated_at)"
+            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 instance_id,
                 module.id,
@@ -376,6 +410,7 @@ class Orchestrator:
                 name,
                 version,
                 sha256,
+                version,
                 desired.value,
                 (InstanceState.DEPLOYING if conn else InstanceState.UNKNOWN).value,
                 now,
@@ -455,6 +490,54 @@ class Orchestrator:
         """Restart now, or (node offline) queue the restart for when the worker returns."""
         return await self._act(instance_id, DesiredState.RUNNING, RestartCommand(instance_id))
 
+    def set_desired_version(self, instance_id: str, version: str) -> None:
+        """Record the package version an instance should run (sent by :meth:`upgrade`)."""
+        self.db.execute(
+            "UPDATE instances SET desired_version = ?, updated_at = ? WHERE id = ?",
+            (version, time.time(), instance_id),
+        )
+
+    def can_upgrade(self, node_id: str) -> bool:
+        """Whether the node's worker is online and knows the ``upgrade`` command."""
+        conn = self.fleet.connection(node_id)
+        return conn is not None and conn.protocol >= UPGRADE_PROTOCOL
+
+    async def upgrade(
+        self, instance_id: str, version: str, *, timeout: float | None = None
+    ) -> tuple[Instance, bool]:
+        """Move an instance to ``version`` of its package in place; (instance, applied now).
+
+        The desired version is recorded first. With the node offline nothing is sent
+        (False): the reconcile sends it when the worker returns, unless a rollout
+        holds the instance. The answer is the worker's report after the switch (the
+        instance may be ``failed`` there: a new version that cannot start).
+
+        Raises:
+            NotFoundError: no such instance, or no such version of its package.
+            ConflictError: an adopted instance, or a worker too old to upgrade in place.
+            TransportError: no answer within ``timeout`` (the worker may go on: its
+                reports tell).
+            RemoteError: the worker refused (nothing was stopped).
+        """
+        row = self._row(instance_id)
+        if not row["package"]:
+            raise ConflictError("an adopted instance has no package version to change")
+        self.packages.get(row["package"], version)
+        conn = self.fleet.connection(row["node_id"])
+        if conn is not None and conn.protocol < UPGRADE_PROTOCOL:
+            raise ConflictError(
+                f"the worker of node {row['node_id']} speaks agent protocol {conn.protocol},"
+                f" which cannot change an instance's version in place: upgrade that worker"
+            )
+        self.set_desired_version(instance_id, version)
+        if conn is None:
+            return self.get(instance_id), False
+        command = UpgradeCommand(spec=self.spec_for(self._row(instance_id)))
+        status = await conn.request(command, timeout or self.command_timeout)
+        if status is not None:
+            self.apply_status(row["node_id"], status)
+        return self.get(instance_id), True
+
     async def destroy(self, instance_id: str) -> bool:
         """Stop and remove an instance; return True if the worker confirmed it now."""
         row = self._row(instance_id)
@@ -483,8 +566,14 @@ class Orchestrator:
 
     # --- reconciliation ---------------------------------------------------------------------
 
-    def plan_reconcile(self, node_id: str, inventory: list[InstanceStatus]) -> list[Command]:
-        """The commands that bring a worker in line with the master (pure given the DB)."""
+    def plan_reconcile(
+        self, node_id: str, inventory: list[InstanceStatus], *, protocol: int = UPGRADE_PROTOCOL
+    ) -> list[Command]:
+        """The commands that bring a worker in line with the master (pure given the DB).
+
+        An instance's commands are listed in the order they must run (an upgrade before
+        the start or stop that follows it); ``protocol`` is the worker's.
+        """
         reported = {s.instance_id: s for s in inventory}
         rows = self.db.all("SELECT * FROM instances WHERE node_id = ?", (node_id,))
         commands: list[Command] = []
@@ -499,7 +588,20 @@ class Orchestrator:
                     log.error("cannot redeploy instance %s: %s", row["id"], exc.message)
                     continue
                 commands.append(DeployCommand(spec=spec, start=desired == DesiredState.RUNNING))
-            elif desired == DesiredState.RUNNING and row["restart_pending"]:
+                continue
+            want = row["desired_version"]
+            if (
+                want
+                and status.version
+                and status.version != want
+                and protocol >= UPGRADE_PROTOCOL
+                and not self.held(row["id"])
+            ):
+                try:
+                    commands.append(UpgradeCommand(spec=self.spec_for(row)))
+                except NotFoundError as exc:
+                    log.error("cannot upgrade instance %s: %s", row["id"], exc.message)
+            if desired == DesiredState.RUNNING and row["restart_pending"]:
                 commands.append(RestartCommand(row["id"]))
             elif status.desired_state != desired:
                 if desired == DesiredState.RUNNING:
@@ -512,14 +614,17 @@ class Orchestrator:
     async def reconcile(self, node_id: str, inventory: list[InstanceStatus]) -> list[Command]:
         """Record the inventory, then send the commands that close the gap."""
         orphans = {s.instance_id: s for s in inventory if not self.apply_status(node_id, s)}
-        commands = self.plan_reconcile(node_id, inventory)
         conn = self.fleet.connection(node_id)
+        protocol = conn.protocol if conn is not None else UPGRADE_PROTOCOL
+        commands = self.plan_reconcile(node_id, inventory, protocol=protocol)
         if conn is None or not commands:
             return commands
 
         async def send(command: Command) -> None:
             instance_id = getattr(command, "instance_id", "")
             on_late = None
+            if isinstance(command, UpgradeCommand):
+                instance_id = command.spec.instance_id
             if isinstance(command, DeployCommand):
                 instance_id = command.spec.instance_id
 
@@ -541,11 +646,28 @@ class Orchestrator:
                 )
                 if isinstance(command, DeployCommand):
                     self._deploy_failed(node_id, instance_id, exc.message)
+                elif isinstance(command, UpgradeCommand):
+                    self._note(
+                        instance_id, f"upgrade to {command.spec.version} failed: {exc.message}"
+                    )
                 return
             if isinstance(command, (DeployCommand, RestartCommand)):
                 self._restarted(instance_id)  # a fresh deploy starts afresh as well
             if status is not None:
                 self.apply_status(node_id, status)
 
-        await asyncio.gather(*(send(c) for c in commands))
+        async def send_in_order(group: list[Command]) -> None:
+            for command in group:
+                await send(command)
+
+        # Instances in parallel; one instance's commands (upgrade, then start) in order.
+        groups: dict[str, list[Command]] = {}
+        for command in commands:
+            key = (
+                command.spec.instance_id
+                if isinstance(command, (DeployCommand, UpgradeCommand))
+                else getattr(command, "instance_id", "")
+            )
+            groups.setdefault(key, []).append(command)
+        await asyncio.gather(*(send_in_order(g) for g in groups.values()))
         return commands

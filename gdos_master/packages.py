@@ -202,23 +202,47 @@ class Packages:
             raise NotFoundError(f"no package with sha256 {sha256}")
         return self._model(row)
 
-    async def delete(self, name: str, version: str) -> None:
-        """Delete one version unless a module or an instance still uses it."""
-        self.get(name, version)
-        modules = int(
-            self.db.scalar(
-                "SELECT COUNT(*) FROM modules WHERE package = ? AND version = ?", (name, version)
-            )
-        )
-        instances = int(
-            self.db.scalar(
-                "SELECT COUNT(*) FROM instances WHERE package = ? AND version = ?",
+    def users(self, name: str, version: str) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+        """The modules whose version it is and the instances that run or should run it."""
+        modules = [
+            {"id": r["id"], "name": f"{r['system']}/{r['name']}"}
+            for r in self.db.all(
+                "SELECT m.id, m.name, s.name AS system FROM modules m"
+                " JOIN systems s ON s.id = m.system_id"
+                " WHERE m.package = ? AND m.version = ? ORDER BY s.name, m.name",
                 (name, version),
             )
-        )
+        ]
+        instances = [
+            {"id": r["id"], "node_id": r["node_id"], "version": r["version"]}
+            for r in self.db.all(
+                "SELECT id, node_id, version FROM instances WHERE package = ?"
+                " AND (version = ? OR desired_version = ?) ORDER BY created_at",
+                (name, version, version),
+            )
+        ]
+        return modules, instances
+
+    async def delete(self, name: str, version: str) -> None:
+        """Delete one version unless a module or an instance still uses it.
+
+        Raises:
+            ConflictError: it is in use; the message names the modules and instances
+                (``details`` lists them all). An instance uses it while it runs it or
+                should (a rollout moving it there, or back).
+        """
+        self.get(name, version)
+        modules, instances = self.users(name, version)
         if modules or instances:
+            named = [f"module {m['name']}" for m in modules[:5]] + [
+                f"instance {i['id']}" + (" (runs it)" if i["version"] == version else "")
+                for i in instances[:5]
+            ]
+            more = len(modules) + len(instances) - len(named)
             raise ConflictError(
-                f"{name}@{version} is used by {modules} module(s) and {instances} instance(s)",
+                f"{name}@{version} is in use by {', '.join(named)}"
+                + (f" and {more} more" if more > 0 else "")
+                + "; move them to another version first (a rollout) or destroy them",
                 details={"modules": modules, "instances": instances},
             )
         key = self.storage_key(name, version)

@@ -86,6 +86,28 @@ class RateTotals:
             if rate is not None and rate > 0 and math.isfinite(rate):
                 totals[name] = totals.get(name, 0.0) + rate * elapsed
 
+    def add_many(
+        self, target: str, times: Sequence[float], rates: Mapping[str, Sequence[float]]
+    ) -> None:
+        """:meth:`add` of every sample ``i``: at ``times[i]``, each ``rates[name][i]``."""
+        previous = self._last.get(target)
+        totals = self._totals.get(target)
+        for i, ts in enumerate(times):
+            if previous is not None and ts <= previous:
+                continue
+            before, previous = previous, ts
+            if before is None or ts - before > self.max_gap:
+                continue
+            elapsed = ts - before
+            if totals is None:
+                totals = self._totals[target] = dict.fromkeys(rates, 0.0)
+            for name, column in rates.items():
+                rate = column[i]
+                if rate > 0 and math.isfinite(rate):
+                    totals[name] = totals.get(name, 0.0) + rate * elapsed
+        if previous is not None:
+            self._last[target] = previous
+
     def get(self, target: str) -> Mapping[str, float]:
         return self._totals.get(target, {})
 

@@ -108,7 +108,9 @@ sa.Table(
     _time("last_seen", nullable=True),
     _text("claim_hash", nullable=True),
     _text("claims", nullable=True),
+    _int("confirmed", default=1),
     sa.UniqueConstraint("credential_hash"),
+    sa.Index("nodes_planned", "planned", "hostname"),
 )
 
 sa.Table(
@@ -179,6 +181,7 @@ sa.Table(
     _time("created_at"),
     _time("updated_at"),
     _int("restart_pending", default=0),
+    _text("desired_version", default=""),
     sa.Index("instances_node", "node_id"),
     sa.Index("instances_module", "module_id"),
     sa.Index("instances_system", "system_id"),
@@ -294,4 +297,17 @@ sa.Table(
     _time("started_at"),
     _text("job"),
     sa.Index("batch_jobs_started", "started_at"),
+)
+
+sa.Table(
+    "rollouts",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    _text("module_id"),
+    _text("system_id"),
+    _text("state"),
+    _time("started_at"),
+    _text("rollout"),
+    sa.Index("rollouts_module", "module_id", "started_at"),
+    sa.Index("rollouts_started", "started_at"),
 )

@@ -1,8 +1,10 @@
 """Systems and their modules: the plan, separate from what runs.
 
 A module names a package and version that must exist when the module is
-created or changed, so a plan never points at nothing. Deleting a system or
-module that still has instances is refused: destroy them first.
+created or changed, so a plan never points at nothing. Its version changes only
+through a rollout (:mod:`gdos_master.rollouts`), so the plan and what its
+instances run never part silently. Deleting a system or module that still has
+instances is refused: destroy them first.
 """
 
 from __future__ import annotations
@@ -369,8 +371,13 @@ class Systems:
                 "an adopted module has no package version",
                 details=[{"path": "$.version", "message": "not a package module"}],
             )
-        if body.version is not None:
-            self._require_package(module.package, body.version)
+        if body.version is not None and body.version != module.version:
+            raise ConflictError(
+                f"a module's version changes through a rollout, so that its instances follow:"
+                f' POST /api/v1/modules/{module_id}/rollouts {{"version": "{body.version}"}}'
+                f" (Python: gdos.rollout(module_id, {body.version!r})); see docs/rollouts.md",
+                details=[{"path": "$.version", "message": "changed only by a rollout"}],
+            )
         if body.env is not None:
             _check_env(body.env)
         if body.secret_env is not None:
@@ -422,6 +429,10 @@ class Systems:
                     (body.start_order, module_id),
                 )
         return self.get_module(module_id)
+
+    def set_version(self, module_id: str, version: str) -> None:
+        """The version a rollout moves the module to (the plan for new instances too)."""
+        self.db.execute("UPDATE modules SET version = ? WHERE id = ?", (version, module_id))
 
     def delete_module(self, module_id: str) -> None:
         self.get_module(module_id)

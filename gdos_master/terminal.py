@@ -411,16 +411,18 @@ class TerminalRelay:
             session.reauth = reauth
         old = session.browser
         reattached, session.attached_once = session.attached_once, True
-        session.browser = browser
-        session.state = TerminalState.ATTACHED
-        session.detached_at = None
-        session.last_activity = asyncio.get_running_loop().time()
         if old is not None and old is not browser:
             old.gone.set()
-            with contextlib.suppress(Exception):
-                await old.close(4000, "terminal taken over by another window")
         async with browser.lock:
             # Under the lock: output arriving meanwhile waits, so the screen stays in order.
+            # The screen is taken before anything is awaited: output relayed later goes out
+            # live after it, so none is sent twice. ``offset`` is where the screen starts in
+            # the session's output: a client that counted what it got skips what it has.
+            session.browser = browser
+            session.state = TerminalState.ATTACHED
+            session.detached_at = None
+            session.last_activity = asyncio.get_running_loop().time()
+            screen = session.ring.getvalue()
             hello = control(
                 "session",
                 id=session.id,
@@ -428,11 +430,14 @@ class TerminalRelay:
                 reattached=reattached,
                 rows=session.rows,
                 cols=session.cols,
+                offset=session.ring.total - len(screen),
             )
             await browser.send_text(hello)
-            screen = session.ring.getvalue()
             if screen:
                 await browser.send_bytes(screen)
+        if old is not None and old is not browser:
+            with contextlib.suppress(Exception):
+                await old.close(4000, "terminal taken over by another window")
         self.master.db.execute(
             "UPDATE terminal_sessions SET state = 'attached' WHERE id = ?", (session_id,)
         )

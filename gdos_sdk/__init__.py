@@ -14,6 +14,7 @@ from __future__ import annotations
 from gdos_sdk.__about__ import __version__
 from gdos_sdk.adoption import AdoptionSpec, AdoptionStrategy
 from gdos_sdk.client import AsyncClient, Client
+from gdos_sdk.cluster import LocalCluster
 from gdos_sdk.display import ModelList
 from gdos_sdk.errors import (
     AuthError,
@@ -21,6 +22,8 @@ from gdos_sdk.errors import (
     BadRequestError,
     ConfigError,
     ConflictError,
+    DeployFailed,
+    DeployTimeout,
     GdosError,
     ManifestError,
     NotFoundError,
@@ -49,10 +52,13 @@ __all__ = [
     "Client",
     "ConfigError",
     "ConflictError",
+    "DeployFailed",
+    "DeployTimeout",
     "DesiredState",
     "GdosError",
     "Health",
     "InstanceState",
+    "LocalCluster",
     "Manifest",
     "ManifestError",
     "ModelList",

@@ -79,6 +79,11 @@ class MasterServer:
     tls_cert: str = _opt("", "PEM certificate file; with tls_key, serve HTTPS", flag="tls_cert")
     tls_key: str = _opt("", "PEM private key file for tls_cert", flag="tls_key")
     public_url: str = _opt("", "URL workers and browsers use; printed at start")
+    parent_pid: int = _opt(
+        0,
+        "exit when process PID ends (throw-away clusters: LocalCluster sets it; 0: never)",
+        flag="parent_pid",
+    )
 
 
 @attrs.frozen
@@ -169,7 +174,9 @@ class MasterFleet:
         " docs/architecture.md, 'Garbage collection'); false keeps Python's defaults",
     )
     gc_churn_limit: int = _opt(
-        500, "disconnects after which a full garbage collection frees their frozen objects"
+        500,
+        "disconnects after which a full garbage collection frees their frozen objects"
+        " (at least as many as there are open agent connections)",
     )
 
 
@@ -289,6 +296,13 @@ class WorkerServer:
         " elsewhere (':8081' listens on every interface)",
         flag="port",
     )
+    parent_pid: int = _opt(
+        0,
+        "exit when process PID ends, after stopping every instance (throw-away clusters:"
+        " LocalCluster sets it; 0: never, and a worker that exits leaves its instances"
+        " running)",
+        flag="parent_pid",
+    )
 
 
 @attrs.frozen
@@ -333,6 +347,12 @@ class WorkerRuntime:
         5,
         "tries to download a package before a deploy fails; waits 0.5, 1, 2, 4 ... s between"
         " (5 tries ride out about 7.5 s of storage trouble)",
+    )
+    keep_versions: int = _opt(
+        3,
+        "versions of its package each instance keeps extracted on disk, the one it runs"
+        " included: moving back to one of them (a rollback) needs no download; older ones"
+        " are removed after an upgrade",
     )
     default_user: str = _opt(
         "nobody",
@@ -691,6 +711,11 @@ def load_worker_settings(
     attempts = settings.runtime.fetch_attempts
     if not 1 <= attempts <= 20:
         raise ConfigError(f"runtime.fetch_attempts must be between 1 and 20, got {attempts}")
+    if settings.runtime.keep_versions < 1:
+        raise ConfigError(
+            "runtime.keep_versions must be at least 1 (the version an instance runs),"
+            f" got {settings.runtime.keep_versions}"
+        )
     for name in ("ping_interval", "ping_timeout"):
         if getattr(settings.connect, name) < 0:
             raise ConfigError(f"connect.{name} must be >= 0 (0 turns it off)")

@@ -22,7 +22,10 @@ Every error the SDK, the servers and the pack tool raise on purpose is a
     ├── RemoteError            the worker answered a command with an error (502)
     ├── SpawnError             the OS refused to start a process
     ├── ConfigError            a setting is missing or malformed
-    └── AutostartError         start at boot could not be installed or removed
+    ├── AutostartError         start at boot could not be installed or removed
+    └── DeployFailed           a deployed service did not come up as ``deploy(wait=...)``
+        │                      asked: it crashed, failed its health check (client side)
+        └── DeployTimeout      it was not there within the timeout; also a TimeoutError
 
 Each class carries a stable machine-readable ``code`` and an HTTP ``status``.
 The master renders any :class:`GdosError` as
@@ -42,6 +45,8 @@ __all__ = [
     "BadRequestError",
     "ConfigError",
     "ConflictError",
+    "DeployFailed",
+    "DeployTimeout",
     "GdosError",
     "ManifestError",
     "NotFoundError",
@@ -243,6 +248,74 @@ class BackupError(ValidationError):
 
     code = "invalid_backup"
     status = 422
+
+
+class DeployFailed(GdosError):
+    """A deployed service did not come up as ``deploy(wait=...)`` asked.
+
+    It crashed or restarted within ``min_healthy_time``, failed its health check, or
+    ended ``failed`` or ``stopped``. Raised by the client, never sent by the master:
+    the instance record stays (inspect it, read its logs, destroy it).
+
+    Attributes:
+        instance: the :class:`~gdos_sdk.models.Instance` as last seen (``None`` if unknown).
+        state: its state then (``backoff``, ``failed``, ``running`` ...).
+        reason: the worker's reason (``exited with code 2; restarting in 1.0 s``).
+        exit_code: the exit code of the last run, when it exited.
+        log_lines: the last lines of its console log (empty when they could not be read).
+
+    Example::
+
+        try:
+            gdos.deploy(module.id, node.id, wait="stable")
+        except DeployFailed as exc:
+            print(exc.state, exc.reason)
+            print("\n".join(exc.log_lines))
+    """
+
+    code = "deploy_failed"
+    status = 500
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: Any = None,
+        instance: Any = None,
+        log_lines: list[str] | None = None,
+    ) -> None:
+        super().__init__(message, details=details)
+        self.instance = instance
+        self.log_lines: list[str] = list(log_lines or [])
+
+    @property
+    def state(self) -> str | None:
+        """The instance's state when the wait gave up."""
+        state = getattr(self.instance, "state", None)
+        return None if state is None else str(getattr(state, "value", state))
+
+    @property
+    def reason(self) -> str:
+        """The worker's reason for that state."""
+        return str(getattr(self.instance, "reason", "") or "")
+
+    @property
+    def exit_code(self) -> int | None:
+        """The exit code of the last run, if it exited."""
+        code = getattr(self.instance, "exit_code", None)
+        return code if isinstance(code, int) else None
+
+    def __str__(self) -> str:
+        if not self.log_lines:
+            return self.message
+        tail = "\n".join(f"    {line}" for line in self.log_lines)
+        return f"{self.message}\n  last lines of its console log:\n{tail}"
+
+
+class DeployTimeout(DeployFailed, TimeoutError):
+    """The service was not where ``deploy(wait=...)`` asked within ``timeout`` seconds."""
+
+    code = "deploy_timeout"
 
 
 def _all_subclasses(cls: type[GdosError]) -> list[type[GdosError]]:

@@ -386,7 +386,12 @@ class Module:
 @displayed
 @attrs.frozen
 class Instance:
-    """A module deployed on a node: desired state plus the worker's last report."""
+    """A module deployed on a node: desired state plus the worker's last report.
+
+    ``version`` is the package version its worker reports; ``desired_version`` the one
+    it should run (they differ while a rollout moves it, or until its offline node
+    returns).
+    """
 
     id: str
     module_id: str
@@ -406,6 +411,7 @@ class Instance:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     metrics: InstanceSample | None = None
+    desired_version: str = ""
 
 
 @displayed
@@ -708,7 +714,9 @@ class ModulePatch:
     ``env`` is the new set of visible variables, except that a write-only (secret)
     variable it does not name keeps its value, and so does one it names with the
     value ``"***"`` (what a read shows); ``null`` removes a variable. ``user: ""``
-    and ``group: ""`` remove the module's account override.
+    and ``group: ""`` remove the module's account override. ``version`` may only
+    repeat the module's version: it changes through a rollout (``POST
+    /modules/{id}/rollouts``), which moves the instances too.
     """
 
     version: str | None = None

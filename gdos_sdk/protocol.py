@@ -10,7 +10,8 @@ with ``X-GDOS-Node-Id``) and then::
     worker -> master   heartbeat        the 1 s samples since the last one (every push interval)
     master -> worker   configure        a new push interval
     worker -> master   instance_state   an instance changed state
-    master -> worker   request          a command with an id and a timeout
+    master -> worker   request          a command with an id and a timeout (protocol 2 adds
+                                        ``upgrade``: a new version in place)
     worker -> master   response         the command's result or error, same id
     worker -> master   command_output   output of a running fleet command, as it arrives
     either             error            fatal problem; the sender closes after it
@@ -49,7 +50,9 @@ from gdos_sdk.states import DesiredState, Health, InstanceState
 __all__ = [
     "HEARTBEAT_FRAME",
     "MAX_FRAME",
+    "MIN_PROTOCOL",
     "PROTOCOL_VERSION",
+    "UPGRADE_PROTOCOL",
     "CandidatesCommand",
     "Command",
     "CommandOutput",
@@ -74,13 +77,20 @@ __all__ = [
     "StartCommand",
     "StopCommand",
     "TerminalOpenCommand",
+    "UpgradeCommand",
     "Welcome",
     "decode",
     "encode",
     "heartbeat_frames",
 ]
 
-PROTOCOL_VERSION = 1
+# 2 added the ``upgrade`` command. A master speaks every version from MIN_PROTOCOL up, so
+# upgrade the master first, then the workers: an older worker keeps working, but its
+# instances cannot change version in place (a rollout reports them as needing a newer
+# worker). A worker speaks only its own version.
+PROTOCOL_VERSION = 2
+MIN_PROTOCOL = 1
+UPGRADE_PROTOCOL = 2  # the first version with UpgradeCommand
 
 # Largest frame a worker may send, in characters (frames are ASCII JSON, so also bytes).
 # Sized for a big, legitimate node; a real worker with 200 instances measured (see
@@ -176,6 +186,22 @@ class DestroyCommand:
 
 
 @attrs.frozen
+class UpgradeCommand:
+    """Move an existing instance to the package version ``spec`` names, keeping its id.
+
+    The worker fetches and extracts the new version beside the running one, then stops
+    the instance, switches its ``app/`` folder to the new version and starts it again
+    (if its desired state is running). Its logs, restart count and record stay. The
+    versions it ran before are kept on disk (``runtime.keep_versions``), so moving back
+    to one of them needs no download. An instance already on ``spec``'s package is
+    left as it is. The answer is the instance's status after the switch.
+    """
+
+    spec: InstanceSpec
+    kind: Literal["upgrade"] = "upgrade"
+
+
+@attrs.frozen
 class CandidatesCommand:
     """List the processes on the node that ``adoption`` would adopt (nothing is changed)."""
 
@@ -251,6 +277,7 @@ Command = (
     | StopCommand
     | RestartCommand
     | DestroyCommand
+    | UpgradeCommand
     | CandidatesCommand
     | RunCommand
     | LogListCommand
@@ -265,6 +292,7 @@ _COMMANDS: dict[str, type[Any]] = {
     "stop": StopCommand,
     "restart": RestartCommand,
     "destroy": DestroyCommand,
+    "upgrade": UpgradeCommand,
     "candidates": CandidatesCommand,
     "run_command": RunCommand,
     "log_list": LogListCommand,

@@ -12,7 +12,7 @@ control messages as **text** frames, one JSON object each::
 
     {"op": "resize", "rows": 40, "cols": 120}      browser -> master -> worker
     {"op": "session", "id": "...", "node_id": "...", "reattached": false,
-     "rows": 24, "cols": 80}                       master -> browser, first frame
+     "rows": 24, "cols": 80, "offset": 0}          master -> browser, first frame
     {"op": "exit", "code": 0, "reason": "exited"}  worker -> master -> browser, last frame
     {"op": "close"}                                 master -> worker: end the PTY
 

@@ -51,6 +51,7 @@ class Worker:
             on_change=self.agent.on_instance_change,
             fetch_attempts=settings.runtime.fetch_attempts,
             default_user=settings.runtime.default_user,
+            keep_versions=settings.runtime.keep_versions,
         )
         self.agent.supervisor = self.supervisor
         self._tasks: list[asyncio.Task[Any]] = []

@@ -16,18 +16,35 @@ from gdos_sdk.config import WorkerSettings, load_worker_settings, parse_listen
 from gdos_sdk.errors import GdosError
 from gdos_sdk.flaghelp import HELP_FLAGS, VERSION_FLAGS, Flag, has_flag, render_help
 from gdos_sdk.logformat import configure_logging, log_context
+from gdos_sdk.parentwatch import parent_gone
 from gdos_worker import __version__
 from gdos_worker.app import Worker, create_app
 
 __all__ = ["main"]
 
+log = logging.getLogger("gdos.worker")
 
-async def _serve(app: object, config: Config) -> None:
+
+async def _serve(app: object, config: Config, worker: Worker) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    parent = worker.settings.server.parent_pid
+    if parent:  # a throw-away worker (LocalCluster): it and its instances end with the parent
+
+        async def orphaned() -> None:
+            await parent_gone(parent)
+            log.warning("process %d that started this worker ended: stopping instances", parent)
+            await worker.supervisor.stop_all()
+            stop.set()
+
+        watcher = loop.create_task(orphaned())
+    try:
+        await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    finally:
+        if parent:
+            watcher.cancel()
 
 
 PROG = "gdos-worker"
@@ -96,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # Every line this worker logs names its node.
         with log_context(node_id=worker.agent.identity.node_id):
-            asyncio.run(_serve(create_app(worker), config))
+            asyncio.run(_serve(create_app(worker), config, worker))
     except OSError as exc:
         print(
             f"{PROG}: cannot listen on {settings.server.listen}: {exc.strerror}",

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import attrs
 
-from gdos_sdk.errors import SpawnError
+from gdos_sdk.errors import NotFoundError, SpawnError
 from gdos_sdk.executors import Executor, ExitInfo, ProcessHandle, SpawnSpec
 from gdos_sdk.executors.accounts import (
     Account,
@@ -35,7 +35,7 @@ from gdos_sdk.executors.accounts import (
 from gdos_sdk.filemodes import private_dir
 from gdos_sdk.health import HealthTracker
 from gdos_sdk.manifest import HealthCheck, Manifest
-from gdos_sdk.protocol import InstanceStatus
+from gdos_sdk.protocol import InstanceSpec, InstanceStatus
 from gdos_sdk.restart import RestartTracker
 from gdos_sdk.states import DesiredState, Health, InstanceState, check_transition
 from gdos_worker.health import probe
@@ -117,15 +117,25 @@ class InstanceRunner:
         self.on_change = on_change
         self.base_env = dict(os.environ if base_env is None else base_env)
         self.clock = clock
-        self.manifest = Manifest.from_dict(record.spec.manifest)
-        override = record.spec.health_check
+        self._configure(record.spec)
+        self._health_task: asyncio.Task[None] | None = None
+        self.lock = asyncio.Lock()
+        self.handle: ProcessHandle | None = None
+        self._started_mono = 0.0
+        self._watcher: asyncio.Task[None] | None = None
+        self._backoff_task: asyncio.Task[None] | None = None
+        self.destroyed = False
+
+    def _configure(self, spec: InstanceSpec) -> None:
+        """What the spec's manifest and module settings decide: checks, restart policy."""
+        self.manifest = Manifest.from_dict(spec.manifest)
+        override = spec.health_check
         # A module's override replaces the package's check.
         self.health_check: HealthCheck | None = (
             HealthCheck.from_dict(override, path="$.health_check")
             if override is not None
             else self.manifest.health_check
         )
-        self._health_task: asyncio.Task[None] | None = None
         policy = self.manifest.restart
         self.tracker = RestartTracker(
             policy=policy.policy,
@@ -135,12 +145,6 @@ class InstanceRunner:
             backoff_max=policy.backoff_max,
             start_seconds=policy.start_seconds,
         )
-        self.lock = asyncio.Lock()
-        self.handle: ProcessHandle | None = None
-        self._started_mono = 0.0
-        self._watcher: asyncio.Task[None] | None = None
-        self._backoff_task: asyncio.Task[None] | None = None
-        self.destroyed = False
 
     @property
     def instance_id(self) -> str:
@@ -252,8 +256,12 @@ class InstanceRunner:
             account=account,
         )
 
-    def _spawn(self) -> None:
-        """STOPPED/BACKOFF/FAILED -> STARTING -> RUNNING (or FAILED). Caller holds the lock."""
+    def _spawn(self, restarted_after: str = "") -> None:
+        """STOPPED/BACKOFF/FAILED -> STARTING -> RUNNING (or FAILED). Caller holds the lock.
+
+        ``restarted_after``: why the previous run ended, for a restart by the policy; the
+        running state's reason keeps it (a quick restart leaves no other trace of a crash).
+        """
         self._set_state(S.STARTING, "starting")
         try:
             handle = self.executor.spawn(self._spawn_spec())
@@ -262,7 +270,8 @@ class InstanceRunner:
             self._set_state(S.FAILED, f"cannot start: {exc.message}")  # STARTING -> FAILED
             raise
         self._adopt(handle, fresh=True)
-        self._set_state(S.RUNNING, "running")  # STARTING -> RUNNING
+        reason = f"running (restarted after: {restarted_after})" if restarted_after else "running"
+        self._set_state(S.RUNNING, reason)  # STARTING -> RUNNING
 
     def _adopt(self, handle: ProcessHandle, *, fresh: bool) -> None:
         self.handle = handle
@@ -338,8 +347,9 @@ class InstanceRunner:
                 return
             self._backoff_task = None
             self.record.restarts += 1
+            previous = self.record.reason.rpartition("; restarting in ")[0]
             with contextlib.suppress(SpawnError):  # already recorded as FAILED
-                self._spawn()
+                self._spawn(restarted_after=previous)
 
     def _cancel_backoff(self) -> None:
         if self._backoff_task is not None:
@@ -543,6 +553,46 @@ class InstanceRunner:
                 self._set_state(S.STOPPED, "restarting")
             self.tracker.reset()
             self._spawn()
+            return self.status()
+
+    async def upgrade(self, spec: InstanceSpec) -> InstanceStatus:
+        """Run ``spec``'s version, extracted in ``releases/<sha256>``: stop, switch, start.
+
+        The instance keeps its id, logs and restart count; its restart budget starts
+        afresh. It starts again only if its desired state is running; a new version that
+        cannot start leaves it ``failed`` with the reason (the answer is still its status:
+        the switch happened).
+
+        Raises:
+            NotFoundError: the instance was destroyed meanwhile.
+        """
+        async with self.lock:
+            if self.destroyed:
+                raise NotFoundError(f"instance {self.instance_id} was destroyed")
+            old = self.record.spec
+            self._cancel_backoff()
+            # From here until the switch is recorded, a worker restart finishes or undoes it.
+            self.record.upgrade = spec
+            self._save()
+            why = f"upgrading {old.version} -> {spec.version}"
+            if self.handle is not None:
+                await self._stop_process(why)  # RUNNING -> STOPPING -> STOPPED
+            elif self.record.state in (S.BACKOFF, S.FAILED, S.RUNNING, S.STARTING):
+                self._set_state(S.STOPPED, why)
+            self._cancel_health()
+            await asyncio.to_thread(
+                self.workdir.switch_release, self.paths, old.sha256, spec.sha256
+            )
+            self._configure(spec)
+            self.record.spec, self.record.upgrade = spec, None
+            self.record.reason = f"upgraded {old.version} -> {spec.version}"
+            self._save()
+            log.info("instance %s now has %s", self.instance_id, spec.version)
+            self.on_change(self.status())  # the version changed (the state may not)
+            if self.record.desired_state == DesiredState.RUNNING:
+                self.tracker.reset()
+                with contextlib.suppress(SpawnError):  # recorded as FAILED, with the reason
+                    self._spawn()
             return self.status()
 
     async def destroy(self) -> None:

@@ -6,7 +6,9 @@ Layout under ``work_dir``::
     worker.lock                     held while a worker runs here
     cache/<sha256>.zip              packages by digest
     instances/<id>/instance.json    spec (with its env), desired state, process ref, counters
-    instances/<id>/app/             the extracted package
+    instances/<id>/app/             the extracted package the instance runs
+    instances/<id>/releases/<sha256>/  versions it ran before (runtime.keep_versions in
+                                    all, app/ included), so moving back needs no download
     instances/<id>/logs/            console.log (+ .1, .2 ... after rotation)
 
 Every file is written to a temporary name, flushed and renamed, so a worker
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import stat
 import sys
 import tempfile
@@ -63,6 +66,11 @@ def atomic_write(path: Path, data: bytes, *, mode: int = PRIVATE_FILE) -> None:
         raise
 
 
+def _not_a_package(folder: Path) -> bool:
+    """Whether :meth:`WorkDir.prepare` walks into ``folder`` (not an extracted package)."""
+    return folder.name != "app" and folder.parent.name != "releases"
+
+
 @attrs.frozen
 class Identity:
     """The node's id (made once, kept forever) and the credential the master issued."""
@@ -87,6 +95,9 @@ class InstanceRecord:
     # An adopted instance: GDOS started the tracked process (spawn, start or restart
     # command), so destroying the instance stops it; one it found running is released.
     started_here: bool = False
+    # Set while app/ is being switched to this version (see Supervisor.upgrade): a worker
+    # that died meanwhile finishes or undoes the switch when it starts again.
+    upgrade: InstanceSpec | None = None
 
 
 @attrs.frozen
@@ -104,6 +115,14 @@ class InstancePaths:
     @property
     def logs(self) -> Path:
         return self.root / "logs"
+
+    @property
+    def releases(self) -> Path:
+        return self.root / "releases"
+
+    def release(self, sha256: str) -> Path:
+        """Where the extracted package with this digest waits while app/ holds another."""
+        return self.releases / sha256
 
     @property
     def console_log(self) -> Path:
@@ -124,7 +143,7 @@ class WorkDir:
         for folder in (self.root, self.instances_dir, self.cache_dir):
             private_dir(folder)
         # The packages are not secrets and may be large: their folders are closed, not walked.
-        secure_tree(self.root, descend=lambda folder: folder.name != "app")
+        secure_tree(self.root, descend=_not_a_package)
         # The repair closes the search bit that hand_over() gave the folders above a
         # service's app/ when it runs as another account; running services still need it.
         if sys.platform != "win32" and self.instances_dir.is_dir():
@@ -230,3 +249,46 @@ class WorkDir:
 
     def cached_package(self, sha256: str) -> Path:
         return self.cache_dir / f"{sha256}.zip"
+
+    # --- versions of an instance ------------------------------------------------------------
+
+    def switch_release(self, paths: InstancePaths, current: str, new: str) -> None:
+        """Make ``releases/<new>`` the instance's ``app/``; the old one is kept as ``<current>``.
+
+        Two renames within the instance folder: nothing is copied, and the path services
+        see (``GDOS_APP_DIR``) stays the same.
+        """
+        private_dir(paths.releases)
+        if paths.app.exists():
+            kept = paths.release(current)
+            if kept.exists():  # an older copy of the same version: the newer one wins
+                shutil.rmtree(kept)
+            os.replace(paths.app, kept)
+            os.utime(kept)  # the time it stopped being current orders what is kept
+        os.replace(paths.release(new), paths.app)
+
+    def prune_releases(self, paths: InstancePaths, keep: int) -> list[str]:
+        """Remove all but the ``keep - 1`` most recently used earlier versions; their digests.
+
+        ``keep`` counts the version in ``app/`` too; half-extracted folders (``.tmp-*``,
+        left by a worker that died while extracting) go as well.
+        """
+        if not paths.releases.is_dir():
+            return []
+        found = [p for p in paths.releases.iterdir() if p.is_dir()]
+        debris = [p for p in found if p.name.startswith(".")]
+        kept = sorted(
+            (p for p in found if not p.name.startswith(".")),
+            key=lambda p: p.stat().st_mtime,
+            reverse=True,
+        )
+        removed = debris + kept[max(0, keep - 1) :]
+        for folder in removed:
+            shutil.rmtree(folder, ignore_errors=True)
+        return [p.name for p in removed if not p.name.startswith(".")]
+
+    def kept_releases(self, paths: InstancePaths) -> list[str]:
+        """The digests of the earlier versions kept for the instance."""
+        if not paths.releases.is_dir():
+            return []
+        return sorted(p.name for p in paths.releases.iterdir() if not p.name.startswith("."))

@@ -9,6 +9,14 @@ One deploy per instance runs at a time: a second ``deploy`` of an instance
 whose deploy is still going (the master timed out and the reconcile after a
 reconnect sends it again) waits for the first one's outcome instead of racing
 it, and a ``destroy`` meanwhile cancels it.
+
+An ``upgrade`` moves an instance to another version of its package in place
+(:meth:`Supervisor.upgrade`): the new version is fetched and extracted into
+``releases/<sha256>/`` while the old one still runs, then the runner stops it,
+swaps the folders and starts it again. Each instance keeps ``keep_versions``
+versions on disk (the current one included), so going back to a recent one needs
+no download; older ones, and cached package zips no instance keeps, are removed.
+One upgrade per instance runs at a time (a revert waits for the upgrade it undoes).
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from gdos_sdk.protocol import (
     RestartCommand,
     StartCommand,
     StopCommand,
+    UpgradeCommand,
 )
 from gdos_sdk.states import DesiredState, Health, InstanceState
 from gdos_worker.adopted import AdoptedRunner
@@ -111,7 +120,11 @@ class Supervisor:
         fetch_attempts: int = 5,
         fetch_backoff: float = 0.5,
         default_user: str = "",
+        keep_versions: int = 3,
     ) -> None:
+        if keep_versions < 1:
+            raise ValueError("keep_versions must be at least 1 (the version in use)")
+        self.keep_versions = keep_versions
         self.workdir = workdir
         self.default_user = default_user
         self.executor = executor
@@ -124,6 +137,8 @@ class Supervisor:
         self.runners: dict[str, InstanceRunner] = {}
         self._fetch_locks: dict[str, asyncio.Lock] = {}
         self._deploying: dict[str, asyncio.Task[InstanceStatus]] = {}
+        self._upgrade_locks: dict[str, asyncio.Lock] = {}
+        self._upgrading = 0  # upgrades under way (the package cache is not pruned meanwhile)
         # Processes tagged with an instance whose record is unreadable: reported, never kept
         # silently (the master destroys what it has no record of).
         self.strays: dict[str, InstanceStatus] = {}
@@ -159,6 +174,8 @@ class Supervisor:
             )
             self.strays[folder.name] = _stray(folder.name, pids, problem)
         for record in records:
+            if record.upgrade is not None:
+                self._finish_switch(record)
             try:
                 runner = self._runner(record)
             except GdosError as exc:
@@ -167,6 +184,36 @@ class Supervisor:
             self.runners[runner.instance_id] = runner
             with log_context(instance_id=runner.instance_id):
                 runner.resume()
+
+    def _finish_switch(self, record: InstanceRecord) -> None:
+        """Settle an upgrade a worker crash cut short (see ``InstanceRecord.upgrade``).
+
+        The new version still waiting in ``releases/`` means app/ was not switched yet:
+        the instance stays on its version (the master asks again). Otherwise app/ holds
+        the new version and the record follows.
+        """
+        new = record.upgrade
+        assert new is not None
+        paths = self.workdir.paths(record.spec.instance_id)
+        if paths.release(new.sha256).is_dir():
+            old = paths.release(record.spec.sha256)
+            if not paths.app.exists() and old.is_dir():
+                os.replace(old, paths.app)  # cut between the two renames: undo the first
+            log.warning(
+                "instance %s: the switch to %s was cut short; it stays on %s",
+                record.spec.instance_id,
+                new.version,
+                record.spec.version,
+            )
+        else:
+            log.warning(
+                "instance %s: finishing the switch to %s cut short by a restart",
+                record.spec.instance_id,
+                new.version,
+            )
+            record.spec = new
+        record.upgrade = None
+        self.workdir.save_record(record)
 
     def inventory(self) -> list[InstanceStatus]:
         """Every instance of this node, strays (no usable record) included."""
@@ -199,6 +246,8 @@ class Supervisor:
         if isinstance(command, DestroyCommand):
             await self.destroy(command.instance_id)
             return None
+        if isinstance(command, UpgradeCommand):
+            return await self.upgrade(command.spec)
         raise NotFoundError(f"unknown command {command!r}")
 
     async def deploy(self, spec: InstanceSpec, *, start: bool) -> InstanceStatus:
@@ -295,6 +344,76 @@ class Supervisor:
             await self.destroy(spec.instance_id)
             raise
 
+    async def upgrade(self, spec: InstanceSpec) -> InstanceStatus:
+        """Move an instance to the package version of ``spec``; see the module docstring.
+
+        Raises:
+            NotFoundError: no such instance on this node.
+            ConflictError: it is an adopted instance, or ``spec`` is of another package.
+            TransportError: the package could not be fetched (the instance still runs
+                its version: nothing was stopped).
+        """
+        lock = self._upgrade_locks.setdefault(spec.instance_id, asyncio.Lock())
+        self._upgrading += 1
+        try:
+            async with lock:
+                runner = self.get(spec.instance_id)
+                current = runner.record.spec
+                if current.adoption is not None or spec.adoption is not None:
+                    raise ConflictError("an adopted instance has no package version to change")
+                if current.package != spec.package:
+                    raise ConflictError(
+                        f"instance {spec.instance_id} runs package {current.package!r},"
+                        f" not {spec.package!r}"
+                    )
+                if current.sha256 == spec.sha256:
+                    return runner.status()  # asked again (a reconcile, a resumed rollout)
+                Manifest.from_dict(spec.manifest)  # refuse a bad manifest before fetching
+                await self._prepare_release(spec)
+                status = await runner.upgrade(spec)
+                paths = self.workdir.paths(spec.instance_id)
+                await asyncio.to_thread(self.workdir.prune_releases, paths, self.keep_versions)
+        finally:
+            self._upgrading -= 1
+        if not self._upgrading and not self._deploying:
+            await asyncio.to_thread(self._prune_cache)
+        return status
+
+    async def _prepare_release(self, spec: InstanceSpec) -> None:
+        """``releases/<sha256>/`` of the instance: kept from before, or fetched and extracted."""
+        paths = self.workdir.paths(spec.instance_id)
+        target = paths.release(spec.sha256)
+        if target.is_dir():
+            os.utime(target)  # in use again: the last to be pruned
+            log.info("instance %s: %s is still on disk", spec.instance_id, spec.version)
+            return
+        archive = await self._fetch(spec)
+        private_dir(paths.releases)
+        staging = paths.releases / f".tmp-{spec.sha256}"
+        if staging.exists():
+            await asyncio.to_thread(shutil.rmtree, staging, True)
+        try:
+            await _finish_thread(
+                functools.partial(safe_extract, archive, staging, mode=PRIVATE_DIR)
+            )
+            os.replace(staging, target)
+        except BaseException:
+            await asyncio.to_thread(shutil.rmtree, staging, True)
+            raise
+
+    def _prune_cache(self) -> None:
+        """Remove cached package zips that no instance runs or keeps on disk."""
+        wanted = {r.record.spec.sha256 for r in self.runners.values()}
+        for runner in self.runners.values():
+            wanted.update(self.workdir.kept_releases(runner.paths))
+        for path in self.workdir.cache_dir.glob("*.zip"):
+            sha = path.stem
+            lock = self._fetch_locks.get(sha)
+            if sha in wanted or (lock is not None and lock.locked()):
+                continue
+            path.unlink(missing_ok=True)
+            self._fetch_locks.pop(sha, None)
+
     async def candidates(self, adoption: AdoptionSpec) -> list[ProcessCandidate]:
         """The processes ``adoption`` would adopt on this node, best first."""
         adoption.check()
@@ -356,6 +475,7 @@ class Supervisor:
         runner = self.get(instance_id)
         await runner.destroy()
         self.runners.pop(instance_id, None)
+        self._upgrade_locks.pop(instance_id, None)
 
     # --- periodic work ----------------------------------------------------------------------
 
@@ -381,6 +501,19 @@ class Supervisor:
     async def close(self) -> None:
         for runner in self.runners.values():
             await runner.close()
+
+    async def stop_all(self) -> None:
+        """Stop every instance (desired state ``stopped``), all at once.
+
+        Only for a throw-away worker whose parent ended (``server.parent_pid``): a worker
+        that stops otherwise leaves its instances running.
+        """
+        results = await asyncio.gather(
+            *(runner.stop() for runner in self.runners.values()), return_exceptions=True
+        )
+        for runner, result in zip(self.runners.values(), results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("instance %s did not stop: %r", runner.instance_id, result)
 
     def describe(self) -> list[dict[str, object]]:
         return [unstructure(r.status()) for r in self.runners.values()]

@@ -34,6 +34,7 @@ log = logging.getLogger("gdos.worker.terminal")
 READ_SIZE = 64 * 1024
 MAX_FRAME = 256 * 1024  # largest output frame to the master
 MAX_PENDING = 1024 * 1024  # output read ahead of the socket before the shell is held up
+EXIT_GRACE = 5.0  # seconds the master has to read the exit frame and close the stream
 
 
 def shell_argv(configured: str) -> list[str]:
@@ -160,6 +161,11 @@ class TerminalHost:
                 code = await asyncio.wait_for(_exit_code(pty), 5)
                 with contextlib.suppress(WebSocketException, OSError):
                     await ws.send(control("exit", code=code, reason="exited"))
+                    # The master closes the stream once it has read that frame. Closing
+                    # first could lose it: the master's handler is cancelled when the
+                    # socket goes, frames unread, and the session would end "worker_lost".
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(ws.wait_closed(), EXIT_GRACE)
         except (WebSocketException, OSError, TimeoutError) as exc:
             log.info("terminal %s stream ended: %s", session_id, exc)
         finally:

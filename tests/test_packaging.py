@@ -35,7 +35,7 @@ from gdos_sdk.testing import free_port, wait_until
 pytestmark = [pytest.mark.packaging, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ("gdos-master", "gdos-worker", "gdos-pack")
+SCRIPTS = ("gdos-master", "gdos-worker", "gdos-pack", "gdos")
 
 
 @attrs.frozen

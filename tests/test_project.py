@@ -43,6 +43,12 @@ PUBLIC_MODULES = [
     "gdos_sdk.display",
     "gdos_sdk.frames",
     "gdos_sdk.profiles",
+    "gdos_sdk.live",
+    "gdos_sdk.follow",
+    "gdos_sdk.deploywait",
+    "gdos_sdk.progress",
+    "gdos_sdk.cluster",
+    "gdos_sdk.parentwatch",
 ]
 
 

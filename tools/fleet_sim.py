@@ -25,6 +25,7 @@ import json
 import random
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -78,8 +79,9 @@ class SimNode:
         self.push_interval = 1.0
         self.connected = asyncio.Event()
         self.disconnects = 0
+        self.refusals = 0  # hellos the master answered with an error instead of a welcome
+        self.ws_url = sim.ws_urls[index % len(sim.ws_urls)]
         self.rng = random.Random(index)
-        self.phase = 0.0
         self.task: asyncio.Task[None] | None = None
         self.pusher: asyncio.Task[None] | None = None
         self.last_sample = 0.0
@@ -120,7 +122,7 @@ class SimNode:
         secret = self.credential or self.sim.join_token
         headers = {"Authorization": f"Bearer {secret}", "X-GDOS-Node-Id": self.node_id}
         async with connect(
-            self.sim.ws_url,
+            self.ws_url,
             additional_headers=headers,
             open_timeout=30,
             compression=None,
@@ -130,6 +132,8 @@ class SimNode:
             await ws.send(self._hello())
             welcome = json.loads(await asyncio.wait_for(ws.recv(), 30))
             if welcome.get("type") != "welcome":
+                self.refusals += 1
+                self.sim.last_refusal = str(welcome.get("message", welcome))
                 raise ValueError(f"refused: {welcome}")
             self.node_id = welcome["node_id"]
             self.credential = welcome.get("credential") or self.credential
@@ -150,12 +154,15 @@ class SimNode:
         kind = message.get("type")
         if kind == "configure":
             old, self.push_interval = self.push_interval, float(message["push_interval"])
-            if self.push_interval > old:  # as the real worker does: move to a random phase
-                self.phase = self.rng.uniform(0.1, self.push_interval)
-            elif self.push_interval < old and self.pusher is not None:
-                # Watched now: push what is buffered at once, then at the new pace.
+            if self.push_interval != old and self.pusher is not None:
+                # As the real worker does: shorter (watched now), push what is buffered at
+                # once; longer (the fleet grew), wait a random phase of the new interval from
+                # now, so the fleet does not push in the same second.
+                first = (
+                    0.0 if self.push_interval < old else self.rng.uniform(0.1, self.push_interval)
+                )
                 self.pusher.cancel()
-                self.pusher = asyncio.get_running_loop().create_task(self._push(ws, at_once=True))
+                self.pusher = asyncio.get_running_loop().create_task(self._push(ws, first=first))
         elif kind == "request":
             reply = json.dumps(
                 {
@@ -167,10 +174,9 @@ class SimNode:
             )
             asyncio.get_running_loop().create_task(ws.send(reply))
 
-    async def _push(self, ws: ClientConnection, *, at_once: bool = False) -> None:
+    async def _push(self, ws: ClientConnection, *, first: float | None = None) -> None:
         # Start each node at a random phase so the fleet does not beat in unison.
-        if not at_once:
-            await asyncio.sleep(self.rng.uniform(0, self.push_interval))
+        await asyncio.sleep(self.rng.uniform(0, self.push_interval) if first is None else first)
         while True:
             now = time.time()
             samples = []
@@ -189,20 +195,27 @@ class SimNode:
             self.sim.frames_sent += 1
             self.sim.samples_sent += len(samples)
             await asyncio.sleep(self.push_interval)
-            if self.phase:
-                phase, self.phase = self.phase, 0.0
-                await asyncio.sleep(phase)
 
 
 class FleetSim:
-    """N simulated workers against one master."""
+    """N simulated workers against one master, or spread over several (node i dials master
+    ``i % len(masters)``)."""
 
     def __init__(
-        self, master_url: str, join_token: str, *, nodes: int, ramp_per_second: float = 500.0
+        self,
+        master_url: str | Sequence[str],
+        join_token: str,
+        *,
+        nodes: int,
+        ramp_per_second: float = 500.0,
     ) -> None:
-        base = master_url.rstrip("/")
-        self.ws_url = "ws" + base[len("http") :] + "/api/v1/agent/ws"
+        urls = [master_url] if isinstance(master_url, str) else list(master_url)
+        self.ws_urls = [
+            "ws" + base[len("http") :] + "/api/v1/agent/ws"
+            for base in (u.rstrip("/") for u in urls)
+        ]
         self.join_token = join_token
+        self.last_refusal = ""
         self.nodes = [SimNode(self, i) for i in range(nodes)]
         self.ramp = ramp_per_second
         self.frames_sent = 0
@@ -224,6 +237,9 @@ class FleetSim:
 
     def disconnects(self) -> int:
         return sum(n.disconnects for n in self.nodes)
+
+    def refusals(self) -> int:
+        return sum(n.refusals for n in self.nodes)
 
     async def stop(self) -> None:
         for node in self.nodes:

@@ -3,7 +3,9 @@
 * docs/configuration.md: the option tables between the GENERATED markers;
 * docs/api.md: the endpoint reference from the OpenAPI document;
 * docs/security.md: the role matrix (every route of the registry, and the WebSocket
-  endpoints) between the GENERATED markers.
+  endpoints) between the GENERATED markers;
+* docs/cli.md: every ``gdos`` command and option (from the click commands) between the
+  GENERATED markers.
 
 ``python tools/gen_docs.py --check`` fails when a file is stale (used by the tests).
 """
@@ -19,6 +21,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import click  # noqa: E402
+
+from gdos_cli import cli  # noqa: E402
 from gdos_master.api import api  # noqa: E402
 from gdos_master.openapi import build_openapi  # noqa: E402
 from gdos_sdk.config import MasterSettings, WorkerSettings, iter_options  # noqa: E402
@@ -341,6 +346,56 @@ def api_reference() -> str:
     return "\n".join(lines)
 
 
+def _cli_commands(
+    command: click.Command, ctx: click.Context
+) -> list[tuple[click.Command, click.Context]]:
+    found = [(command, ctx)]
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            found += _cli_commands(sub, click.Context(sub, info_name=name, parent=ctx))
+    return found
+
+
+def _cell(text: str) -> str:
+    """Table-cell text: one line, pipes escaped, angle brackets not taken for HTML."""
+    text = " ".join(text.split()).replace("|", "\\|")
+    return text.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def cli_reference() -> str:
+    """Every ``gdos`` command with its options, as ``--help`` shows them (docs/cli.md)."""
+    out: list[str] = []
+    root = click.Context(cli, info_name="gdos", auto_envvar_prefix="GDOS")
+    for command, ctx in _cli_commands(cli, root):
+        path = ctx.command_path
+        out.append(f"### `{path}`\n")
+        usage = " ".join(command.collect_usage_pieces(ctx))
+        out.append(f"`{path} {usage}`\n")
+        help_text = (command.help or "").replace("\b\n", "")
+        paragraphs = [" ".join(p.split()) for p in help_text.split("\n\n") if p.strip()]
+        out.append("\n\n".join(paragraphs) + "\n")
+        rows = []
+        for param in command.params:
+            if not isinstance(param, click.Option) or param.name in ("help", "version"):
+                continue
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            names, extra = record
+            found = re.search(r"\[(env var: [^;\]]+)(?:; default: ([^\]]*))?", extra)
+            env = found.group(1).removeprefix("env var: ") if found else ""
+            default = found.group(2) if found and found.group(2) else ""
+            meaning = _cell(param.help or "")
+            shown = names.replace("|", "\\|")
+            rows.append(f"| `{shown}` | {meaning} | `{env}` | {_cell(default)} |")
+        if rows:
+            out.append("| option | meaning | environment | default |")
+            out.append("|---|---|---|---|")
+            out.extend(rows)
+            out.append("")
+    return "\n".join(out)
+
+
 def render_between_markers(current: str, generated: str) -> str:
     head, _, rest = current.partition(BEGIN)
     _, _, tail = rest.partition(END)
@@ -360,6 +415,9 @@ def main() -> int:
         ROOT / "docs" / "api.md": api_reference(),
         ROOT / "docs" / "security.md": render_between_markers(
             (ROOT / "docs" / "security.md").read_text(), role_matrix()
+        ),
+        ROOT / "docs" / "cli.md": render_between_markers(
+            (ROOT / "docs" / "cli.md").read_text(), cli_reference()
         ),
     }
     stale = []

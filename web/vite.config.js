@@ -19,6 +19,12 @@ export default defineConfig({
     // NAME.gz and NAME.br beside each built file, served with Content-Encoding by the master.
     precompress(),
   ],
+  // vue-i18n's build flags: the composition API only, no devtools hooks in production.
+  define: {
+    __VUE_I18N_FULL_INSTALL__: false,
+    __VUE_I18N_LEGACY_API__: false,
+    __INTLIFY_PROD_DEVTOOLS__: false,
+  },
   resolve: {
     alias: { '@': fileURLToPath(new URL('./src', import.meta.url)) },
   },
@@ -30,6 +36,8 @@ export default defineConfig({
       output: {
         manualChunks(id) {
           if (id.includes('node_modules/uplot')) return 'uplot'
+          if (id.includes('node_modules/vue-i18n') || id.includes('node_modules/@intlify'))
+            return 'i18n'
           if (id.includes('node_modules/@vue') || id.includes('node_modules/vue')) return 'vue'
         },
       },

@@ -26,6 +26,7 @@ from gdos_master.api import (  # noqa: E402
     metrics,
     nodes,
     packages,
+    rollouts,
     systems,
     terminal,
 )
@@ -42,6 +43,7 @@ del (
     metrics,
     nodes,
     packages,
+    rollouts,
     systems,
     terminal,
 )

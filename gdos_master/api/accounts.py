@@ -8,7 +8,7 @@ import attrs
 from quart import Response, request
 
 from gdos_master.api import api
-from gdos_master.auth import CSRF_COOKIE, SESSION_COOKIE
+from gdos_master.auth import CSRF_COOKIE, SESSION_COOKIE, Principal
 from gdos_master.routing import Ctx, json_response
 from gdos_sdk.codec import unstructure
 from gdos_sdk.errors import (
@@ -51,6 +51,16 @@ async def login(ctx: Ctx, body: LoginRequest) -> Response:
     with master.limiter.attempt(ctx.ip, body.username) as attempt:
         session_id, csrf, user = await master.accounts.login(body.username, body.password)
         attempt.succeeded()
+    # The route is open (no caller known before it runs): the audit entry names the user who
+    # just logged in. A failed attempt stays anonymous; its target names the account tried.
+    ctx.principal = Principal(
+        kind="session",
+        role=user.role,
+        user_id=user.id,
+        username=user.username,
+        csrf=csrf,
+        must_change_password=user.must_change_password,
+    )
     return _session_response(master, session_id, csrf, user)
 
 

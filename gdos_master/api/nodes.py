@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from quart import Response
+
 from gdos_master.api import api
 from gdos_master.routing import Ctx, QueryParam
 from gdos_sdk.adoption import AdoptionSpec, ProcessCandidate
@@ -23,8 +25,12 @@ T = "nodes"
         QueryParam("search", str, "substring of hostname, alias, id or address"),
     ),
 )
-async def list_nodes(ctx: Ctx) -> list[Node]:
-    return list(ctx.master.nodes.list_nodes(**ctx.query))
+async def list_nodes(ctx: Ctx) -> Response:
+    status = ctx.query["status"]
+    text = ctx.master.nodes.list_json(
+        status=None if status is None else NodeStatus(status).value, search=ctx.query["search"]
+    )
+    return Response(text, content_type="application/json")
 
 
 @api.route("/nodes/<node_id>", "GET", summary="Get a node", tag=T, role=Role.VIEWER, response=Node)

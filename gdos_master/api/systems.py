@@ -196,8 +196,9 @@ async def get_module(ctx: Ctx, module_id: str) -> Module:
 @api.route(
     "/modules/<module_id>",
     "PATCH",
-    summary="Change a module's version, env, args or order (a privileged module: admins only,"
-    " but for its order); secret env values are kept unless named",
+    summary="Change a module's env, args, account, health check or order (a privileged module:"
+    " admins only, but for its order); secret env values are kept unless named; its version"
+    " changes through a rollout (409 here)",
     tag=M,
     role=Role.OPERATOR,
     body=ModulePatch,
@@ -206,6 +207,7 @@ async def get_module(ctx: Ctx, module_id: str) -> Module:
     target="module:{module_id}",
     rule="admin to add admin-only settings or to change a module that has them (start_order"
     " excepted); write-only env values are kept unless named",
+    raises=(ConflictError,),
 )
 async def patch_module(ctx: Ctx, module_id: str, body: ModulePatch) -> Module:
     # The audit entry masks the variables the module already keeps secret, too.

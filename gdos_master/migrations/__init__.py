@@ -17,7 +17,7 @@ the transaction begins ``IMMEDIATE``, which has the same effect.
 Example::
 
     engine = migration_engine(sqlite_path=Path("data/ops.db"))
-    upgrade(engine)  # -> 9
+    upgrade(engine)  # -> 11, the newest schema number
 """
 
 from __future__ import annotations
@@ -170,7 +170,8 @@ def _bridge_legacy(conn: sa.Connection) -> None:
     if version == 0 or sa.inspect(conn).has_table("alembic_version"):
         return  # a new file, or one Alembic manages already
     if version > len(LEGACY):
-        # A legacy entry a branch added before the switch is the revision of its number.
+        # A legacy entry a branch added before the switch is the revision of its number
+        # (10: rollouts, 11: join confirmation), which makes the same schema.
         try:
             known = _scripts().get_revision(f"{version:04d}") is not None
         except CommandError:

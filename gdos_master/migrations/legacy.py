@@ -3,7 +3,8 @@
 A SQLite database made by a master of that time records how many of these it has in
 ``PRAGMA user_version``. :func:`gdos_master.migrations.upgrade` applies the ones such a
 database lacks and hands it to Alembic at revision ``0009``, whose schema equals all nine
-(a legacy entry N that a branch added before the switch became revision ``000N``).
+(a legacy entry N that a branch added before the switch became revision ``000N``: 10,
+rollouts, and 11, the join confirmation; a file at 10 or 11 is stamped at that revision).
 Never add to or change this list: schema changes are Alembic revisions in ``versions/``.
 """
 

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import os
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
-from typing import IO, Any, Concatenate, ParamSpec, TypeVar
+from typing import IO, Any, Concatenate, Literal, ParamSpec, TypeVar
 
 import anyio
 import anyio.to_thread
 import httpx
 
 from gdos_sdk.backups import BackupInfo
+from gdos_sdk.batches import BatchJob
 from gdos_sdk.client._base import (
     API_PREFIX,
     CSRF_HEADER,
@@ -28,11 +30,27 @@ from gdos_sdk.client._base import (
     user_label,
 )
 from gdos_sdk.client._calls import Calls
-from gdos_sdk.commands import CommandRun
-from gdos_sdk.errors import TransportError
+from gdos_sdk.client._live import AsyncLiveStream, aiter_frames
+from gdos_sdk.commands import CommandRun, NodeCommandResult
+from gdos_sdk.deploywait import (
+    DEFAULT_MIN_HEALTHY_TIME,
+    DEFAULT_TIMEOUT,
+    DEFAULT_WAIT,
+    LOG_LINES,
+    POLL_INTERVAL,
+    DeployWait,
+    DeployWatch,
+    check_wait,
+)
+from gdos_sdk.errors import DeployFailed, GdosError, TransportError
+from gdos_sdk.follow import AlertTracker, BatchTracker, CommandTracker, SampleTracker
+from gdos_sdk.live import AlertChange, handshake_headers, live_url, origin_of, ws_ssl_context
 from gdos_sdk.logfiles import LogChunk
-from gdos_sdk.models import Instance, Me, Package
+from gdos_sdk.models import Instance, InstanceSample, Me, NodeSample, Package
 from gdos_sdk.profiles import resolve
+from gdos_sdk.progress import ProgressArg, Reporter, reporter, upload_size
+from gdos_sdk.rollouts import Rollout
+from gdos_sdk.terminal_client import AsyncTerminal, TerminalNotice, terminal_link
 
 __all__ = ["AsyncClient"]
 
@@ -101,12 +119,13 @@ class AsyncClient:
         found = resolve(base_url, token, profile=profile, verify=verify)
         self.base_url = found.url.rstrip("/")
         headers = {"Authorization": f"Bearer {found.token}"} if found.token else {}
+        self._verify = tls_verify(found.verify)
         self._http = httpx.AsyncClient(
             base_url=self.base_url + API_PREFIX,
             headers=headers,
             timeout=timeout,
             transport=transport,
-            verify=tls_verify(found.verify),
+            verify=self._verify,
         )
         self.retry = RetryPolicy(retries=retries)
         self._csrf: str | None = None
@@ -241,11 +260,17 @@ class AsyncClient:
         return me
 
     async def upload_package(
-        self, source: str | os.PathLike[str] | bytes | IO[bytes], *, force: bool = False
+        self,
+        source: str | os.PathLike[str] | bytes | IO[bytes],
+        *,
+        force: bool = False,
+        progress: ProgressArg = None,
     ) -> Package:
         """Upload a package zip (a path, bytes or a binary file object) (operators).
 
-        ``force`` replaces an existing version that has other bytes.
+        ``force`` replaces an existing version that has other bytes. ``progress``: a
+        callback taking :class:`~gdos_sdk.progress.Progress` (bytes sent), or True for a
+        tqdm bar.
 
         Returns:
             The stored package.
@@ -257,15 +282,20 @@ class AsyncClient:
 
         Example::
 
-            pkg = await gdos.upload_package("dist/web-1.2.0.zip")
+            pkg = await gdos.upload_package("dist/web-1.2.0.zip", progress=True)
         """
         call = _CALLS.upload_package(force=force)
-        if isinstance(source, bytes):
-            return call.parse(await self._request(call, content=source))
-        if isinstance(source, str | os.PathLike):
-            with open(source, "rb") as handle:
-                return call.parse(await self._request(call, content=_chunks(handle)))
-        return call.parse(await self._request(call, content=_chunks(source)))
+        with reporter(progress, "upload") as report:
+            if isinstance(source, bytes) and not report.active:
+                return call.parse(await self._request(call, content=source))
+            total = upload_size(source)
+            if isinstance(source, str | os.PathLike):
+                with open(source, "rb") as handle:
+                    chunks = _chunks(handle, report=report, total=total)
+                    return call.parse(await self._request(call, content=chunks))
+            stream: IO[bytes] = io.BytesIO(source) if isinstance(source, bytes) else source
+            chunks = _chunks(stream, report=report, total=total)
+            return call.parse(await self._request(call, content=chunks))
 
     async def download_package(self, name: str, version: str, dest: str | os.PathLike[str]) -> Path:
         """Save a package zip to ``dest``.
@@ -344,9 +374,19 @@ class AsyncClient:
         return path
 
     async def run_command(
-        self, node_ids: list[str], command: str, *, timeout: float = 60.0, wait: bool = True
+        self,
+        node_ids: list[str],
+        command: str,
+        *,
+        timeout: float = 60.0,
+        wait: bool = True,
+        progress: ProgressArg = None,
     ) -> CommandRun:
         """Run ``command`` on ``node_ids`` (admins); with ``wait``, return once all answered.
+
+        ``progress``: a callback taking :class:`~gdos_sdk.progress.Progress` (nodes
+        answered), or True for a tqdm bar; see :meth:`iter_command` for each node's
+        result as it arrives.
 
         Returns:
             The run with every node's exit code and output.
@@ -361,10 +401,291 @@ class AsyncClient:
             run = await gdos.run_command([node.id], "uptime", timeout=10)
             print({n.node_id: (n.exit_code, n.stdout) for n in run.nodes})
         """
+        with reporter(progress, "command") as report:
+            run = await self.start_command(node_ids, command, timeout=timeout)
+            if not wait:
+                return run
+            if not report.active:
+                while not run.done:
+                    run = await self.get_command(run.id, wait=60)
+                return run
+            total = len(run.nodes)
+            report(0, total, "node")
+            count = 0
+            async for result in self.follow_command(run.id):
+                count += 1
+                report(count, total, "node", f"{result.node_id[:8]} {result.state.value}")
+            return await self.get_command(run.id)
+
+    async def iter_command(
+        self, node_ids: list[str], command: str, *, timeout: float = 60.0
+    ) -> AsyncIterator[NodeCommandResult]:
+        """Run ``command`` on ``node_ids`` (admins); yield each node's result as it ends.
+
+        Like salt's ``cmd_iter``: a fast node's result comes at once, a slow one's when it
+        ends; each node once, with its whole output. The iteration ends when every node
+        answered. Over the live channel (a dropped socket is taken up again).
+
+        Returns:
+            An async iterator of node results (``exit_code``, ``stdout``, ``error`` ...).
+
+        Raises:
+            NotFoundError: a node id is unknown.
+            ValidationError: an empty command or node list, or a bad timeout.
+            PermissionDenied: the caller is not an admin.
+
+        Example::
+
+            async for result in gdos.iter_command(ids, "uname -r", timeout=10):
+                print(result.node_id, result.exit_code, result.stdout.strip())
+        """
         run = await self.start_command(node_ids, command, timeout=timeout)
-        while wait and not run.done:
-            run = await self.get_command(run.id, wait=60)
-        return run
+        async for result in self.follow_command(run.id):
+            yield result
+
+    async def follow_command(self, run_id: str) -> AsyncIterator[NodeCommandResult]:
+        """Each node's result of a fleet command run as it ends, until all have (admins).
+
+        Returns:
+            An async iterator of node results, each node once, with its whole output.
+
+        Raises:
+            NotFoundError: no run has this id (the master keeps the last runs only).
+            PermissionDenied: the caller is not an admin.
+        """
+        tracker = CommandTracker()
+        async with self.watch(f"command:{run_id}") as stream:
+            async for frame in stream:
+                for result in tracker.feed(frame):  # type: ignore[arg-type]
+                    yield result
+                if tracker.done:
+                    return
+
+    async def run_batch(
+        self,
+        system_id: str,
+        action: Literal["start", "stop"],
+        *,
+        concurrency: int = 4,
+        wait_healthy: bool = True,
+        tier_timeout: float = 120.0,
+        min_running: float = 1.0,
+        progress: ProgressArg = None,
+    ) -> BatchJob:
+        """Start (or stop) a system tier by tier (operators) and wait until the batch ends.
+
+        :meth:`start_batch` with the same parameters, then wait. ``progress``: a callback
+        taking :class:`~gdos_sdk.progress.Progress` (instances done), or True for a tqdm
+        bar; :meth:`follow_batch` yields the job as it moves.
+
+        Returns:
+            The ended job: ``state`` ``done``, or ``failed`` with ``error`` and the items.
+
+        Raises:
+            NotFoundError: no system has this id.
+            ConflictError: a batch of this system is already running.
+            ValidationError: an unknown action or a bad setting.
+        """
+        with reporter(progress, f"batch {action}") as report:
+            job = await self.start_batch(
+                system_id,
+                action,
+                concurrency=concurrency,
+                wait_healthy=wait_healthy,
+                tier_timeout=tier_timeout,
+                min_running=min_running,
+            )
+            if not report.active:
+                while job.finished_at is None:
+                    job = await self.get_batch(job.id, wait=600)
+                return job
+            async for moved in self.follow_batch(job.id):
+                report(*BatchTracker.progress(moved), "instance", moved.state.value)
+                job = moved
+            return job
+
+    async def follow_batch(self, batch_id: str) -> AsyncIterator[BatchJob]:
+        """A batch job each time it moves, until it ends (``done`` or ``failed``).
+
+        Returns:
+            An async iterator of jobs; the last one has ended.
+
+        Raises:
+            NotFoundError: no batch has this id.
+        """
+        tracker = BatchTracker()
+        async with self.watch(f"batch:{batch_id}") as stream:
+            async for frame in stream:
+                for job in tracker.feed(frame):  # type: ignore[arg-type]
+                    yield job
+                if tracker.done:
+                    return
+
+    # --- the live channel ---------------------------------------------------------------------
+
+    def watch(self, *topics: str, reconnect: bool = True) -> AsyncLiveStream:
+        """The live channel, subscribed to ``topics``: ``async for`` it for typed frames.
+
+        The stream connects on first use (``async with`` or ``async for``). Topics and
+        frames as in :meth:`Client.watch <gdos_sdk.Client.watch>` and :mod:`gdos_sdk.live`;
+        with ``reconnect``, a dropped socket is opened again and every topic starts over
+        with a fresh snapshot.
+
+        Returns:
+            An :class:`~gdos_sdk.client.AsyncLiveStream` (close it with ``aclose()``, or
+            use ``async with``).
+
+        Raises:
+            ValidationError: a topic that does not exist.
+            NotFoundError: the node, instance, system, run or batch named does not exist
+                (when the stream connects).
+            PermissionDenied: the role does not allow a topic (when the stream connects).
+
+        Example::
+
+            async with gdos.watch(f"node:{node.id}") as stream:
+                async for frame in stream:
+                    print([s.cpu_percent for s in frame.samples])
+        """
+        url = live_url(self.base_url)
+        cookies = [(c.name, c.value or "") for c in self._http.cookies.jar]
+        return AsyncLiveStream(
+            url,
+            handshake_headers(self._http.headers, cookies),
+            ws_ssl_context(url, self._verify),
+            topics,
+            reconnect=reconnect,
+            origin=origin_of(self.base_url) if cookies else None,
+        )
+
+    async def follow_node_samples(
+        self, node_id: str, *, duration: float | None = None
+    ) -> AsyncIterator[NodeSample]:
+        """A node's samples as they arrive (about one a second while followed).
+
+        The last samples the master holds come first; then each new one, once, in time
+        order, across reconnects. ``duration``: stop after that many seconds (None: never).
+
+        Returns:
+            An async iterator of :class:`~gdos_sdk.models.NodeSample`.
+
+        Raises:
+            NotFoundError: no node has this id.
+        """
+        tracker = SampleTracker()
+        async with self.watch(f"node:{node_id}") as stream:
+            async for frame in aiter_frames(stream, duration):
+                for sample in tracker.feed(frame):  # type: ignore[arg-type]
+                    yield sample
+
+    async def follow_instance_samples(
+        self, instance_id: str, *, duration: float | None = None
+    ) -> AsyncIterator[InstanceSample]:
+        """An instance's samples (CPU, memory, I/O of its process tree) as they arrive.
+
+        Returns:
+            An async iterator of :class:`~gdos_sdk.models.InstanceSample`.
+
+        Raises:
+            NotFoundError: no instance has this id.
+        """
+        tracker = SampleTracker()
+        async with self.watch(f"instance:{instance_id}") as stream:
+            async for frame in aiter_frames(stream, duration):
+                for sample in tracker.feed(frame):  # type: ignore[arg-type]
+                    yield sample
+
+    async def follow_alerts(self, *, duration: float | None = None) -> AsyncIterator[AlertChange]:
+        """Alerts as they change: ``pending``, ``firing``, ``resolved``, ``cancelled``.
+
+        Changes from now on; after a dropped socket, what changed meanwhile comes as
+        changes too. ``duration``: stop after that many seconds.
+
+        Returns:
+            An async iterator of :class:`~gdos_sdk.live.AlertChange`.
+
+        Raises:
+            PermissionDenied: the caller may not read alerts.
+        """
+        tracker = AlertTracker()
+        async with self.watch("alerts") as stream:
+            tracker.resync(await self.active_alerts(), quiet=True)
+            first = True
+            async for frame in aiter_frames(stream, duration):
+                changes = tracker.feed(frame)  # type: ignore[arg-type]
+                if changes is None:
+                    if first:
+                        first = False
+                        continue
+                    changes = tracker.resync(await self.active_alerts())
+                first = False
+                for change in changes:
+                    yield change
+
+    # --- deploy and wait ----------------------------------------------------------------------
+
+    async def deploy(
+        self,
+        module_id: str,
+        node_id: str,
+        *,
+        start: bool = True,
+        wait: DeployWait = DEFAULT_WAIT,
+        timeout: float = DEFAULT_TIMEOUT,
+        min_healthy_time: float = DEFAULT_MIN_HEALTHY_TIME,
+        progress: ProgressArg = None,
+    ) -> Instance:
+        """Deploy a module onto a node (operators); by default, wait until it is healthy.
+
+        ``wait``: ``"started"`` (the master's answer at once), ``"running"``, ``"stable"``
+        (running ``min_healthy_time`` seconds without an exit or restart) or
+        ``"healthy"`` (the default: stable and its health check passed), as in
+        :meth:`Client.deploy <gdos_sdk.Client.deploy>`. ``timeout``: seconds from the call
+        to the state asked for.
+
+        Returns:
+            The instance in the state asked for.
+
+        Raises:
+            DeployFailed: it exited, restarted, failed its health check or was stopped
+                while waited for, or its node is offline (``state``, ``reason``,
+                ``exit_code``, ``log_lines`` say why). The instance record stays.
+            DeployTimeout: it was not there within ``timeout`` (a DeployFailed too).
+            NotFoundError: no such module or node.
+            ConflictError: the node is not approved.
+            RemoteError: the worker could not deploy it (details say why).
+
+        Example::
+
+            instance = await gdos.deploy(module.id, node.id, wait="stable")
+        """
+        wanted = check_wait(wait, min_healthy_time, timeout)
+        deadline = time.monotonic() + timeout
+        with reporter(progress, "deploy") as report:
+            instance = await self.send(_CALLS.deploy(module_id, node_id, start=start))
+            watch = DeployWatch(wanted, start, min_healthy_time, deadline)
+            try:
+                while True:
+                    now = time.monotonic()
+                    done = watch.observe(instance, now)
+                    report(watch.stable_for(now), _window(watch), "s", watch.stage)
+                    if done is not None:
+                        return done
+                    await anyio.sleep(POLL_INTERVAL)
+                    try:
+                        instance = await self.get_instance(instance.id)
+                    except TransportError:
+                        continue
+            except DeployFailed as exc:
+                exc.log_lines = await self._log_tail(instance.id)
+                raise
+
+    async def _log_tail(self, instance_id: str) -> list[str]:
+        try:
+            chunk = await self.read_log(instance_id, "console.log", lines=LOG_LINES)
+        except GdosError:
+            return []
+        return chunk.text.splitlines()[-LOG_LINES:]
 
     async def follow_log(
         self, instance_id: str, file: str = "console.log", *, lines: int = 100, wait: int = 20
@@ -389,6 +710,81 @@ class AsyncClient:
             chunk = await self.read_log(instance_id, file, cursor=chunk.cursor, wait=wait)
             if chunk.text:
                 yield chunk
+
+    async def open_terminal(
+        self,
+        node_id: str,
+        *,
+        rows: int = 24,
+        cols: int = 80,
+        session_id: str | None = None,
+        reattach_timeout: float = 60.0,
+        on_notice: Callable[[TerminalNotice], None] | None = None,
+    ) -> AsyncTerminal:
+        """Open a shell on a node (the web terminal; admins), or reattach to ``session_id``.
+
+        The terminal reattaches by itself after a dropped connection, for up to
+        ``reattach_timeout`` seconds; ``on_notice`` hears of each drop and reattach. It
+        needs asyncio (the WebSocket client is asyncio's). See
+        :mod:`gdos_sdk.terminal_client`.
+
+        Returns:
+            The open terminal: ``read``, ``write``, ``resize``, ``close``, ``detach``.
+
+        Raises:
+            NotFoundError: no node has this id (or the session ended).
+            ConflictError: the node or the user has too many terminal sessions.
+            PermissionDenied: the caller is not an admin.
+            TransportError: the master or the node cannot be reached (node offline).
+
+        Example::
+
+            async with await gdos.open_terminal(node.id) as term:
+                await term.write("uptime; exit\r")
+                while chunk := await term.read():
+                    print(chunk.decode(errors="replace"), end="")
+        """
+        link = terminal_link(
+            self.base_url,
+            authorization=self._http.headers.get("Authorization"),
+            cookies=dict(self._http.cookies.items()),
+            verify=self._verify,
+        )
+        terminal = AsyncTerminal(
+            link,
+            node_id,
+            rows=rows,
+            cols=cols,
+            session_id=session_id,
+            reattach_timeout=reattach_timeout,
+            on_notice=on_notice,
+            fetch_session=self.get_terminal_session,
+        )
+        return await terminal.start()
+
+    async def follow_rollout(self, rollout_id: str, *, wait: int = 30) -> AsyncIterator[Rollout]:
+        """The rollout now, then again each time it changes, until it ends (the last one).
+
+        Each change is asked for as it happens (a long poll: ``get_rollout(after=...)``),
+        so no step is missed and nothing is polled in between. Stop iterating to stop
+        following; the rollout goes on.
+
+        Returns:
+            An iterator of rollouts (each a whole snapshot; ``revision`` grows).
+
+        Raises:
+            NotFoundError: no rollout has this id.
+
+        Example::
+
+            async for job in gdos.follow_rollout(job.id):
+                print(job.state, [(i.instance_id[:8], i.state) for i in job.items])
+        """
+        job = await self.get_rollout(rollout_id)
+        yield job
+        while not job.state.ended:
+            job = await self.get_rollout(rollout_id, wait=wait, after=job.revision)
+            yield job
 
     async def wait_for_instance(
         self, instance_id: str, state: str, *, timeout: float = 30.0, interval: float = 0.2
@@ -448,6 +844,14 @@ class AsyncClient:
     start_batch = _endpoint(Calls.start_batch)
     get_batch = _endpoint(Calls.get_batch)
     list_batches = _endpoint(Calls.list_batches)
+    rollout = _endpoint(Calls.rollout)
+    rollback = _endpoint(Calls.rollback)
+    get_rollout = _endpoint(Calls.get_rollout)
+    list_rollouts = _endpoint(Calls.list_rollouts)
+    pause = _endpoint(Calls.pause)
+    resume = _endpoint(Calls.resume)
+    promote = _endpoint(Calls.promote)
+    abort = _endpoint(Calls.abort)
     list_modules = _endpoint(Calls.list_modules)
     create_module = _endpoint(Calls.create_module)
     create_adopted_module = _endpoint(Calls.create_adopted_module)
@@ -456,7 +860,6 @@ class AsyncClient:
     update_module = _endpoint(Calls.update_module)
     delete_module = _endpoint(Calls.delete_module)
     list_instances = _endpoint(Calls.list_instances)
-    deploy = _endpoint(Calls.deploy)
     get_instance = _endpoint(Calls.get_instance)
     start_instance = _endpoint(Calls.start_instance)
     stop_instance = _endpoint(Calls.stop_instance)
@@ -505,6 +908,21 @@ class AsyncClient:
     openapi = _endpoint(Calls.openapi)
 
 
-async def _chunks(handle: IO[bytes], size: int = 256 * 1024) -> AsyncIterator[bytes]:
+async def _chunks(
+    handle: IO[bytes],
+    size: int = 256 * 1024,
+    *,
+    report: Reporter | None = None,
+    total: int | None = None,
+) -> AsyncIterator[bytes]:
+    sent = 0
     while chunk := await anyio.to_thread.run_sync(handle.read, size):
         yield chunk
+        sent += len(chunk)
+        if report is not None:
+            report(sent, total, "B")
+
+
+def _window(watch: DeployWatch) -> float | None:
+    """The progress total of a deploy wait: the stable window, when there is one."""
+    return watch.min_healthy_time if watch.wait in ("stable", "healthy") else None

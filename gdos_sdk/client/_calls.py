@@ -89,6 +89,13 @@ from gdos_sdk.models import (
     UserCreate,
     UserPatch,
 )
+from gdos_sdk.rollouts import (
+    RollbackRequest,
+    Rollout,
+    RolloutRequest,
+    RolloutStrategy,
+    RolloutWait,
+)
 from gdos_sdk.states import InstanceState
 from gdos_sdk.terminal import TerminalSession
 
@@ -634,6 +641,198 @@ class Calls:
         """
         return Call("GET", f"/systems/{system_id}/batches", _model(list[BatchJob]))
 
+    # --- rollouts ---------------------------------------------------------------------------
+
+    def rollout(
+        self,
+        module_id: str,
+        version: str,
+        *,
+        max_parallel: int = 1,
+        wait: Literal["running", "stable", "healthy"] = "stable",
+        min_healthy_time: float = 10.0,
+        healthy_deadline: float = 300.0,
+        progress_deadline: float = 600.0,
+        canary: int = 0,
+        auto_promote_after: float | None = None,
+        auto_revert: bool = False,
+    ) -> Call[Rollout]:
+        """Move every instance of a module to ``version``, in place (operators); returns at once.
+
+        At most ``max_parallel`` instances are moved at a time; one counts as moved when
+        ``wait`` holds: ``running``, ``stable`` (the same process for ``min_healthy_time``
+        seconds) or ``healthy`` (its health check passes, then holds that long). One
+        that takes longer than ``healthy_deadline`` fails, and so does the rollout when
+        no instance finishes for ``progress_deadline`` seconds. ``canary`` instances go
+        first; then it waits for :meth:`promote` (or ``auto_promote_after`` seconds).
+        With ``auto_revert`` a failure moves every instance it moved back. The module's
+        version is ``version`` from now on. Follow it with :meth:`follow_rollout`.
+
+        Returns:
+            The rollout, ``running``.
+
+        Raises:
+            NotFoundError: no module has this id.
+            ValidationError: no such version of its package, an adopted module, or a
+                bad setting.
+            ConflictError: a rollout of this module is still running.
+            PermissionDenied: the version needs admin-only settings and you are not admin.
+
+        Example::
+
+            job = gdos.rollout(module.id, "1.1.0", max_parallel=2, auto_revert=True)
+            job = gdos.get_rollout(job.id, wait=300)
+            print(job.state, job.error)
+        """
+        strategy = RolloutStrategy(
+            max_parallel=max_parallel,
+            wait=RolloutWait(wait),
+            min_healthy_time=min_healthy_time,
+            healthy_deadline=healthy_deadline,
+            progress_deadline=progress_deadline,
+            canary=canary,
+            auto_promote_after=auto_promote_after,
+            auto_revert=auto_revert,
+        )
+        body = RolloutRequest(version=version, strategy=strategy)
+        return Call(
+            "POST", f"/modules/{module_id}/rollouts", _model(Rollout), json=unstructure(body)
+        )
+
+    def rollback(
+        self,
+        module_id: str,
+        version: str = "",
+        *,
+        max_parallel: int = 1,
+        wait: Literal["running", "stable", "healthy"] = "stable",
+        min_healthy_time: float = 10.0,
+        healthy_deadline: float = 300.0,
+        progress_deadline: float = 600.0,
+        canary: int = 0,
+        auto_promote_after: float | None = None,
+        auto_revert: bool = False,
+    ) -> Call[Rollout]:
+        """Move a module back to the version it had before (or to ``version``): a rollout.
+
+        "Before" is where the rollout that brought its current version started (else
+        the highest stored version below it). Versions its workers still keep on disk
+        start without a download. The strategy is as for :meth:`rollout`.
+
+        Returns:
+            The rollout (``kind`` ``rollback``), ``running``.
+
+        Raises:
+            NotFoundError: no module has this id.
+            ConflictError: no earlier version is known, it is the current one, or a
+                rollout of this module is still running.
+
+        Example::
+
+            job = gdos.rollback(module.id)
+        """
+        strategy = RolloutStrategy(
+            max_parallel=max_parallel,
+            wait=RolloutWait(wait),
+            min_healthy_time=min_healthy_time,
+            healthy_deadline=healthy_deadline,
+            progress_deadline=progress_deadline,
+            canary=canary,
+            auto_promote_after=auto_promote_after,
+            auto_revert=auto_revert,
+        )
+        body = RollbackRequest(version=version, strategy=strategy)
+        return Call(
+            "POST", f"/modules/{module_id}/rollback", _model(Rollout), json=unstructure(body)
+        )
+
+    def get_rollout(
+        self, rollout_id: str, *, wait: int = 0, after: int | None = None
+    ) -> Call[Rollout]:
+        """A rollout and its progress; ``wait`` seconds (max 600) for it to end first.
+
+        With ``after`` (a ``revision``), it answers as soon as the rollout changed past
+        it: what :meth:`follow_rollout` uses.
+
+        Returns:
+            The rollout, each instance's step (``waiting``, ``preparing``, ``stopping``,
+            ``starting``, ``verifying``, ``done``, ``failed`` with its ``error``,
+            ``reverted``, ``pending`` on an offline node ...).
+
+        Raises:
+            NotFoundError: no rollout has this id.
+        """
+        params = _clean(wait=wait, after=after)
+        return Call("GET", f"/rollouts/{rollout_id}", _model(Rollout), params=params)
+
+    def list_rollouts(
+        self, *, module_id: str | None = None, system_id: str | None = None
+    ) -> Call[ModelList[Rollout]]:
+        """Rollouts, newest first: a module's history with ``module_id``.
+
+        Returns:
+            A list of rollouts (none for an unknown module or system).
+
+        Raises:
+            ValidationError: an empty filter value.
+        """
+        params = _clean(module_id=module_id, system_id=system_id)
+        return Call("GET", "/rollouts", _model(list[Rollout]), params=params)
+
+    def pause(self, rollout_id: str) -> Call[Rollout]:
+        """Pause a rollout (operators): no further instance begins; those under way finish.
+
+        Returns:
+            The rollout, ``paused``.
+
+        Raises:
+            NotFoundError: no rollout has this id.
+            ConflictError: it is not running (ended, paused, awaiting promotion).
+        """
+        return Call("POST", f"/rollouts/{rollout_id}/pause", _model(Rollout))
+
+    def resume(self, rollout_id: str) -> Call[Rollout]:
+        """Resume a paused rollout (operators).
+
+        Returns:
+            The rollout, ``running``.
+
+        Raises:
+            NotFoundError: no rollout has this id.
+            ConflictError: it is not paused.
+        """
+        return Call("POST", f"/rollouts/{rollout_id}/resume", _model(Rollout))
+
+    def promote(self, rollout_id: str) -> Call[Rollout]:
+        """Let a rollout go on past its canaries (operators).
+
+        Returns:
+            The rollout (it goes on in the background).
+
+        Raises:
+            NotFoundError: no rollout has this id.
+            ConflictError: it is not ``awaiting_promotion``.
+        """
+        return Call("POST", f"/rollouts/{rollout_id}/promote", _model(Rollout))
+
+    def abort(self, rollout_id: str, *, revert: bool | None = None) -> Call[Rollout]:
+        """Stop a rollout (operators): no further instance begins.
+
+        ``revert`` (default: the rollout's ``auto_revert``) moves every instance it
+        moved back to its version. Aborting a rollout that is reverting stops the
+        revert too.
+
+        Returns:
+            The rollout as it winds down (it ends ``aborted`` or ``reverted``).
+
+        Raises:
+            NotFoundError: no rollout has this id.
+            ConflictError: it has ended.
+        """
+        return Call(
+            "POST", f"/rollouts/{rollout_id}/abort", _model(Rollout), params=_clean(revert=revert)
+        )
+
     def list_modules(self, system_id: str) -> Call[ModelList[Module]]:
         """The modules of a system.
 
@@ -746,7 +945,6 @@ class Calls:
         self,
         module_id: str,
         *,
-        version: str | None = None,
         env: Mapping[str, str | None] | None = None,
         args: list[str] | None = None,
         start_order: int | None = None,
@@ -758,8 +956,9 @@ class Calls:
     ) -> Call[Module]:
         """Change a module (operators); ``health_check={}`` removes its override.
 
-        Arguments left ``None`` stay as they are. Running instances keep their old
-        settings until redeployed. ``user=""`` and ``group=""`` remove the account
+        Its version changes with :meth:`rollout`. Arguments left ``None`` stay as they
+        are. Running instances keep their old settings until redeployed or moved by a
+        rollout. ``user=""`` and ``group=""`` remove the account
         override. ``env`` is the new set of visible variables; a secret variable it
         leaves out keeps its value, and so does one given as ``"***"`` (what
         :meth:`get_module` shows), so ``update_module(m.id, env={**m.env, "NEW": "1"})``
@@ -773,7 +972,6 @@ class Calls:
             ValidationError: a bad setting.
         """
         patch = ModulePatch(
-            version=version,
             env=None if env is None else dict(env),
             args=args,
             start_order=start_order,

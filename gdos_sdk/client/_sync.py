@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import os
 import ssl
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, Concatenate, ParamSpec, TypeVar
+from typing import IO, Any, Concatenate, Literal, ParamSpec, TypeVar
 
 import httpx
 
 from gdos_sdk.backups import BackupInfo
+from gdos_sdk.batches import BatchJob
 from gdos_sdk.client._base import (
     API_PREFIX,
     CSRF_HEADER,
@@ -26,11 +28,33 @@ from gdos_sdk.client._base import (
     user_label,
 )
 from gdos_sdk.client._calls import Calls
-from gdos_sdk.commands import CommandRun
-from gdos_sdk.errors import GdosError, TransportError
+from gdos_sdk.client._live import LiveStream, iter_frames
+from gdos_sdk.commands import CommandRun, NodeCommandResult
+from gdos_sdk.deploywait import (
+    DEFAULT_MIN_HEALTHY_TIME,
+    DEFAULT_TIMEOUT,
+    DEFAULT_WAIT,
+    LOG_LINES,
+    POLL_INTERVAL,
+    DeployWait,
+    DeployWatch,
+    check_wait,
+)
+from gdos_sdk.errors import DeployFailed, GdosError, TransportError
+from gdos_sdk.follow import AlertTracker, BatchTracker, CommandTracker, SampleTracker
+from gdos_sdk.live import (
+    AlertChange,
+    handshake_headers,
+    live_url,
+    origin_of,
+    ws_ssl_context,
+)
 from gdos_sdk.logfiles import LogChunk
-from gdos_sdk.models import Instance, Me, Package
+from gdos_sdk.models import Instance, InstanceSample, Me, NodeSample, Package
 from gdos_sdk.profiles import resolve
+from gdos_sdk.progress import ProgressArg, Reporter, reporter, upload_size
+from gdos_sdk.rollouts import Rollout
+from gdos_sdk.terminal_client import Terminal, TerminalNotice, terminal_link
 
 __all__ = ["Client"]
 
@@ -96,12 +120,13 @@ class Client:
         found = resolve(base_url, token, profile=profile, verify=verify)
         self.base_url = found.url.rstrip("/")
         headers = {"Authorization": f"Bearer {found.token}"} if found.token else {}
+        self._verify = tls_verify(found.verify)
         self._http = httpx.Client(
             base_url=self.base_url + API_PREFIX,
             headers=headers,
             timeout=timeout,
             transport=transport,
-            verify=tls_verify(found.verify),
+            verify=self._verify,
         )
         self.retry = RetryPolicy(retries=retries)
         self._csrf: str | None = None
@@ -244,11 +269,17 @@ class Client:
         return me
 
     def upload_package(
-        self, source: str | os.PathLike[str] | bytes | IO[bytes], *, force: bool = False
+        self,
+        source: str | os.PathLike[str] | bytes | IO[bytes],
+        *,
+        force: bool = False,
+        progress: ProgressArg = None,
     ) -> Package:
         """Upload a package zip (a path, bytes or a binary file object) (operators).
 
-        ``force`` replaces an existing version that has other bytes.
+        ``force`` replaces an existing version that has other bytes. ``progress``: a
+        callback taking :class:`~gdos_sdk.progress.Progress` (bytes sent), or True for a
+        tqdm bar.
 
         Returns:
             The stored package.
@@ -260,15 +291,20 @@ class Client:
 
         Example::
 
-            pkg = gdos.upload_package("dist/web-1.2.0.zip")
+            pkg = gdos.upload_package("dist/web-1.2.0.zip", progress=True)
         """
         call = _CALLS.upload_package(force=force)
-        if isinstance(source, bytes):
-            return call.parse(self._request(call, content=source))
-        if isinstance(source, str | os.PathLike):
-            with open(source, "rb") as handle:
-                return call.parse(self._request(call, content=_chunks(handle)))
-        return call.parse(self._request(call, content=_chunks(source)))
+        with reporter(progress, "upload") as report:
+            if isinstance(source, bytes) and not report.active:
+                return call.parse(self._request(call, content=source))
+            total = upload_size(source)
+            if isinstance(source, str | os.PathLike):
+                with open(source, "rb") as handle:
+                    chunks = _chunks(handle, report=report, total=total)
+                    return call.parse(self._request(call, content=chunks))
+            stream: IO[bytes] = io.BytesIO(source) if isinstance(source, bytes) else source
+            chunks = _chunks(stream, report=report, total=total)
+            return call.parse(self._request(call, content=chunks))
 
     def download_package(self, name: str, version: str, dest: str | os.PathLike[str]) -> Path:
         """Save a package zip to ``dest``.
@@ -347,9 +383,19 @@ class Client:
         return path
 
     def run_command(
-        self, node_ids: list[str], command: str, *, timeout: float = 60.0, wait: bool = True
+        self,
+        node_ids: list[str],
+        command: str,
+        *,
+        timeout: float = 60.0,
+        wait: bool = True,
+        progress: ProgressArg = None,
     ) -> CommandRun:
         """Run ``command`` on ``node_ids`` (admins); with ``wait``, return once all answered.
+
+        ``progress``: a callback taking :class:`~gdos_sdk.progress.Progress` (nodes
+        answered), or True for a tqdm bar; see :meth:`iter_command` for each node's
+        result as it arrives.
 
         Returns:
             The run with every node's exit code and output.
@@ -364,10 +410,314 @@ class Client:
             run = gdos.run_command([node.id], "uptime", timeout=10)
             print({n.node_id: (n.exit_code, n.stdout) for n in run.nodes})
         """
+        with reporter(progress, "command") as report:
+            run = self.start_command(node_ids, command, timeout=timeout)
+            if not wait:
+                return run
+            if not report.active:
+                while not run.done:
+                    run = self.get_command(run.id, wait=60)
+                return run
+            total = len(run.nodes)
+            report(0, total, "node")
+            for count, result in enumerate(self.follow_command(run.id), 1):
+                report(count, total, "node", f"{result.node_id[:8]} {result.state.value}")
+            return self.get_command(run.id)
+
+    def iter_command(
+        self, node_ids: list[str], command: str, *, timeout: float = 60.0
+    ) -> Iterator[NodeCommandResult]:
+        """Run ``command`` on ``node_ids`` (admins); yield each node's result as it ends.
+
+        Like salt's ``cmd_iter``: a fast node's result comes at once, a slow one's when it
+        ends; each node once, with its whole output. The iteration ends when every node
+        answered. Over the live channel (a dropped socket is taken up again).
+
+        Returns:
+            An iterator of node results (``exit_code``, ``stdout``, ``stderr``, ``error``).
+
+        Raises:
+            NotFoundError: a node id is unknown.
+            ValidationError: an empty command or node list, or a bad timeout.
+            PermissionDenied: the caller is not an admin.
+
+        Example::
+
+            for result in gdos.iter_command(ids, "uname -r", timeout=10):
+                print(result.node_id, result.exit_code, result.stdout.strip())
+        """
         run = self.start_command(node_ids, command, timeout=timeout)
-        while wait and not run.done:
-            run = self.get_command(run.id, wait=60)
-        return run
+        yield from self.follow_command(run.id)
+
+    def follow_command(self, run_id: str) -> Iterator[NodeCommandResult]:
+        """Each node's result of a fleet command run as it ends, until all have (admins).
+
+        Returns:
+            An iterator of node results, each node once, with its whole output.
+
+        Raises:
+            NotFoundError: no run has this id (the master keeps the last runs only).
+            PermissionDenied: the caller is not an admin.
+        """
+        tracker = CommandTracker()
+        with self.watch(f"command:{run_id}") as stream:
+            for frame in stream:
+                yield from tracker.feed(frame)  # type: ignore[arg-type]
+                if tracker.done:
+                    return
+
+    def run_batch(
+        self,
+        system_id: str,
+        action: Literal["start", "stop"],
+        *,
+        concurrency: int = 4,
+        wait_healthy: bool = True,
+        tier_timeout: float = 120.0,
+        min_running: float = 1.0,
+        progress: ProgressArg = None,
+    ) -> BatchJob:
+        """Start (or stop) a system tier by tier (operators) and wait until the batch ends.
+
+        :meth:`start_batch` with the same parameters, then wait. ``progress``: a callback
+        taking :class:`~gdos_sdk.progress.Progress` (instances done), or True for a tqdm
+        bar; :meth:`follow_batch` yields the job as it moves.
+
+        Returns:
+            The ended job: ``state`` ``done``, or ``failed`` with ``error`` and the items.
+
+        Raises:
+            NotFoundError: no system has this id.
+            ConflictError: a batch of this system is already running.
+            ValidationError: an unknown action or a bad setting.
+
+        Example::
+
+            job = gdos.run_batch(system.id, "start", progress=True)
+            assert job.state.value == "done", job.error
+        """
+        with reporter(progress, f"batch {action}") as report:
+            job = self.start_batch(
+                system_id,
+                action,
+                concurrency=concurrency,
+                wait_healthy=wait_healthy,
+                tier_timeout=tier_timeout,
+                min_running=min_running,
+            )
+            if not report.active:
+                while job.finished_at is None:
+                    job = self.get_batch(job.id, wait=600)
+                return job
+            for moved in self.follow_batch(job.id):
+                report(*BatchTracker.progress(moved), "instance", moved.state.value)
+                job = moved
+            return job
+
+    def follow_batch(self, batch_id: str) -> Iterator[BatchJob]:
+        """A batch job each time it moves, until it ends (``done`` or ``failed``).
+
+        Returns:
+            An iterator of jobs; the last one has ended.
+
+        Raises:
+            NotFoundError: no batch has this id.
+        """
+        tracker = BatchTracker()
+        with self.watch(f"batch:{batch_id}") as stream:
+            for frame in stream:
+                yield from tracker.feed(frame)  # type: ignore[arg-type]
+                if tracker.done:
+                    return
+
+    # --- the live channel ---------------------------------------------------------------------
+
+    def watch(self, *topics: str, reconnect: bool = True) -> LiveStream:
+        """Open the live channel, subscribed to ``topics``; iterate it for typed frames.
+
+        Topics: ``fleet``, ``nodes``, ``node:<id>``, ``instances``, ``system:<id>``,
+        ``instance:<id>``, ``alerts``, ``audit`` (admins), ``command:<id>`` (admins),
+        ``batch:<id>``; :mod:`gdos_sdk.live` says what each frame holds. Each topic
+        first gives a snapshot (``frame.snapshot``), then changes. With ``reconnect``, a
+        dropped socket is opened again (backoff up to 5 s, for up to 5 minutes) and every
+        topic starts over with a fresh snapshot.
+
+        Returns:
+            A connected :class:`~gdos_sdk.client.LiveStream` (close it, or use ``with``).
+
+        Raises:
+            ValidationError: a topic that does not exist.
+            NotFoundError: the node, instance, system, run or batch named does not exist.
+            PermissionDenied: the role does not allow a topic.
+
+        Example::
+
+            with gdos.watch(f"node:{node.id}") as stream:
+                for frame in stream:
+                    print([s.cpu_percent for s in frame.samples])
+        """
+        url = live_url(self.base_url)
+        cookies = [(c.name, c.value or "") for c in self._http.cookies.jar]
+        return LiveStream(
+            url,
+            handshake_headers(self._http.headers, cookies),
+            ws_ssl_context(url, self._verify),
+            topics,
+            reconnect=reconnect,
+            origin=origin_of(self.base_url) if cookies else None,
+        )
+
+    def follow_node_samples(
+        self, node_id: str, *, duration: float | None = None
+    ) -> Iterator[NodeSample]:
+        """A node's samples as they arrive (about one a second while followed).
+
+        The last samples the master holds come first (up to two minutes of them, when
+        someone followed the node before); then each new one, once, in time order, across
+        reconnects. ``duration``: stop after that many seconds (None: never).
+
+        Returns:
+            An iterator of :class:`~gdos_sdk.models.NodeSample`.
+
+        Raises:
+            NotFoundError: no node has this id.
+
+        Example::
+
+            for sample in gdos.follow_node_samples(node.id, duration=10):
+                print(sample.cpu_percent, sample.mem_percent)
+        """
+        tracker = SampleTracker()
+        with self.watch(f"node:{node_id}") as stream:
+            for frame in iter_frames(stream, duration):
+                yield from tracker.feed(frame)  # type: ignore[arg-type]
+
+    def follow_instance_samples(
+        self, instance_id: str, *, duration: float | None = None
+    ) -> Iterator[InstanceSample]:
+        """An instance's samples (CPU, memory, I/O of its process tree) as they arrive.
+
+        As :meth:`follow_node_samples`, for one instance.
+
+        Returns:
+            An iterator of :class:`~gdos_sdk.models.InstanceSample`.
+
+        Raises:
+            NotFoundError: no instance has this id.
+        """
+        tracker = SampleTracker()
+        with self.watch(f"instance:{instance_id}") as stream:
+            for frame in iter_frames(stream, duration):
+                yield from tracker.feed(frame)  # type: ignore[arg-type]
+
+    def follow_alerts(self, *, duration: float | None = None) -> Iterator[AlertChange]:
+        """Alerts as they change: ``pending``, ``firing``, ``resolved``, ``cancelled``.
+
+        Changes from now on (:meth:`active_alerts` has what is active already). After a
+        dropped socket, what changed meanwhile comes as changes too (an alert gone
+        meanwhile as ``resolved``). ``duration``: stop after that many seconds.
+
+        Returns:
+            An iterator of :class:`~gdos_sdk.live.AlertChange` (``change`` and ``alert``).
+
+        Raises:
+            PermissionDenied: the caller may not read alerts.
+
+        Example::
+
+            for change in gdos.follow_alerts():
+                print(change.change, change.alert.rule_name, change.alert.target_name)
+        """
+        tracker = AlertTracker()
+        with self.watch("alerts") as stream:
+            tracker.resync(self.active_alerts(), quiet=True)
+            first = True
+            for frame in iter_frames(stream, duration):
+                changes = tracker.feed(frame)  # type: ignore[arg-type]
+                if changes is None:
+                    if first:
+                        first = False
+                        continue
+                    changes = tracker.resync(self.active_alerts())
+                first = False
+                yield from changes
+
+    # --- deploy and wait ----------------------------------------------------------------------
+
+    def deploy(
+        self,
+        module_id: str,
+        node_id: str,
+        *,
+        start: bool = True,
+        wait: DeployWait = DEFAULT_WAIT,
+        timeout: float = DEFAULT_TIMEOUT,
+        min_healthy_time: float = DEFAULT_MIN_HEALTHY_TIME,
+        progress: ProgressArg = None,
+    ) -> Instance:
+        """Deploy a module onto a node (operators); by default, wait until it is healthy.
+
+        ``wait`` says when to return (:mod:`gdos_sdk.deploywait`):
+
+        * ``"started"``: at once, with the master's answer: ``running``, ``deploying``
+          (the worker is slow; the record follows it) or ``unknown`` (the node is offline:
+          deployed when it returns);
+        * ``"running"``: once the worker reports it running;
+        * ``"stable"``: once it ran ``min_healthy_time`` seconds (default 5) without an
+          exit or restart;
+        * ``"healthy"`` (the default): stable, and its health check passed (a service
+          without one: stable).
+
+        With ``start=False`` every wait but ``"started"`` returns once it is installed
+        (``stopped``). ``timeout``: seconds from the call to the state asked for.
+        ``progress``: a callback taking :class:`~gdos_sdk.progress.Progress`, or True for
+        a tqdm bar.
+
+        Returns:
+            The instance in the state asked for.
+
+        Raises:
+            DeployFailed: it exited, restarted, failed its health check or was stopped
+                while waited for, or its node is offline; ``state``, ``reason``,
+                ``exit_code`` and ``log_lines`` (the end of its console log) say why.
+                The instance record stays.
+            DeployTimeout: it was not there within ``timeout`` (a DeployFailed too).
+            NotFoundError: no such module or node.
+            ConflictError: the node is not approved.
+            RemoteError: the worker could not deploy it (details say why).
+
+        Example::
+
+            instance = gdos.deploy(module.id, node.id)             # running and healthy
+            instance = gdos.deploy(module.id, node.id, wait="started")  # fire and forget
+        """
+        wanted = check_wait(wait, min_healthy_time, timeout)
+        deadline = time.monotonic() + timeout
+        with reporter(progress, "deploy") as report:
+            instance = self.send(_CALLS.deploy(module_id, node_id, start=start))
+            watch = DeployWatch(wanted, start, min_healthy_time, deadline)
+            try:
+                while True:
+                    now = time.monotonic()
+                    done = watch.observe(instance, now)
+                    report(watch.stable_for(now), _window(watch), "s", watch.stage)
+                    if done is not None:
+                        return done
+                    time.sleep(POLL_INTERVAL)
+                    try:
+                        instance = self.get_instance(instance.id)
+                    except TransportError:
+                        continue
+            except DeployFailed as exc:
+                exc.log_lines = self._log_tail(instance.id)
+                raise
+
+    def _log_tail(self, instance_id: str) -> list[str]:
+        try:
+            chunk = self.read_log(instance_id, "console.log", lines=LOG_LINES)
+        except GdosError:
+            return []
+        return chunk.text.splitlines()[-LOG_LINES:]
 
     def follow_log(
         self, instance_id: str, file: str = "console.log", *, lines: int = 100, wait: int = 20
@@ -392,6 +742,79 @@ class Client:
             chunk = self.read_log(instance_id, file, cursor=chunk.cursor, wait=wait)
             if chunk.text:
                 yield chunk
+
+    def open_terminal(
+        self,
+        node_id: str,
+        *,
+        rows: int = 24,
+        cols: int = 80,
+        session_id: str | None = None,
+        reattach_timeout: float = 60.0,
+        on_notice: Callable[[TerminalNotice], None] | None = None,
+    ) -> Terminal:
+        """Open a shell on a node (the web terminal; admins), or reattach to ``session_id``.
+
+        The terminal reattaches by itself after a dropped connection, for up to
+        ``reattach_timeout`` seconds; ``on_notice`` hears of each drop and reattach. See
+        :mod:`gdos_sdk.terminal_client`.
+
+        Returns:
+            The open terminal: ``read``, ``write``, ``resize``, ``close``, ``detach``.
+
+        Raises:
+            NotFoundError: no node has this id (or the session ended).
+            ConflictError: the node or the user has too many terminal sessions.
+            PermissionDenied: the caller is not an admin.
+            TransportError: the master or the node cannot be reached (node offline).
+
+        Example::
+
+            with gdos.open_terminal(node.id, rows=40, cols=120) as term:
+                term.write("uptime; exit\r")
+                while chunk := term.read():
+                    print(chunk.decode(errors="replace"), end="")
+        """
+        link = terminal_link(
+            self.base_url,
+            authorization=self._http.headers.get("Authorization"),
+            cookies=dict(self._http.cookies.items()),
+            verify=self._verify,
+        )
+        return Terminal(
+            link,
+            node_id,
+            rows=rows,
+            cols=cols,
+            session_id=session_id,
+            reattach_timeout=reattach_timeout,
+            on_notice=on_notice,
+            fetch_session=self.get_terminal_session,
+        )
+
+    def follow_rollout(self, rollout_id: str, *, wait: int = 30) -> Iterator[Rollout]:
+        """The rollout now, then again each time it changes, until it ends (the last one).
+
+        Each change is asked for as it happens (a long poll: ``get_rollout(after=...)``),
+        so no step is missed and nothing is polled in between. Stop iterating to stop
+        following; the rollout goes on.
+
+        Returns:
+            An iterator of rollouts (each a whole snapshot; ``revision`` grows).
+
+        Raises:
+            NotFoundError: no rollout has this id.
+
+        Example::
+
+            for job in gdos.follow_rollout(job.id):
+                print(job.state, [(i.instance_id[:8], i.state) for i in job.items])
+        """
+        job = self.get_rollout(rollout_id)
+        yield job
+        while not job.state.ended:
+            job = self.get_rollout(rollout_id, wait=wait, after=job.revision)
+            yield job
 
     def wait_for_instance(
         self, instance_id: str, state: str, *, timeout: float = 30.0, interval: float = 0.2
@@ -451,6 +874,14 @@ class Client:
     start_batch = _endpoint(Calls.start_batch)
     get_batch = _endpoint(Calls.get_batch)
     list_batches = _endpoint(Calls.list_batches)
+    rollout = _endpoint(Calls.rollout)
+    rollback = _endpoint(Calls.rollback)
+    get_rollout = _endpoint(Calls.get_rollout)
+    list_rollouts = _endpoint(Calls.list_rollouts)
+    pause = _endpoint(Calls.pause)
+    resume = _endpoint(Calls.resume)
+    promote = _endpoint(Calls.promote)
+    abort = _endpoint(Calls.abort)
     list_modules = _endpoint(Calls.list_modules)
     create_module = _endpoint(Calls.create_module)
     create_adopted_module = _endpoint(Calls.create_adopted_module)
@@ -459,7 +890,6 @@ class Client:
     update_module = _endpoint(Calls.update_module)
     delete_module = _endpoint(Calls.delete_module)
     list_instances = _endpoint(Calls.list_instances)
-    deploy = _endpoint(Calls.deploy)
     get_instance = _endpoint(Calls.get_instance)
     start_instance = _endpoint(Calls.start_instance)
     stop_instance = _endpoint(Calls.stop_instance)
@@ -508,6 +938,21 @@ class Client:
     openapi = _endpoint(Calls.openapi)
 
 
-def _chunks(handle: IO[bytes], size: int = 256 * 1024) -> Iterator[bytes]:
+def _chunks(
+    handle: IO[bytes],
+    size: int = 256 * 1024,
+    *,
+    report: Reporter | None = None,
+    total: int | None = None,
+) -> Iterator[bytes]:
+    sent = 0
     while chunk := handle.read(size):
         yield chunk
+        sent += len(chunk)
+        if report is not None:
+            report(sent, total, "B")
+
+
+def _window(watch: DeployWatch) -> float | None:
+    """The progress total of a deploy wait: the stable window, when there is one."""
+    return watch.min_healthy_time if watch.wait in ("stable", "healthy") else None

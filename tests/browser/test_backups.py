@@ -47,11 +47,11 @@ def test_backup_restore_and_schedule_through_the_console(
     choose(page, "[data-test=orphans-age]", "any age")
     card.locator("[data-test=orphans-find]").click()
     found = card.locator("[data-test=orphans-found]")
-    expect(found).to_contain_text("1 object(s) without a record")
+    expect(found).to_contain_text("1 object without a record,")
     expect(found).to_contain_text(f"packages/{late.sha256}.zip")
     card.locator("[data-test=orphans-remove]").click()
     page.locator(".el-message-box").locator("button", has_text="Delete").click()
-    expect(page.locator(".el-message--success", has_text="Deleted 1 object(s)")).to_be_visible()
+    expect(page.locator(".el-message--success", has_text="Deleted 1 object,")).to_be_visible()
     with cluster.client() as gdos:
         assert gdos.list_orphans(min_age=0).objects == []
 

@@ -49,7 +49,7 @@ def test_ordered_start_shows_tier_progress_and_health(
         for name in ("db", "api"):
             env = {"PORT": str(free_port()), "LISTEN_DELAY": "0.5"}
             module = gdos.create_module(system.id, name, uploaded.name, uploaded.version, env=env)
-            gdos.deploy(module.id, node_id, start=False)
+            gdos.deploy(module.id, node_id, start=False, wait="started")
 
         empty = gdos.create_system("empty-ui")
 
@@ -95,7 +95,7 @@ def test_ordered_start_shows_tier_progress_and_health(
         far = gdos.plan_node("far-away")  # never connects: the start cannot be applied
         broken = gdos.create_system("broken-ui")
         module = gdos.create_module(broken.id, "db", uploaded.name, uploaded.version)
-        gdos.deploy(module.id, far.id, start=False)
+        gdos.deploy(module.id, far.id, start=False, wait="started")
         failed = gdos.get_batch(gdos.start_batch(broken.id, "start").id, wait=10)
         assert failed.state.value == "failed"
     page.goto(f"{cluster.url}/systems/{broken.id}")

@@ -54,7 +54,7 @@ def test_log_drawer_follows_and_highlights(
         package = gdos.upload_package(out)
         system = gdos.create_system("logs-ui")
         module = gdos.create_module(system.id, "rot", package.name, package.version)
-        gdos.deploy(module.id, node.id, start=True)
+        gdos.deploy(module.id, node.id, start=True, wait="started")
     login(page, cluster.url, cluster.admin_password)
     page.click("[data-test=nav-systems]")
     page.click("[data-test=system-logs-ui]")

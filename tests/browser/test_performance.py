@@ -73,7 +73,7 @@ async () => {
 def seed_planned_nodes(data_dir: Path, count: int) -> None:
     """Register ``count`` planned nodes in the master's database before it starts."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database.open(data_dir / "ops.db")
+    db = Database.open(sqlite_path=data_dir / "ops.db")
     try:
         nodes = Nodes(db, Fleet(heartbeat_interval=1, offline_grace=5), require_approval=False)
         with db.transaction():
@@ -167,7 +167,9 @@ def live_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluste
         sim = subprocess.Popen(
             [
                 *(sys.executable, str(FLEET_SIM), "--master", local.url),
-                *("--join-token", local.join_token, "--nodes", str(NODES)),
+                # (joined with '=': a random token may start with '-', which argparse
+                # would take for a flag)
+                *(f"--join-token={local.join_token}", "--nodes", str(NODES)),
             ],
             stdout=subprocess.DEVNULL,
         )

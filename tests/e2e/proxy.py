@@ -8,7 +8,9 @@ talks to the master through it:
   ``release()`` (or dropped by ``release(drop=True)``), like a network path that is down
   while the agent channel stays up;
 * ``freeze()``: every open connection stops forwarding in both directions without being
-  closed (a half-dead TCP path: no FIN, no RST); new connections still get through.
+  closed (a half-dead TCP path: no FIN, no RST); new connections still get through;
+* ``cut()``: every open connection is reset (RST) on both sides, as when a NAT or a
+  firewall forgets it; new connections still get through.
 
 Example::
 
@@ -101,6 +103,18 @@ class TcpProxy:
             return len(self._links)
 
         count: int = self._call(stop())
+        return count
+
+    def cut(self) -> int:
+        """Reset every open connection (both sides); return how many there were."""
+
+        async def reset() -> int:
+            links, self._links = self._links, []
+            for link in links:
+                link.close()
+            return len(links)
+
+        count: int = self._call(reset())
         return count
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

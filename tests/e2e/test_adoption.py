@@ -162,7 +162,7 @@ def test_nginx_adopted_by_pid_file_without_restart_followed_stopped_and_started(
         module = gdos.create_adopted_module(adopted_system(gdos, "nginx"), "nginx", spec)
         assert module.kind == "adopted"
 
-        instance = gdos.deploy(module.id, node_id)
+        instance = gdos.deploy(module.id, node_id, wait="started")
         # Adopted as it was: same pid, same process (not restarted).
         assert instance.state == InstanceState.RUNNING
         assert instance.pid == master_pid
@@ -280,7 +280,7 @@ def test_redis_adopted_by_match_followed_and_stopped(
             assert [c.pid for c in found] == [outside.pid]
             assert found[0].name == "redis-server"
             module = gdos.create_adopted_module(adopted_system(gdos, "redis"), "redis", spec)
-            instance = gdos.deploy(module.id, node_id)
+            instance = gdos.deploy(module.id, node_id, wait="started")
             assert (instance.state, instance.pid) == (InstanceState.RUNNING, outside.pid)
             assert outside.poll() is None  # not restarted
             wait_instance(gdos, instance.id, lambda i: i.metrics is not None, timeout=20)
@@ -331,7 +331,7 @@ def test_stale_pid_file_naming_a_reused_pid_is_not_the_service(
             module = gdos.create_adopted_module(adopted_system(gdos, "stale"), "legacy", spec)
             # The caller's input is at fault, not the worker: 409 with the worker's words.
             with pytest.raises(ConflictError, match="stale") as refused:
-                gdos.deploy(module.id, node_id)
+                gdos.deploy(module.id, node_id, wait="started")
             assert refused.value.details["node_id"] == node_id
             # Nothing recorded, and the stranger was never touched.
             assert gdos.list_instances(module_id=module.id) == []
@@ -353,7 +353,7 @@ def test_spawn_strategy_starts_tracks_and_stops_its_command(
     with running.client() as gdos:
         node_id = running.wait_worker_connected(running.workers[0])
         module = gdos.create_adopted_module(adopted_system(gdos, "spawn"), "web", spec)
-        instance = gdos.deploy(module.id, node_id)
+        instance = gdos.deploy(module.id, node_id, wait="started")
         assert instance.state == InstanceState.RUNNING and instance.pid is not None
         assert "http.server" in " ".join(psutil.Process(instance.pid).cmdline())
         wait_until(lambda: http_ok(port), timeout=15, what="spawned server does not answer")
@@ -390,7 +390,7 @@ def test_worker_restart_reattaches_the_adopted_process_and_follows_a_successor(
                 what="the outside process as the only candidate",
             )
             module = gdos.create_adopted_module(adopted_system(gdos, "daemon"), "daemon", spec)
-            instance = gdos.deploy(module.id, node_id)
+            instance = gdos.deploy(module.id, node_id, wait="started")
             assert instance.pid == first.pid
 
             # kill -9 the worker: the adopted process is untouched, a new worker re-attaches.

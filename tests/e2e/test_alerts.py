@@ -128,7 +128,7 @@ def test_cpu_rule_debounces_fires_resolves_and_survives_restart(
             ),
         )
         deployed_at = time.time()
-        instance = gdos.deploy(module.id, node_id)
+        instance = gdos.deploy(module.id, node_id, wait="started")
         wait_until(lambda: "firing" in hook.statuses(), timeout=30, what="firing webhook")
         fired_at, body = hook.received[0]
         assert fired_at - deployed_at >= 4  # not before `for` elapsed

@@ -55,7 +55,7 @@ def test_restore_in_place_keeps_the_process_and_reconciles_workers(
         # Change everything the backup covers.
         gdos.delete_system(doomed.id)
         gdos.upload_package(pack("sleeper", name="extra", version="2.0.0"))
-        later = gdos.deploy(kept.module_id, node_id, start=True)
+        later = gdos.deploy(kept.module_id, node_id, start=True, wait="started")
         assert later.state == InstanceState.RUNNING
         assert instance_dirs(running) == {kept.id, later.id}
 
@@ -206,4 +206,4 @@ def test_migrate_local_to_minio_then_serve_from_minio(
 def setup_module_instance_existing(gdos: Client, node_id: str) -> Instance:
     system = gdos.create_system("shop")
     module = gdos.create_module(system.id, "web", "sleeper", "1.0.0")
-    return gdos.deploy(module.id, node_id, start=True)
+    return gdos.deploy(module.id, node_id, start=True, wait="started")

@@ -60,7 +60,7 @@ def test_three_tiers_start_in_order_with_healthy_waits_and_stop_in_reverse(
             module = gdos.create_module(
                 system.id, name, uploaded.name, uploaded.version, env=env, start_order=order
             )
-            instances[name] = gdos.deploy(module.id, node_id, start=False).id
+            instances[name] = gdos.deploy(module.id, node_id, start=False, wait="started").id
         # The UI edits the order afterwards: moving "web" keeps it last.
         web = next(m for m in gdos.list_modules(system.id) if m.name == "web")
         assert gdos.update_module(web.id, start_order=30).start_order == 30
@@ -114,7 +114,7 @@ def test_failed_tier_skips_the_next_ones(
             module = gdos.create_module(
                 system.id, name, uploaded.name, uploaded.version, start_order=order
             )
-            ids.append(gdos.deploy(module.id, node_id, start=False).id)
+            ids.append(gdos.deploy(module.id, node_id, start=False, wait="started").id)
         job = gdos.start_batch(system.id, "start", tier_timeout=20)
         job = gdos.get_batch(job.id, wait=60)
         assert job.state == BatchState.FAILED
@@ -147,7 +147,7 @@ def test_a_master_restart_mid_batch_leaves_it_failed_with_the_reason(
             module = gdos.create_module(
                 system.id, name, uploaded.name, uploaded.version, env=env, start_order=order
             )
-            gdos.deploy(module.id, node_id, start=False)
+            gdos.deploy(module.id, node_id, start=False, wait="started")
         job = gdos.start_batch(system.id, "start", tier_timeout=300)
         # Tier 1's service never becomes healthy: the job waits there when the master dies.
         wait_until(

@@ -80,7 +80,7 @@ def test_approval_gates_a_new_node(cluster: LocalCluster, pack: Callable[..., Pa
             what="approved node online",
         )
         module = gdos.list_modules(gdos.list_systems()[0].id)[0]
-        instance = gdos.deploy(module.id, node_id)
+        instance = gdos.deploy(module.id, node_id, wait="started")
         assert instance.state == InstanceState.RUNNING
 
 
@@ -92,13 +92,15 @@ def test_actions_while_a_node_is_away_are_applied_when_it_returns(
         keep = setup_module_instance(
             gdos, node_id, pack("sleeper", stop_timeout=2), start=True, module="keep"
         )
-        doomed = gdos.deploy(keep.module_id, node_id, start=True)
+        doomed = gdos.deploy(keep.module_id, node_id, start=True, wait="started")
         worker_dir = running.root / "worker0"
         running.workers[0].terminate()  # graceful worker stop: services keep running
         assert psutil.pid_exists(keep.pid) and psutil.pid_exists(doomed.pid)
         wait_until(lambda: gdos.get_node(node_id).status.value == "offline", what="offline")
 
-        added = gdos.deploy(keep.module_id, node_id, start=True)  # accepted, applied later
+        added = gdos.deploy(
+            keep.module_id, node_id, start=True, wait="started"
+        )  # accepted, applied later
         assert added.state == InstanceState.UNKNOWN and not added.node_online
         stopped = gdos.stop_instance(keep.id)
         assert stopped.desired_state.value == "stopped"

@@ -33,7 +33,7 @@ def deploy(
     created = gdos.create_module(
         system.id, module, uploaded.name, uploaded.version, env=env, health_check=health_check
     )
-    return gdos.deploy(created.id, node_id, start=True)
+    return gdos.deploy(created.id, node_id, start=True, wait="started")
 
 
 def health_is(gdos: Client, instance_id: str, health: Health) -> Instance | None:

@@ -36,7 +36,7 @@ def test_master_and_worker_write_json_lines_with_their_ids(
         uploaded = gdos.upload_package(pack("sleeper"))
         system = gdos.create_system("shop")
         module = gdos.create_module(system.id, "web", uploaded.name, uploaded.version)
-        instance = gdos.deploy(module.id, node_id, start=True)
+        instance = gdos.deploy(module.id, node_id, start=True, wait="started")
 
     def worker_lines() -> list[dict[str, Any]]:
         return [

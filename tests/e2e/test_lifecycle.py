@@ -33,7 +33,7 @@ def setup_module_instance(
     systems = {s.name: s for s in gdos.list_systems()}
     sys_obj = systems.get(system) or gdos.create_system(system)
     mod = gdos.create_module(sys_obj.id, module, uploaded.name, uploaded.version, env=env or {})
-    return gdos.deploy(mod.id, node_id, start=start)
+    return gdos.deploy(mod.id, node_id, start=start, wait="started")
 
 
 @pytest.mark.both_engines

@@ -183,7 +183,7 @@ def test_s3_down_gives_a_clear_error_and_recovers_without_restart(
         module = gdos.create_module(system.id, "web", "sleeper", "1.0.0")
         own_seaweed.kill()
         with pytest.raises(RemoteError, match=r"cannot fetch package sleeper@1\.0\.0"):
-            gdos.deploy(module.id, node_id, start=True)
+            gdos.deploy(module.id, node_id, start=True, wait="started")
         assert gdos.list_instances() == []
         assert list((cluster.root / "worker0" / "instances").iterdir()) == []
 
@@ -195,7 +195,7 @@ def test_s3_down_gives_a_clear_error_and_recovers_without_restart(
         wait_until(
             lambda: readable(own_seaweed, bucket, key), timeout=30, interval=0.2, what="the package"
         )
-        instance = gdos.deploy(module.id, node_id, start=True)
+        instance = gdos.deploy(module.id, node_id, start=True, wait="started")
         assert instance.state == InstanceState.RUNNING
     assert master.alive() and cluster.master is master
 
@@ -303,7 +303,7 @@ def test_download_cut_midway_is_retried_then_fails_clearly(
 
             # The first download breaks after 256 KiB of the body; the retry succeeds.
             proxy.cut(1, after=256 * 1024)
-            instance = gdos.deploy(module.id, node_id, start=True)
+            instance = gdos.deploy(module.id, node_id, start=True, wait="started")
             assert instance.state == InstanceState.RUNNING
             assert proxy.cuts == 1
             assert "download of big failed (attempt 1)" in worker.output()
@@ -316,7 +316,7 @@ def test_download_cut_midway_is_retried_then_fails_clearly(
                 path.unlink()
             proxy.cut(3, after=256 * 1024)
             with pytest.raises(RemoteError, match=r"cannot fetch package big@1\.0\.0 \(3 tries\)"):
-                gdos.deploy(module.id, node_id, start=True)
+                gdos.deploy(module.id, node_id, start=True, wait="started")
             assert proxy.cuts == 4
             assert gdos.list_instances() == []
             assert list((cluster.root / "worker0" / "instances").iterdir()) == []

@@ -30,7 +30,7 @@ def test_fresh_worker_starts_desired_running_instances_without_the_master(
             module = gdos.create_module(
                 system.id, name, uploaded.name, uploaded.version, env={"PORT": str(port)}
             )
-            ids[name] = gdos.deploy(module.id, node_id, start=True).id
+            ids[name] = gdos.deploy(module.id, node_id, start=True, wait="started").id
         gdos.stop_instance(ids["down"])  # desired state: stopped
         old_pid = gdos.get_instance(ids["up"]).pid
         assert old_pid is not None

@@ -57,6 +57,7 @@ def test_worker_kill9_then_new_worker_reattaches_without_restarting(
                 first.system_id, "b", "http", "1.0.0", env={"PORT": str(ports[1])}
             ).id,
             node_id,
+            wait="started",
         )
         pids = {first.id: first.pid, second.id: second.pid}
         assert all(pids.values())

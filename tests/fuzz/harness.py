@@ -63,6 +63,8 @@ EXCLUDED_TAGS = ("agent",)
 VALIDATION_EXEMPT = {
     "adoption_candidates": "which fields a strategy needs; cmdline must compile as a regex",
     "create_module": "package@version must name an uploaded package",
+    "create_rollout": "the version must be uploaded; deadlines above min_healthy_time",
+    "rollback_module": "the version must be uploaded and not the current one",
     "create_silence": "ends_at must be after starts_at (default: now)",
     "create_receiver": "the webhook destination policy (loopback, link-local, metadata ...)",
     "patch_receiver": "the webhook destination policy, as for create",
@@ -156,6 +158,7 @@ _PATH_IDS = {
     "user_id": "user",
     "token_id": "token",
     "batch_id": "batch",
+    "rollout_id": "rollout",
     "run_id": "command",
     "session_id": "terminal",
     "rule_id": "rule",

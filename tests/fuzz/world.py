@@ -120,14 +120,18 @@ def seed(cluster: LocalCluster, work: Path) -> World:
         ids["module_doomed"] = gdos.create_module(
             system.id, "doomed", package.name, package.version
         ).id
-        instance = gdos.deploy(module.id, node.id)
+        instance = gdos.deploy(module.id, node.id, wait="started")
         ids["instance"] = instance.id
-        ids["instance_planned"] = gdos.deploy(module.id, ids["node_planned"]).id
-        ids["instance_doomed"] = gdos.deploy(module.id, ids["node_planned"], start=False).id
+        ids["instance_planned"] = gdos.deploy(module.id, ids["node_planned"], wait="started").id
+        ids["instance_doomed"] = gdos.deploy(
+            module.id, ids["node_planned"], start=False, wait="started"
+        ).id
         ids["log_file"] = gdos.list_log_files(instance.id)[0].name
 
         job = gdos.start_batch(system.id, "start")
         ids["batch"] = gdos.get_batch(job.id, wait=60).id
+        rollout = gdos.rollout(ids["module_doomed"], "1.0.1", wait="running")
+        ids["rollout"] = gdos.get_rollout(rollout.id, wait=60).id
         run = gdos.start_command([node.id], "echo seeded")
         ids["command"] = gdos.get_command(run.id, wait=30).id
 

@@ -5,14 +5,18 @@ Every test that uses it runs on both engines (``db_url``, tests/conftest.py).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from quart import Quart
 
 from gdos_master.app import Master, create_app
+from gdos_master.db import Database
 from gdos_sdk.client import AsyncClient
 from gdos_sdk.config import MasterAuth, MasterDatabase, MasterServer, MasterSettings
 
@@ -62,3 +66,37 @@ async def token_for(admin: AsyncClient, app: Quart, role: str) -> str:
     async with client_for(app) as client:
         await client.login(f"user-{role}", "password-1234")
         return (await client.create_token("t")).secret
+
+
+@contextlib.contextmanager
+def statements_run(db: Database) -> Iterator[list[str]]:
+    """The SQL statements the master runs through ``db`` inside the block, on either engine.
+
+    Recorded at the facade, which every query of the master goes through; one call is
+    one statement (``scalar`` reading through ``one`` is counted once).
+    """
+    statements: list[str] = []
+    depth = 0
+
+    def recorded(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def run(sql: str, *args: Any, **kwargs: Any) -> Any:
+            nonlocal depth
+            if not depth:
+                statements.append(sql)
+            depth += 1
+            try:
+                return method(sql, *args, **kwargs)
+            finally:
+                depth -= 1
+
+        return run
+
+    names = ("execute", "executemany", "insert", "one", "all", "scalar")
+    for name in names:
+        setattr(db, name, recorded(getattr(db, name)))
+    try:
+        yield statements
+    finally:
+        for name in names:
+            delattr(db, name)  # the class's methods again

@@ -52,8 +52,9 @@ async def test_system_and_module_crud(admin: AsyncClient, make_zip) -> None:
         system.id, "api", "demo", "1.0.0", env={"PORT": "8000"}, args=["--fast"]
     )
     assert module.env == {"PORT": "8000"} and module.args == ["--fast"]
-    changed = await admin.update_module(module.id, version="1.1.0")
-    assert changed.version == "1.1.0"
+    moved = await admin.get_rollout((await admin.rollout(module.id, "1.1.0")).id, wait=10)
+    assert moved.state.value == "done" and moved.items == []  # no instances to move
+    assert (await admin.get_module(module.id)).version == "1.1.0"
     assert [m.name for m in await admin.list_modules(system.id)] == ["api"]
     assert (await admin.get_system(system.id)).module_count == 1
     renamed = await admin.update_system(system.id, name="billing2")

@@ -120,6 +120,21 @@ async def test_wrong_password_and_rate_limit(app: Quart, master: Master) -> None
     assert all("nope" not in row["params"] for row in failures)
 
 
+async def test_login_audit_entry_names_the_user(app: Quart, master: Master) -> None:
+    async with client_for(app) as client:
+        with pytest.raises(AuthError):
+            await client.login("admin", "wrong-password")
+        await client.login("admin", ADMIN_PASSWORD)
+    rows = master.db.all(
+        "SELECT actor_kind, actor, target, result FROM audit"
+        " WHERE action = 'auth.login' ORDER BY id"
+    )
+    assert [dict(row) for row in rows] == [
+        {"actor_kind": "anonymous", "actor": "", "target": "user:admin", "result": "error"},
+        {"actor_kind": "session", "actor": "admin", "target": "user:admin", "result": "ok"},
+    ]
+
+
 async def test_token_lifecycle_secret_shown_once(
     admin: AsyncClient, app: Quart, master: Master
 ) -> None:

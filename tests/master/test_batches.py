@@ -54,7 +54,7 @@ async def test_batch_tiers_follow_start_order_and_a_failed_tier_skips_the_rest(
     system = await admin.create_system("s")
     for name, order in (("web", 20), ("db", 0), ("api", 10)):
         module = await admin.create_module(system.id, name, "demo", "1.0.0", start_order=order)
-        await admin.deploy(module.id, node.id, start=False)
+        await admin.deploy(module.id, node.id, start=False, wait="started")
 
     job = await admin.start_batch(system.id, "start", concurrency=2)
     assert [(t.order, t.modules) for t in job.tiers] == [(0, ["db"]), (10, ["api"]), (20, ["web"])]
@@ -205,7 +205,10 @@ async def scripted_system(
     await admin.upload_package(make_zip())
     system = await admin.create_system("fast")
     module = await admin.create_module(system.id, "web", "demo", "1.0.0")
-    ids = [(await admin.deploy(module.id, worker.node_id, start=False)).id for _ in range(count)]
+    ids = [
+        (await admin.deploy(module.id, worker.node_id, start=False, wait="started")).id
+        for _ in range(count)
+    ]
     worker.received.clear()
     worker.received_at.clear()
     return system.id, worker, ids

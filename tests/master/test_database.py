@@ -165,17 +165,43 @@ def sqlite_shape(path: Path) -> dict[str, Any]:
     return shape
 
 
+#: The hand-written migrations 10 and 11 as main's master (commit d236410) ran them,
+#: before its branches met the switch to Alembic: revisions 0010 and 0011 replace them.
+BRANCH_LEGACY = (
+    # 10: rollouts
+    """
+    ALTER TABLE instances ADD COLUMN desired_version TEXT NOT NULL DEFAULT '';
+    UPDATE instances SET desired_version = version;
+    CREATE TABLE rollouts (
+        id TEXT PRIMARY KEY,
+        module_id TEXT NOT NULL,
+        system_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        rollout TEXT NOT NULL
+    );
+    CREATE INDEX rollouts_module ON rollouts(module_id, started_at);
+    CREATE INDEX rollouts_started ON rollouts(started_at);
+    """,
+    # 11: join confirmation, planned nodes by index
+    """
+    ALTER TABLE nodes ADD COLUMN confirmed INTEGER NOT NULL DEFAULT 1;
+    CREATE INDEX nodes_planned ON nodes(planned, hostname);
+    """,
+)
+
+
 def legacy_file(path: Path, version: int) -> Path:
     """A SQLite file as a master of the hand-written migrations left it at ``version``."""
     with open_sqlite(path, isolation_level=None) as conn:
-        for script in LEGACY[:version]:
+        for script in (*LEGACY, *BRANCH_LEGACY)[:version]:
             for statement in (s for s in script.split(";") if s.strip()):
                 conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {version}")
     return path
 
 
-@pytest.mark.parametrize("version", [1, 2, 5, 8, 9])
+@pytest.mark.parametrize("version", [1, 2, 5, 8, 9, 10, 11])
 def test_a_legacy_sqlite_file_is_finished_and_handed_to_alembic(
     tmp_path: Path, version: int
 ) -> None:
@@ -186,6 +212,24 @@ def test_a_legacy_sqlite_file_is_finished_and_handed_to_alembic(
     assert db.scalar("PRAGMA user_version") == migrations.head()
     db.close()
     assert sqlite_shape(path) == sqlite_shape(tmp_path / "new.db")
+
+
+def test_instances_of_a_file_before_rollouts_want_the_version_they_run(tmp_path: Path) -> None:
+    path = legacy_file(tmp_path / "old.db", 9)
+    with open_sqlite(path) as conn, conn:
+        conn.execute(
+            "INSERT INTO instances(id, module_id, system_id, node_id, package, version, sha256,"
+            " desired_state, state, created_at, updated_at)"
+            " VALUES('i1', 'm1', 's1', 'n1', 'web', '1.2.0', 'x', 'running', 'running', 1, 1)"
+        )
+        conn.execute("INSERT INTO nodes(id, hostname, created_at) VALUES('n1', 'web-1', 1)")
+    db = Database.open(sqlite_path=path)
+    try:
+        row = db.one("SELECT version, desired_version FROM instances")
+        assert row is not None and (row["version"], row["desired_version"]) == ("1.2.0", "1.2.0")
+        assert db.scalar("SELECT confirmed FROM nodes") == 1  # nodes that exist have joined
+    finally:
+        db.close()
 
 
 @pytest.fixture
@@ -304,28 +348,58 @@ def test_postgres_reads_the_master_s_sql(pg: PostgresDatabase) -> None:
     assert pg.scalar("SELECT created_at FROM users") == 1.5
 
 
-def test_postgres_ids_changes_and_transactions(pg: PostgresDatabase) -> None:
-    insert = (
-        "INSERT INTO audit(ts, actor_kind, actor, ip, action, target, params, result, status)"
-        " VALUES(?, 'system', 'test', '', ?, '', '{}', 'ok', 200)"
-    )
-    first = pg.insert(insert, (1.0, "one"))
-    assert pg.insert(insert, (2.0, "two")) == first + 1
-    before = pg.changes
-    pg.all("SELECT * FROM audit")
-    assert pg.changes == before  # reads never move it
+AUDIT_INSERT = (
+    "INSERT INTO audit(ts, actor_kind, actor, ip, action, target, params, result, status)"
+    " VALUES(?, 'system', 'test', '', ?, '', '{}', 'ok', 200)"
+)
+
+
+def test_postgres_ids_and_transactions(pg: PostgresDatabase) -> None:
+    first = pg.insert(AUDIT_INSERT, (1.0, "one"))
+    assert pg.insert(AUDIT_INSERT, (2.0, "two")) == first + 1
     with pytest.raises(RuntimeError), pg.transaction():
         pg.execute("DELETE FROM audit")
         with pg.transaction():  # nested: part of the outer one
-            pg.insert(insert, (3.0, "three"))
+            pg.insert(AUDIT_INSERT, (3.0, "three"))
         raise RuntimeError("roll back")
     assert [r["action"] for r in pg.all("SELECT action FROM audit ORDER BY id")] == ["one", "two"]
-    moved = pg.changes
-    assert moved > before  # rolled back or not, a write moves it (a re-read costs little)
     with pg.transaction():
         pg.execute("UPDATE audit SET status = 201")
-    assert pg.changes == moved + 2
     assert pg.scalar("SELECT COUNT(*) FROM audit WHERE status = 201") == 2
+
+
+def test_the_write_counter_moves_alike_on_both_engines(target: dict[str, Any]) -> None:
+    db = Database.open(**target)
+    try:
+        start = db.changes
+        db.all("SELECT * FROM kv")
+        db.scalar("SELECT COUNT(*) FROM audit")
+        db.execute("UPDATE kv SET value = 'x' WHERE key = 'nothing'")  # changed no row
+        db.execute("SELECT 1")
+        assert db.changes == start
+        db.set_kv("a", "1")
+        assert db.changes == start + 1
+        db.insert(AUDIT_INSERT, (1.0, "one"))
+        db.executemany("INSERT INTO kv(key, value) VALUES(?, ?)", [("b", "2"), ("c", "3")])
+        assert db.changes == start + 3
+        with db.transaction():  # reads only: nothing to notice
+            db.all("SELECT * FROM kv")
+        assert db.changes == start + 3
+        with db.transaction():
+            db.execute("DELETE FROM kv WHERE key = ?", ("c",))
+            assert db.changes == start + 4
+        assert db.changes == start + 5  # the commit
+        # What was read after a write that is rolled back must not outlive the rollback.
+        with pytest.raises(RuntimeError), db.transaction():
+            db.set_kv("d", "4")
+            read_at = db.changes
+            assert db.get_kv("d") == "4"
+            raise RuntimeError("roll back")
+        assert db.get_kv("d") is None and db.changes == read_at + 1
+        db.changed()  # a write around the facade (SQLite's backup API in a restore)
+        assert db.changes == read_at + 2
+    finally:
+        db.close()
 
 
 def test_postgres_opens_a_lost_connection_again(pg: PostgresDatabase, pg_url: str) -> None:

@@ -115,3 +115,45 @@ async def test_heartbeat_batches_fill_the_series_and_latest() -> None:
     assert fleet.stats.node_samples == 3 and fleet.stats.heartbeats == 1
     await fleet.forget("n")
     assert fleet.store.series_count() == 0
+
+
+async def test_a_stalled_master_does_not_drop_nodes_that_kept_sending() -> None:
+    """Issue 15: liveness is judged on the master's own clock, less its event loop's stalls."""
+    clock = Clock()
+    fleet = Fleet(heartbeat_interval=1, offline_grace=5, clock=clock)
+    await channel(fleet, "n1", [])
+    await channel(fleet, "n2", [])
+    clock.now += 4
+    fleet.touch("n1")  # n1 heartbeats on; n2 has gone silent
+    # The loop stalls 8 s (a long garbage collection, a burst of joins): no frame is read.
+    clock.now += 8
+    fleet.loop_late(8.0)  # the sweep's timer wakes 8 s late and says so ...
+    fleet.loop_late(7.9)  # ... and so does another timer: the same stall counts once
+    assert fleet.stalled == pytest.approx(8.0)
+    assert fleet.is_online("n1") and fleet.is_online("n2")
+    assert await fleet.sweep() == []
+    fleet.touch("n1")  # n1's heartbeat, sent during the stall, is read now
+    clock.now += 2.1
+    fleet.loop_late(0.01)  # scheduling noise is not a stall
+    assert await fleet.sweep() == ["n2"]  # silent for 6.1 s of the master's own time
+    assert fleet.is_online("n1")
+    clock.now += 4
+    assert await fleet.sweep() == ["n1"]
+
+
+async def test_a_longer_push_interval_starts_its_deadline_at_the_configure() -> None:
+    """A worker told to push less often waits a random phase of the new interval from the
+    Configure on; its last heartbeat (at the old pace) must not make it flap meanwhile."""
+    clock = Clock()
+    fleet = Fleet(
+        heartbeat_interval=1, offline_grace=2, heartbeat_budget=1, max_push_interval=10, clock=clock
+    )
+    sent: list[dict] = []
+    await channel(fleet, "a", sent)
+    clock.now += 1.5  # its last heartbeat was 1.5 s ago at the 1 s pace
+    for name in "bcde":
+        await channel(fleet, name, [])
+    await fleet.rebalance()
+    assert sent[-1] == {"type": "configure", "push_interval": 5.0}
+    clock.now += 6.9  # the phase may put its next push up to 5 s after the Configure
+    assert fleet.is_online("a") and await fleet.sweep() == []

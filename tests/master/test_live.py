@@ -225,7 +225,9 @@ async def test_instances_of_a_system(
     everything = await subscribe(socket, "instances")
     assert everything["data"]["rows"] == []
 
-    instance = await admin.deploy(module.id, node.id, start=True)  # node offline: recorded
+    instance = await admin.deploy(
+        module.id, node.id, start=True, wait="started"
+    )  # node offline: recorded
     hub.tick()
     change = await recv(socket, f"system:{system.id}")
     (row,) = change["data"]["rows"]
@@ -250,7 +252,7 @@ async def test_instance_samples_arrive_in_order_even_in_batches(
     system = await admin.create_system("shop")
     module = await admin.create_module(system.id, "web", "demo", "1.0.0")
     node = await admin.plan_node("later-2")
-    instance = await admin.deploy(module.id, node.id, start=False)
+    instance = await admin.deploy(module.id, node.id, start=False, wait="started")
     first = await subscribe(socket, f"instance:{instance.id}")
     assert first["data"] == {"snapshot": True, "samples": []}
     now = time.time()

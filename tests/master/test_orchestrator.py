@@ -122,7 +122,7 @@ async def test_a_report_about_an_instance_without_record_destroys_the_orphan(
 
     # A report still on its way about an instance just destroyed is not an orphan.
     module_id = await module(admin, make_zip)
-    instance = await admin.deploy(module_id, node_id)
+    instance = await admin.deploy(module_id, node_id, wait="started")
     await admin.destroy_instance(instance.id)
     sent = len(worker.received)
     orchestrator.report(node_id, status(instance.id, InstanceState.STOPPED))
@@ -135,7 +135,7 @@ async def test_a_report_about_an_instance_without_record_destroys_the_orphan(
     assert worker.commands()[-1] == DestroyCommand("ghost-2")
     assert audit(master, "instance.orphan")[-1]["target"] == "instance:ghost-2"
     # An instance the worker runs without a usable record, which the master knows: redeployed.
-    kept = await admin.deploy(module_id, node_id)
+    kept = await admin.deploy(module_id, node_id, wait="started")
     await orchestrator.reconcile(node_id, [status(kept.id, InstanceState.UNKNOWN)])
     assert isinstance(worker.commands()[-1], DeployCommand)
 
@@ -147,7 +147,7 @@ async def test_a_restart_on_an_offline_node_is_queued_and_sent_when_it_returns(
     worker = ScriptedWorker(master, node_id)
     await worker.connect()
     module_id = await module(admin, make_zip)
-    instance = await admin.deploy(module_id, node_id)
+    instance = await admin.deploy(module_id, node_id, wait="started")
     await master.fleet.disconnect(worker.conn)
 
     answer = await post(admin, f"/instances/{instance.id}/restart")

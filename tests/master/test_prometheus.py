@@ -45,7 +45,7 @@ async def fleet_master(master: Master, admin: AsyncClient, make_zip: object) -> 
     system = await admin.create_system("shop")
     module = await admin.create_module(system.id, "web", "demo", "1.0.0")
     planned = await admin.plan_node("later-1")
-    instance = await admin.deploy(module.id, planned.id, start=False)
+    instance = await admin.deploy(module.id, planned.id, start=False, wait="started")
     batch = [
         InstanceSample(start + i, instance.id, 50.0, 4096, 1000.0, 10.0, 3, 7, 2) for i in (1, 2, 3)
     ]

@@ -30,6 +30,7 @@ from gdos_sdk.models import (
     NodeSample,
     NodeStatus,
 )
+from gdos_sdk.rollouts import RolloutStrategy
 from gdos_sdk.states import DesiredState, InstanceState
 
 
@@ -77,6 +78,8 @@ def _strategy(tp: Any) -> st.SearchStrategy[Any]:
         return st.none()
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return st.sampled_from(list(tp))
+    if tp is RolloutStrategy:
+        return _FIELD["strategy"]
     if isinstance(tp, type) and attrs.has(tp):
         hints = typing.get_type_hints(tp)
         fields = {
@@ -100,7 +103,16 @@ def _strategy(tp: Any) -> st.SearchStrategy[Any]:
 
 
 # Fields whose validators accept few of the generic draws.
-_FIELD: dict[str, st.SearchStrategy[Any]] = {"metric": st.sampled_from(["cpu", "mem_percent"])}
+_FIELD: dict[str, st.SearchStrategy[Any]] = {
+    "metric": st.sampled_from(["cpu", "mem_percent"]),
+    # deadlines bounded and above min_healthy_time: a random float rarely is
+    "strategy": st.builds(
+        RolloutStrategy,
+        max_parallel=st.integers(1, 50),
+        canary=st.integers(0, 5),
+        auto_promote_after=st.none() | st.floats(0, 600),
+    ),
+}
 
 
 def _build(tp: type, kwargs: dict[str, Any]) -> Any:

@@ -174,9 +174,11 @@ def test_a_node_cannot_write_metrics_of_another_nodes_instance(
         gdos.upload_package(package)
         system = gdos.create_system("shop")
         module = gdos.create_module(system.id, "web", "demo", "1.0.0")
-        own = gdos.deploy(module.id, agent.node_id, start=False)  # queued: node A is offline
+        own = gdos.deploy(
+            module.id, agent.node_id, start=False, wait="started"
+        )  # queued: node A is offline
         other_node = gdos.plan_node("node-b")
-        other = gdos.deploy(module.id, other_node.id, start=False)
+        other = gdos.deploy(module.id, other_node.id, start=False, wait="started")
     agent.connect()  # with its node credential now
     try:
         seen = frames_received(cluster)

@@ -89,7 +89,7 @@ def test_data_and_work_dirs_are_private_and_repaired_at_start(
         module = gdos.create_module(
             system.id, "db", uploaded.name, uploaded.version, env={"DB_PASSWORD": "hunter2-x"}
         )
-        instance = gdos.deploy(module.id, node_id, start=True)
+        instance = gdos.deploy(module.id, node_id, start=True, wait="started")
         gdos.create_backup(include_packages=True)
         url = f"ws://127.0.0.1:{cluster.master_port}/api/v1/terminal/{node_id}?rows=24&cols=80"
         headers = {"Authorization": f"Bearer {cluster.admin_token()}"}

@@ -121,6 +121,16 @@ async def test_a_generated_admin_password_must_be_changed_first(fresh: Quart) ->
         printed not in row["params"] and "a-new-long-password" not in row["params"]
         for row in params
     )
+    # Each login names the user who logged in, also before the generated password is changed.
+    logins = master.db.all(
+        "SELECT actor_kind, actor, result FROM audit WHERE action = 'auth.login' ORDER BY id"
+    )
+    assert [tuple(row) for row in logins] == [
+        ("session", "admin", "ok"),
+        ("session", "admin", "ok"),
+        ("anonymous", "", "error"),
+        ("session", "admin", "ok"),
+    ]
 
 
 async def test_a_configured_admin_password_is_not_forced(admin: AsyncClient) -> None:

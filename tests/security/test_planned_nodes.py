@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from typing import Any
 
@@ -24,7 +25,7 @@ from gdos_master.app import Master
 from gdos_sdk.client import AsyncClient
 from gdos_sdk.errors import ConflictError
 from gdos_sdk.models import Fingerprint, NodeStatus
-from gdos_sdk.protocol import PROTOCOL_VERSION, Hello, Welcome, decode, encode
+from gdos_sdk.protocol import PROTOCOL_VERSION, Heartbeat, Hello, Welcome, decode, encode
 
 pytestmark = pytest.mark.anyio
 
@@ -45,14 +46,19 @@ def hello(hostname: str, node_id: str | None = None, addresses: list[str] | None
     )
 
 
-async def say_hello(app: Quart, token: str, text: str) -> tuple[Any, list[dict[str, Any]]]:
+async def say_hello(
+    app: Quart, token: str, text: str, *, confirm: bool = False
+) -> tuple[Any, list[dict[str, Any]]]:
     """Connect as a worker with ``token``, send ``text``; return the welcome (or error)
-    and every frame the master sent within a short while after it."""
+    and every frame the master sent within a short while after it. ``confirm``: answer a
+    welcome with a heartbeat, as a worker does (which confirms its join)."""
     frames: list[dict[str, Any]] = []
     headers = {"Authorization": f"Bearer {token}"}
     async with app.test_client().websocket(AGENT, headers=headers) as ws:
         await ws.send(text)
         first = decode(await ws.receive())
+        if confirm and isinstance(first, Welcome):
+            await ws.send(encode(Heartbeat(ts=time.time())))
         try:
             while True:
                 frames.append(json.loads(await asyncio.wait_for(ws.receive(), 0.5)))
@@ -70,7 +76,7 @@ async def planned_with_queued_instance(admin: AsyncClient, make_zip: Any) -> tup
     module = await admin.create_module(
         system.id, "pg", "demo", "1.0.0", env={"DB_PASSWORD": "queued-secret"}
     )
-    instance = await admin.deploy(module.id, node.id)
+    instance = await admin.deploy(module.id, node.id, wait="started")
     return node.id, node.claim_token, instance.id
 
 
@@ -108,7 +114,7 @@ async def test_the_claim_token_claims_it_once(
     admin: AsyncClient, app: Quart, master: Master, make_zip: Any
 ) -> None:
     planned, token, instance = await planned_with_queued_instance(admin, make_zip)
-    welcome, _ = await say_hello(app, token, hello("any-name"))
+    welcome, _ = await say_hello(app, token, hello("any-name"), confirm=True)
     assert isinstance(welcome, Welcome)
     assert welcome.node_id == planned and welcome.approved is True
     assert welcome.credential is not None and welcome.credential.startswith("gdosn_")
@@ -124,14 +130,41 @@ async def test_the_claim_token_claims_it_once(
     assert (await admin.get_instance(instance)).node_id == planned
 
 
+async def test_a_claim_whose_welcome_was_lost_is_made_again_until_confirmed(
+    admin: AsyncClient, app: Quart, make_zip: Any
+) -> None:
+    planned, token, instance = await planned_with_queued_instance(admin, make_zip)
+    # The worker never answered its welcome (it gave up waiting, or the welcome was lost):
+    # the token takes the node again, with a new credential; the first one is void.
+    lost, _ = await say_hello(app, token, hello("db-prod-01"))
+    again, _ = await say_hello(app, token, hello("db-prod-01"), confirm=True)
+    assert isinstance(lost, Welcome) and isinstance(again, Welcome)
+    assert lost.node_id == again.node_id == planned
+    assert again.credential is not None and again.credential != lost.credential
+    assert lost.credential is not None
+    with pytest.raises(WebsocketResponseError):
+        await say_hello(app, lost.credential, hello("db-prod-01", node_id=planned))
+    # Confirmed by the worker's first frame: now the token is spent.
+    with pytest.raises(WebsocketResponseError) as refused:
+        await say_hello(app, token, hello("db-prod-01"))
+    assert refused.value.response.status_code == 401
+    assert (await admin.get_instance(instance)).node_id == planned
+
+
 async def test_approving_the_matching_worker_hands_it_the_planned_node(
     admin: AsyncClient, app: Quart, master: Master, make_zip: Any
 ) -> None:
-    _, _, instance = await planned_with_queued_instance(admin, make_zip)
+    planned, _, instance = await planned_with_queued_instance(admin, make_zip)
     welcome, _ = await say_hello(app, JOIN, hello("db-prod-01"))
     assert isinstance(welcome, Welcome) and not welcome.approved
+    # The console's node table (the live "nodes" topic) says which node it would take over.
+    rows = app.extensions["gdos_live"].node_cache
+    rows.refresh()
+    assert rows.rows[welcome.node_id]["claims"] == planned
     approved = await admin.approve_node(welcome.node_id)
     assert approved.alias == "primary" and approved.claims is None
+    rows.refresh()
+    assert rows.rows[welcome.node_id]["claims"] is None
     assert (await admin.get_instance(instance)).node_id == welcome.node_id
     assert [n.id for n in await admin.list_nodes()] == [welcome.node_id]
 

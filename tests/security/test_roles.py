@@ -143,10 +143,11 @@ async def test_a_privileged_module_is_an_admins_to_change_but_an_operators_to_ru
     for change in (
         {"env": {"LD_PRELOAD": "/tmp/evil.so"}},
         {"args": ["-c", "id"]},
-        {"version": "2.0.0"},
     ):
         with pytest.raises(PermissionDenied, match="changing this module needs the admin role"):
             await operator.update_module(root.id, **change)
+    with pytest.raises(PermissionDenied, match=r"moving module 'web' to 2\.0\.0 needs the admin"):
+        await operator.rollout(root.id, "2.0.0")
     # Its order is not a privilege: the systems page moves it.
     assert (await operator.update_module(root.id, start_order=3)).start_order == 3
     # Removing the account makes it an ordinary module again.
@@ -156,7 +157,7 @@ async def test_a_privileged_module_is_an_admins_to_change_but_an_operators_to_ru
     # An operator deploys what an admin approved (here onto a planned node: 202, queued).
     again = await admin.update_module(root.id, user="root")
     node = await admin.plan_node("db-1")
-    instance = await operator.deploy(again.id, node.id)
+    instance = await operator.deploy(again.id, node.id, wait="started")
     assert instance.module_id == root.id
 
 
@@ -188,8 +189,10 @@ async def test_an_operator_cannot_move_a_module_to_a_privileged_version(
     system = await operator.create_system("s")
     module = await operator.create_module(system.id, "api", "api", "1.0.0")
     with pytest.raises(PermissionDenied, match=r"\$\.manifest\.health_check"):
-        await operator.update_module(module.id, version="2.0.0")
-    assert (await admin.update_module(module.id, version="2.0.0")).version == "2.0.0"
+        await operator.rollout(module.id, "2.0.0")  # a version changes through a rollout
+    assert (await admin.get_module(module.id)).version == "1.0.0"
+    moved = await admin.get_rollout((await admin.rollout(module.id, "2.0.0")).id, wait=10)
+    assert moved.state.value == "done" and (await admin.get_module(module.id)).version == "2.0.0"
 
 
 async def test_admins_only_is_what_the_role_says(admin: AsyncClient, app: Quart) -> None:

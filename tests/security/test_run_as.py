@@ -266,7 +266,7 @@ def test_an_operator_deploy_on_a_root_worker_runs_as_nobody(open_dir: Path, tmp_
                 )
             package = ops.upload_package(zipped)
             module = ops.create_module(system.id, "who", package.name, package.version)
-            instance = ops.deploy(module.id, node_id)
+            instance = ops.deploy(module.id, node_id, wait="started")
             assert instance.state == InstanceState.RUNNING and instance.pid is not None
             assert ids(instance.pid)["Uid"] == [NOBODY.pw_uid] * 4
             ops.destroy_instance(instance.id)

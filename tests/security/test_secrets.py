@@ -92,7 +92,7 @@ async def test_no_role_reads_module_env_secrets(
     assert admin_view.env["DB_PASSWORD"] == "***"  # write-only for admins too
     # The worker gets the real values in the deploy command.
     node = await admin.plan_node("db-1")
-    instance = await admin.deploy(module.id, node.id)
+    instance = await admin.deploy(module.id, node.id, wait="started")
     row = master.db.one("SELECT * FROM instances WHERE id = ?", (instance.id,))
     spec = master.orchestrator.spec_for(row)
     assert spec.env["DB_PASSWORD"] == PASSWORD and spec.env["REGION"] == "eu-secret-region"

@@ -105,7 +105,9 @@ def test_a_worker_joins_and_deploys_over_tls(cluster: LocalCluster, tmp_path: Pa
         uploaded = gdos.upload_package(package(tmp_path))
         system = gdos.create_system("shop")
         module = gdos.create_module(system.id, "web", uploaded.name, uploaded.version)
-        instance = gdos.deploy(module.id, node_id, start=True)  # the package over HTTPS
+        instance = gdos.deploy(
+            module.id, node_id, start=True, wait="started"
+        )  # the package over HTTPS
         assert instance.state.value == "running"
         wait_until(lambda: gdos.get_node(node_id).latest is not None, what="samples over wss")
 

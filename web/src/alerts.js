@@ -102,4 +102,9 @@ export const METRICS = {
   ],
 }
 
-export const STATUS_METRICS = ['node_offline', 'instance_down', 'instance_failed', 'instance_unhealthy']
+export const STATUS_METRICS = [
+  'node_offline',
+  'instance_down',
+  'instance_failed',
+  'instance_unhealthy',
+]

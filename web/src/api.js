@@ -3,7 +3,9 @@
 import { ElMessage } from 'element-plus'
 import 'element-plus/es/components/message/style/css'
 import { store } from './store'
-import { t } from './i18n'
+import { i18n } from './i18n'
+
+const { t } = i18n.global
 
 const BASE = '/api/v1'
 
@@ -30,6 +32,18 @@ function cookie(name) {
 
 function csrfToken() {
   return store.csrf || cookie('gdos_csrf')
+}
+
+/**
+ * Whether this browser may hold a session: the session cookie is HttpOnly, but its CSRF
+ * companion (same lifetime) is readable. Without it there is no session to ask about.
+ */
+export const hasSession = () => cookie('gdos_csrf') !== ''
+
+// A session the master no longer knows (ended, user disabled, data restored): drop the
+// companion cookie, so that later visits do not ask again.
+function forgetSession() {
+  document.cookie = 'gdos_csrf=; Max-Age=0; Path=/; SameSite=Strict'
 }
 
 function url(path, query) {
@@ -111,16 +125,22 @@ export async function logout() {
   }
 }
 
-/** The session's user, or null when there is no valid session. */
+/**
+ * The session's user, or null when there is no valid session. A browser without a session
+ * cookie is not asked about: /auth/me would answer 401, which the browser logs as an error
+ * on every first visit.
+ */
 export async function me() {
+  if (!hasSession()) return null
   try {
     const found = await get('/auth/me', undefined, { noRedirect: true, quiet: true })
     store.user = found.user
     store.csrf = found.csrf_token || store.csrf
     return found
   } catch (exc) {
-    if (exc.status === 401) return null
-    throw exc
+    if (exc.status !== 401) throw exc
+    forgetSession()
+    return null
   }
 }
 
@@ -150,25 +170,24 @@ export const listPackages = (search) => get('/packages', { search })
 export const packageVersions = (name) => get(`/packages/${enc(name)}`)
 export const getManifest = (name, version) => get(`/packages/${enc(name)}/${enc(version)}/manifest`)
 export const deletePackage = (name, version) => del(`/packages/${enc(name)}/${enc(version)}`)
-export const downloadUrl = (name, version) =>
-  url(`/packages/${enc(name)}/${enc(version)}/download`)
+export const downloadUrl = (name, version) => url(`/packages/${enc(name)}/${enc(version)}/download`)
 
 /**
- * Upload a package zip as the raw request body, reporting progress (0-100) as it goes.
- * XMLHttpRequest, not fetch: only XHR reports upload progress.
+ * POST a file as the raw request body, reporting progress (0-100) as it goes. XMLHttpRequest,
+ * not fetch: only XHR reports upload progress.
  */
-export function uploadPackage(file, { force = false, onProgress } = {}) {
+function upload(path, query, contentType, file, onProgress) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest()
-    xhr.open('POST', url('/packages', force ? { force: 'true' } : undefined))
-    xhr.setRequestHeader('Content-Type', 'application/zip')
+    xhr.open('POST', url(path, query))
+    xhr.setRequestHeader('Content-Type', contentType)
     xhr.setRequestHeader('Accept', 'application/json')
     xhr.setRequestHeader('X-CSRF-Token', csrfToken())
     xhr.upload.onprogress = (event) => {
       if (event.lengthComputable && onProgress) onProgress((100 * event.loaded) / event.total)
     }
     xhr.onload = () => {
-      let body = null
+      let body
       try {
         body = JSON.parse(xhr.responseText)
       } catch {
@@ -183,6 +202,10 @@ export function uploadPackage(file, { force = false, onProgress } = {}) {
     xhr.send(file)
   })
 }
+
+/** Upload a package zip (force: replace an existing version), with progress. */
+export const uploadPackage = (file, { force = false, onProgress } = {}) =>
+  upload('/packages', force ? { force: 'true' } : undefined, 'application/zip', file, onProgress)
 
 // --- backups (admins) --------------------------------------------------------------------------
 
@@ -199,32 +222,8 @@ export const listOrphans = (minAge) => get('/storage/orphans', { min_age: minAge
 export const removeOrphans = (minAge) => del('/storage/orphans', { min_age: minAge })
 
 /** Upload a backup archive (checked by the master, stored, not restored), with progress. */
-export function uploadBackup(file, { onProgress } = {}) {
-  return new Promise((resolve, reject) => {
-    const xhr = new XMLHttpRequest()
-    xhr.open('POST', url('/backups/upload'))
-    xhr.setRequestHeader('Content-Type', 'application/gzip')
-    xhr.setRequestHeader('Accept', 'application/json')
-    xhr.setRequestHeader('X-CSRF-Token', csrfToken())
-    xhr.upload.onprogress = (event) => {
-      if (event.lengthComputable && onProgress) onProgress((100 * event.loaded) / event.total)
-    }
-    xhr.onload = () => {
-      let body = null
-      try {
-        body = JSON.parse(xhr.responseText)
-      } catch {
-        body = null
-      }
-      if (xhr.status >= 200 && xhr.status < 300) return resolve(body)
-      const error = errorFrom(xhr.status, body, xhr.statusText)
-      if (error.status === 401) unauthorized()
-      reject(error)
-    }
-    xhr.onerror = () => reject(new ApiError(0, 'network', t('errors.network', { detail: '' })))
-    xhr.send(file)
-  })
-}
+export const uploadBackup = (file, { onProgress } = {}) =>
+  upload('/backups/upload', undefined, 'application/gzip', file, onProgress)
 
 // --- systems, modules, instances -------------------------------------------------------------
 
@@ -249,6 +248,20 @@ export const startInstance = (id) => post(`/instances/${enc(id)}/start`)
 export const stopInstance = (id) => post(`/instances/${enc(id)}/stop`)
 export const restartInstance = (id) => post(`/instances/${enc(id)}/restart`)
 export const destroyInstance = (id) => del(`/instances/${enc(id)}`)
+
+// --- rollouts (a module's version changes only through one) -------------------------------------
+
+export const startRollout = (moduleId, body) => post(`/modules/${enc(moduleId)}/rollouts`, body)
+export const rollbackModule = (moduleId, body = {}) =>
+  post(`/modules/${enc(moduleId)}/rollback`, body)
+export const listRollouts = (query) => get('/rollouts', query)
+export const pauseRollout = (id) => post(`/rollouts/${enc(id)}/pause`)
+export const resumeRollout = (id) => post(`/rollouts/${enc(id)}/resume`)
+export const promoteRollout = (id) => post(`/rollouts/${enc(id)}/promote`)
+export const abortRollout = (id, revert) =>
+  post(`/rollouts/${enc(id)}/abort`, undefined, {
+    query: { revert: revert === undefined ? '' : String(revert) },
+  })
 
 // --- audit, settings ----------------------------------------------------------------------------
 

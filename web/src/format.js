@@ -1,6 +1,6 @@
 // Display formatting only: every value shown comes from the API as is.
 import { ref } from 'vue'
-import { store } from './store'
+import { currentLang } from './i18n'
 
 const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB']
 
@@ -24,7 +24,7 @@ export function percent(value, digits = 1) {
 export function dateTime(value) {
   if (!value) return '—'
   const date = typeof value === 'number' ? new Date(value * 1000) : new Date(value)
-  return date.toLocaleString(store.lang === 'zh-CN' ? 'zh-CN' : 'en-GB', { hour12: false })
+  return date.toLocaleString(currentLang() === 'zh-CN' ? 'zh-CN' : 'en-GB', { hour12: false })
 }
 
 export function duration(seconds) {

@@ -3,9 +3,10 @@ import 'element-plus/theme-chalk/dark/css-vars.css'
 import './style.css'
 import App from './App.vue'
 import { router } from './router'
-import { onUnauthorized } from './api'
+import { hasSession, onUnauthorized } from './api'
 import { closeLive, preconnect } from './live'
 import { store } from './store'
+import { i18n } from './i18n'
 
 // Any 401 (an expired session, a deleted user) ends up on the login page.
 onUnauthorized(() => {
@@ -17,8 +18,8 @@ onUnauthorized(() => {
   }
 })
 
-// With a session cookie the page will subscribe soon: open the live socket while the rest of
-// the console loads (its readable CSRF companion cookie says a session exists).
-if (document.cookie.split('; ').some((c) => c.startsWith('gdos_csrf='))) preconnect()
+// With a session the page will subscribe soon: open the live socket while the rest of the
+// console loads.
+if (hasSession()) preconnect()
 
-createApp(App).use(router).mount('#app')
+createApp(App).use(i18n).use(router).mount('#app')

@@ -1,5 +1,7 @@
 import { createRouter, createWebHistory } from 'vue-router'
+import { ElMessage } from 'element-plus'
 import { me } from './api'
+import { i18n } from './i18n'
 import { store } from './store'
 
 const routes = [
@@ -80,9 +82,27 @@ router.beforeEach(async (to) => {
   const ready = store.user && !store.user.must_change_password
   if (to.name === 'login') return ready ? { path: to.query.redirect || '/' } : true
   if (!ready) return { name: 'login', query: { redirect: to.fullPath } }
-  if (to.meta.admin && store.user.role !== 'admin') return { name: 'dashboard' }
+  if (to.meta.admin && store.user.role !== 'admin') {
+    refused(to)
+    return { name: 'dashboard' }
+  }
   return true
 })
+
+// Someone sent away from an admin-only page (a link, a bookmark) is told why.
+function refused(to) {
+  const { t } = i18n.global
+  ElMessage.warning({
+    message: t('errors.admin_only', {
+      page: t(`nav.${String(to.name)}`),
+      role: t(`roles.${store.user.role}`),
+    }),
+    customClass: 'refused-message',
+    duration: 8000,
+    showClose: true,
+    grouping: true,
+  })
+}
 
 // After a logout the next navigation checks the session again.
 export function resetSessionCheck() {
