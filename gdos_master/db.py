@@ -12,7 +12,7 @@ Alembic (:mod:`gdos_master.migrations`) before the database is handed out.
 * **PostgreSQL**: one psycopg 3 connection in autocommit mode, also used from the event
   loop; a query costs a loopback or LAN round trip (docs/benchmarks.md has the figures).
   Statements run often are prepared by the server. A broken connection is opened again
-  on the next query.
+  on the next query; one closed by :meth:`Database.close` is not.
 
 Nothing here runs per heartbeat: the fleet keeps that in memory and flushes on change.
 
@@ -367,6 +367,7 @@ class PostgresDatabase(Database):
         from psycopg.pq import TransactionStatus
 
         self._idle = TransactionStatus.IDLE
+        self._closed = False
         self.conn: psycopg.Connection[PgRow] = self._connect()
 
     @classmethod
@@ -411,9 +412,9 @@ class PostgresDatabase(Database):
         return conn
 
     def _connection(self) -> psycopg.Connection[PgRow]:
-        if self.conn.closed:
+        if self.conn.closed and not self._closed:  # lost, not closed by close()
             self.conn = self._connect()
-        return self.conn
+        return self.conn  # after close(): psycopg refuses the statement, as sqlite3 does
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -461,6 +462,7 @@ class PostgresDatabase(Database):
         return redact_url(self.url)
 
     def close(self) -> None:
+        self._closed = True
         self.conn.close()
 
 

@@ -411,6 +411,9 @@ def test_postgres_opens_a_lost_connection_again(pg: PostgresDatabase, pg_url: st
     with pytest.raises(psycopg.OperationalError):  # the statement the loss interrupted
         pg.scalar("SELECT 1")
     assert pg.scalar("SELECT 1") == 1  # the next one has a new connection
+    pg.close()
+    with pytest.raises(psycopg.OperationalError):  # closed on purpose: never opened again
+        pg.scalar("SELECT 1")
 
 
 def test_urls_are_shown_without_their_password() -> None:
