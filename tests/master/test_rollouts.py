@@ -291,6 +291,26 @@ async def test_wait_healthy_follows_the_check_within_healthy_deadline(
     assert job.state == RS.DONE and [i.state for i in job.items] == [T.DONE, T.DONE], job
 
 
+async def test_progress_deadline_stops_a_rollout_that_does_not_advance(
+    admin: AsyncClient, master: Master, make_zip: Callable[..., bytes]
+) -> None:
+    workers, module_id, _ = await setup(admin, master, make_zip)
+    workers.hold = asyncio.Event()  # the first upgrade never finishes while it is held
+    job = await admin.rollout(
+        module_id, "2.0.0", wait="running", progress_deadline=0.5, auto_revert=True
+    )
+    job = await until(admin, job.id, lambda j: j.state == RS.REVERTING)
+    assert job.error == "no instance finished within progress_deadline 0.5 s", job.error
+    workers.hold.set()  # the worker goes on: the upgrade under way, then the revert
+    job = await ended(admin, job)
+    assert job.state == RS.REVERTED, job
+    assert job.error.endswith("; reverted to 1.0.0")
+    assert [i.state for i in job.items] == [T.REVERTED] + [T.SKIPPED] * 3
+    instances = await admin.list_instances(module_id=module_id)
+    assert {(i.version, i.desired_version) for i in instances} == {("1.0.0", "1.0.0")}
+    assert (await admin.get_module(module_id)).version == "1.0.0"
+
+
 async def test_canaries_wait_for_promotion(
     admin: AsyncClient, master: Master, make_zip: Callable[..., bytes]
 ) -> None:
@@ -343,6 +363,24 @@ async def test_pause_resume_and_abort_with_revert(
     assert {i.version for i in instances} == {"1.0.0"}
     aborts = [e for e in (await admin.list_audit(limit=50)).items if e.action == "rollout.abort"]
     assert aborts and aborts[0].target == f"rollout:{job.id}"
+
+    # An instance deployed while a rollout runs gets the new version; a revert takes it
+    # back too, so nothing is left on a version the module no longer names.
+    workers.hold = asyncio.Event()
+    job = await admin.rollout(module_id, "2.0.0", wait="running")
+    await workers.asked(3)
+    newcomer = await admin.deploy(module_id, workers.nodes[0], wait="started")
+    assert newcomer.version == "2.0.0"
+    await admin.abort(job.id, revert=True)
+    workers.hold.set()
+    job = await ended(admin, job)
+    assert job.state == RS.REVERTED, job
+    [added] = [i for i in job.items if i.instance_id == newcomer.id]
+    assert added.state == T.REVERTED and added.from_version == "1.0.0"
+    assert "deployed on 2.0.0 during the rollout" in added.note
+    instances = await admin.list_instances(module_id=module_id)
+    assert len(instances) == 5
+    assert {(i.version, i.desired_version) for i in instances} == {("1.0.0", "1.0.0")}
 
     # Abort without revert: what moved stays, the module keeps the new version.
     job = await admin.rollout(module_id, "2.0.0", wait="running")
