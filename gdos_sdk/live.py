@@ -132,6 +132,8 @@ class NodeRow:
     last_seen: datetime | None = None
     fingerprint: RowFingerprint | None = None
     latest: LatestSample | None = None
+    #: a pending node: the id of the planned node it would take over when approved
+    claims: str | None = None
 
 
 @displayed
