@@ -360,7 +360,9 @@ def parse_frame(message: Mapping[str, Any]) -> Frame:
     elif cls is CommandFrame and snapshot:
         body = {"run": body, "finished_at": body.get("finished_at")}
     try:
-        found: Frame = structure({**body, "topic": topic, "snapshot": snapshot}, cls, what=topic)
+        found: Frame = structure(
+            {**body, "topic": topic, "snapshot": snapshot}, cls, what=topic, extra_keys=True
+        )
     except ValidationError as exc:
         raise ProtocolError(
             f"a {topic} frame this SDK cannot read: {exc.message}", details=exc.details

@@ -12,7 +12,7 @@ import pytest
 
 from gdos_sdk.alerts import ActiveAlert, AlertPhase
 from gdos_sdk.batches import BatchJob, BatchState
-from gdos_sdk.codec import unstructure
+from gdos_sdk.codec import structure, unstructure
 from gdos_sdk.commands import CommandRun, NodeCommandResult, NodeRunState
 from gdos_sdk.errors import NotFoundError, PermissionDenied, ProtocolError, ValidationError
 from gdos_sdk.follow import AlertTracker, BatchTracker, CommandTracker, SampleTracker
@@ -31,7 +31,7 @@ from gdos_sdk.live import (
     parse_frame,
     ws_ssl_context,
 )
-from gdos_sdk.models import InstanceSample, NodeSample
+from gdos_sdk.models import InstanceSample, NodeSample, SystemCreate
 
 
 def node_sample(ts: float) -> dict[str, Any]:
@@ -284,3 +284,16 @@ def test_batches_end_and_alerts_resync_after_a_gap() -> None:
         ("pending", "node:b"),
         ("resolved", "node:a"),
     ]
+
+
+def test_a_field_a_newer_master_adds_is_ignored_not_fatal() -> None:
+    """An older SDK keeps reading a newer master's frames and answers (a rolling upgrade)."""
+    row = {"id": "n1", "hostname": "h", "alias": "", "status": "online", "added_later": 1}
+    frame = parse_frame(message("nodes", {"snapshot": True, "rows": [row], "removed": []}))
+    assert isinstance(frame, NodesFrame) and frame.rows[0].hostname == "h"
+    # Wrong types stay errors, and requests stay strict.
+    with pytest.raises(ProtocolError, match="cannot read"):
+        parse_frame(message("nodes", {"rows": [{**row, "hostname": 5}]}))
+    with pytest.raises(ValidationError, match="added_later"):
+        structure({"name": "s", "added_later": 1}, SystemCreate)
+    assert structure({"name": "s", "added_later": 1}, SystemCreate, extra_keys=True).name == "s"
