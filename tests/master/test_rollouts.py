@@ -151,12 +151,15 @@ async def setup(
 async def until(
     admin: AsyncClient, rollout_id: str, ok: Callable[[Rollout], bool], timeout: float = 10
 ) -> Rollout:
-    """The rollout once ``ok`` holds for it (followed as it changes)."""
+    """The rollout once ``ok`` holds for it, read at each change (a long poll on its
+    revision: this in-process app has no live socket for ``follow_rollout``)."""
     async with asyncio.timeout(timeout):
-        async for job in admin.follow_rollout(rollout_id, wait=5):
-            if ok(job):
-                return job
-    raise AssertionError(f"rollout {rollout_id} ended before the condition held: {job}")
+        job = await admin.get_rollout(rollout_id)
+        while not ok(job):
+            if job.state.ended:
+                raise AssertionError(f"rollout {rollout_id} ended before the condition held: {job}")
+            job = await admin.get_rollout(rollout_id, wait=5, after=job.revision)
+        return job
 
 
 def states(job: Rollout) -> set[StepState]:
