@@ -188,6 +188,18 @@ def bench(session: nox.Session) -> None:
     """Benchmarks with raw baselines measured in the same run."""
     install(session, "test")
     session.run("python", "benchmarks/run.py", *session.posargs)
+    # The console under a live 5,000-node fleet (the suite runs the same test with 1,000).
+    build_web(session)
+    session.run(
+        "pytest",
+        "tests/browser/test_performance.py",
+        "-k",
+        "live",
+        "-s",
+        "-p",
+        "no:timeout",
+        env={"GDOS_LIVE_NODES": "5000"},
+    )
 
 
 @nox.session(python=PYTHON)

@@ -14,7 +14,8 @@ table, updated on every step and pushed on the live topic ``rollout:<id>``. It:
    or no instance finishing within ``progress_deadline``) or an abort, begins no
    further instance; with ``auto_revert`` (or ``abort(revert=True)``) it moves every
    instance it moved back to the version that instance had, and the module's version
-   back too.
+   back too (an instance deployed on the target version meanwhile joins the job and
+   goes back as well).
 
 An instance whose node is offline is ``pending``: the rollout moves it when the node
 returns, while the rollout runs; a rollout left with nothing but pending instances
@@ -34,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import datetime
 import functools
 import json
 import logging
@@ -696,6 +698,7 @@ class Rollouts:
         """Move every instance the rollout moved (or began to) back to its own version."""
         job.state = RS.REVERTING
         self.master.systems.set_version(job.model.module_id, job.model.from_version)
+        self._take_newcomers(job)
         self._save(job)
         orchestrator = self.master.orchestrator
         back: list[str] = []
@@ -727,6 +730,34 @@ class Rollouts:
         job.stop = asyncio.Event()  # an abort now stops the revert
         scheduler = job.scheduler = Scheduler(job.strategy.max_parallel)
         await scheduler.run(Unit(i, functools.partial(self._move_back, job, i)) for i in back)
+
+    def _take_newcomers(self, job: _Job) -> None:
+        """Add the instances deployed on the target version while the rollout ran.
+
+        They got the module's version of the moment, which a revert takes back: without
+        this they would stay on a version the module no longer names. Called once the
+        module's version is back, so an instance deployed from now on gets the old one.
+        """
+        since = datetime.datetime.fromtimestamp(job.model.started_at, datetime.UTC)
+        known = {i.instance_id for i in job.items}
+        for instance in self.master.orchestrator.list_instances(module_id=job.model.module_id):
+            if (
+                instance.id in known
+                or instance.desired_version != job.model.to_version
+                or instance.created_at is None
+                or instance.created_at < since
+            ):
+                continue
+            job.items.append(
+                RolloutItem(
+                    instance_id=instance.id,
+                    node_id=instance.node_id,
+                    from_version=job.model.from_version,
+                    state=T.DONE,
+                    note=f"deployed on {job.model.to_version} during the rollout",
+                )
+            )
+            self._held[instance.id] = job.id
 
     async def _move_back(self, job: _Job, instance_id: str) -> Verify | None:
         item = job.item(instance_id)

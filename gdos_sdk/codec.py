@@ -328,14 +328,15 @@ def _strict_dict(tp: Any, conv: cattrs.BaseConverter) -> Callable[[Any, Any], An
     return structure_dict
 
 
-def make_converter() -> cattrs.Converter:
+def make_converter(*, forbid_extra_keys: bool = True) -> cattrs.Converter:
     """Build the JSON converter: ISO 8601 UTC times, strict scalars, no unknown keys.
 
     Strict scalars and collections mean ``"5"`` is not silently an ``int`` nor
     ``"abc"`` the list ``["a", "b", "c"]``: a wrong type in a request is an error
-    that names the field, not a surprise later.
+    that names the field, not a surprise later. ``forbid_extra_keys=False`` builds
+    the converter clients read the master's answers with (see :func:`structure`).
     """
-    conv = _make_json_converter(forbid_extra_keys=True, prefer_attrib_converters=False)
+    conv = _make_json_converter(forbid_extra_keys=forbid_extra_keys, prefer_attrib_converters=False)
     conv.register_unstructure_hook(datetime, _dt_to_str)
     conv.register_structure_hook(datetime, _str_to_dt)
     conv.register_structure_hook(str, _strict_str)
@@ -352,6 +353,8 @@ def make_converter() -> cattrs.Converter:
 
 
 converter = make_converter()
+#: reads what a master sends to clients: a field a newer master added is ignored
+answer_converter = make_converter(forbid_extra_keys=False)
 
 
 def suggest(name: str, choices: list[str] | set[str] | tuple[str, ...]) -> str | None:
@@ -426,15 +429,22 @@ def _note_of(exc: BaseException) -> Any:
     return None
 
 
-def structure(data: Any, cls: type[T], *, what: str = "request body") -> T:
-    """Turn untrusted JSON data into ``cls`` or raise a ValidationError naming each bad path."""
+def structure(
+    data: Any, cls: type[T], *, what: str = "request body", extra_keys: bool = False
+) -> T:
+    """Turn untrusted JSON data into ``cls`` or raise a ValidationError naming each bad path.
+
+    ``extra_keys=True`` ignores keys ``cls`` does not know: the SDK reads the master's
+    answers and live frames so, so a client keeps working against a newer master that
+    added a field (requests, configuration and agent frames stay strict).
+    """
     if attrs.has(cls) and not isinstance(data, dict):
         raise ValidationError(
             f"{what} must be a JSON object",
             details=[{"path": "$", "message": f"expected an object, got {type(data).__name__}"}],
         )
     try:
-        return converter.structure(data, cls)
+        return (answer_converter if extra_keys else converter).structure(data, cls)
     except ValidationError:
         raise
     except (cattrs.BaseValidationError, ForbiddenExtraKeysError) as exc:

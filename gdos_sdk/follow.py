@@ -8,6 +8,7 @@ nothing is lost across a dropped socket:
 * :class:`CommandTracker`: each node's final result of a fleet command once, with its
   whole output, as nodes end (salt's ``cmd_iter``);
 * :class:`BatchTracker`: the batch job each time it moved, until it ended;
+* :class:`RolloutTracker`: each newer revision of a rollout, once, until it ended;
 * :class:`AlertTracker`: alert changes, and after a gap (a reconnect or a ``reload``
   frame) the differences between the alerts it knew and the active ones now.
 
@@ -31,9 +32,11 @@ from gdos_sdk.live import (
     CommandFrame,
     InstanceSamplesFrame,
     NodeSamplesFrame,
+    RolloutFrame,
 )
+from gdos_sdk.rollouts import Rollout
 
-__all__ = ["AlertTracker", "BatchTracker", "CommandTracker", "SampleTracker"]
+__all__ = ["AlertTracker", "BatchTracker", "CommandTracker", "RolloutTracker", "SampleTracker"]
 
 
 @attrs.define
@@ -118,6 +121,28 @@ class BatchTracker:
         """(items ended, items) of a job."""
         ended = sum(1 for i in job.items if i.state not in (BatchState.PENDING, BatchState.RUNNING))
         return ended, len(job.items)
+
+
+@attrs.define
+class RolloutTracker:
+    """A rollout each time its revision grew; ``done`` once it ended.
+
+    The revision is the rollout's own counter (kept across master restarts), so a fresh
+    snapshot after a reconnect is yielded only if the rollout changed meanwhile, and an
+    older frame never comes after a newer one.
+    """
+
+    last: Rollout | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.last is not None and self.last.state.ended
+
+    def feed(self, frame: RolloutFrame) -> list[Rollout]:
+        if self.last is not None and frame.rollout.revision <= self.last.revision:
+            return []
+        self.last = frame.rollout
+        return [frame.rollout]
 
 
 def _key(alert: ActiveAlert) -> tuple[str, str]:

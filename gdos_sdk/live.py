@@ -16,6 +16,8 @@ frame each becomes here:
 ``audit``           :class:`AuditFrame`: new audit entries (admins)
 ``command:<id>``    :class:`CommandFrame`: a fleet command's output and node results (admins)
 ``batch:<id>``      :class:`BatchFrame`: a batch job, whole, on each change
+``rollout:<id>``    :class:`RolloutFrame`: a rollout, whole, on each change (its
+                    ``revision`` grows; changes within one push interval come merged)
 =================== ======================================================================
 
 :class:`Session` holds what a connection must send and how to read what comes back;
@@ -48,6 +50,7 @@ from gdos_sdk.commands import CommandRun, NodeCommandResult
 from gdos_sdk.display import displayed
 from gdos_sdk.errors import GdosError, ProtocolError, ValidationError, error_from_body
 from gdos_sdk.models import AuditEntry, Instance, InstanceSample, NodeSample, NodeStatus
+from gdos_sdk.rollouts import Rollout
 
 __all__ = [
     "CLOSE_AUTH",
@@ -68,6 +71,7 @@ __all__ = [
     "NodeRow",
     "NodeSamplesFrame",
     "NodesFrame",
+    "RolloutFrame",
     "RowFingerprint",
     "Session",
     "TopNode",
@@ -85,7 +89,7 @@ CLOSE_SLOW = 4008  # the client fell behind; a reconnect starts again from a sna
 MAX_FRAME = 64 * 1024 * 1024  # a command snapshot holds up to 2 MiB of output per node
 
 _PLAIN_TOPICS = ("fleet", "nodes", "instances", "alerts", "audit")
-_ID_TOPICS = ("node", "instance", "system", "command", "batch")
+_ID_TOPICS = ("node", "instance", "system", "command", "batch", "rollout")
 
 
 # --- frames -----------------------------------------------------------------------------------
@@ -132,6 +136,8 @@ class NodeRow:
     last_seen: datetime | None = None
     fingerprint: RowFingerprint | None = None
     latest: LatestSample | None = None
+    #: a pending node: the id of the planned node it would take over when approved
+    claims: str | None = None
 
 
 @displayed
@@ -290,6 +296,21 @@ class BatchFrame:
     snapshot: bool = False
 
 
+@displayed
+@attrs.frozen
+class RolloutFrame:
+    """``rollout:<id>``: the whole rollout, each time it changes.
+
+    The master looks for changes twice a second and sends the rollout as it stands then,
+    so steps closer together than that arrive merged: ``rollout.revision`` may grow by
+    more than one between frames, and the rollout's last state always comes.
+    """
+
+    topic: str
+    rollout: Rollout
+    snapshot: bool = False
+
+
 Frame: TypeAlias = (
     FleetFrame
     | NodesFrame
@@ -300,6 +321,7 @@ Frame: TypeAlias = (
     | AlertsFrame
     | CommandFrame
     | BatchFrame
+    | RolloutFrame
 )
 
 
@@ -311,7 +333,7 @@ def check_topic(topic: str) -> str:
             return topic
     raise ValidationError(
         f"unknown topic {topic!r}; expected fleet, nodes, node:<id>, instances, system:<id>,"
-        " instance:<id>, command:<id>, batch:<id>, alerts or audit",
+        " instance:<id>, command:<id>, batch:<id>, rollout:<id>, alerts or audit",
         details=[{"path": "topic", "message": "unknown topic"}],
     )
 
@@ -329,6 +351,7 @@ def _frame_class(topic: str) -> type[Any]:
         "alerts": AlertsFrame,
         "command": CommandFrame,
         "batch": BatchFrame,
+        "rollout": RolloutFrame,
     }[kind]
 
 
@@ -355,10 +378,14 @@ def parse_frame(message: Mapping[str, Any]) -> Frame:
     snapshot = bool(body.pop("snapshot", False))
     if cls is BatchFrame:
         body = {"job": body}
+    elif cls is RolloutFrame:
+        body = {"rollout": body}
     elif cls is CommandFrame and snapshot:
         body = {"run": body, "finished_at": body.get("finished_at")}
     try:
-        found: Frame = structure({**body, "topic": topic, "snapshot": snapshot}, cls, what=topic)
+        found: Frame = structure(
+            {**body, "topic": topic, "snapshot": snapshot}, cls, what=topic, extra_keys=True
+        )
     except ValidationError as exc:
         raise ProtocolError(
             f"a {topic} frame this SDK cannot read: {exc.message}", details=exc.details

@@ -43,7 +43,13 @@ from gdos_sdk.deploywait import (
     check_wait,
 )
 from gdos_sdk.errors import DeployFailed, GdosError, TransportError
-from gdos_sdk.follow import AlertTracker, BatchTracker, CommandTracker, SampleTracker
+from gdos_sdk.follow import (
+    AlertTracker,
+    BatchTracker,
+    CommandTracker,
+    RolloutTracker,
+    SampleTracker,
+)
 from gdos_sdk.live import AlertChange, handshake_headers, live_url, origin_of, ws_ssl_context
 from gdos_sdk.logfiles import LogChunk
 from gdos_sdk.models import Instance, InstanceSample, Me, NodeSample, Package
@@ -537,7 +543,7 @@ class AsyncClient:
 
         Raises:
             ValidationError: a topic that does not exist.
-            NotFoundError: the node, instance, system, run or batch named does not exist
+            NotFoundError: the node, instance, system, run, batch or rollout named does not exist
                 (when the stream connects).
             PermissionDenied: the role does not allow a topic (when the stream connects).
 
@@ -762,29 +768,38 @@ class AsyncClient:
         )
         return await terminal.start()
 
-    async def follow_rollout(self, rollout_id: str, *, wait: int = 30) -> AsyncIterator[Rollout]:
-        """The rollout now, then again each time it changes, until it ends (the last one).
+    async def follow_rollout(self, rollout_id: str) -> AsyncIterator[Rollout]:
+        """The rollout now, then again each time the master publishes a change, until it
+        ends (the last one yielded has ended).
 
-        Each change is asked for as it happens (a long poll: ``get_rollout(after=...)``),
-        so no step is missed and nothing is polled in between. Stop iterating to stop
-        following; the rollout goes on.
+        Follows the live topic ``rollout:<id>``. Each rollout yielded is newer (a higher
+        ``revision``) than the one before, each once, also across a reconnect (a dropped
+        socket or a master restart brings a fresh snapshot, yielded only if it is newer).
+        The master publishes at most about twice a second, so steps closer together than
+        that come merged: ``revision`` may jump, and a state that lasted less than that
+        may never be seen; the final state always is. Stop iterating to stop following
+        (the rollout goes on); ``get_rollout(id, wait=...)`` waits for the end without a
+        socket.
 
         Returns:
-            An iterator of rollouts (each a whole snapshot; ``revision`` grows).
+            An async iterator of rollouts (each a whole snapshot).
 
         Raises:
             NotFoundError: no rollout has this id.
+            TransportError: the master stayed unreachable for 5 minutes.
 
         Example::
 
             async for job in gdos.follow_rollout(job.id):
                 print(job.state, [(i.instance_id[:8], i.state) for i in job.items])
         """
-        job = await self.get_rollout(rollout_id)
-        yield job
-        while not job.state.ended:
-            job = await self.get_rollout(rollout_id, wait=wait, after=job.revision)
-            yield job
+        tracker = RolloutTracker()
+        async with self.watch(f"rollout:{rollout_id}") as stream:
+            async for frame in stream:
+                for job in tracker.feed(frame):  # type: ignore[arg-type]
+                    yield job
+                if tracker.done:
+                    return
 
     async def wait_for_instance(
         self, instance_id: str, state: str, *, timeout: float = 30.0, interval: float = 0.2

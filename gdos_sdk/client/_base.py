@@ -179,7 +179,7 @@ def _model(cls: Any) -> Callable[[httpx.Response], Any]:
     args = typing.get_args(cls)
 
     def parse(response: httpx.Response) -> Any:
-        value = structure(response.json(), cls, what="response")
+        value = structure(response.json(), cls, what="response", extra_keys=True)
         if origin is list:
             return ModelList(value, args[0] if args else None)
         if origin is Page:

@@ -752,7 +752,7 @@ class Calls:
         """A rollout and its progress; ``wait`` seconds (max 600) for it to end first.
 
         With ``after`` (a ``revision``), it answers as soon as the rollout changed past
-        it: what :meth:`follow_rollout` uses.
+        it (a long poll without a socket; :meth:`follow_rollout` follows the live topic).
 
         Returns:
             The rollout, each instance's step (``waiting``, ``preparing``, ``stopping``,

@@ -41,7 +41,13 @@ from gdos_sdk.deploywait import (
     check_wait,
 )
 from gdos_sdk.errors import DeployFailed, GdosError, TransportError
-from gdos_sdk.follow import AlertTracker, BatchTracker, CommandTracker, SampleTracker
+from gdos_sdk.follow import (
+    AlertTracker,
+    BatchTracker,
+    CommandTracker,
+    RolloutTracker,
+    SampleTracker,
+)
 from gdos_sdk.live import (
     AlertChange,
     handshake_headers,
@@ -537,17 +543,19 @@ class Client:
 
         Topics: ``fleet``, ``nodes``, ``node:<id>``, ``instances``, ``system:<id>``,
         ``instance:<id>``, ``alerts``, ``audit`` (admins), ``command:<id>`` (admins),
-        ``batch:<id>``; :mod:`gdos_sdk.live` says what each frame holds. Each topic
+        ``batch:<id>``, ``rollout:<id>``; :mod:`gdos_sdk.live` says what each frame holds.
+        Each topic
         first gives a snapshot (``frame.snapshot``), then changes. With ``reconnect``, a
-        dropped socket is opened again (backoff up to 5 s, for up to 5 minutes) and every
-        topic starts over with a fresh snapshot.
+        dropped socket is opened again (backoff up to 5 s, for up to 5 minutes) and
+        every topic starts over with a fresh snapshot.
 
         Returns:
             A connected :class:`~gdos_sdk.client.LiveStream` (close it, or use ``with``).
 
         Raises:
             ValidationError: a topic that does not exist.
-            NotFoundError: the node, instance, system, run or batch named does not exist.
+            NotFoundError: the node, instance, system, run, batch or rollout named does not
+                exist.
             PermissionDenied: the role does not allow a topic.
 
         Example::
@@ -792,29 +800,37 @@ class Client:
             fetch_session=self.get_terminal_session,
         )
 
-    def follow_rollout(self, rollout_id: str, *, wait: int = 30) -> Iterator[Rollout]:
-        """The rollout now, then again each time it changes, until it ends (the last one).
+    def follow_rollout(self, rollout_id: str) -> Iterator[Rollout]:
+        """The rollout now, then again each time the master publishes a change, until it
+        ends (the last one yielded has ended).
 
-        Each change is asked for as it happens (a long poll: ``get_rollout(after=...)``),
-        so no step is missed and nothing is polled in between. Stop iterating to stop
-        following; the rollout goes on.
+        Follows the live topic ``rollout:<id>``. Each rollout yielded is newer (a higher
+        ``revision``) than the one before, each once, also across a reconnect (a dropped
+        socket or a master restart brings a fresh snapshot, yielded only if it is newer).
+        The master publishes at most about twice a second, so steps closer together than
+        that come merged: ``revision`` may jump, and a state that lasted less than that
+        may never be seen; the final state always is. Stop iterating to stop following
+        (the rollout goes on); ``get_rollout(id, wait=...)`` waits for the end without a
+        socket.
 
         Returns:
-            An iterator of rollouts (each a whole snapshot; ``revision`` grows).
+            An iterator of rollouts (each a whole snapshot).
 
         Raises:
             NotFoundError: no rollout has this id.
+            TransportError: the master stayed unreachable for 5 minutes.
 
         Example::
 
             for job in gdos.follow_rollout(job.id):
                 print(job.state, [(i.instance_id[:8], i.state) for i in job.items])
         """
-        job = self.get_rollout(rollout_id)
-        yield job
-        while not job.state.ended:
-            job = self.get_rollout(rollout_id, wait=wait, after=job.revision)
-            yield job
+        tracker = RolloutTracker()
+        with self.watch(f"rollout:{rollout_id}") as stream:
+            for frame in stream:
+                yield from tracker.feed(frame)  # type: ignore[arg-type]
+                if tracker.done:
+                    return
 
     def wait_for_instance(
         self, instance_id: str, state: str, *, timeout: float = 30.0, interval: float = 0.2

@@ -49,7 +49,10 @@ def test_series_latest_and_prometheus(running: LocalCluster, pack: Callable[...,
         assert f'gdos_node_up{{node_id="{node_id}"' in text
         assert "# TYPE gdos_instance_resident_memory_bytes gauge" in text
         assert "# TYPE gdos_instance_restarts_total counter" in text
-        assert f'instance_id="{instance.id}"' in text
+        # Every instance family says which version the instance runs.
+        rows = [line for line in text.splitlines() if f'instance_id="{instance.id}"' in line]
+        assert any(line.startswith("gdos_instance_resident_memory_bytes{") for line in rows)
+        assert all('version="1.0.0"' in line for line in rows), rows
         assert "gdos_master_heartbeats_total" in text
         promtool_check(text)  # a real worker's samples, as Prometheus' own linter sees them
         assert httpx.get(f"{running.url}/metrics", timeout=5).status_code == 401

@@ -6,13 +6,11 @@ were down at once" is measured by them, not by the master.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
+import anyio
 import pytest
-from websockets.sync.client import connect
 
 from gdos_sdk import Client, InstanceState
 from gdos_sdk.rollouts import Rollout, RolloutState, StepState
@@ -79,19 +77,14 @@ def deploy_module(
     return module.id, ids
 
 
-def frames(cluster: LocalCluster, rollout_id: str) -> list[dict[str, Any]]:
-    """Every frame of the live topic ``rollout:<id>`` until the rollout ends."""
-    url = cluster.url.replace("http://", "ws://") + "/api/v1/live"
-    headers = {"Authorization": f"Bearer {cluster.admin_token()}"}
-    found: list[dict[str, Any]] = []
-    with connect(url, additional_headers=headers, open_timeout=10) as ws:
-        ws.send(json.dumps({"op": "subscribe", "topic": f"rollout:{rollout_id}"}))
-        while True:
-            message = json.loads(ws.recv(timeout=120))
-            assert "error" not in message, message
-            found.append(message["data"])
-            if RS(message["data"]["state"]).ended:
-                return found
+def follow_async(cluster: LocalCluster, rollout_id: str) -> list[Rollout]:
+    """What ``AsyncClient.follow_rollout`` yields, to the end."""
+
+    async def follow() -> list[Rollout]:
+        async with cluster.async_client() as gdos:
+            return [job async for job in gdos.follow_rollout(rollout_id)]
+
+    return anyio.run(follow)
 
 
 def on_versions(gdos: Client, module_id: str) -> dict[str, tuple[str, str, InstanceState]]:
@@ -116,9 +109,12 @@ def test_upgrade_revert_and_canary_with_two_workers(
         # 1. A good version, 2 at a time: the services saw at most 2 of them down at once.
         log.write_text("")
         job = gdos.rollout(module_id, "2.0.0", max_parallel=2, min_healthy_time=1)
-        seen = frames(cluster, job.id)
+        seen = list(gdos.follow_rollout(job.id))  # the live topic rollout:<id>, typed
         job = gdos.get_rollout(job.id)
         assert job.state == RS.DONE, job
+        assert seen[-1] == job  # the final state is always yielded, and ends the follow
+        revisions = [r.revision for r in seen]
+        assert revisions == sorted(set(revisions)), revisions  # each newer, each once
         found = events(log)
         assert most_down_at_once(found) == 2, found
         started = {(i, v) for kind, i, v, _ in found if kind == "start"}
@@ -134,15 +130,19 @@ def test_upgrade_revert_and_canary_with_two_workers(
             text = gdos.read_log(instance_id, "console.log", lines=20).text
             assert "running 1.0.0" in text and "running 2.0.0" in text
         # The live topic showed the steps as they happened (coalesced: 2 frames a second).
-        steps = {i["state"] for frame in seen for i in frame["items"]}
+        steps = {i.state.value for r in seen for i in r.items}
         assert {"waiting", "verifying", "done"} <= steps, steps
         assert steps & {"preparing", "stopping", "starting"}, steps
 
         # 2. A version that crashes after 1 s: the first batch fails, auto_revert moves it back.
         log.write_text("")
         job = gdos.rollout(module_id, "3.0.0", max_parallel=2, min_healthy_time=2, auto_revert=True)
-        job = gdos.get_rollout(job.id, wait=120)
+        seen = follow_async(cluster, job.id)  # the async client, live, to the end
+        job = gdos.get_rollout(job.id)
         assert job.state == RS.REVERTED, job
+        assert seen[-1] == job
+        assert [r.revision for r in seen] == sorted({r.revision for r in seen})
+        assert RS.REVERTING in {r.state for r in seen}
         assert "crashed on 3.0.0" in job.error, job.error
         states = [i.state for i in job.items]
         assert states[:2] == [T.REVERTED] * 2 and states[2:] == [T.SKIPPED] * 2
@@ -199,8 +199,11 @@ def test_a_master_killed_mid_rollout_resumes_it_and_an_offline_worker_catches_up
             what="node 1 offline",
         )
         job = gdos.rollout(module_id, "2.0.0", min_healthy_time=1, progress_deadline=300)
+        # Followed live from here to the end, across the master's death and restart.
+        follower = gdos.follow_rollout(job.id)
         # Node 0's first instance moved; its second is being moved when the master dies.
-        job = wait_first(gdos, job)
+        seen = wait_first(follower)
+        job, before_kill = seen[-1], len(seen)
     assert cluster.master is not None
     cluster.master.kill()
     cluster.start_master(port=cluster.master_port)
@@ -225,8 +228,15 @@ def test_a_master_killed_mid_rollout_resumes_it_and_an_offline_worker_catches_up
             assert instance.version == "1.0.0" and instance.desired_version == "1.0.0"
 
         cluster.start_worker(work_dir=away.work_dir)  # node 1 returns
-        job = gdos.get_rollout(job.id, wait=120)
+        # The follower reconnects to the new master and goes on from a fresh snapshot:
+        # each revision still once and in order, up to the end.
+        seen += list(follower)
+        assert len(seen) > before_kill
+        job = gdos.get_rollout(job.id)
         assert job.state == RS.DONE, job
+        assert seen[-1] == job
+        revisions = [r.revision for r in seen]
+        assert revisions == sorted(set(revisions)), revisions
         assert on_versions(gdos, module_id) == {
             i: ("2.0.0", "2.0.0", InstanceState.RUNNING) for i in ids
         }
@@ -241,11 +251,13 @@ def test_a_master_killed_mid_rollout_resumes_it_and_an_offline_worker_catches_up
         assert len(done) == 1 and done[0].result == "ok"
 
 
-def wait_first(gdos: Client, started: Rollout) -> Rollout:
-    """The rollout once one instance is done and the next is being moved."""
-    for job in gdos.follow_rollout(started.id):
+def wait_first(follower: Iterator[Rollout]) -> list[Rollout]:
+    """What ``follower`` yielded until one instance is done and the next is being moved."""
+    seen = []
+    for job in follower:
+        seen.append(job)
         if [i.state for i in job.items].count(T.DONE) == 1 and any(
             i.state in (T.STOPPING, T.STARTING, T.VERIFYING) for i in job.items
         ):
-            return job
-    raise AssertionError(f"the rollout ended first: {job}")
+            return seen
+    raise AssertionError(f"the rollout ended first: {seen[-1] if seen else None}")

@@ -94,6 +94,19 @@ async def test_values_are_in_base_units_and_counters_add_up(fleet_master: Master
     assert values(families, "gdos_instance_restarts_total") == [0.0]
     (build,) = [f for f in families if f.name == "gdos_build_info"]
     assert build.rows[0][0]["version"]
+    # Every instance family names the version the instance runs (it changes with a rollout).
+    instance_families = [f for f in families if f.name.startswith("gdos_instance_")]
+    with_rows = {f.name for f in instance_families if f.rows}
+    assert {
+        "gdos_instance_running",
+        "gdos_instance_restarts_total",
+        "gdos_instance_cpu_seconds_total",
+        "gdos_instance_read_bytes_total",
+        "gdos_instance_written_bytes_total",
+    } <= with_rows
+    for family in instance_families:
+        for labels, _ in family.rows:
+            assert labels["version"] == "1.0.0" and labels["package"] == "demo", family.name
 
 
 async def test_promtool_accepts_the_text_format(fleet_master: Master) -> None:

@@ -44,7 +44,8 @@ class Workers:
 
     An upgrade is answered after ``delay`` seconds; a version in ``crashing`` "crashes"
     ``crash_after`` seconds after it starts (a ``backoff`` report). ``moving`` counts the
-    upgrades under way and ``most`` the most at once.
+    upgrades under way and ``most`` the most at once. ``health`` gives a version's health
+    check result (none by default).
     """
 
     def __init__(self, master: Master, count: int = 2) -> None:
@@ -57,6 +58,7 @@ class Workers:
         self.delay = 0.05
         self.crashing: set[str] = set()
         self.crash_after = 0.15
+        self.health: dict[str, Health] = {}
         self.hold: asyncio.Event | None = None  # set: upgrades wait for it
         self.moving = 0
         self.most = 0
@@ -82,7 +84,7 @@ class Workers:
             instance_id=instance_id,
             desired_state=DesiredState.RUNNING,
             state=state,
-            health=Health.NONE,
+            health=self.health.get(self.versions[instance_id], Health.NONE),
             pid=pid if running else None,
             started_at=time.time() if running else None,
             reason=state.value,
@@ -149,12 +151,15 @@ async def setup(
 async def until(
     admin: AsyncClient, rollout_id: str, ok: Callable[[Rollout], bool], timeout: float = 10
 ) -> Rollout:
-    """The rollout once ``ok`` holds for it (followed as it changes)."""
+    """The rollout once ``ok`` holds for it, read at each change (a long poll on its
+    revision: this in-process app has no live socket for ``follow_rollout``)."""
     async with asyncio.timeout(timeout):
-        async for job in admin.follow_rollout(rollout_id, wait=5):
-            if ok(job):
-                return job
-    raise AssertionError(f"rollout {rollout_id} ended before the condition held: {job}")
+        job = await admin.get_rollout(rollout_id)
+        while not ok(job):
+            if job.state.ended:
+                raise AssertionError(f"rollout {rollout_id} ended before the condition held: {job}")
+            job = await admin.get_rollout(rollout_id, wait=5, after=job.revision)
+        return job
 
 
 def states(job: Rollout) -> set[StepState]:
@@ -205,6 +210,18 @@ async def test_a_rollout_moves_every_instance_in_place_at_most_max_parallel_at_o
     same = await ended(admin, await admin.rollout(module_id, "1.0.0"))
     assert same.items == [] and same.unchanged == 6 and same.state == RS.DONE
 
+    # A rollback may name any stored version (not the current one, not one never uploaded).
+    with pytest.raises(ConflictError, match=r"already has version 1\.0\.0"):
+        await admin.rollback(module_id, version="1.0.0")
+    with pytest.raises(ValidationError, match=r"9\.9\.9"):
+        await admin.rollback(module_id, version="9.9.9")
+    named = await ended(admin, await admin.rollback(module_id, version="3.0.0", wait="running"))
+    assert (named.kind, named.state, named.to_version) == ("rollback", RS.DONE, "3.0.0")
+    assert {i.version for i in await admin.list_instances(module_id=module_id)} == {"3.0.0"}
+    # Back from there is where that came from (1.0.0), not the highest version below (2.0.0).
+    back = await ended(admin, await admin.rollback(module_id, wait="running"))
+    assert (back.from_version, back.to_version, back.state) == ("3.0.0", "1.0.0", RS.DONE)
+
 
 async def test_a_crashing_version_stops_at_the_first_batch_and_is_reverted(
     admin: AsyncClient, master: Master, make_zip: Callable[..., bytes]
@@ -233,6 +250,68 @@ async def test_a_crashing_version_stops_at_the_first_batch_and_is_reverted(
     assert (await admin.get_module(module_id)).version == "2.0.0"
     first = await admin.get_instance(failed.items[0].instance_id)
     assert first.version == "2.0.0"
+
+
+async def test_wait_healthy_follows_the_check_within_healthy_deadline(
+    admin: AsyncClient, master: Master, make_zip: Callable[..., bytes]
+) -> None:
+    workers, module_id, _ = await setup(admin, master, make_zip, per_node=1)
+    # A check that never passes: the instance fails at healthy_deadline, saying what it
+    # waited for, and auto_revert brings it back.
+    workers.health = {"2.0.0": Health.STARTING}
+    job = await admin.rollout(
+        module_id,
+        "2.0.0",
+        wait="healthy",
+        min_healthy_time=0.1,
+        healthy_deadline=0.6,
+        auto_revert=True,
+    )
+    job = await ended(admin, job)
+    assert job.state == RS.REVERTED, job
+    first = job.items[0]
+    assert job.error == (
+        f"instance {first.instance_id} on node {first.node_id}: not healthy on 2.0.0 within"
+        " healthy_deadline 0.6 s: waited for its health check to pass; reverted to 1.0.0"
+    ), job.error
+    assert [i.state for i in job.items] == [T.REVERTED, T.SKIPPED]
+    assert {i.version for i in await admin.list_instances(module_id=module_id)} == {"1.0.0"}
+
+    # An unhealthy check fails it at once (well before the deadline).
+    workers.health = {"2.0.0": Health.UNHEALTHY}
+    started = time.monotonic()
+    failed = await ended(
+        admin, await admin.rollout(module_id, "2.0.0", wait="healthy", healthy_deadline=30)
+    )
+    assert time.monotonic() - started < 10
+    assert failed.state == RS.FAILED and failed.items[0].state == T.FAILED
+    assert failed.items[0].error.startswith("unhealthy on 2.0.0"), failed.items[0].error
+
+    # A passing check, held for min_healthy_time: done.
+    workers.health = {"3.0.0": Health.HEALTHY}
+    job = await admin.rollout(module_id, "3.0.0", wait="healthy", min_healthy_time=0.2)
+    job = await ended(admin, job)
+    assert job.state == RS.DONE and [i.state for i in job.items] == [T.DONE, T.DONE], job
+
+
+async def test_progress_deadline_stops_a_rollout_that_does_not_advance(
+    admin: AsyncClient, master: Master, make_zip: Callable[..., bytes]
+) -> None:
+    workers, module_id, _ = await setup(admin, master, make_zip)
+    workers.hold = asyncio.Event()  # the first upgrade never finishes while it is held
+    job = await admin.rollout(
+        module_id, "2.0.0", wait="running", progress_deadline=0.5, auto_revert=True
+    )
+    job = await until(admin, job.id, lambda j: j.state == RS.REVERTING)
+    assert job.error == "no instance finished within progress_deadline 0.5 s", job.error
+    workers.hold.set()  # the worker goes on: the upgrade under way, then the revert
+    job = await ended(admin, job)
+    assert job.state == RS.REVERTED, job
+    assert job.error.endswith("; reverted to 1.0.0")
+    assert [i.state for i in job.items] == [T.REVERTED] + [T.SKIPPED] * 3
+    instances = await admin.list_instances(module_id=module_id)
+    assert {(i.version, i.desired_version) for i in instances} == {("1.0.0", "1.0.0")}
+    assert (await admin.get_module(module_id)).version == "1.0.0"
 
 
 async def test_canaries_wait_for_promotion(
@@ -287,6 +366,24 @@ async def test_pause_resume_and_abort_with_revert(
     assert {i.version for i in instances} == {"1.0.0"}
     aborts = [e for e in (await admin.list_audit(limit=50)).items if e.action == "rollout.abort"]
     assert aborts and aborts[0].target == f"rollout:{job.id}"
+
+    # An instance deployed while a rollout runs gets the new version; a revert takes it
+    # back too, so nothing is left on a version the module no longer names.
+    workers.hold = asyncio.Event()
+    job = await admin.rollout(module_id, "2.0.0", wait="running")
+    await workers.asked(3)
+    newcomer = await admin.deploy(module_id, workers.nodes[0], wait="started")
+    assert newcomer.version == "2.0.0"
+    await admin.abort(job.id, revert=True)
+    workers.hold.set()
+    job = await ended(admin, job)
+    assert job.state == RS.REVERTED, job
+    [added] = [i for i in job.items if i.instance_id == newcomer.id]
+    assert added.state == T.REVERTED and added.from_version == "1.0.0"
+    assert "deployed on 2.0.0 during the rollout" in added.note
+    instances = await admin.list_instances(module_id=module_id)
+    assert len(instances) == 5
+    assert {(i.version, i.desired_version) for i in instances} == {("1.0.0", "1.0.0")}
 
     # Abort without revert: what moved stays, the module keeps the new version.
     job = await admin.rollout(module_id, "2.0.0", wait="running")

@@ -170,3 +170,11 @@ def test_worker_channel_pings_are_on_by_default_and_not_negative(tmp_path: Path)
     assert load_worker_settings([], env=env, cwd=tmp_path).connect.ping_interval == 0
     with pytest.raises(ConfigError, match=r"connect\.ping_timeout must be >= 0"):
         load_worker_settings([], env={"OPS_WORKER_CONNECT_PING_TIMEOUT": "-1"}, cwd=tmp_path)
+
+
+def test_worker_keeps_three_versions_by_default_and_at_least_one(tmp_path: Path) -> None:
+    assert load_worker_settings([], env={}, cwd=tmp_path).runtime.keep_versions == 3
+    env = {"OPS_WORKER_RUNTIME_KEEP_VERSIONS": "1"}
+    assert load_worker_settings([], env=env, cwd=tmp_path).runtime.keep_versions == 1
+    with pytest.raises(ConfigError, match=r"runtime\.keep_versions must be at least 1"):
+        load_worker_settings([], env={"OPS_WORKER_RUNTIME_KEEP_VERSIONS": "0"}, cwd=tmp_path)

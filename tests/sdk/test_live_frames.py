@@ -10,12 +10,21 @@ from typing import Any
 import attrs
 import pytest
 
+from gdos_master.live import View
+from gdos_master.live import frame as live_frame
+from gdos_master.rollouts import RolloutTopic
 from gdos_sdk.alerts import ActiveAlert, AlertPhase
 from gdos_sdk.batches import BatchJob, BatchState
-from gdos_sdk.codec import unstructure
+from gdos_sdk.codec import structure, unstructure
 from gdos_sdk.commands import CommandRun, NodeCommandResult, NodeRunState
 from gdos_sdk.errors import NotFoundError, PermissionDenied, ProtocolError, ValidationError
-from gdos_sdk.follow import AlertTracker, BatchTracker, CommandTracker, SampleTracker
+from gdos_sdk.follow import (
+    AlertTracker,
+    BatchTracker,
+    CommandTracker,
+    RolloutTracker,
+    SampleTracker,
+)
 from gdos_sdk.live import (
     AlertsFrame,
     BatchFrame,
@@ -24,6 +33,7 @@ from gdos_sdk.live import (
     InstanceSamplesFrame,
     NodeSamplesFrame,
     NodesFrame,
+    RolloutFrame,
     Session,
     check_topic,
     handshake_headers,
@@ -31,7 +41,8 @@ from gdos_sdk.live import (
     parse_frame,
     ws_ssl_context,
 )
-from gdos_sdk.models import InstanceSample, NodeSample
+from gdos_sdk.models import InstanceSample, NodeSample, SystemCreate
+from gdos_sdk.rollouts import Rollout, RolloutItem, RolloutState, RolloutStrategy, StepState
 
 
 def node_sample(ts: float) -> dict[str, Any]:
@@ -284,3 +295,78 @@ def test_batches_end_and_alerts_resync_after_a_gap() -> None:
         ("pending", "node:b"),
         ("resolved", "node:a"),
     ]
+
+
+def test_a_field_a_newer_master_adds_is_ignored_not_fatal() -> None:
+    """An older SDK keeps reading a newer master's frames and answers (a rolling upgrade)."""
+    row = {"id": "n1", "hostname": "h", "alias": "", "status": "online", "added_later": 1}
+    frame = parse_frame(message("nodes", {"snapshot": True, "rows": [row], "removed": []}))
+    assert isinstance(frame, NodesFrame) and frame.rows[0].hostname == "h"
+    # Wrong types stay errors, and requests stay strict.
+    with pytest.raises(ProtocolError, match="cannot read"):
+        parse_frame(message("nodes", {"rows": [{**row, "hostname": 5}]}))
+    with pytest.raises(ValidationError, match="added_later"):
+        structure({"name": "s", "added_later": 1}, SystemCreate)
+    assert structure({"name": "s", "added_later": 1}, SystemCreate, extra_keys=True).name == "s"
+
+
+def test_rollout_frames_as_the_master_sends_them_yield_each_newer_revision_once() -> None:
+    """``rollout:<id>`` frames encoded by the master's own topic, read by the SDK's tracker:
+    each newer revision once, in order; merged steps skip revisions; a fresh snapshot after a
+    reconnect is yielded only when newer; the ended rollout ends the follow."""
+    item = RolloutItem(instance_id="i1", node_id="n1", from_version="1.0.0")
+    current = Rollout(
+        id="r1",
+        module_id="m",
+        system_id="s",
+        module="api",
+        package="demo",
+        from_version="1.0.0",
+        to_version="2.0.0",
+        kind="rollout",
+        strategy=RolloutStrategy(max_parallel=2),
+        state=RolloutState.RUNNING,
+        user="u",
+        started_at=1.0,
+        items=[item],
+        revision=1,
+    )
+    topic = RolloutTopic("rollout:r1", lambda: current)
+    tick = View.__new__(View)  # what a hub's tick reads: nothing, for a rollout topic
+    session = Session()
+    session.add("rollout:r1")
+
+    def receive(data: Any) -> RolloutFrame:
+        read = session.read(live_frame("rollout:r1", data))
+        assert isinstance(read, RolloutFrame)
+        return read
+
+    tracker = RolloutTracker()
+    first = receive(topic.snapshot())
+    assert first.snapshot and first.rollout == current  # the whole Rollout, typed
+    assert tracker.feed(first) == [current] and not tracker.done
+    assert topic.poll(tick) is None  # nothing changed: the master sends nothing
+    # Two steps within one push interval: the master sends only the later one (revision 3).
+    current = attrs.evolve(
+        current, items=[attrs.evolve(item, state=StepState.VERIFYING)], revision=3
+    )
+    merged = receive(topic.poll(tick))
+    assert not merged.snapshot and merged.rollout.items[0].state == StepState.VERIFYING
+    assert [r.revision for r in tracker.feed(merged)] == [3]
+    # A reconnect: the fresh snapshot holds nothing new, so nothing is yielded again ...
+    session.subscribe_all()
+    assert tracker.feed(receive(topic.snapshot())) == []
+    # ... and a frame older than what was yielded (a slow socket's leftover) is dropped.
+    assert tracker.feed(attrs.evolve(first, snapshot=False)) == []
+    # The end: yielded (the final state), and the follow is done.
+    current = attrs.evolve(
+        current,
+        state=RolloutState.DONE,
+        items=[attrs.evolve(item, state=StepState.DONE)],
+        finished_at=2.0,
+        revision=4,
+    )
+    last = receive(topic.poll(tick))
+    assert tracker.feed(last) == [current] and tracker.done
+    assert check_topic("rollout:r1") == "rollout:r1"
+    assert len(repr(last)) <= 120 and "<table" in last._repr_html_()

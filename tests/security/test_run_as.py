@@ -218,11 +218,15 @@ async def test_destroying_an_adopted_spawn_leaves_nothing_running(open_dir: Path
     )
     status = await runner.start()
     assert status.pid is not None
-    await wait_for(marker)
     executor = PosixExecutor()
-    tagged = executor.find_tag("i-1")
-    assert status.pid in tagged and len(tagged) >= 2  # the service and its own daemon
-    await runner.destroy()
+    try:
+        await wait_for(marker)
+        with anyio.fail_after(10):  # the daemon is forked just after the marker is written
+            while len(tagged := executor.find_tag("i-1")) < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        assert status.pid in tagged  # the service and its own daemon
+    finally:
+        await runner.destroy()
     with anyio.fail_after(10):
         while executor.find_tag("i-1"):  # noqa: ASYNC110
             await asyncio.sleep(0.05)
