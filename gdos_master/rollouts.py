@@ -665,6 +665,9 @@ class Rollouts:
         stop = asyncio.ensure_future(job.stop.wait())
         try:
             await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()  # the master is shutting down: nothing may touch its database after
+            raise
         finally:
             stop.cancel()
         if task.done():

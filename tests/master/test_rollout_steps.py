@@ -213,3 +213,33 @@ async def test_a_worker_too_old_to_upgrade_in_place_is_named(
     # A rollout says why it stops there.
     job = await admin.get_rollout((await admin.rollout(module.id, "2.0.0")).id, wait=10)
     assert job.state.value == "failed" and "upgrade that worker" in job.error
+
+
+@pytest.mark.anyio
+async def test_a_master_shutdown_cancels_the_move_in_flight() -> None:
+    """Cancelling a rollout's task (master shutdown) cancels the move it waits on too.
+
+    Before, the move ran on after the master had closed its database (a connection
+    left open on PostgreSQL, an error in a background task on SQLite).
+    """
+    from types import SimpleNamespace
+
+    from gdos_master.rollouts import Rollouts
+
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def move() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    job = SimpleNamespace(stop=asyncio.Event())
+    waiting = asyncio.ensure_future(Rollouts._until_stopped(None, job, move()))  # type: ignore[arg-type]
+    await started.wait()
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await asyncio.wait_for(cancelled.wait(), 5)
