@@ -187,6 +187,13 @@ def test_row_actions_are_icons_with_tooltips_and_labels(page: Page, fleet: Local
     # All six fit in their cell's content box (none cut at its edge).
     overflow = row.locator("td").last.evaluate(BUTTONS_OVERFLOW)
     assert len(overflow) == 6 and max(overflow) <= 0.5, overflow
+    # At 1280 px the whole instance table fits its card: no action is scrolled out of view.
+    page.set_viewport_size({"width": 1280, "height": 800})
+    table = page.locator("[data-test=module-m0] [data-test=instances-table]")
+    visible = table.evaluate("(t) => t.getBoundingClientRect().right")
+    last = row.locator("[data-test=instance-destroy]")
+    edge = last.evaluate("(b) => b.getBoundingClientRect().right")
+    assert edge <= visible, f"the last action ends at {edge} px, the table at {visible} px"
     for test_id in ("instance-chart", "instance-destroy"):
         assert hover_tooltip(page, row.locator(f"[data-test={test_id}]")) == expected[test_id]
 
