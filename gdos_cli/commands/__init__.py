@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from gdos_cli.commands import auth, completion, fleet, instances, ops, run, ssh
+from gdos_cli.commands import auth, completion, fleet, instances, ops, rollouts, run, ssh
 
 __all__ = ["COMMANDS"]
 
@@ -16,6 +16,7 @@ COMMANDS: list[click.Command] = [
     *auth.commands,
     *fleet.commands,
     *instances.commands,
+    *rollouts.commands,
     *run.commands,
     *ssh.commands,
     *ops.commands,

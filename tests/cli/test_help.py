@@ -64,6 +64,14 @@ def test_the_command_tree_has_what_operators_need() -> None:
         "backup create",
         "backup download",
         "backup restore",
+        "rollout start",
+        "rollout back",
+        "rollout list",
+        "rollout status",
+        "rollout promote",
+        "rollout pause",
+        "rollout resume",
+        "rollout abort",
         "completion",
     ):
         assert needed in names, needed
@@ -103,6 +111,12 @@ def test_environment_variable_names(capsys: pytest.CaptureFixture[str]) -> None:
     _, out, _ = run(["logs", "--help"], capsys)
     text = " ".join(out.split())
     assert "GDOS_LOGS_LINES; default: 100" in text and "GDOS_LOGS_FOLLOW; default: (off)" in text
+    _, out, _ = run(["rollout", "start", "--help"], capsys)
+    text = " ".join(out.split())
+    assert "GDOS_ROLLOUT_START_MAX_PARALLEL; default: 1;" in text
+    assert "GDOS_ROLLOUT_START_WAIT; default: stable" in text
+    _, out, _ = run(["rollout", "abort", "--help"], capsys)
+    assert "default: (the rollout's auto-revert setting)" in " ".join(out.split())
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -116,6 +130,9 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         (["lgoin"], "No such command 'lgoin'. Did you mean 'login'?"),
         (["backup", "restor", "x"], "No such command 'restor'. Did you mean 'restore'?"),
         (["alerts", "histroy"], "Did you mean 'history'?"),
+        (["rollout", "strat", "shop/web", "2.0.0"], "Did you mean 'start'?"),
+        (["rollout", "start", "shop/web", "2.0.0", "--max-paralel", "2"], "'--max-parallel'?"),
+        (["rollout", "start", "shop/web", "2.0.0", "--wait", "up"], "'up' is not one of"),
         (["completion", "bsh"], "'bsh' is not one of 'bash', 'zsh', 'fish'"),
         (["ps", "--stat", "running"], "Did you mean '--state'?"),
         (["logs", "--folow", "x"], "Did you mean '--follow'?"),
@@ -175,4 +192,6 @@ def test_completion_completes_commands_and_options() -> None:
     assert {"login", "logout", "logs"} <= complete("gdos lo")
     assert "--state" in complete("gdos ps --st")
     assert complete("gdos backup re") == {"restore"}
+    assert complete("gdos rollout st") == {"start", "status"}
+    assert complete("gdos rollout start shop/web 2.0.0 --wait h") == {"healthy"}
     assert complete("gdos ps --state r") == {"running"}

@@ -180,6 +180,7 @@ def test_environment_overrides_the_profile(fleet: Fleet) -> None:
         ["alerts", "rules"],
         ["audit", "--limit", "5"],
         ["backup", "list"],
+        ["rollout", "list"],
         ["profiles"],
     ],
 )
@@ -390,3 +391,56 @@ def test_alerts_audit_and_backups(fleet: Fleet) -> None:
     deleted = fleet.gdos("backup", "delete", "--yes", made["name"])
     assert deleted.returncode == 0
     assert made["name"] not in fleet.gdos("backup", "list").stdout
+
+
+# --- rollouts ---------------------------------------------------------------------------
+
+
+def test_rollout_followed_to_done_listed_and_rolled_back_detached(fleet: Fleet) -> None:
+    newer = _build(fleet.tmp / "roll", "hello", "1.1.0")
+    assert fleet.gdos("push", str(newer)).returncode == 0
+    with fleet.client() as gdos:
+        system = gdos.create_system("roll")
+        module = gdos.create_module(system.id, "web", "hello", "1.0.0")
+        placed = [gdos.deploy(module.id, node, wait="running") for node in fleet.nodes.values()]
+
+    started = fleet.gdos(
+        "rollout", "start", "roll/web", "1.1.0", "--wait", "running", "--max-parallel", "2"
+    )
+    assert started.returncode == 0, started
+    out = started.stdout
+    assert out.startswith("rollout ") and "roll/web hello 1.0.0 -> 1.1.0, 2 instance(s)" in out
+    for instance in placed:  # each instance's steps, live, by node alias
+        steps = [line for line in out.splitlines() if line.startswith(f"  {instance.id[:8]} on")]
+        assert steps and steps[-1].endswith(": done"), out
+    assert "\nrollout " in out and ": done in " in out  # the end, then the final state
+    with fleet.client() as gdos:
+        versions = {i.version for i in gdos.list_instances(module_id=module.id)}
+    assert versions == {"1.1.0"}
+
+    listed = _json(fleet.gdos("rollout", "list", "roll/web", "-o", "json"))
+    assert isinstance(listed, list) and len(listed) == 1
+    first = listed[0]
+    assert (first["state"], first["to_version"], first["kind"]) == ("done", "1.1.0", "rollout")
+    assert first["id"][:8] in fleet.gdos("rollout", "list").stdout
+
+    detached = fleet.gdos("rollout", "back", "roll/web", "--detach", "--wait", "running")
+    assert detached.returncode == 0, detached
+    assert "rollback" in detached.stdout and "1.1.0 -> 1.0.0" in detached.stdout
+    back = _json(fleet.gdos("rollout", "list", "roll/web", "-o", "json"))[0]  # type: ignore[index]
+    prefix = back["id"][:8]
+    followed = fleet.gdos("rollout", "status", "-f", prefix)  # by id prefix
+    assert followed.returncode == 0, followed
+    status = _json(fleet.gdos("rollout", "status", prefix, "-o", "json"))
+    assert isinstance(status, dict)
+    assert (status["id"], status["state"], status["kind"]) == (back["id"], "done", "rollback")
+    table = fleet.gdos("rollout", "status", prefix).stdout
+    assert "STEP" in table and table.count("done") >= 3  # the rollout's row and each instance
+    with fleet.client() as gdos:
+        versions = {i.version for i in gdos.list_instances(module_id=module.id)}
+    assert versions == {"1.0.0"}
+
+    again = fleet.gdos("rollout", "promote", prefix)  # it has ended: a conflict
+    assert again.returncode == 5 and again.stderr.startswith("gdos: error: ")
+    missing = fleet.gdos("rollout", "status", "ffffffff")
+    assert missing.returncode == 4 and "no rollout 'ffffffff'" in missing.stderr
