@@ -444,3 +444,25 @@ def test_rollout_followed_to_done_listed_and_rolled_back_detached(fleet: Fleet) 
     assert again.returncode == 5 and again.stderr.startswith("gdos: error: ")
     missing = fleet.gdos("rollout", "status", "ffffffff")
     assert missing.returncode == 4 and "no rollout 'ffffffff'" in missing.stderr
+
+
+def test_a_rollout_that_fails_is_reverted_and_exits_1(fleet: Fleet) -> None:
+    crashing = _build(fleet.tmp / "sour", "hello", "1.2.0", service="crasher")
+    assert fleet.gdos("push", str(crashing)).returncode == 0
+    with fleet.client() as gdos:
+        system = gdos.create_system("sour")
+        module = gdos.create_module(system.id, "web", "hello", "1.0.0")
+        placed = gdos.deploy(module.id, fleet.nodes["w0"], wait="running")
+
+    result = fleet.gdos(
+        "rollout", "start", "sour/web", "1.2.0", "--min-healthy-time", "1",
+        "--healthy-deadline", "30", "--progress-deadline", "60",
+    )  # fmt: skip
+    assert result.returncode == 1, result
+    steps = [line for line in result.stdout.splitlines() if line.startswith(f"  {placed.id[:8]}")]
+    # Its "failed" step may be merged into "reverting" (frames are at most 2 a second).
+    assert any(": crashed on 1.2.0: exited with code 3" in line for line in steps), result.stdout
+    assert ": reverted: crashed" in steps[-1], result.stdout  # auto-revert: the CLI's default
+    assert ": reverted in " in result.stdout and "error: " in result.stdout
+    with fleet.client() as gdos:
+        assert gdos.get_instance(placed.id).version == "1.0.0"
