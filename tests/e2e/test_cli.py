@@ -454,6 +454,11 @@ def test_a_rollout_that_fails_is_reverted_and_exits_1(fleet: Fleet) -> None:
         module = gdos.create_module(system.id, "web", "hello", "1.0.0")
         placed = gdos.deploy(module.id, fleet.nodes["w0"], wait="running")
 
+    short = fleet.gdos("rollout", "start", "sour/web", "1.2.0", "--healthy-deadline", "5")
+    assert short.returncode == 2 and "healthy_deadline must be greater" in short.stderr
+    with fleet.client() as gdos:
+        assert gdos.list_rollouts(module_id=module.id) == []  # nothing was asked for
+
     result = fleet.gdos(
         "rollout", "start", "sour/web", "1.2.0", "--min-healthy-time", "1",
         "--healthy-deadline", "30", "--progress-deadline", "60",
