@@ -471,3 +471,62 @@ def test_a_rollout_that_fails_is_reverted_and_exits_1(fleet: Fleet) -> None:
     assert ": reverted in " in result.stdout and "error: " in result.stdout
     with fleet.client() as gdos:
         assert gdos.get_instance(placed.id).version == "1.0.0"
+
+
+def test_rollouts_are_paused_resumed_promoted_and_aborted_by_id_prefix(fleet: Fleet) -> None:
+    with fleet.client() as gdos:
+        for version in ("1.3.0", "1.4.0"):
+            gdos.upload_package(_build(fleet.tmp / "steer", "hello", version))
+        system = gdos.create_system("steer")
+        module = gdos.create_module(system.id, "web", "hello", "1.3.0")
+        for node in fleet.nodes.values():
+            gdos.deploy(module.id, node, wait="running")
+
+    def status(prefix: str) -> dict[str, object]:
+        found = _json(fleet.gdos("rollout", "status", prefix, "-o", "json"))
+        assert isinstance(found, dict)
+        return found
+
+    def begin(*args: str) -> str:
+        started = _json(
+            fleet.gdos("rollout", "start", "steer/web", *args, "--detach", "-o", "json")
+        )
+        assert isinstance(started, dict)
+        return str(started["id"])[:8]
+
+    # Pause while the first instance proves itself (4 s); resume; it ends done.
+    prefix = begin("1.4.0", "--wait", "stable", "--min-healthy-time", "4")
+    paused = _json(fleet.gdos("rollout", "pause", prefix, "-o", "json"))
+    assert paused["state"] == "paused"  # type: ignore[index]
+    wait_until(
+        lambda: status(prefix)["items"][0]["state"] == "done",  # type: ignore[index]
+        timeout=30,
+        what="the instance under way finishes while paused",
+    )
+    assert status(prefix)["items"][1]["state"] == "waiting"  # type: ignore[index]
+    assert fleet.gdos("rollout", "resume", prefix).returncode == 0
+    assert fleet.gdos("rollout", "status", "-f", prefix).returncode == 0
+
+    # A canary, then promote.
+    prefix = begin("1.3.0", "--wait", "running", "--canary", "1")
+    wait_until(
+        lambda: status(prefix)["state"] == "awaiting_promotion", timeout=30, what="the canary"
+    )
+    refused = fleet.gdos("rollout", "pause", prefix)  # only while running
+    assert refused.returncode == 5 and refused.stderr.startswith("gdos: error: ")
+    promoted = fleet.gdos("rollout", "promote", prefix)
+    assert promoted.returncode == 0, promoted
+    assert fleet.gdos("rollout", "status", "-f", prefix).returncode == 0
+
+    # A canary, then abort with --revert: following it ends 1 (reverted).
+    prefix = begin("1.4.0", "--wait", "running", "--canary", "1", "--no-auto-revert")
+    wait_until(
+        lambda: status(prefix)["state"] == "awaiting_promotion", timeout=30, what="the canary"
+    )
+    aborted = fleet.gdos("rollout", "abort", "--revert", prefix)
+    assert aborted.returncode == 0, aborted
+    followed = fleet.gdos("rollout", "status", "-f", prefix)
+    assert followed.returncode == 1 and ": reverted" in followed.stdout, followed
+    with fleet.client() as gdos:
+        versions = {i.version for i in gdos.list_instances(module_id=module.id)}
+    assert versions == {"1.3.0"}
