@@ -604,8 +604,9 @@ class AsyncClient:
     async def follow_alerts(self, *, duration: float | None = None) -> AsyncIterator[AlertChange]:
         """Alerts as they change: ``pending``, ``firing``, ``resolved``, ``cancelled``.
 
-        Changes from now on; after a dropped socket, what changed meanwhile comes as
-        changes too. ``duration``: stop after that many seconds.
+        Changes from the first step of the iteration on (when the stream opens); after a
+        dropped socket, what changed meanwhile comes as changes too. ``duration``: stop
+        after that many seconds.
 
         Returns:
             An async iterator of :class:`~gdos_sdk.live.AlertChange`.

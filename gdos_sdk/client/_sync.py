@@ -621,7 +621,8 @@ class Client:
     def follow_alerts(self, *, duration: float | None = None) -> Iterator[AlertChange]:
         """Alerts as they change: ``pending``, ``firing``, ``resolved``, ``cancelled``.
 
-        Changes from now on (:meth:`active_alerts` has what is active already). After a
+        Changes from the first step of the iteration on, when the stream opens
+        (:meth:`active_alerts` has what is active already). After a
         dropped socket, what changed meanwhile comes as changes too (an alert gone
         meanwhile as ``resolved``). ``duration``: stop after that many seconds.
 

@@ -185,8 +185,15 @@ def test_follow_instance_samples_batches_and_alerts(
             assert isinstance(next(stream), InstanceSamplesFrame)
 
         changes = gdos.follow_alerts(duration=30)
-        gdos.create_alert_rule("always", "cpu", ">=", 0, target=RuleTarget(kind="nodes"))
+        # The iterator subscribes at its first step; the rule is held 3 s before it fires, so
+        # a loaded machine cannot fire it before that (an alert already firing when the
+        # stream opens is not a change).
+        gdos.create_alert_rule(
+            "always", "cpu", ">=", 0, target=RuleTarget(kind="nodes"), for_seconds=3
+        )
         change = next(changes)
+        while change.change == "pending":
+            change = next(changes)
         assert (change.change, change.alert.rule_name) == ("firing", "always")
         assert change.alert.target in node_ids
         changes.close()
