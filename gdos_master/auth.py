@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from quart import request, websocket
+from quart import Request, request, websocket
 
 from gdos_master.security import hash_secret
 from gdos_sdk.errors import AuthError, PermissionDenied, RateLimitedError
@@ -140,19 +140,27 @@ def authenticate_headers(
     db: Database, headers: Any, cookies: Any, cache: CredentialCache | None = None
 ) -> Principal:
     """Resolve a credential from request headers/cookies, or raise AuthError."""
-    now = time.time()
     token = _bearer(headers)
-    secret = token if token is not None else cookies.get(SESSION_COOKIE)
+    return _principal(db, token, None if token is not None else cookies.get(SESSION_COOKIE), cache)
+
+
+def _principal(
+    db: Database, token: str | None, session: str | None, cache: CredentialCache | None
+) -> Principal:
+    """The caller with bearer ``token`` or, without one, ``session`` (the cookie's value)."""
+    secret = token if token is not None else session
     if not secret:
         raise AuthError("authentication required: log in or send 'Authorization: Bearer <token>'")
+    now = time.time()
     key = hash_secret(secret)
+    cache_key = ("t" if token is not None else "s") + key
     if cache is not None:
-        found = cache.get(db, ("t" if token is not None else "s") + key, now)
+        found = cache.get(db, cache_key, now)
         if found is not None:
             return found
     principal, expires = _resolve(db, token, key, now)
     if cache is not None:
-        cache.put(db, ("t" if token is not None else "s") + key, principal, expires)
+        cache.put(db, cache_key, principal, expires)
     return principal
 
 
@@ -208,9 +216,13 @@ def _resolve(
     return principal, float(row["expires_at"])
 
 
-async def authenticate(master: Any) -> Principal:
-    """The caller of the current HTTP request."""
-    return authenticate_headers(master.db, request.headers, request.cookies, master.credentials)
+async def authenticate(master: Any, req: Request | None = None) -> Principal:
+    """The caller of the current HTTP request (``req``: that request, when at hand)."""
+    found: Any = request if req is None else req
+    token = _bearer(found.headers)
+    # Cookies are parsed only for a caller without a bearer token (a browser).
+    session = None if token is not None else found.cookies.get(SESSION_COOKIE)
+    return _principal(master.db, token, session, master.credentials)
 
 
 def authenticate_websocket(master: Any) -> Principal:

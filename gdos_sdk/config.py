@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,6 +34,7 @@ import yaml
 
 from gdos_sdk.codec import suggest
 from gdos_sdk.errors import ConfigError
+from gdos_sdk.forwarded import parse_networks
 
 __all__ = [
     "FLAG",
@@ -47,6 +49,7 @@ __all__ = [
     "load_master_settings",
     "load_settings",
     "load_worker_settings",
+    "master_url_list",
     "parse_listen",
     "plain_http_warning",
 ]
@@ -54,6 +57,7 @@ __all__ = [
 FLAG = "gdos_flag"
 HELP = "gdos_help"
 SECRET = "gdos_secret"
+LIST = "gdos_list"  # a text option that also takes a YAML list, kept as "a,b,c"
 
 S = TypeVar("S")
 
@@ -62,10 +66,14 @@ MIN_PASSWORD_COST = 14
 MAX_PASSWORD_COST = 20
 
 
-def _opt(default: Any, help: str, *, flag: str | None = None, secret: bool = False) -> Any:
+def _opt(
+    default: Any, help: str, *, flag: str | None = None, secret: bool = False, many: bool = False
+) -> Any:
     # Secrets stay out of repr() so a logged settings object never leaks them.
     return attrs.field(
-        default=default, repr=not secret, metadata={FLAG: flag, HELP: help, SECRET: secret}
+        default=default,
+        repr=not secret,
+        metadata={FLAG: flag, HELP: help, SECRET: secret, LIST: many},
     )
 
 
@@ -78,7 +86,19 @@ class MasterServer:
     data_dir: str = _opt("./data", "folder for the database, packages and state", flag="data_dir")
     tls_cert: str = _opt("", "PEM certificate file; with tls_key, serve HTTPS", flag="tls_cert")
     tls_key: str = _opt("", "PEM private key file for tls_cert", flag="tls_key")
-    public_url: str = _opt("", "URL workers and browsers use; printed at start")
+    public_url: str = _opt(
+        "",
+        "URL workers and browsers use; printed at start. With several masters, a worker"
+        " dials a terminal opened here for a node on another master back to this URL, so"
+        " its connect.master_url must list it",
+        flag="public_url",
+    )
+    trusted_proxies: str = _opt(
+        "",
+        "comma-separated addresses or CIDR networks of reverse proxies whose X-Forwarded-For"
+        " names the client (login limits, audit); empty: the TCP peer is the client",
+        flag="trusted_proxies",
+    )
     parent_pid: int = _opt(
         0,
         "exit when process PID ends (throw-away clusters: LocalCluster sets it; 0: never)",
@@ -97,6 +117,28 @@ class MasterDatabase:
     )
     path: str = _opt("", "SQLite file; default {data_dir}/ops.db", flag="db_path")
     flush_interval: float = _opt(30.0, "seconds between flushes of in-memory node state")
+
+
+@attrs.frozen
+class MasterCluster:
+    bus: str = _opt(
+        "",
+        "NATS server(s) linking several masters on one PostgreSQL: nats://host:4222"
+        " (comma-separated for a NATS cluster; docs/scale-out.md); empty: one master, no bus",
+        flag="bus",
+        secret=True,
+    )
+    master_id: str = _opt(
+        "",
+        "this master's name among several (letters, digits, . _ -); empty: generated at each"
+        " start from the host name and a random suffix",
+        flag="master_id",
+    )
+    leader_ttl: float = _opt(
+        15.0,
+        "seconds the elected master's lease lasts; renewed every third of it, taken over by"
+        " another master once it expired (5 to 300)",
+    )
 
 
 @attrs.frozen
@@ -133,6 +175,9 @@ class MasterAuth:
         secret=True,
     )
     require_approval: bool = _opt(False, "new nodes wait for an admin's approval")
+    max_pending_nodes: int = _opt(
+        1000, "nodes that may wait for approval at once; a join beyond that is refused"
+    )
     session_hours: float = _opt(12.0, "browser session lifetime")
     login_attempts: int = _opt(
         10, "failed logins allowed per account per window, from all addresses together"
@@ -267,6 +312,7 @@ class MasterSettings:
 
     server: MasterServer = attrs.field(factory=MasterServer)
     database: MasterDatabase = attrs.field(factory=MasterDatabase)
+    cluster: MasterCluster = attrs.field(factory=MasterCluster)
     storage: MasterStorage = attrs.field(factory=MasterStorage)
     auth: MasterAuth = attrs.field(factory=MasterAuth)
     fleet: MasterFleet = attrs.field(factory=MasterFleet)
@@ -307,7 +353,14 @@ class WorkerServer:
 
 @attrs.frozen
 class WorkerConnect:
-    master_url: str = _opt("http://127.0.0.1:8080", "URL of the master", flag="master")
+    master_url: str = _opt(
+        "http://127.0.0.1:8080",
+        "URL of the master, or of several masters on one database separated by commas (a"
+        " list in YAML): the worker is connected to one at a time, in this order, and moves"
+        " to the next when it stops answering (docs/scale-out.md)",
+        flag="master",
+        many=True,
+    )
     join_token: str = _opt(
         "", "cluster join token (first contact only)", flag="join_token", secret=True
     )
@@ -318,8 +371,14 @@ class WorkerConnect:
         flag="claim_token",
         secret=True,
     )
-    reconnect_initial: float = _opt(0.5, "first reconnect delay, seconds")
-    reconnect_max: float = _opt(30.0, "longest reconnect delay, seconds")
+    reconnect_initial: float = _opt(
+        0.5,
+        "first reconnect delay, seconds; with several masters, also the longest random wait"
+        " before the next one is dialled",
+    )
+    reconnect_max: float = _opt(
+        30.0, "longest reconnect delay, seconds (with several masters: once every one failed)"
+    )
     ca_file: str = _opt("", "CA bundle to verify an HTTPS master")
     insecure: bool = _opt(
         False,
@@ -328,13 +387,15 @@ class WorkerConnect:
         flag="insecure",
     )
     ping_interval: float = _opt(
-        5.0,
-        "seconds between WebSocket pings on the agent channel (liveness check; 0: none)",
+        2.0,
+        "seconds between WebSocket pings on the agent channel, or half the node's push"
+        " interval if that is longer (liveness check of the master; 0: none)",
     )
     ping_timeout: float = _opt(
-        10.0,
-        "seconds to wait for a ping's answer; a channel without one is dropped and dialled"
-        " again (noticed within ping_interval + ping_timeout + 5 s)",
+        3.0,
+        "seconds to wait for a ping's answer; a channel without one is dropped and the next"
+        " master dialled: a silent master is noticed within ping interval + ping_timeout +"
+        " 1 s (6 s for a node pushing every second; docs/scale-out.md)",
     )
 
 
@@ -400,6 +461,7 @@ class Option:
     flag: str | None
     help: str
     secret: bool
+    many: bool = False  # also takes a YAML list (kept as comma-separated text)
 
     @property
     def key(self) -> str:
@@ -425,6 +487,7 @@ def iter_options(cls: type[Any]) -> list[Option]:
                     flag=md.get(FLAG),
                     help=md.get(HELP, ""),
                     secret=bool(md.get(SECRET)),
+                    many=bool(md.get(LIST)),
                 )
             )
     return found
@@ -486,6 +549,11 @@ def _coerce(option: Option, raw: Any, source: str) -> Any:
             return float(raw)
         except (TypeError, ValueError):
             raise ConfigError(f"{where}: expected a number, got {raw!r}") from None
+    if option.many and isinstance(raw, list):
+        for item in raw:
+            if not isinstance(item, str) or "," in item:
+                raise ConfigError(f"{where}: each entry of the list must be one text, got {item!r}")
+        return ",".join(raw)
     if isinstance(raw, dict | list):
         raise ConfigError(f"{where}: expected a single value, got {type(raw).__name__}")
     return "" if raw is None else str(raw)
@@ -667,6 +735,8 @@ def load_master_settings(
             f"auth.password_cost must be between {MIN_PASSWORD_COST} and {MAX_PASSWORD_COST}"
             f" (log2 of scrypt's N), not {settings.auth.password_cost}"
         )
+    if settings.auth.max_pending_nodes < 1:
+        raise ConfigError("auth.max_pending_nodes must be >= 1")
     if settings.auth.hash_workers < 1 or settings.auth.hash_queue < 0:
         raise ConfigError("auth.hash_workers must be >= 1 and auth.hash_queue >= 0")
     if settings.backup.interval_hours < 0 or settings.backup.retention < 1:
@@ -677,15 +747,52 @@ def load_master_settings(
     if metrics.max_sample_age < 0 or metrics.max_sample_ahead < 0:
         raise ConfigError("metrics.max_sample_age and metrics.max_sample_ahead must be >= 0")
     parse_listen(settings.server.listen, default_host="0.0.0.0")
+    try:
+        parse_networks(settings.server.trusted_proxies)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     scheme = settings.database.url.partition("://")[0]
     if settings.database.url and scheme not in {"postgresql", "postgres"}:
         raise ConfigError(
             f"database.url must start with postgresql:// (not {scheme}://);"
             " leave it empty for SQLite in database.path"
         )
+    _check_cluster(settings)
     if bool(settings.server.tls_cert) != bool(settings.server.tls_key):
         raise ConfigError("server.tls_cert and server.tls_key go together: give both or neither")
     return settings
+
+
+_MASTER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+def _check_cluster(settings: MasterSettings) -> None:
+    """Several masters need one shared PostgreSQL; the bus and the id must be well formed."""
+    cluster = settings.cluster
+    if cluster.master_id and not _MASTER_ID.match(cluster.master_id):
+        raise ConfigError(
+            f"cluster.master_id {cluster.master_id!r} must be 1 to 63 letters, digits, '.', '_'"
+            " or '-', starting with a letter or digit"
+        )
+    if not 5 <= cluster.leader_ttl <= 300:
+        raise ConfigError(
+            f"cluster.leader_ttl must be between 5 and 300 seconds, not {cluster.leader_ttl:g}"
+        )
+    if not cluster.bus:
+        return
+    for server in cluster.bus.split(","):
+        parts = urllib.parse.urlsplit(server.strip())
+        if parts.scheme not in {"nats", "tls"} or not parts.hostname:
+            raise ConfigError(
+                f"cluster.bus: {server.strip()!r} is not a NATS server URL;"
+                " expected nats://host:4222 (or tls://host:4222), comma-separated for several"
+            )
+    if not settings.database.url:
+        raise ConfigError(
+            "-bus (cluster.bus) links several masters, and they must share one PostgreSQL"
+            " database: give -db_url postgresql://... too (a SQLite file belongs to one"
+            " master; docs/scale-out.md)"
+        )
 
 
 def load_worker_settings(
@@ -739,28 +846,50 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def master_url_list(value: str) -> list[str]:
+    """The URLs of ``connect.master_url``: comma-separated, blanks and empty entries dropped.
+
+    Example::
+
+        master_url_list("https://m1:8443, https://m2:8443/")  # ["https://m1:8443", "https://m2:8443"]
+    """
+    return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
+
+
 def check_master_url(connect: WorkerConnect) -> None:
     """Refuse a master URL a worker must not dial: not http(s), or plain HTTP off loopback.
 
-    The agent channel carries root commands, terminal sessions, module env and the
-    node's credential; over ``http://`` anyone on the path reads and changes them. A
-    loopback master (``./dev up``, tests) is fine; anything else needs ``https://`` or
-    an explicit ``connect.insecure``.
+    ``connect.master_url`` may list several masters (comma-separated); each is checked,
+    and the error names the bad one. The agent channel carries root commands, terminal
+    sessions, module env and the node's credential; over ``http://`` anyone on the path
+    reads and changes them. A loopback master (``./dev up``, tests) is fine; anything else
+    needs ``https://`` or an explicit ``connect.insecure``.
 
     Raises:
         ConfigError: names the URL and ``-insecure``.
     """
-    url = connect.master_url
-    if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"connect.master_url must start with http:// or https://, got {url!r}")
-    host = urllib.parse.urlsplit(url).hostname or ""
-    if url.startswith("http://") and not is_loopback_host(host) and not connect.insecure:
+    urls = master_url_list(connect.master_url)
+    if not urls:
         raise ConfigError(
-            f"refusing plain HTTP to {url}: the agent channel carries root commands, terminal"
-            " sessions and secrets, so a master that is not on this machine must be reached by"
-            " https:// (docs/security.md, 'TLS'); to accept plain HTTP anyway, pass -insecure"
-            " (connect.insecure: true, OPS_WORKER_CONNECT_INSECURE=1)"
+            f"connect.master_url names no master, got {connect.master_url!r}; give one URL"
+            " or several separated by commas"
         )
+    seen: set[str] = set()
+    for index, url in enumerate(urls, 1):
+        where = "connect.master_url" if len(urls) == 1 else f"connect.master_url entry {index}"
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{where} must start with http:// or https://, got {url!r}")
+        if url in seen:
+            raise ConfigError(f"{where} lists {url} a second time")
+        seen.add(url)
+        host = urllib.parse.urlsplit(url).hostname or ""
+        if url.startswith("http://") and not is_loopback_host(host) and not connect.insecure:
+            raise ConfigError(
+                f"refusing plain HTTP to {url}: the agent channel carries root commands,"
+                " terminal sessions and secrets, so a master that is not on this machine must"
+                " be reached by https:// (docs/security.md, 'TLS'); to accept plain HTTP"
+                " anyway, pass -insecure (connect.insecure: true, OPS_WORKER_CONNECT_INSECURE=1)"
+            )
 
 
 def plain_http_warning(server: MasterServer) -> str | None:

@@ -48,6 +48,8 @@ def _metavar(option: Option) -> str:
     if option.type is float:
         return "NUMBER"
     name = option.name
+    if option.many:
+        return "URL[,URL...]" if name.endswith("url") else "VALUE[,VALUE...]"
     if name == "listen":
         return "ADDR"
     if name.endswith("_dir"):

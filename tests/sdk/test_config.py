@@ -12,6 +12,7 @@ from gdos_sdk.config import (
     iter_options,
     load_master_settings,
     load_worker_settings,
+    master_url_list,
     parse_listen,
 )
 from gdos_sdk.errors import ConfigError
@@ -165,7 +166,9 @@ def test_worker_fetch_attempts_is_bounded(tmp_path: Path) -> None:
 
 def test_worker_channel_pings_are_on_by_default_and_not_negative(tmp_path: Path) -> None:
     connect = load_worker_settings([], env={}, cwd=tmp_path).connect
-    assert (connect.ping_interval, connect.ping_timeout) == (5.0, 10.0)
+    # A silent master is noticed within ping_interval + ping_timeout + 1 s (the agent's close
+    # timeout): 6 s, the default push interval + fleet.offline_grace (docs/scale-out.md).
+    assert (connect.ping_interval, connect.ping_timeout) == (2.0, 3.0)
     env = {"OPS_WORKER_CONNECT_PING_INTERVAL": "0"}
     assert load_worker_settings([], env=env, cwd=tmp_path).connect.ping_interval == 0
     with pytest.raises(ConfigError, match=r"connect\.ping_timeout must be >= 0"):
@@ -178,3 +181,121 @@ def test_worker_keeps_three_versions_by_default_and_at_least_one(tmp_path: Path)
     assert load_worker_settings([], env=env, cwd=tmp_path).runtime.keep_versions == 1
     with pytest.raises(ConfigError, match=r"runtime\.keep_versions must be at least 1"):
         load_worker_settings([], env={"OPS_WORKER_RUNTIME_KEEP_VERSIONS": "0"}, cwd=tmp_path)
+
+
+def test_one_master_url_is_read_as_before(tmp_path: Path) -> None:
+    connect = load_worker_settings(["-master", "https://m1:8443/"], env={}, cwd=tmp_path).connect
+    assert connect.master_url == "https://m1:8443/"
+    assert master_url_list(connect.master_url) == ["https://m1:8443"]
+
+
+def test_several_masters_on_the_flag_and_in_the_environment(tmp_path: Path) -> None:
+    flag = load_worker_settings(
+        ["-master", "https://m1:8443, https://m2:8443,http://127.0.0.1:8080,"], env={}, cwd=tmp_path
+    )
+    assert master_url_list(flag.connect.master_url) == [
+        "https://m1:8443",
+        "https://m2:8443",
+        "http://127.0.0.1:8080",
+    ]
+    env = {"OPS_WORKER_CONNECT_MASTER_URL": "https://m1,https://m2"}
+    from_env = load_worker_settings([], env=env, cwd=tmp_path)
+    assert master_url_list(from_env.connect.master_url) == ["https://m1", "https://m2"]
+
+
+def test_several_masters_in_yaml_as_a_list_or_a_string(tmp_path: Path) -> None:
+    (tmp_path / "worker.yaml").write_text(
+        "connect:\n  master_url:\n    - https://m1:8443\n    - https://m2:8443\n"
+    )
+    listed = load_worker_settings([], env={}, cwd=tmp_path).connect.master_url
+    assert master_url_list(listed) == ["https://m1:8443", "https://m2:8443"]
+    (tmp_path / "worker.yaml").write_text("connect:\n  master_url: https://m1, https://m2\n")
+    text = load_worker_settings([], env={}, cwd=tmp_path).connect.master_url
+    assert master_url_list(text) == ["https://m1", "https://m2"]
+    (tmp_path / "worker.yaml").write_text("connect:\n  master_url: https://only:8443\n")
+    single = load_worker_settings([], env={}, cwd=tmp_path).connect.master_url
+    assert master_url_list(single) == ["https://only:8443"]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            "https://m1,ftp://m2",
+            r"connect\.master_url entry 2 must start with http:// or https://, got 'ftp://m2'",
+        ),
+        (
+            "https://m1,http://10.0.0.2:8080",
+            r"refusing plain HTTP to http://10\.0\.0\.2:8080",
+        ),
+        ("https://m1,https://m1/", r"entry 2 lists https://m1 a second time"),
+        (" , ", r"connect\.master_url names no master"),
+        ("m1:8080", r"connect\.master_url must start with http:// or https://, got 'm1:8080'"),
+    ],
+)
+def test_a_bad_master_entry_is_named(tmp_path: Path, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_worker_settings(["-master", value], env={}, cwd=tmp_path)
+    with pytest.raises(ConfigError, match=message):
+        load_worker_settings([], env={"OPS_WORKER_CONNECT_MASTER_URL": value}, cwd=tmp_path)
+
+
+def test_a_yaml_master_list_holds_urls_only(tmp_path: Path) -> None:
+    (tmp_path / "worker.yaml").write_text(
+        "connect:\n  master_url:\n    - https://m1\n    - {url: https://m2}\n"
+    )
+    with pytest.raises(ConfigError, match=r"connect\.master_url .*each entry of the list"):
+        load_worker_settings([], env={}, cwd=tmp_path)
+    (tmp_path / "worker.yaml").write_text("connect:\n  master_url: [https://m1, ftp://m2]\n")
+    with pytest.raises(ConfigError, match=r"entry 2 must start with http:// or https://"):
+        load_worker_settings([], env={}, cwd=tmp_path)
+    (tmp_path / "worker.yaml").write_text("runtime:\n  work_dir: [a, b]\n")
+    with pytest.raises(ConfigError, match=r"runtime\.work_dir .*expected a single value"):
+        load_worker_settings([], env={}, cwd=tmp_path)
+
+
+def test_the_worker_help_shows_that_master_takes_a_list() -> None:
+    from gdos_worker.cli import help_text
+
+    assert "-master URL[,URL...]" in help_text()
+
+
+PG = "postgresql://gdos:pw@db:5432/gdos"
+
+
+def test_the_bus_and_master_id_from_a_flag_the_environment_or_the_file(tmp_path: Path) -> None:
+    default = load_master_settings([], env={}, cwd=tmp_path).cluster
+    assert (default.bus, default.master_id) == ("", "")  # one master, no bus
+    argv = ["-db_url", PG, "-bus", "nats://n1:4222,nats://n2:4222", "-master_id", "m-a"]
+    cluster = load_master_settings(argv, env={}, cwd=tmp_path).cluster
+    assert (cluster.bus, cluster.master_id) == ("nats://n1:4222,nats://n2:4222", "m-a")
+    env = {
+        "OPS_MASTER_DATABASE_URL": PG,
+        "OPS_MASTER_CLUSTER_BUS": "nats://n1:4222",
+        "OPS_MASTER_CLUSTER_MASTER_ID": "m-b",
+    }
+    cluster = load_master_settings([], env=env, cwd=tmp_path).cluster
+    assert (cluster.bus, cluster.master_id) == ("nats://n1:4222", "m-b")
+    (tmp_path / "config.yaml").write_text(
+        f"database:\n  url: {PG}\ncluster:\n  bus: tls://n3:4222\n  master_id: m-c\n"
+    )
+    cluster = load_master_settings([], env={}, cwd=tmp_path).cluster
+    assert (cluster.bus, cluster.master_id) == ("tls://n3:4222", "m-c")
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["-bus", "nats://n1:4222"], "must share one PostgreSQL database: give -db_url"),
+        (["-db_url", PG, "-bus", "http://n1:4222"], "'http://n1:4222' is not a NATS server URL"),
+        (["-db_url", PG, "-bus", "nats://"], "is not a NATS server URL"),
+        (["-master_id", "a b"], "cluster.master_id 'a b' must be"),
+        (["-master_id", "-x"], "starting with a letter or digit"),
+    ],
+)
+def test_a_bus_without_postgresql_or_a_bad_cluster_option_is_refused(
+    tmp_path: Path, argv: list[str], needle: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_master_settings(argv, env={}, cwd=tmp_path)
+    assert needle in caught.value.message
