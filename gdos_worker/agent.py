@@ -1,10 +1,14 @@
 """The worker's end of the agent channel: dial out, hello, heartbeats, commands, reconnect.
 
-The worker always dials the master (never the reverse). After any failure it
-waits a jittered, exponentially growing delay (capped by
-``connect.reconnect_max``) and dials again; its ``hello`` carries the full
-instance inventory, so the master can reconcile whatever happened meanwhile.
-Instances never depend on the channel: they keep running while it is down.
+The worker always dials the master (never the reverse). ``connect.master_url`` may
+list several masters on one database: the worker is connected to one at a time, and
+after any failure of the channel it moves to the next one (:class:`MasterList`: a short
+random wait within a round, a jittered, exponentially growing delay capped by
+``connect.reconnect_max`` after every master failed). Its ``hello`` carries the full
+instance inventory, so the master it reaches can reconcile whatever happened meanwhile.
+Instances never depend on the channel: they keep running while it is down, and a move to
+another master restarts nothing. Package downloads and terminal streams go to the master
+the worker is connected to at that moment.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus, WebSocketException
 
 from gdos_sdk.backoff import Backoff
-from gdos_sdk.config import WorkerSettings, check_master_url
+from gdos_sdk.config import WorkerSettings, check_master_url, master_url_list
 from gdos_sdk.errors import AuthError, GdosError, ProtocolError, TransportError
 from gdos_sdk.metrics import NodeSampler, ProcessTreeSampler, collect_fingerprint, local_addresses
 from gdos_sdk.models import InstanceSample, NodeSample
@@ -55,6 +59,7 @@ from gdos_sdk.protocol import (
 )
 from gdos_worker.commands import run_fleet_command
 from gdos_worker.logview import LogViewer
+from gdos_worker.masters import MasterList, failure_reason, shown_url
 from gdos_worker.state import Identity, WorkDir
 from gdos_worker.supervisor import Supervisor
 from gdos_worker.terminal import TerminalHost
@@ -62,7 +67,10 @@ from gdos_worker.terminal import TerminalHost
 __all__ = ["BUFFER_SECONDS", "Agent"]
 
 BUFFER_SECONDS = 300
-CLOSE_TIMEOUT = 5.0  # seconds the close handshake of a dead channel may take before we abort
+# Seconds the close handshake of a dead channel may take before we abort it. A master that
+# stopped answering pings will not answer a close either: this is added to the time a silent
+# master takes to be noticed, so it is short.
+CLOSE_TIMEOUT = 1.0
 
 log = logging.getLogger("gdos.worker.agent")
 
@@ -92,18 +100,34 @@ class Agent:
         self.last_error = ""
         self._tasks: set[asyncio.Task[Any]] = set()
         check_master_url(settings.connect)  # no plain HTTP off loopback unless told so
-        base = settings.connect.master_url.rstrip("/")
-        self.master_url = base
-        self.ws_url = "ws" + base[len("http") :] + "/api/v1/agent/ws"
+        self.masters = MasterList(
+            master_url_list(settings.connect.master_url),
+            Backoff(
+                initial=settings.connect.reconnect_initial,
+                maximum=settings.connect.reconnect_max,
+            ),
+            spread=settings.connect.reconnect_initial,
+        )
         self._ssl: ssl.SSLContext | None = None
-        if base.startswith("https://"):
+        if any(url.startswith("https://") for url in self.masters.urls):
             self._ssl = ssl.create_default_context(cafile=settings.connect.ca_file or None)
         self.terminals = TerminalHost(
-            master_url=base,
+            master_url=self.masters.current,
             shell=settings.terminal.shell,
             cwd=str(Path.home()) if Path.home().is_dir() else str(workdir.root),
             ssl_context=self._ssl,
+            masters=self.masters.urls,
         )
+
+    @property
+    def master_url(self) -> str:
+        """The master this worker is connected to (or dials next)."""
+        return self.masters.current
+
+    @property
+    def ws_url(self) -> str:
+        """The agent channel's URL on :attr:`master_url`."""
+        return "ws" + self.master_url[len("http") :] + "/api/v1/agent/ws"
 
     # --- identity ---------------------------------------------------------------------------
 
@@ -171,34 +195,43 @@ class Agent:
         )
 
     async def run(self) -> None:
-        """Connect, serve, and reconnect forever (until cancelled)."""
-        backoff = Backoff(
-            initial=self.settings.connect.reconnect_initial,
-            maximum=self.settings.connect.reconnect_max,
-        )
+        """Connect, serve, and reconnect forever (until cancelled), moving between masters."""
+        ping_timeout = self.settings.connect.ping_timeout
         while True:
+            master = shown_url(self.master_url)
             try:
-                await self._session(backoff)
+                await self._session()
             except asyncio.CancelledError:
                 raise
             except InvalidStatus as exc:
-                self.last_error = f"master refused the connection: HTTP {exc.response.status_code}"
+                self.last_error = failure_reason(exc, ping_timeout=ping_timeout)
                 body = exc.response.body.decode(errors="replace")[:300] if exc.response.body else ""
-                log.error("%s %s", self.last_error, body)
+                log.error("%s: %s %s", master, self.last_error, body)
             except (OSError, WebSocketException, TimeoutError, GdosError) as exc:
-                self.last_error = str(exc) or type(exc).__name__
-                log.warning("agent channel: %s", self.last_error)
+                self.last_error = failure_reason(exc, ping_timeout=ping_timeout)
+                log.warning("agent channel to %s: %s (%s)", master, self.last_error, exc)
             finally:
                 self.ws = None
                 self.connected.clear()
-            delay = backoff.next()
-            log.info("reconnecting to %s in %.1f s", self.ws_url, delay)
+            delay = self.masters.failed()
+            following = shown_url(self.master_url)
+            if following == master:
+                log.info("reconnecting to %s in %.1f s", following, delay)
+            else:
+                log.warning(
+                    "moving to master %s in %.1f s (%s: %s)",
+                    following,
+                    delay,
+                    master,
+                    self.last_error,
+                )
             await asyncio.sleep(delay)
 
-    async def _session(self, backoff: Backoff) -> None:
+    async def _session(self) -> None:
         settings = self.settings.connect
+        url = self.ws_url
         async with connect(
-            self.ws_url,
+            url,
             additional_headers=self._auth_headers(),
             open_timeout=10,
             # Our heartbeats tell the master we live; pings tell us the master does. A path
@@ -209,7 +242,7 @@ class Agent:
             close_timeout=CLOSE_TIMEOUT,
             compression=None,  # small JSON frames: deflate costs both ends more CPU than it saves
             max_size=16 * 1024 * 1024,
-            ssl=self._ssl,
+            ssl=self._ssl if url.startswith("wss://") else None,
         ) as ws:
             await ws.send(encode(self._hello()))
             reply = decode(await asyncio.wait_for(ws.recv(), 15))
@@ -218,11 +251,15 @@ class Agent:
             if not isinstance(reply, Welcome):
                 raise ProtocolError(f"expected welcome, got {reply.type}")
             self._accept_welcome(reply)
-            backoff.reset()
+            self._pace_pings(ws)
+            self.masters.connected()
+            self.terminals.master_url = self.master_url
             self.ws = ws
             self.last_error = ""
             self.connected.set()
-            log.info("connected to %s as node %s", self.master_url, self.identity.node_id)
+            log.info(
+                "connected to %s as node %s", shown_url(self.master_url), self.identity.node_id
+            )
             beats = asyncio.get_running_loop().create_task(self._heartbeats(ws))
             try:
                 async for frame in ws:
@@ -250,6 +287,19 @@ class Agent:
         if not welcome.approved:
             log.warning("node %s is waiting for an admin's approval", node_id)
 
+    def _pace_pings(self, ws: ClientConnection) -> None:
+        """Ping every ``connect.ping_interval`` seconds, or every half push interval if longer.
+
+        A node of a large fleet pushes less often (``fleet.heartbeat_budget``); its pings
+        follow, so the master's pongs (about 65 µs of its CPU each) stay a small share of its
+        work however many nodes it holds: at 10,000 nodes (15 s pushes) one ping per node
+        every 7.5 s, fewer than the fixed 5 s of before. A watched node (1 s pushes) pings
+        every ``ping_interval``.
+        """
+        configured = self.settings.connect.ping_interval
+        if configured and ws.ping_interval is not None:
+            ws.ping_interval = max(configured, self.push_interval / 2)
+
     def _dispatch(self, ws: ClientConnection, frame: str | bytes) -> None:
         try:
             message = decode(frame)
@@ -265,6 +315,7 @@ class Agent:
             # whole fleet would push in the same second, every interval.
             self._rephase = self.push_interval > old
             self._push_now.set()
+            self._pace_pings(ws)
         elif isinstance(message, ErrorMessage):
             log.warning("master reported: %s", message.message)
 

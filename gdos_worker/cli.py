@@ -19,6 +19,7 @@ from gdos_sdk.logformat import configure_logging, log_context
 from gdos_sdk.parentwatch import parent_gone
 from gdos_worker import __version__
 from gdos_worker.app import Worker, create_app
+from gdos_worker.masters import shown_url
 
 __all__ = ["main"]
 
@@ -104,9 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Hand Hypercorn our configured logger so its lines are not printed twice.
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = 2
+    masters = ", ".join(shown_url(url) for url in worker.agent.masters.urls)
     print(
         f"GDOS worker {__version__}: node {worker.agent.identity.node_id},"
-        f" master {settings.connect.master_url}, work dir {worker.workdir.root},"
+        f" master {masters}, work dir {worker.workdir.root},"
         f" status port {port}",
         flush=True,
     )
