@@ -27,10 +27,10 @@ from quart import Quart, websocket
 from gdos_master.audit import record_audit
 from gdos_master.auth import NODE_PREFIX, authenticate_websocket
 from gdos_master.fleet import AgentConnection
-from gdos_master.ingest import read_batch
+from gdos_master.ingest import parse_heartbeat
 from gdos_master.nodes import CLAIM_PREFIX
 from gdos_master.routing import error_response
-from gdos_sdk.codec import parse_json, unstructure
+from gdos_sdk.codec import unstructure
 from gdos_sdk.errors import AuthError, GdosError, ProtocolError
 from gdos_sdk.logformat import set_log_context
 from gdos_sdk.protocol import (
@@ -118,7 +118,9 @@ def register_agent_socket(app: Quart) -> None:
             record_audit(
                 master.db,
                 principal=None,
-                ip=websocket.remote_addr or "",
+                ip=master.proxies.client(
+                    websocket.remote_addr or "", websocket.headers.getlist("X-Forwarded-For")
+                ),
                 action="node.join",
                 target=f"node:{node_id}",
                 params={
@@ -143,6 +145,7 @@ def register_agent_socket(app: Quart) -> None:
         )
         conn = AgentConnection(node_id, send, close, protocol=hello.protocol)
         await master.fleet.connect(conn, approved=approved)
+        master.cluster.take_node(node_id)  # several masters: this one owns the node now
         log.info("node %s (%s) connected; hello of %d bytes", node_id, hello.hostname, hello_size)
         if approved:
             master.spawn_reconcile(node_id, hello.instances)
@@ -215,12 +218,9 @@ async def _receive_loop(master: Any, conn: AgentConnection, ws: Any, *, joined: 
             # makes it reconnect, and its next hello is read in full.)
             fleet.touch(conn.node_id)
             continue
-        # Heartbeats, the bulk of the traffic, go to the fleet as the parser's dicts (checked
-        # by read_batch); anything else, or anything unusual, takes the general decoder.
-        try:
-            batch = read_batch(parse_json(text, max_depth=None))
-        except ValueError:
-            batch = None
+        # Heartbeats, the bulk of the traffic, go to the fleet as orjson's dicts (checked by
+        # read_batch); anything else, or anything unusual, takes the general decoder.
+        batch = parse_heartbeat(text)
         if batch is not None:
             fleet.ingest(conn.node_id, batch)
             continue

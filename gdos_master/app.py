@@ -12,16 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import attrs
-from quart import Quart, Response, current_app, g, request
+from quart import Quart, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import WebsocketMismatch
 
@@ -34,16 +32,19 @@ from gdos_master.api import api
 from gdos_master.auth import CredentialCache, LoginLimiter, authenticate
 from gdos_master.backups import Backups
 from gdos_master.batches import BatchRuns
+from gdos_master.bus import Bus
+from gdos_master.cluster import Cluster, new_master_id
 from gdos_master.commands import CommandRuns
 from gdos_master.console import STATIC_DIR, register_console
-from gdos_master.db import Database
+from gdos_master.db import Database, redact_url
 from gdos_master.destinations import DestinationPolicy
 from gdos_master.fleet import Fleet, SampleWindow
-from gdos_master.headers import SecurityHeaders
+from gdos_master.headers import AnswerHeaders, SecurityHeaders
 from gdos_master.heap import HeapKeeper
 from gdos_master.jointoken import JoinTokenState
 from gdos_master.live import register_live_socket
 from gdos_master.logview import InstanceLogs
+from gdos_master.mesh import Mesh
 from gdos_master.nodes import Nodes
 from gdos_master.orchestrator import Orchestrator
 from gdos_master.packages import Packages
@@ -54,6 +55,7 @@ from gdos_master.prometheus import (
     render_prometheus,
     wants_openmetrics,
 )
+from gdos_master.relay import CommandRelay, RemoteConnection
 from gdos_master.rollouts import Rollouts
 from gdos_master.routing import (
     check_password_fresh,
@@ -65,9 +67,15 @@ from gdos_master.systems import Systems
 from gdos_master.terminal import TerminalRelay
 from gdos_master.terminal_ws import register_terminal_sockets
 from gdos_sdk.config import MasterSettings
-from gdos_sdk.errors import ConfigError, ConflictError, GdosError, PermissionDenied
+from gdos_sdk.errors import (
+    ConfigError,
+    ConflictError,
+    GdosError,
+    PermissionDenied,
+    TransportError,
+)
 from gdos_sdk.filemodes import private_dir, secure_tree
-from gdos_sdk.logformat import set_log_context
+from gdos_sdk.forwarded import TrustedProxies, parse_networks
 from gdos_sdk.metrics.series import SeriesStore
 from gdos_sdk.models import JoinToken, Settings
 from gdos_sdk.protocol import InstanceStatus
@@ -95,6 +103,8 @@ class Master:
     join_token: JoinTokenState
     alert_store: AlertStore
     alerts: AlertEngine
+    bus: Bus
+    cluster: Cluster
     initial_password: str | None = None
     tls: bool = False
     # Disabled unless the serving process (gdos_master.cli) turns it on.
@@ -102,7 +112,11 @@ class Master:
     # What API tokens, sessions and node credentials resolved to, while the database is
     # unchanged (gdos_master.auth.CredentialCache).
     credentials: CredentialCache = attrs.field(factory=CredentialCache)
+    # Reverse proxies whose X-Forwarded-For is believed (server.trusted_proxies).
+    proxies: TrustedProxies = attrs.field(factory=TrustedProxies)
     tasks: set[asyncio.Task[Any]] = attrs.field(factory=set)
+    # The work only the elected master runs (docs/scale-out.md), while it is the leader.
+    leader_tasks: set[asyncio.Task[Any]] = attrs.field(factory=set)
     backups: Backups = attrs.field(init=False)  # set by build_master: it needs the master
     commands: CommandRuns = attrs.field(init=False)  # fleet commands (build_master)
     batches: BatchRuns = attrs.field(init=False)  # ordered batch actions (build_master)
@@ -110,11 +124,78 @@ class Master:
     logs: InstanceLogs = attrs.field(init=False)  # the log viewer (build_master)
     terminals: TerminalRelay = attrs.field(init=False)  # web terminals (build_master)
 
-    def spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
         """Run a background coroutine, keeping a reference so it is not collected."""
         task = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self._task_done)
+        return task
+
+    def start_leader_work(self) -> None:
+        """Start the work that must happen once: this master is the leader.
+
+        Alert evaluation and notifications, the backup schedule, and the rollouts a
+        previous leader left running. With one master this runs at start, as always.
+        """
+        if self.cluster.clustered:
+            # Taking over: what the previous leader left is read again from the database.
+            self.alerts.load()
+            self.batches.recover_orphans()
+            self.rollouts.load()
+        for coro in (self.alerts.run(), self.backups.run_schedule()):
+            self.leader_tasks.add(self.spawn(coro))
+        self.rollouts.start_background()
+
+    async def stop_leader_work(self) -> None:
+        """Stop the leader's loops (another master took the lease, or it ran out)."""
+        tasks, self.leader_tasks = list(self.leader_tasks), set()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+
+    async def leader_changed(self, leader: bool) -> None:
+        if leader:
+            self.start_leader_work()
+        else:
+            await self.stop_leader_work()
+
+    def lost(self) -> list[str]:
+        """What a clustered master lost: ``"database"``, ``"bus"``, both or none."""
+        return [
+            name
+            for name, ok in (("database", self.cluster.db_ok), ("bus", self.bus.connected))
+            if not ok
+        ]
+
+    def outage(self) -> str:
+        """What a clustered master lost ("the bus", "the database", both), or ""."""
+        return " and ".join(f"the {name}" for name in self.lost())
+
+    def outage_since(self) -> float | None:
+        """Unix time the current outage began (the earliest loss still going on), or None."""
+        times = [t for t in (self.cluster.db_lost_since, self.bus.lost_since) if t is not None]
+        return min(times) if times and self.outage() else None
+
+    async def run_cluster(self) -> None:
+        """Renew this master's leases and follow the other masters' (clustered masters)."""
+        cluster = self.cluster
+        last_orphans = time.monotonic()
+        while True:
+            for node_id in [n for n in cluster.untaken if self.fleet.is_connected(n)]:
+                cluster.take_node(node_id)
+            await cluster.tick()
+            self.fleet.remote = cluster.remote
+            if cluster.leader and cluster.db_ok and time.monotonic() - last_orphans >= 5:
+                last_orphans = time.monotonic()
+                try:  # the jobs of a master that died meanwhile
+                    self.batches.recover_orphans()
+                    self.rollouts.load()
+                    self.rollouts.start_background()
+                except Exception:
+                    log.exception("taking up the jobs of a lost master failed")
+            await asyncio.sleep(cluster.period)
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self.tasks.discard(task)
@@ -157,7 +238,7 @@ class Master:
 
     async def run_housekeeping(self, clock: Callable[[], float] = time.monotonic) -> None:
         """Detect silent nodes twice a second; flush last-seen times now and then."""
-        last_flush = last_trim = last_rebalance = clock()
+        last_flush = last_rebalance = clock()
         loop = asyncio.get_running_loop()
         while True:
             began = loop.time()
@@ -172,10 +253,13 @@ class Master:
                 self.heap.tick(self.fleet.stats.disconnects, self.fleet.connection_count())
             if clock() - last_flush >= self.settings.database.flush_interval:
                 last_flush = clock()
-                self.nodes.flush_last_seen()
-            if clock() - last_trim >= 60:
-                last_trim = clock()
-                self.fleet.store.trim(time.time())
+                try:
+                    self.nodes.flush_last_seen()
+                except Exception as exc:  # PostgreSQL away: the next flush writes them
+                    log.error("could not flush last-seen times: %s", exc)
+            # Retention: every series once a minute, a 120th of the targets a tick (the
+            # whole store at once, 150,000 series at 10,000 nodes, stalled the loop).
+            self.fleet.store.trim_some(time.time(), parts=120)
 
     async def watch_loop(self, period: float = 0.1) -> None:
         """Measure how late the event loop wakes a sleeper (a stall shows up here)."""
@@ -190,6 +274,8 @@ class Master:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await self.terminals.close()
+        with contextlib.suppress(Exception):
+            self.cluster.resign()  # another master takes the leader's work at once
         for task in list(self.tasks):
             task.cancel()
         for task in list(self.tasks):
@@ -200,6 +286,8 @@ class Master:
                 await rt.connection.close()
         with contextlib.suppress(Exception):
             self.nodes.flush_last_seen()
+        with contextlib.suppress(Exception):
+            await self.bus.close()
         self.accounts.hasher.close()
         await self.storage.close()
         self.db.close()
@@ -251,7 +339,11 @@ def _placement(db: Database) -> Callable[[str], list[str]]:
 
 
 def build_master(
-    settings: MasterSettings, *, db: Database | None = None, storage: Storage | None = None
+    settings: MasterSettings,
+    *,
+    db: Database | None = None,
+    storage: Storage | None = None,
+    bus: Bus | None = None,
 ) -> Master:
     """Open the database and storage and build the domain objects."""
     data_dir = private_dir(Path(settings.server.data_dir))
@@ -284,7 +376,12 @@ def build_master(
         settings.auth.admin_username, settings.auth.admin_password
     )
     join_token = jointoken.load(db, configured=settings.auth.join_token)
-    nodes = Nodes(db, fleet, require_approval=settings.auth.require_approval)
+    nodes = Nodes(
+        db,
+        fleet,
+        require_approval=settings.auth.require_approval,
+        max_pending=settings.auth.max_pending_nodes,
+    )
     packages = Packages(
         db, storage, max_bytes=settings.storage.max_package_bytes, tmp_dir=data_dir / "tmp"
     )
@@ -303,7 +400,19 @@ def build_master(
         alert_store, db, fleet, notifier, startup_grace=settings.alerts.startup_grace
     )
     alerts.load()
+    master_id = bus.master_id if bus else settings.cluster.master_id or new_master_id()
+    bus = bus or Bus.open(settings.cluster.bus, master_id=master_id)
+    cluster = Cluster(
+        db,
+        master_id=master_id,
+        clustered=bus.shared,
+        node_ttl=fleet.offline_after,
+        leader_ttl=settings.cluster.leader_ttl,
+    )
+    fleet.on_offline.append(cluster.release_node)
     master = Master(
+        bus=bus,
+        cluster=cluster,
         alert_store=alert_store,
         alerts=alerts,
         settings=settings,
@@ -324,20 +433,35 @@ def build_master(
         join_token=join_token,
         initial_password=initial_password,
         tls=bool(settings.server.tls_cert),
+        proxies=TrustedProxies(parse_networks(settings.server.trusted_proxies)),
     )
     master.backups = Backups(master)
     master.commands = CommandRuns(master)
+    if bus.shared:  # a node connected to another master is reached through it
+        commands = master.commands
+        fleet.remote_channel = lambda node_id, owner: RemoteConnection(
+            node_id, owner, bus, commands
+        )
     master.batches = BatchRuns(master)
-    master.batches.recover()  # jobs a previous run of the master left running
     master.rollouts = Rollouts(master)
-    master.rollouts.load()  # resumed when serving begins (they hold their instances now)
+    # Jobs a previous run of this master left running are closed, its rollouts resumed
+    # when serving begins (they hold their instances now). Several masters: only those of
+    # this master's id; a dead master's are the leader's to take up (start_leader_work).
+    owner = master_id if cluster.clustered else None
+    master.batches.recover(owner=owner)
+    master.rollouts.load(owner=owner)
+    master.cluster.on_leader.append(master.leader_changed)
     master.logs = InstanceLogs(master)
     master.terminals = TerminalRelay(master)
     return master
 
 
 def create_app(
-    settings: MasterSettings, *, db: Database | None = None, storage: Storage | None = None
+    settings: MasterSettings,
+    *,
+    db: Database | None = None,
+    storage: Storage | None = None,
+    bus: Bus | None = None,
 ) -> Quart:
     """Build the master's Quart app.
 
@@ -345,8 +469,10 @@ def create_app(
         settings: the loaded :class:`~gdos_sdk.config.MasterSettings`.
         db: an open :class:`Database` (default: the one the settings name).
         storage: a storage back end (default from ``settings.storage``).
+        bus: the link to other masters (default from ``settings.cluster.bus``; tests join
+            in-process masters with :class:`~gdos_master.bus.LocalBus` on one network).
     """
-    master = build_master(settings, db=db, storage=storage)
+    master = build_master(settings, db=db, storage=storage, bus=bus)
     app = Quart("gdos_master", static_folder=None)
     # Uploads stream through Packages.upload, which enforces the real limit with a
     # JSON error; this outer bound only stops a body that ignores it entirely.
@@ -359,20 +485,44 @@ def create_app(
 
     api.register(app)
     register_agent_socket(app)
-    register_live_socket(app)
+    hub = register_live_socket(app)
     register_terminal_sockets(app)
     _register_errors(app)
-    _register_request_ids(app)
     register_console(app)
-    headers = SecurityHeaders.for_console(STATIC_DIR / "index.html", tls=master.tls)
-
-    @app.after_request
-    async def security_headers(response: Response) -> Response:
-        return headers.apply(response)
+    # Around the whole app (Quart's documented way to add ASGI middleware), so every answer
+    # gets them, at a few list operations per request.
+    security = SecurityHeaders.for_console(STATIC_DIR / "index.html", tls=master.tls)
+    app.asgi_app = AnswerHeaders(app.asgi_app, security)  # type: ignore[method-assign]
 
     @app.route("/healthz")
     async def healthz() -> Response:
-        return json_response({"status": "ok"})
+        if not master.cluster.clustered:
+            return json_response({"status": "ok"})
+        # Several masters: what this one depends on, for the load balancer and people.
+        lost = master.lost()
+        body = {
+            "status": "unavailable" if lost else "ok",
+            "master_id": master.cluster.master_id,
+            "leader": master.cluster.leader,
+            "bus": "lost" if "bus" in lost else "ok",
+            "database": "lost" if "database" in lost else "ok",
+            "lost_since": master.outage_since(),
+        }
+        return json_response(body, 503 if lost else 200)
+
+    async def refuse_writes_in_an_outage() -> Response | None:
+        # Several masters: a write that could not reach the others (or the database) is
+        # refused rather than lost; the client retries (docs/scale-out.md).
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return None
+        lost = master.outage()
+        if lost and request.path.startswith("/api/"):
+            message = f"this master lost {lost}; writes are refused until it is back"
+            return error_response(TransportError(message, details={"lost": master.lost()}))
+        return None
+
+    if master.cluster.clustered:  # one master: no hook on the request path at all
+        app.before_request(refuse_writes_in_an_outage)
 
     @app.route("/metrics")
     async def prometheus() -> Response:
@@ -392,10 +542,18 @@ def create_app(
     @app.before_serving
     async def start_background() -> None:
         master.spawn(master.run_housekeeping())
-        master.spawn(master.alerts.run())
         master.spawn(master.watch_loop())
-        master.spawn(master.backups.run_schedule())
-        master.rollouts.start_background()
+        if master.cluster.clustered:
+            servers = ", ".join(redact_url(u) for u in settings.cluster.bus.split(","))
+            log.info("master %s joins the bus at %s", master.cluster.master_id, servers)
+            await master.bus.start()
+            await CommandRelay(master.fleet, master.bus, master.commands).start()
+            mesh = Mesh(master, hub)
+            await mesh.start()
+            master.spawn(mesh.run())
+            master.spawn(master.run_cluster())  # the leader's work starts when elected
+        else:
+            master.start_leader_work()  # one master: the leader from the start
         master.heap.churn_limit = master.settings.fleet.gc_churn_limit
         master.heap.start(master.fleet.stats.disconnects)
 
@@ -406,32 +564,12 @@ def create_app(
     return app
 
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-
-
-def _register_request_ids(app: Quart) -> None:
-    """Give each HTTP request an id: in every log line it causes and in ``X-Request-ID``.
-
-    A caller's own ``X-Request-ID`` (a proxy's) is kept when it is a plain token. The node or
-    instance a route names joins the log lines too.
-    """
-
-    @app.before_request
-    async def bind_request_id() -> None:
-        given = request.headers.get("X-Request-ID", "")
-        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
-        g.request_id = request_id
-        args = request.view_args or {}
-        set_log_context(
-            request_id=request_id, node_id=args.get("node_id"), instance_id=args.get("instance_id")
-        )
-
-    @app.after_request
-    async def echo_request_id(response: Response) -> Response:
-        request_id = g.get("request_id")
-        if request_id:
-            response.headers["X-Request-ID"] = request_id
-        return response
+def _database_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` is PostgreSQL's driver reporting a lost or refused connection."""
+    return type(exc).__module__.startswith("psycopg") and type(exc).__name__ in {
+        "OperationalError",
+        "InterfaceError",
+    }
 
 
 def _register_errors(app: Quart) -> None:
@@ -443,6 +581,14 @@ def _register_errors(app: Quart) -> None:
     async def unexpected(exc: Exception) -> Response:
         if isinstance(exc, HTTPException):
             return await http_error(exc)
+        if _database_lost(exc):  # PostgreSQL away: nothing was written; retry later
+            log.error("database unreachable on %s %s: %s", request.method, request.path, exc)
+            return error_response(
+                TransportError(
+                    "the database is unreachable; nothing was changed, retry later",
+                    details={"lost": ["database"]},
+                )
+            )
         log.exception("unhandled error on %s %s", request.method, request.path)
         return json_response(
             {"error": {"code": "internal_error", "message": "internal error; see the master log"}},

@@ -59,6 +59,8 @@ __all__ = ["KEEP", "KEEP_STORED", "BatchRuns", "BatchTopic"]
 KEEP = 50  # jobs kept in memory (running ones always)
 KEEP_STORED = 500  # jobs kept in the database
 INTERRUPTED = "interrupted: the master restarted while the batch ran"
+# The error of a job the leader closes because the master running it died.
+ORPHANED = "interrupted: master {master} stopped answering while the batch ran"
 POLL = 0.2  # seconds between looks at an instance the batch waits for
 
 B = BatchState
@@ -157,15 +159,18 @@ class BatchRuns:
     def _save(self, job: _Job) -> None:
         model = job.model()
         self.master.db.execute(
-            "INSERT INTO batch_jobs(id, system_id, state, started_at, job) VALUES (?, ?, ?, ?, ?)"
+            "INSERT INTO batch_jobs(id, system_id, state, started_at, job, master_id)"
+            " VALUES (?, ?, ?, ?, ?, ?)"
             " ON CONFLICT(id) DO UPDATE SET system_id = excluded.system_id,"
-            " state = excluded.state, started_at = excluded.started_at, job = excluded.job",
+            " state = excluded.state, started_at = excluded.started_at, job = excluded.job,"
+            " master_id = excluded.master_id",
             (
                 job.id,
                 job.system_id,
                 model.state.value,
                 job.started_at,
                 json.dumps(unstructure(model)),
+                self.master.cluster.master_id,
             ),
         )
 
@@ -173,12 +178,24 @@ class BatchRuns:
         row = self.master.db.one("SELECT job FROM batch_jobs WHERE id = ?", (job_id,))
         return None if row is None else _load(row["job"])
 
-    def recover(self) -> int:
+    def recover_orphans(self) -> int:
+        """Close the running jobs of masters that are gone (several masters: the leader).
+
+        A job runs on the master that started it; when that master's own lease ran out
+        (it died), the job is closed as :meth:`recover` closes it. Jobs of live masters are
+        left alone.
+        """
+        return self.recover(alive=self.master.cluster.live_masters())
+
+    def recover(self, alive: set[str] | None = None, owner: str | None = None) -> int:
         """Close the jobs a master restart (or a restored backup) left ``running``.
 
-        Each becomes ``failed`` with :data:`INTERRUPTED` as its error: an instance that
+        Each becomes ``failed`` with :data:`INTERRUPTED` as its error (:data:`ORPHANED`,
+        naming the dead master, for a job closed by :meth:`recover_orphans`): an instance that
         was being acted on is ``failed`` too, and what had not begun is ``skipped``.
         Returns how many jobs were closed; each gets its ``batch.done`` audit entry.
+        ``alive``: the live masters, whose jobs are left alone (:meth:`recover_orphans`);
+        ``owner``: close only the jobs of that master (one restarted with its own id).
 
         The rows are claimed in one transaction that locks them (``FOR UPDATE SKIP
         LOCKED`` on PostgreSQL), so masters recovering at once on one database never close
@@ -188,11 +205,18 @@ class BatchRuns:
         closed = 0
         with db.transaction():
             lock = db.for_update_skip_locked
-            rows = db.all(f"SELECT id, job FROM batch_jobs WHERE state = 'running'{lock}")  # noqa: S608
+            rows = db.all(
+                f"SELECT id, job, master_id FROM batch_jobs WHERE state = 'running'{lock}"  # noqa: S608
+            )
             for row in rows:
                 if row["id"] in self.jobs:  # running in this process (a restore just now)
                     continue
-                job = _interrupted(_load(row["job"]), time.time())
+                if alive is not None and row["master_id"] in alive:  # its master is alive
+                    continue
+                if owner is not None and row["master_id"] != owner:
+                    continue
+                reason = INTERRUPTED if alive is None else ORPHANED.format(master=row["master_id"])
+                job = _interrupted(_load(row["job"]), time.time(), reason)
                 db.execute(
                     "UPDATE batch_jobs SET state = ?, job = ? WHERE id = ?",
                     (job.state.value, _dump(job), job.id),
@@ -468,8 +492,17 @@ class BatchRuns:
         job = self.jobs.get(job_id)
         if job is not None:
             return BatchTopic(name, job.model)
-        stored = self.get(job_id)
-        return BatchTopic(name, lambda: stored)
+        # Run by another master (or ended): read again whenever the database changed,
+        # which another master's writes signal over the bus (gdos_master.mesh).
+        db = self.master.db
+        stored = [db.changes, self.get(job_id)]
+
+        def current() -> Any:
+            if stored[0] != db.changes:
+                stored[:] = [db.changes, self.get(job_id)]
+            return stored[1]
+
+        return BatchTopic(name, current)
 
 
 def _dump(job: BatchJob) -> str:
@@ -480,12 +513,12 @@ def _load(text: str) -> BatchJob:
     return structure(json.loads(text), BatchJob, what="stored batch job")
 
 
-def _interrupted(job: BatchJob, now: float) -> BatchJob:
-    """``job`` closed as cut short at ``now``: see :meth:`BatchRuns.recover`."""
+def _interrupted(job: BatchJob, now: float, reason: str = INTERRUPTED) -> BatchJob:
+    """``job`` closed as cut short at ``now`` for ``reason``: see :meth:`BatchRuns.recover`."""
 
     def close(step: Any) -> Any:  # a BatchItem or a BatchTier
         if step.state == B.RUNNING:
-            extra = {"error": step.error or INTERRUPTED} if isinstance(step, BatchItem) else {}
+            extra = {"error": step.error or reason} if isinstance(step, BatchItem) else {}
             return attrs.evolve(step, state=B.FAILED, finished_at=now, **extra)
         if step.state == B.PENDING:
             return attrs.evolve(step, state=B.SKIPPED)
@@ -495,7 +528,7 @@ def _interrupted(job: BatchJob, now: float) -> BatchJob:
         job,
         state=B.FAILED,
         finished_at=now,
-        error=job.error or INTERRUPTED,
+        error=job.error or reason,
         tiers=[close(t) for t in job.tiers],
         items=[close(i) for i in job.items],
     )

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -128,6 +130,14 @@ class CommandRuns:
     def __init__(self, master: Master, *, keep: int = KEEP) -> None:
         self.master = master
         self.keep = keep
+        #: With several masters: hands a piece for a run this master does not hold to the
+        #: master that runs it (gdos_master.mesh).
+        self.elsewhere: Callable[[str, CommandOutput], None] | None = None
+        # Output pieces sent to (out) or received from (in) another master, per run and
+        # node: the run's master waits for them all before it ends the node's run.
+        self.relayed_out: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.relayed_in: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._piece_arrived = asyncio.Event()
         self.runs: collections.OrderedDict[str, _Run] = collections.OrderedDict()
 
     def start(self, request: CommandRequest, principal: Principal, ip: str = "") -> CommandRun:
@@ -195,9 +205,20 @@ class CommandRuns:
             status=200,
         )
 
-    def output(self, node_id: str, message: CommandOutput) -> None:
-        """Append output a worker streamed (called by the agent channel's receive loop)."""
+    def output(self, node_id: str, message: CommandOutput, *, relayed: bool = False) -> None:
+        """Append output a worker streamed (called by the agent channel's receive loop).
+
+        A piece of a run another master holds goes to it (:attr:`elsewhere`); ``relayed``:
+        it came that way, from the node's owner.
+        """
         run = self.runs.get(message.run_id)
+        if run is None and not relayed and self.elsewhere is not None:
+            self.relayed_out[(message.run_id, node_id)] += 1
+            self.elsewhere(node_id, message)
+            return
+        if relayed:
+            self.relayed_in[(message.run_id, node_id)] += 1
+            self._piece_arrived.set()
         node = run.nodes.get(node_id) if run is not None else None
         if run is None or node is None or node.state != NodeRunState.RUNNING:
             return
@@ -232,6 +253,20 @@ class CommandRuns:
             except TimeoutError:
                 pass
         return run.model()
+
+    def pieces_sent(self, run_id: str, node_id: str) -> int:
+        """How many output pieces of a run held elsewhere went to its master (then forgot)."""
+        return self.relayed_out.pop((run_id, node_id), 0)
+
+    async def wait_pieces(self, run_id: str, node_id: str, count: int, timeout: float = 5) -> None:
+        """Wait until ``count`` relayed output pieces of the run's node arrived (bounded)."""
+        key = (run_id, node_id)
+        deadline = time.monotonic() + timeout
+        while self.relayed_in[key] < count and time.monotonic() < deadline:
+            self._piece_arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._piece_arrived.wait(), deadline - time.monotonic())
+        self.relayed_in.pop(key, None)
 
     def topic(self, name: str, run_id: str) -> CommandTopic:
         return CommandTopic(name, self._get(run_id))

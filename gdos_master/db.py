@@ -134,6 +134,17 @@ class Database(abc.ABC):
         """
         return self._changes
 
+    def write_unseen(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run a write that no cache reads (lease rows) without moving :attr:`changes`.
+
+        Returns the count of rows changed. Not inside :meth:`transaction`.
+        """
+        before = self._changes
+        try:
+            return int(self.execute(sql, params).rowcount)
+        finally:
+            self._changes = before
+
     def changed(self) -> None:
         """Move :attr:`changes` for a write made around the facade (SQLite's backup API)."""
         self._changes += 1

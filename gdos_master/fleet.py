@@ -34,7 +34,7 @@ from typing import Any
 
 import attrs
 
-from gdos_master.ingest import SampleBatch, instance_columns, node_columns
+from gdos_master.ingest import SampleBatch, instance_columns, node_columns, sample_text
 from gdos_master.prometheus import INSTANCE_RATES, NODE_RATES, RateTotals
 from gdos_sdk.codec import converter
 from gdos_sdk.errors import (
@@ -343,6 +343,12 @@ class Fleet:
         self._stalled = 0.0
         self._stalled_until = -math.inf
         self.nodes: dict[str, NodeRuntime] = {}
+        # Nodes whose worker is connected to another master holding a fresh lease on them
+        # ({node id: master id}; gdos_master.cluster): online here too, but not connected.
+        self.remote: dict[str, str] = {}
+        # Makes the channel to a node held by another master (gdos_master.relay), given
+        # the node and that master's id; None with one master.
+        self.remote_channel: Callable[[str, str], AgentConnection] | None = None
         self.on_offline: list[Callable[[str], None]] = []
         # Called with (node id, node samples, instance samples) after each heartbeat: the
         # samples kept, as checked dicts in the models' unstructured form.
@@ -452,6 +458,42 @@ class Fleet:
             given = len(instances)
             instances = self._owned(rt, instances)
             dropped["not_owned"] += given - len(instances)
+        dropped["capped"] += self._keep(rt, nodes, instances, now, checked=batch.checked)
+        self.stats.node_samples += len(nodes)
+        self.stats.instance_samples += len(instances)
+        if self.on_samples:
+            for callback in self.on_samples:
+                callback(node_id, nodes, instances)
+
+    def mirror(self, node_id: str, nodes: list[Sample], instances: list[Sample]) -> None:
+        """Keep the samples of a node connected to another master, which relayed them.
+
+        That master checked them (window, approval, placement); here they are only stored,
+        so that this master's charts, latest values and alerts show the node too. Liveness
+        comes from the node's lease (:attr:`remote`), not from these.
+        """
+        rt = self.runtime(node_id)
+        self._keep(rt, nodes, instances, self._wall(), checked=False, lag=False)
+        if self.on_samples:
+            for callback in self.on_samples:
+                callback(node_id, nodes, instances)
+
+    def _keep(
+        self,
+        rt: NodeRuntime,
+        nodes: list[Sample],
+        instances: list[Sample],
+        now: float,
+        *,
+        checked: bool,
+        lag: bool = True,
+    ) -> int:
+        """Store checked samples and the latest of each; how many the series caps refused.
+
+        ``checked``: as :func:`~gdos_master.ingest.sample_text` takes it. ``lag``: record
+        the ingest lag (this master's own workers' samples only).
+        """
+        node_id = rt.node_id
         store = self.store
         totals = self.totals
         capped = 0
@@ -466,9 +508,10 @@ class Fleet:
             )
             newest_sample = max(nodes, key=_sample_ts)
             if rt.latest_text is None or newest_sample["ts"] >= rt.latest_ts:
-                rt.latest_text = json.dumps(newest_sample, separators=(",", ":"))
+                rt.latest_text = sample_text(newest_sample, checked=checked)
                 rt.latest_ts = newest_sample["ts"]
-            self.stats.lag.record(max(0.0, now - newest_sample["ts"]), now)
+            if lag:
+                self.stats.lag.record(max(0.0, now - newest_sample["ts"]), now)
         latest: dict[str, Sample] = {}
         for instance_id, (times, icolumns) in instance_columns(instances).items():
             target = f"instance:{instance_id}"
@@ -482,16 +525,9 @@ class Fleet:
             seen = latest.get(isample["instance_id"])
             if seen is None or isample["ts"] >= seen["ts"]:
                 latest[isample["instance_id"]] = isample
-        dropped["capped"] += capped
         if instances or nodes:
-            rt.instance_texts = {
-                iid: json.dumps(s, separators=(",", ":")) for iid, s in latest.items()
-            }
-        self.stats.node_samples += len(nodes)
-        self.stats.instance_samples += len(instances)
-        if self.on_samples:
-            for callback in self.on_samples:
-                callback(node_id, nodes, instances)
+            rt.instance_texts = {iid: sample_text(s, checked=checked) for iid, s in latest.items()}
+        return capped
 
     def _owned(self, rt: NodeRuntime, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The samples of instances the master's records place on ``rt``'s node."""
@@ -507,6 +543,11 @@ class Fleet:
         return [s for s in instances if s["instance_id"] in owned]
 
     def is_online(self, node_id: str) -> bool:
+        """Connected here and heard from in time, or held by another master (:attr:`remote`)."""
+        return self.is_connected(node_id) or node_id in self.remote
+
+    def is_connected(self, node_id: str) -> bool:
+        """The node's channel is open on this master and it was heard from in time."""
         rt = self.nodes.get(node_id)
         if rt is None or rt.connection is None or rt.connection.closed:
             return False
@@ -568,9 +609,16 @@ class Fleet:
         return rt is not None and rt.approved
 
     def connection(self, node_id: str) -> AgentConnection | None:
-        """The node's channel if it is online and approved, else None."""
+        """The node's channel if it is online and approved, else None.
+
+        A node connected to another master (:attr:`remote`) is reached through it: the
+        channel is a :class:`~gdos_master.relay.RemoteConnection`.
+        """
         rt = self.nodes.get(node_id)
-        if rt is None or not rt.approved or not self.is_online(node_id):
+        if rt is None or not rt.approved or not self.is_connected(node_id):
+            owner = self.remote.get(node_id)
+            if owner is not None and self.remote_channel is not None:
+                return self.remote_channel(node_id, owner)
             return None
         return rt.connection
 
@@ -613,4 +661,11 @@ class Fleet:
         return sum(1 for rt in self.nodes.values() if rt.connection is not None)
 
     def online_count(self) -> int:
-        return sum(1 for node_id in self.nodes if self.is_online(node_id))
+        """Nodes online: connected here, or to another master (:attr:`remote`)."""
+        here = sum(1 for node_id in self.nodes if self.is_connected(node_id))
+        return here + sum(1 for node_id in self.remote if not self.is_connected(node_id))
+
+    def online_ids(self) -> frozenset[str]:
+        """The ids of the nodes online (see :meth:`is_online`)."""
+        here = (n for n in self.nodes if self.is_connected(n))
+        return frozenset(here).union(self.remote)

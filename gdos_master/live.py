@@ -189,7 +189,7 @@ class NodeCache:
 
     def refresh(self) -> None:
         fleet = self.master.fleet
-        online = frozenset(n for n in fleet.nodes if fleet.is_online(n))
+        online = fleet.online_ids()
         changes = self.master.db.changes
         if changes == self._changes and online == self._online and self._changes >= 0:
             return
@@ -500,8 +500,8 @@ class LiveHub:
         self.topics: dict[str, Topic] = {}
         self.clients: set[LiveClient] = set()
         self.node_cache = NodeCache(master)
-        master.fleet.on_samples.append(self._on_samples)
-        master.alerts.on_change.append(self._on_alert)
+        master.fleet.on_samples.append(self.on_samples)
+        master.alerts.on_change.append(self.on_alert)
         master.accounts.on_change.append(self.recheck_user)
         self._alerts_flush: asyncio.Handle | None = None
 
@@ -536,7 +536,7 @@ class LiveHub:
         for client in [c for c in self.clients if c.principal.user_id == user_id]:
             self.recheck(client)
 
-    def _on_alert(self, change: str, alert: Any) -> None:
+    def on_alert(self, change: str, alert: Any) -> None:
         # Pushed now rather than on the next tick: a firing alert reaches the page at once.
         topic = self.topics.get("alerts")
         if not isinstance(topic, AlertsTopic) or not topic.subscribers:
@@ -555,7 +555,7 @@ class LiveHub:
         if isinstance(topic, AlertsTopic):
             self._flush(topic)
 
-    def _on_samples(self, node_id: str, nodes: list[Any], instances: list[Any]) -> None:
+    def on_samples(self, node_id: str, nodes: list[Any], instances: list[Any]) -> None:
         # Samples go out as their heartbeat arrives, not on the next tick: a watched
         # node's chart is at most one push interval behind the machine.
         topic = self.topics.get(f"node:{node_id}")

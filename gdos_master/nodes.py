@@ -19,7 +19,13 @@ from gdos_master.db import Database, Row
 from gdos_master.fleet import Fleet
 from gdos_master.security import hash_secret, new_secret
 from gdos_sdk.codec import converter, unstructure
-from gdos_sdk.errors import AuthError, ConflictError, NotFoundError, ValidationError
+from gdos_sdk.errors import (
+    AuthError,
+    ConflictError,
+    NotFoundError,
+    RateLimitedError,
+    ValidationError,
+)
 from gdos_sdk.models import Fingerprint, Node, NodePatch, NodeStatus, PlannedNodeCreate
 from gdos_sdk.protocol import Hello
 
@@ -38,6 +44,26 @@ _LIST = (
 )
 
 
+def _fixed_status(row: Row) -> NodeStatus | None:
+    """A node's status when its row alone tells it (planned, pending); None when the fleet
+    decides (online or offline)."""
+    if row["planned"]:
+        return NodeStatus.PLANNED
+    if not row["approved"]:
+        return NodeStatus.PENDING
+    return None
+
+
+def _matches(row: Row, needle: str) -> bool:
+    """Whether ``needle`` (lower case) is in the node's hostname, alias, id or an address."""
+    return (
+        needle in row["hostname"].lower()
+        or needle in row["alias"].lower()
+        or needle in row["id"]
+        or any(needle in a for a in json.loads(row["addresses"]))
+    )
+
+
 def _ts(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
@@ -45,23 +71,26 @@ def _ts(value: float | None) -> datetime | None:
 class Nodes:
     """Node records joined with live state from the fleet."""
 
-    def __init__(self, db: Database, fleet: Fleet, *, require_approval: bool) -> None:
+    def __init__(
+        self, db: Database, fleet: Fleet, *, require_approval: bool, max_pending: int = 1000
+    ) -> None:
         self.db = db
         self.fleet = fleet
         self.require_approval = require_approval
+        self.max_pending = max_pending
         self._fingerprints: dict[str, tuple[str, Fingerprint]] = {}
         # node id -> (the row, status and last-seen time it was rendered from, its latest
         # sample's text, its JSON)
         self._rendered: dict[str, tuple[Row, NodeStatus, float, str | None, str]] = {}
-        # The listing's rows and the database change counter they were read at.
-        self._rows: list[Row] = []
+        # The listing's rows (node id, row, status known without the fleet) and the
+        # database change counter they were read at.
+        self._rows: list[tuple[str, Row, NodeStatus | None]] = []
         self._rows_at = -1
 
     def _status(self, row: Row) -> NodeStatus:
-        if row["planned"]:
-            return NodeStatus.PLANNED
-        if not row["approved"]:
-            return NodeStatus.PENDING
+        fixed = _fixed_status(row)
+        if fixed is not None:
+            return fixed
         return NodeStatus.ONLINE if self.fleet.is_online(row["id"]) else NodeStatus.OFFLINE
 
     def _model(self, row: Row, instance_count: int = 0, *, claim_token: str | None = None) -> Node:
@@ -114,14 +143,7 @@ class Nodes:
             rows = [r for r in rows if self._status(r) == wanted]
         if search:
             needle = search.lower()
-            rows = [
-                r
-                for r in rows
-                if needle in r["hostname"].lower()
-                or needle in r["alias"].lower()
-                or needle in r["id"]
-                or any(needle in a for a in json.loads(r["addresses"]))
-            ]
+            rows = [r for r in rows if _matches(r, needle)]
         return rows
 
     def list_json(self, *, status: str | None = None, search: str | None = None) -> str:
@@ -132,30 +154,43 @@ class Nodes:
         since (the database's write counter :attr:`~gdos_master.db.Database.changes`, as
         for :class:`~gdos_master.auth.CredentialCache`), and a row is rendered again only when
         it was read again or its status, last-seen time or latest sample changed;
-        otherwise its JSON from last time is used.
+        otherwise its JSON from last time is used. A node without a live channel (planned,
+        never connected, gone) costs one lookup in the fleet per request.
         """
         version = self.db.changes
         if version != self._rows_at:
-            self._rows = self.db.all(_LIST)
+            self._rows = [(r["id"], r, _fixed_status(r)) for r in self.db.all(_LIST)]
             self._rows_at = version
-        rows = self._rows
+        listed = self._rows
+        if search:
+            needle = search.lower()
+            listed = [entry for entry in listed if _matches(entry[1], needle)]
+        wanted = NodeStatus(status) if status else None
+        fleet = self.fleet
+        runtimes = fleet.nodes
         cache = self._rendered
         parts: list[str] = []
-        for row in self._listed(rows, status, search):
-            node_id = row["id"]
-            node_status = self._status(row)
-            rt = self.fleet.nodes.get(node_id)
+        for node_id, row, fixed in listed:
+            rt = runtimes.get(node_id)
             latest = None
             seen = 0.0
-            if rt is not None:
+            if rt is None:  # online only if another master holds it (several masters)
+                remote = node_id in fleet.remote
+                node_status = fixed or (NodeStatus.ONLINE if remote else NodeStatus.OFFLINE)
+            else:
                 seen = rt.last_seen
-                if node_status == NodeStatus.ONLINE:
+                node_status = fixed or (
+                    NodeStatus.ONLINE if fleet.is_online(node_id) else NodeStatus.OFFLINE
+                )
+                if node_status is NodeStatus.ONLINE:
                     latest = rt.latest_text
+            if wanted is not None and node_status is not wanted:
+                continue
             found = cache.get(node_id)
             if (
                 found is None
                 or found[0] is not row
-                or found[1] != node_status
+                or found[1] is not node_status
                 or found[2] != seen
                 or found[3] is not latest
             ):
@@ -163,8 +198,8 @@ class Nodes:
                 text = json.dumps(unstructure(model), separators=(",", ":"), ensure_ascii=False)
                 found = cache[node_id] = (row, node_status, seen, latest, text)
             parts.append(found[4])
-        if len(cache) > len(rows):  # deleted nodes
-            current = {r["id"] for r in rows}
+        if len(cache) > len(self._rows):  # deleted nodes
+            current = {entry[0] for entry in self._rows}
             for node_id in [n for n in cache if n not in current]:
                 del cache[node_id]
         return "[" + ",".join(parts) + "]"
@@ -355,6 +390,8 @@ class Nodes:
             planned = self._planned_match(hello)
             credential = new_secret(NODE_PREFIX)
             approved = 0 if self.require_approval or planned is not None else 1
+            if not approved:
+                self._check_pending_room()
             node_id = hello.node_id
             self.db.execute(
                 "INSERT INTO nodes(id, hostname, addresses, fingerprint, credential_hash,"
@@ -390,6 +427,20 @@ class Nodes:
             ),
         )
         return node_id, None
+
+    def _check_pending_room(self) -> None:
+        """Refuse a join that would make more than ``max_pending`` nodes wait for approval.
+
+        The join token is one secret for the whole cluster; without a cap its holder could
+        fill the database with pending nodes.
+        """
+        waiting = int(self.db.scalar("SELECT COUNT(*) FROM nodes WHERE approved = 0") or 0)
+        if waiting >= self.max_pending:
+            raise RateLimitedError(
+                f"{waiting} nodes already wait for approval (auth.max_pending_nodes is"
+                f" {self.max_pending}): approve or delete pending nodes, or raise the limit",
+                details={"retry_after": 60},
+            )
 
     def _rejoin(
         self, hello: Hello, existing: Row, fingerprint: str, now: float

@@ -109,7 +109,7 @@ class Orchestrator:
     # --- reading ----------------------------------------------------------------------------
 
     def _model(self, row: Row) -> Instance:
-        online = self.fleet.connection(row["node_id"]) is not None
+        online = self.fleet.is_online(row["node_id"])  # here or on another master
         state = InstanceState(row["state"])
         reason = row["reason"]
         if not online and state != InstanceState.UNKNOWN:

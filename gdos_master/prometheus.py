@@ -91,22 +91,31 @@ class RateTotals:
     ) -> None:
         """:meth:`add` of every sample ``i``: at ``times[i]``, each ``rates[name][i]``."""
         previous = self._last.get(target)
-        totals = self._totals.get(target)
+        # Which samples count, and for how long, first; then each rate a column at a time
+        # (the same additions in the same order as sample by sample).
+        steps: list[tuple[int, float]] = []
         for i, ts in enumerate(times):
             if previous is not None and ts <= previous:
                 continue
             before, previous = previous, ts
-            if before is None or ts - before > self.max_gap:
-                continue
-            elapsed = ts - before
-            if totals is None:
-                totals = self._totals[target] = dict.fromkeys(rates, 0.0)
-            for name, column in rates.items():
-                rate = column[i]
-                if rate > 0 and math.isfinite(rate):
-                    totals[name] = totals.get(name, 0.0) + rate * elapsed
+            if before is not None and ts - before <= self.max_gap:
+                steps.append((i, ts - before))
         if previous is not None:
             self._last[target] = previous
+        if not steps:
+            return
+        totals = self._totals.get(target)
+        if totals is None:
+            totals = self._totals[target] = dict.fromkeys(rates, 0.0)
+        isfinite = math.isfinite
+        for name, column in rates.items():
+            total = totals.get(name, 0.0)
+            for i, elapsed in steps:
+                rate = column[i]
+                if rate > 0 and isfinite(rate):
+                    total += rate * elapsed
+            if total or name in totals:
+                totals[name] = total
 
     def get(self, target: str) -> Mapping[str, float]:
         return self._totals.get(target, {})

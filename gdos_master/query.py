@@ -111,10 +111,12 @@ class QueryParam:
     required: bool = False
     default: Any = None
     check: Check | None = None
+    #: Whether the parameter may be given several times (type ``list[...]``); worked out
+    #: once, as it is asked on every request.
+    repeated: bool = attrs.field(init=False, repr=False, eq=False)
 
-    @property
-    def repeated(self) -> bool:
-        """Whether the parameter may be given several times (type ``list[...]``)."""
+    @repeated.default
+    def _repeated(self) -> bool:
         return typing.get_origin(self.type) is list
 
     def read(self, args: Mapping[str, str]) -> Any:

@@ -175,9 +175,10 @@ class Rollouts:
         job.revision += 1
         model = job.snapshot()
         self.master.db.execute(
-            "INSERT INTO rollouts(id, module_id, system_id, state, started_at, rollout)"
-            " VALUES (?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (id) DO UPDATE SET state = excluded.state, rollout = excluded.rollout",
+            "INSERT INTO rollouts(id, module_id, system_id, state, started_at, rollout, master_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET state = excluded.state, rollout = excluded.rollout,"
+            " master_id = excluded.master_id",
             (
                 job.id,
                 model.module_id,
@@ -185,6 +186,7 @@ class Rollouts:
                 model.state.value,
                 model.started_at,
                 json.dumps(unstructure(model), separators=(",", ":")),
+                self.master.cluster.master_id,
             ),
         )
         job.changed.set()
@@ -197,18 +199,26 @@ class Rollouts:
         self._save(job)
         return job.items[index]
 
-    def load(self) -> int:
+    def load(self, owner: str | None = None) -> int:
         """Take up the rollouts a previous run of the master left unfinished; how many.
 
         Running ones are resumed by :meth:`start_background` (instances being moved
         are moved again); ended ones with pending instances go on catching up.
-        Called once at start, before any worker connects.
+        Called once at start, before any worker connects. With several masters the leader
+        calls it when elected and every few seconds after: it takes up only the rollouts
+        of masters that are gone (their own lease ran out; docs/scale-out.md), and each
+        master at its start those it ran itself before (``owner``: its configured id).
         """
         rows = self.master.db.all(
-            "SELECT rollout FROM rollouts WHERE state NOT IN ('done', 'failed', 'reverted',"
-            " 'aborted') OR rollout LIKE '%\"state\":\"pending\"%' ORDER BY started_at"
+            "SELECT rollout, master_id FROM rollouts WHERE state NOT IN ('done', 'failed',"
+            " 'reverted', 'aborted') OR rollout LIKE '%\"state\":\"pending\"%'"
+            " ORDER BY started_at"
         )
+        cluster = self.master.cluster
+        alive = cluster.live_masters() - {cluster.master_id} if cluster.clustered else set()
         for row in rows:
+            if row["master_id"] in alive or (owner is not None and row["master_id"] != owner):
+                continue  # that master runs it
             model = _load(row["rollout"])
             if model.id in self.jobs:
                 continue
@@ -946,8 +956,17 @@ class Rollouts:
         job = self.jobs.get(rollout_id)
         if job is not None:
             return RolloutTopic(name, job.snapshot)
-        stored = self.get(rollout_id)
-        return RolloutTopic(name, lambda: stored)
+        # Run by another master (or ended): read again whenever the database changed,
+        # which another master's writes signal over the bus (gdos_master.mesh).
+        db = self.master.db
+        stored = [db.changes, self.get(rollout_id)]
+
+        def current() -> Any:
+            if stored[0] != db.changes:
+                stored[:] = [db.changes, self.get(rollout_id)]
+            return stored[1]
+
+        return RolloutTopic(name, current)
 
 
 def _ignore_result(task: asyncio.Future[Any]) -> None:

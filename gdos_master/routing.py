@@ -19,6 +19,10 @@ the handler runs, which reads them from ``ctx.query``. Every status an endpoint 
 answer is known from its declaration: ``status`` and ``statuses`` for success, the
 errors the wrapper itself raises (see :meth:`Endpoint.errors`), and ``raises`` for
 those the handler's domain code raises. The OpenAPI document lists exactly those.
+
+The wrapper runs on every API request, so it is kept cheap: the request object is read
+once, the node or instance a path names joins the request's log lines (its request id is
+added around the app, gdos_master.headers), and an empty query string is not parsed.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import attrs
-from quart import Quart, Response, has_request_context, request
+from quart import Quart, Request, Response, has_request_context, request
 
 from gdos_master.audit import record_audit
 from gdos_master.auth import Principal, authenticate, check_csrf
@@ -46,6 +50,8 @@ from gdos_sdk.errors import (
     UnsupportedMediaType,
     ValidationError,
 )
+from gdos_sdk.forwarded import TrustedProxies
+from gdos_sdk.logformat import set_log_context
 from gdos_sdk.models import Role
 
 __all__ = [
@@ -173,8 +179,15 @@ def close_if_body_sent(response: Response) -> Response:
     return response
 
 
-def client_ip() -> str:
-    return request.remote_addr or ""
+def client_ip(master: Any, req: Request | None = None) -> str:
+    """The caller's address: the TCP peer, or what a trusted proxy says it saw (``req``:
+    the current request, when at hand)."""
+    found: Any = request if req is None else req
+    proxies: TrustedProxies = master.proxies
+    peer: str = found.remote_addr or ""
+    if not proxies.networks:  # none trusted (the default): no header to read
+        return peer
+    return proxies.client(peer, found.headers.getlist("X-Forwarded-For"))
 
 
 class Api:
@@ -248,31 +261,43 @@ class Api:
             app.add_url_rule(
                 self.prefix + endpoint.path,
                 endpoint=f"api.{endpoint.operation_id}",
-                view_func=_make_view(endpoint),
+                view_func=_make_view(endpoint, app),
                 methods=[endpoint.method],
             )
 
 
-def _make_view(endpoint: Endpoint) -> Handler:
-    async def view(**kwargs: Any) -> Response:
-        from gdos_master.app import current_master
+def _make_view(endpoint: Endpoint, app: Quart) -> Handler:
+    extensions = app.extensions
+    query = endpoint.query
+    target = endpoint.target
+    agent = endpoint.agent
+    role = endpoint.role
+    names_ids = "node_id>" in endpoint.path or "instance_id>" in endpoint.path
 
-        master = current_master()
-        ctx = Ctx(master=master, principal=None, ip=client_ip())
-        if endpoint.target:
-            ctx.target = endpoint.target.format(**kwargs)
+    async def view(**kwargs: Any) -> Response:
+        # The request object itself, read once: each read through Quart's ``request``
+        # proxy looks up the context again (this wrapper runs on every API request).
+        req = current_request()
+        master = extensions["gdos"]
+        if names_ids:  # the node or instance the route names joins its log lines
+            set_log_context(node_id=kwargs.get("node_id"), instance_id=kwargs.get("instance_id"))
+        ctx = Ctx(master=master, principal=None, ip=client_ip(master, req))
+        if target:
+            ctx.target = target.format(**kwargs)
         params: dict[str, Any] = dict(kwargs)
-        if request.args:
-            params["query"] = dict(request.args)
+        args: Mapping[str, str] = req.args if req.query_string else {}
+        if args:
+            params["query"] = dict(args)
         try:
-            if endpoint.agent:
-                ctx.principal = await authenticate(master)
+            if agent:
+                ctx.principal = await authenticate(master, req)
                 if ctx.principal.kind != "node":
                     raise PermissionDenied("this endpoint is for workers (node credentials) only")
-            elif endpoint.role is not None:
-                ctx.principal = await authenticate(master)
+            elif role is not None:
+                ctx.principal = await authenticate(master, req)
                 _authorise(ctx.principal, endpoint)
-            ctx.query = {q.name: q.read(request.args) for q in endpoint.query}
+            if query:
+                ctx.query = {q.name: q.read(args) for q in query}
             if endpoint.body is not None:
                 raw = await _read_json()
                 params["body"] = redact(raw)
@@ -290,6 +315,13 @@ def _make_view(endpoint: Endpoint) -> Handler:
 
     view.__name__ = endpoint.operation_id
     return view
+
+
+def current_request() -> Request:
+    """The current HTTP request itself rather than Quart's proxy to it."""
+    proxy: Any = request
+    found: Request = proxy._get_current_object()
+    return found
 
 
 #: What a user whose password must be changed may still do (see :func:`check_password_fresh`).

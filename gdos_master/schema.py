@@ -285,6 +285,7 @@ sa.Table(
     _int("cols", default=80),
     _text("recording", default=""),
     _int("recording_size", default=0),
+    _text("master_id", default=""),  # the master relaying it (several masters)
     sa.Index("terminal_sessions_started", "started_at"),
 )
 
@@ -296,6 +297,7 @@ sa.Table(
     _text("state"),
     _time("started_at"),
     _text("job"),
+    _text("master_id", default=""),  # the master running it (several masters)
     sa.Index("batch_jobs_started", "started_at"),
 )
 
@@ -308,6 +310,30 @@ sa.Table(
     _text("state"),
     _time("started_at"),
     _text("rollout"),
+    _text("master_id", default=""),  # the master running it (several masters)
     sa.Index("rollouts_module", "module_id", "started_at"),
     sa.Index("rollouts_started", "started_at"),
+)
+
+# Several masters (docs/scale-out.md): the master a worker is connected to owns its node
+# while its lease is fresh; master_leases holds the leader lease (name 'leader': the
+# elected master runs the work that must happen once) and each running master's own
+# (name 'master:<id>'). Unused (empty) with one master and no bus.
+sa.Table(
+    "node_leases",
+    metadata,
+    sa.Column("node_id", sa.Text, primary_key=True),
+    _text("master_id"),
+    _time("expires_at"),
+    _int("connected", default=1),
+    sa.Index("node_leases_master", "master_id"),
+)
+
+sa.Table(
+    "master_leases",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    _text("master_id"),
+    _time("expires_at"),
+    _int("term", default=1),
 )

@@ -6,6 +6,13 @@ back ``/api/v1/agent/terminal/<session id>`` with a one-time token; from then
 on the terminal's bytes flow browser <-> master <-> worker on those two
 sockets, never on the agent channel.
 
+With several masters (docs/scale-out.md) the node may be connected to another master
+(its owner). The open request then goes to the owner over the bus (the command relay,
+:mod:`gdos_master.relay`) and carries this master's ``server.public_url``; the worker
+dials its stream straight back here, if its own ``connect.master_url`` lists that URL
+(:func:`gdos_worker.terminal.dial_back_url`). This master holds such a session like any
+other: relay, reattach, recording, audit.
+
 The session belongs to the master, not to the browser's socket: when the
 browser drops, the worker's stream stays up, output keeps going into a ring
 buffer and the recording, and a browser that comes back within
@@ -248,13 +255,18 @@ class TerminalRelay:
         if conn is None:
             self.master.nodes.get(node_id)  # NotFoundError for an unknown node
             raise TransportError(f"node {node_id} is offline")
-        open_here = sum(1 for s in self.sessions.values() if s.node_id == node_id)
+        owner = getattr(conn, "owner", None)  # a RemoteConnection: another master's node
+        dial_back = self._dial_back(node_id, owner) if owner is not None else ""
+        node_elsewhere, user_elsewhere = self._open_elsewhere(node_id, principal.user_id)
+        open_here = node_elsewhere + sum(1 for s in self.sessions.values() if s.node_id == node_id)
         if open_here >= self.conf.max_sessions_per_node:
             raise ConflictError(
                 f"node {node_id} already has {open_here} terminal sessions"
                 f" (terminal.max_sessions_per_node)"
             )
-        held = sum(1 for s in self.sessions.values() if s.user_id == principal.user_id)
+        held = user_elsewhere + sum(
+            1 for s in self.sessions.values() if s.user_id == principal.user_id
+        )
         if held >= self.conf.max_sessions_per_user:
             raise ConflictError(
                 f"{principal.username} already has {held} terminal sessions open"
@@ -298,8 +310,19 @@ class TerminalRelay:
         self.sessions[session_id] = session
         self.master.db.execute(
             'INSERT INTO terminal_sessions(id, node_id, "user", user_id, ip, state, started_at,'
-            " rows, cols) VALUES(?,?,?,?,?,?,?,?,?)",
-            (session_id, node_id, session.user, session.user_id, ip, "starting", now, rows, cols),
+            " rows, cols, master_id) VALUES(?,?,?,?,?,?,?,?,?,?)",
+            (
+                session_id,
+                node_id,
+                session.user,
+                session.user_id,
+                ip,
+                "starting",
+                now,
+                rows,
+                cols,
+                self.master.cluster.master_id,
+            ),
         )
         record_audit(
             self.master.db,
@@ -313,7 +336,11 @@ class TerminalRelay:
         try:
             timeout = self.conf.open_timeout
             command = TerminalOpenCommand(
-                session_id=session_id, token=session.token, rows=rows, cols=cols
+                session_id=session_id,
+                token=session.token,
+                rows=rows,
+                cols=cols,
+                master_url=dial_back,
             )
             await conn.ask(command, timeout)
             assert session.worker_ready is not None
@@ -325,6 +352,49 @@ class TerminalRelay:
                 raise
             raise TransportError(f"node {node_id} did not open the terminal: {message}") from None
         return self.get(session_id)
+
+    def _open_elsewhere(self, node_id: str, user_id: str) -> tuple[int, int]:
+        """Open sessions other live masters relay: ``(on node_id, held by user_id)``.
+
+        Read from the shared table, so two opens on two masters at the same moment may
+        both pass a cap by one (the caps are approximate across masters). Nothing with
+        one master.
+        """
+        cluster = self.master.cluster
+        if not cluster.clustered:
+            return 0, 0
+        alive = cluster.live_masters() - {cluster.master_id}
+        rows = self.master.db.all(
+            "SELECT node_id, user_id, master_id FROM terminal_sessions"
+            " WHERE state != 'closed' AND master_id <> ? AND (node_id = ? OR user_id = ?)",
+            (cluster.master_id, node_id, user_id),
+        )
+        live = [r for r in rows if r["master_id"] in alive]
+        return (
+            sum(1 for r in live if r["node_id"] == node_id),
+            sum(1 for r in live if r["user_id"] == user_id),
+        )
+
+    def _dial_back(self, node_id: str, owner: str) -> str:
+        """This master's URL, for a worker connected to master ``owner`` to dial back.
+
+        The open request goes through the owner (the command relay); the worker dials
+        its stream straight here, if its ``connect.master_url`` lists this URL.
+
+        Raises:
+            TransportError: this master has no ``server.public_url``; the message says so.
+        """
+        url = self.master.settings.server.public_url.strip().rstrip("/")
+        if url.startswith(("http://", "https://")):
+            return url
+        here = self.master.cluster.master_id
+        raise TransportError(
+            f"node {node_id} is connected to master {owner}; for its terminal to be opened"
+            f" here, this master ({here}) needs its own URL as workers reach it: set"
+            " server.public_url (-public_url, OPS_MASTER_SERVER_PUBLIC_URL) to an http(s) URL"
+            " listed in the worker's connect.master_url, or open the terminal on master"
+            f" {owner}"
+        )
 
     # --- the worker's stream --------------------------------------------------------------
 
@@ -637,19 +707,46 @@ class TerminalRelay:
 
     # --- housekeeping -------------------------------------------------------------------
 
-    async def recover(self) -> None:
-        """After a master restart: close sessions it left open and store their recordings."""
-        rows = self.master.db.all("SELECT id FROM terminal_sessions WHERE state != 'closed'")
+    async def recover(self, *, orphans: bool = False) -> int:
+        """Close sessions left open by a master that is gone; store what was recorded here.
+
+        At start (a master restart) these are this master's own and those of masters
+        whose lease ran out; sessions another live master relays are left alone (several
+        masters). ``orphans``: only those of dead masters (the leader's sweep, every
+        ``REAUTH_INTERVAL`` s, for a relaying master that died). Returns how many closed.
+        """
+        cluster = self.master.cluster
+        here = cluster.master_id
+        alive = cluster.live_masters() - {here}
+        rows = self.master.db.all(
+            "SELECT id, master_id FROM terminal_sessions WHERE state != 'closed'"
+        )
+        closed = 0
         for row in rows:
-            if row["id"] in self.sessions:
+            if row["id"] in self.sessions or row["master_id"] in alive:
+                continue
+            if orphans and row["master_id"] == here:
                 continue
             path = self.tmp_dir / f"{row['id']}.cast"
             key, size = await self._upload(row["id"], path) if path.is_file() else ("", 0)
-            self.master.db.execute(
+            closed += self.master.db.execute(
                 "UPDATE terminal_sessions SET state = 'closed', ended_at = ?,"
-                " reason = 'master_restart', recording = ?, recording_size = ? WHERE id = ?",
+                " reason = 'master_restart', recording = ?, recording_size = ?"
+                " WHERE id = ? AND state != 'closed'",
                 (time.time(), key, size, row["id"]),
-            )
+            ).rowcount
+        return closed
+
+    async def _sweep_orphans(self) -> None:
+        if not (self.master.cluster.clustered and self.master.cluster.leader):
+            return
+        try:
+            closed = await self.recover(orphans=True)
+        except Exception as exc:  # the database is away: the next sweep tries again
+            log.warning("could not close the terminal sessions of lost masters: %s", exc)
+            return
+        if closed:
+            log.info("closed %d terminal sessions of masters that are gone", closed)
 
     async def run(self, period: float = 1.0) -> None:
         """Flush recordings; end sessions left detached past the grace, idle too long, or
@@ -663,6 +760,7 @@ class TerminalRelay:
             recheck = now >= next_recheck
             if recheck:
                 next_recheck = now + REAUTH_INTERVAL
+                await self._sweep_orphans()
             for session in list(self.sessions.values()):
                 if session.rec_file is not None:
                     with contextlib.suppress(OSError):

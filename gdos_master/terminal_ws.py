@@ -4,7 +4,9 @@
 session cookie with a matching ``Origin``, scripts by ``Authorization: Bearer``)
 opens a session, or with ``?session=<id>`` reattaches to one. Refusals are
 HTTP statuses before the socket is accepted (401 without credentials, 403 for
-a viewer or operator, 404 unknown node, 409 session cap, 503 node offline),
+a viewer or operator, 404 unknown node, 409 session cap, 503 node offline or, for a
+node on another master, no ``server.public_url`` here; 502 when the worker refused or
+failed to open),
 audited as ``terminal.open`` with the refused caller when they were known.
 ``/api/v1/agent/terminal/<session id>`` is the worker's dial-back, with its
 node credential and the session's one-time token. Frames are described in
@@ -72,7 +74,9 @@ def register_terminal_sockets(app: Quart) -> TerminalRelay:
 
     @app.websocket("/api/v1/terminal/<node_id>")
     async def terminal_ws(node_id: str) -> Any:
-        ip = websocket.remote_addr or ""
+        ip = master.proxies.client(
+            websocket.remote_addr or "", websocket.headers.getlist("X-Forwarded-For")
+        )
         principal: Principal | None = None
         headers, cookies = websocket.headers, websocket.cookies
 

@@ -29,6 +29,7 @@ The explicit form, as the end-to-end tests use it::
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import html
 import json
@@ -41,6 +42,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -72,11 +74,23 @@ class ProcessExited(RuntimeError):
 T = TypeVar("T")
 
 
+# Ports handed out lately: the kernel may give a port it just gave again once its socket
+# is closed, and a caller that asks for several ports before starting anything (a server
+# with one listener per component) would then get the same one twice.
+_ISSUED: collections.deque[int] = collections.deque(maxlen=512)
+_ISSUED_LOCK = threading.Lock()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that was free a moment ago, and not handed out lately."""
+    with _ISSUED_LOCK:
+        for _ in range(100):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind(("127.0.0.1", 0))
+                port: int = sock.getsockname()[1]
+            if port not in _ISSUED:
+                break
+        _ISSUED.append(port)
         return port
 
 

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 
 import pytest
 
 from gdos_master.fleet import Fleet
-from gdos_master.ingest import SampleBatch, instance_columns, node_columns, read_batch
+from gdos_master.ingest import (
+    ORJSON_MAX,
+    SampleBatch,
+    instance_columns,
+    node_columns,
+    parse_heartbeat,
+    read_batch,
+)
 from gdos_sdk.metrics.names import instance_values, node_values
 from gdos_sdk.metrics.series import SeriesStore
 from gdos_sdk.models import DiskUsage, InstanceSample, NetRate, NodeSample
@@ -130,3 +138,96 @@ def test_model_and_wire_batches_are_the_same() -> None:
     nodes = [node_sample(T0 + i, rng) for i in range(3)]
     instances = [instance_sample(T0, "a", rng)]
     assert read_batch(frame_data(nodes, instances)) == SampleBatch.from_models(nodes, instances)
+
+
+def test_samples_listing_the_same_devices_give_the_same_columns_in_order() -> None:
+    # Every sample names the same interfaces and mount points (the usual heartbeat): one
+    # column per device, in the order the samples list them (the order decides which
+    # series a cap refuses), the totals as floats.
+    rng = random.Random(5)
+    nodes = [node_sample(T0 + i, rng, nets=2) for i in range(20)]
+    batch = read_batch(frame_data(nodes, []))
+    assert batch is not None
+    columns = node_columns(batch.nodes)
+    names = [metric for metric, _, _ in columns]
+    assert names[-8:] == [
+        "net_rx",
+        "net_tx",
+        "net_rx:eth0",
+        "net_tx:eth0",
+        "net_rx:eth1",
+        "net_tx:eth1",
+        "disk_percent:/",
+        "disk_percent:/data",
+    ]
+    expected: dict[str, list[tuple[int, float]]] = {}
+    for sample in nodes:
+        for metric, value in node_values(sample).items():
+            expected.setdefault(metric, []).append((int(sample.ts), value))
+    assert {m: list(zip(s, v, strict=True)) for m, s, v in columns} == expected
+    totals = dict((m, v) for m, _, v in columns)
+    assert all(type(v) is float for v in totals["net_rx"])
+
+
+def test_a_nan_anywhere_in_a_column_takes_the_general_path() -> None:
+    # min() and max() step over a NaN that is not first: the column check must not.
+    rng = random.Random(6)
+    data = frame_data([node_sample(T0 + i, rng) for i in range(3)], [])
+    data["node_samples"][1]["cpu_percent"] = math.nan  # type: ignore[index]
+    assert read_batch(data) is None
+    data = frame_data([node_sample(T0 + i, rng) for i in range(3)], [])
+    data["node_samples"][2]["net"][1]["rx_bps"] = math.nan  # type: ignore[index]
+    assert read_batch(data) is None
+
+
+def test_parse_heartbeat_reads_what_json_loads_reads() -> None:
+    rng = random.Random(7)
+    nodes = [node_sample(T0 + i, rng) for i in range(20)]
+    text = encode(Heartbeat(ts=T0 + 100, node_samples=nodes, instance_samples=[]))
+    assert len(text) < ORJSON_MAX
+    batch = parse_heartbeat(text)
+    assert batch is not None and batch.checked
+    assert batch == read_batch(json.loads(text))
+    # A backlog frame past ORJSON_MAX goes to Python's parser, with the same result.
+    many = [node_sample(T0 + i, rng) for i in range(400)]
+    text = encode(Heartbeat(ts=T0 + 500, node_samples=many, instance_samples=[]))
+    assert len(text) >= ORJSON_MAX
+    assert (
+        parse_heartbeat(text) == read_batch(json.loads(text)) == SampleBatch.from_models(many, [])
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"type":"heartbeat","ts":1,"node_samples":[],"instance_samples":[NaN]}',
+        '{"type":"heartbeat","ts":1,"node_samples":[],"instance_samples":[],"x":"\\ud800"}',
+        "[" * 5000 + "]" * 5000,
+        '{"type":"hello"}',
+        "not json",
+    ],
+)
+def test_parse_heartbeat_leaves_anything_else_to_the_general_decoder(text: str) -> None:
+    assert parse_heartbeat(text) is None
+
+
+def test_latest_sample_text_is_json_of_the_sample() -> None:
+    rng = random.Random(8)
+    nodes = [node_sample(T0 + i, rng) for i in range(3)]
+    instances = [instance_sample(T0 + 2, "a", rng)]
+    fleet = Fleet(
+        heartbeat_interval=1,
+        offline_grace=5,
+        wall_clock=lambda: T0 + 5,
+        placement=lambda node_id: ["a"],
+    )
+    fleet.runtime("n").approved = True
+    batch = parse_heartbeat(
+        encode(Heartbeat(ts=T0 + 3, node_samples=nodes, instance_samples=instances))
+    )
+    assert batch is not None
+    fleet.ingest("n", batch)
+    rt = fleet.nodes["n"]
+    assert rt.latest == nodes[-1]
+    assert rt.instance_sample("a") == instances[0]
+    assert json.loads(rt.latest_text or "") == json.loads(json.dumps(batch.nodes[-1]))

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from quart import Quart
 
+from gdos_master.routing import Api, Ctx
 from gdos_sdk.logformat import configure_logging
 
 pytestmark = pytest.mark.anyio
@@ -35,11 +36,17 @@ def records(buffer: io.StringIO, message: str) -> list[dict[str, Any]]:
 
 
 async def test_log_lines_of_a_request_carry_its_ids(app: Quart, lines: io.StringIO) -> None:
-    # A route of the app's own kind that logs, so the test sees what any handler's log gets.
-    @app.route("/api/v1/probe/nodes/<node_id>/instances/<instance_id>")
-    async def probe(node_id: str, instance_id: str) -> str:
+    # A route of the app's own kind (declared with Api.route, like every route that names a
+    # node or an instance) that logs, so the test sees what any handler's log gets.
+    probes = Api()
+
+    @probes.route(
+        "/probe/nodes/<node_id>/instances/<instance_id>", "GET", summary="probe", tag="t", role=None
+    )
+    async def probe(ctx: Ctx, node_id: str, instance_id: str) -> None:
         logging.getLogger("gdos.master.probe").warning("probing")
-        return "ok"
+
+    probes.register(app)
 
     client = app.test_client()
     first = await client.get("/api/v1/probe/nodes/n-1/instances/i-2")

@@ -168,3 +168,22 @@ def test_rate_totals_integrate_and_skip_gaps_and_repeats() -> None:
     assert totals.get("n") == {"rx": 21.0}
     totals.drop("n")
     assert totals.get("n") == {}
+
+
+def test_rate_totals_add_many_is_add_sample_by_sample() -> None:
+    # Batches with repeats, late samples, a gap past max_gap, zeros, NaN and infinity:
+    # the column-at-a-time sums are the per-sample sums, to the last bit.
+    times = [100.0, 101.0, 101.0, 100.5, 103.5, 104.25, 300.0, 301.0, 302.0, 303.0, 304.0]
+    rx = [5.0, 10.0, 99.0, 7.0, 0.1, 0.0, 1e3, 3.3, math.nan, math.inf, 2.5]
+    tx = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, -8.0, 9.0, 10.0, 11.0]
+    one, many = RateTotals(max_gap=60), RateTotals(max_gap=60)
+    for i, ts in enumerate(times):
+        one.add("n", ts, {"rx": rx[i], "tx": tx[i]}, ("rx", "tx"))
+    for start in (0, 3, 6, 9):
+        stop = start + 3
+        many.add_many("n", times[start:stop], {"rx": rx[start:stop], "tx": tx[start:stop]})
+    assert many.get("n") == one.get("n")
+    assert many.get("n")["rx"] > 0
+    fresh = RateTotals()
+    fresh.add_many("m", [5.0], {"rx": [1.0]})  # one sample only starts the clock
+    assert fresh.get("m") == {}
