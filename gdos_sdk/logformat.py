@@ -20,12 +20,11 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import json
 import logging
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, TextIO
@@ -55,8 +54,7 @@ _RECORD_ATTRS = frozenset(
 )
 
 
-@contextlib.contextmanager
-def log_context(**ids: str | None) -> Iterator[None]:
+class log_context:
     """Add ids to every log line written inside the block (and in tasks started there).
 
     ``None`` values are left out. Nested blocks add to the outer ids.
@@ -65,13 +63,25 @@ def log_context(**ids: str | None) -> Iterator[None]:
 
         with log_context(instance_id="i-1"):
             log.info("started")  # ... "instance_id": "i-1"
+
+    A class rather than a generator-based context manager (it is used like a function):
+    the master enters one per HTTP request, for its request id, and a generator's
+    machinery cost several microseconds of each request (docs/benchmarks.md, REST).
     """
-    added = {k: str(v) for k, v in ids.items() if v is not None}
-    token = _context.set(MappingProxyType({**_context.get(), **added}))
-    try:
-        yield
-    finally:
-        _context.reset(token)
+
+    __slots__ = ("_ids", "_token")
+
+    def __init__(self, **ids: str | None) -> None:
+        self._ids = {k: str(v) for k, v in ids.items() if v is not None}
+        self._token: contextvars.Token[Mapping[str, str]] | None = None
+
+    def __enter__(self) -> None:
+        self._token = _context.set(MappingProxyType({**_context.get(), **self._ids}))
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _context.reset(self._token)
+            self._token = None
 
 
 def set_log_context(**ids: str | None) -> None:

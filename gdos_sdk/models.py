@@ -47,6 +47,7 @@ __all__ = [
     "InstanceSample",
     "JoinToken",
     "LoginRequest",
+    "MasterHealth",
     "Me",
     "MetricLatest",
     "MetricRange",
@@ -124,11 +125,14 @@ class Role(enum.StrEnum):
 
     @property
     def rank(self) -> int:
-        return {"viewer": 0, "operator": 1, "admin": 2}[self.value]
+        return _ROLE_RANKS[self]
 
     def allows(self, needed: Role) -> bool:
         """True when this role is at least ``needed``."""
         return self.rank >= needed.rank
+
+
+_ROLE_RANKS = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
 
 
 class ModuleKind(enum.StrEnum):
@@ -560,6 +564,35 @@ class MetricRange:
             long=long,
             extra={"name": [s.name for s in self.series]} if long else None,
         )
+
+
+@displayed
+@attrs.frozen
+class MasterHealth:
+    """What a master's ``/healthz`` says: whether it has what it needs to take changes.
+
+    A single master (no ``-bus``) answers ``status`` only. Several masters also say which
+    one answered, whether it is the leader, and the state (``ok`` or ``lost``) of the
+    database and the bus; ``lost_since`` is the Unix time the current outage began.
+    While anything is lost, ``status`` is ``unavailable`` and writes are refused (503).
+    """
+
+    status: str
+    master_id: str | None = None
+    leader: bool | None = None
+    database: str | None = None
+    bus: str | None = None
+    lost_since: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the master takes changes (nothing is lost)."""
+        return self.status == "ok"
+
+    @property
+    def lost(self) -> list[str]:
+        """What is lost: ``"database"``, ``"bus"``, both or none."""
+        return [name for name in ("database", "bus") if getattr(self, name) == "lost"]
 
 
 @displayed

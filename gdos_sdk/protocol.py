@@ -38,6 +38,7 @@ import json
 from typing import Any, Literal
 
 import attrs
+from cattrs.gen import make_dict_unstructure_fn, override
 
 from gdos_sdk.adoption import AdoptionSpec, ProcessCandidate
 from gdos_sdk.codec import converter, parse_json, structure, unstructure
@@ -52,6 +53,7 @@ __all__ = [
     "MAX_FRAME",
     "MIN_PROTOCOL",
     "PROTOCOL_VERSION",
+    "TERMINAL_ELSEWHERE_PROTOCOL",
     "UPGRADE_PROTOCOL",
     "CandidatesCommand",
     "Command",
@@ -88,9 +90,13 @@ __all__ = [
 # upgrade the master first, then the workers: an older worker keeps working, but its
 # instances cannot change version in place (a rollout reports them as needing a newer
 # worker). A worker speaks only its own version.
-PROTOCOL_VERSION = 2
+# 3 added ``TerminalOpenCommand.master_url``: the dial-back to another master (a terminal
+# opened on a master the node is not connected to). The field is sent only when set, so an
+# older worker still opens terminals on the master it is connected to.
+PROTOCOL_VERSION = 3
 MIN_PROTOCOL = 1
 UPGRADE_PROTOCOL = 2  # the first version with UpgradeCommand
+TERMINAL_ELSEWHERE_PROTOCOL = 3  # the first version with TerminalOpenCommand.master_url
 
 # Largest frame a worker may send, in characters (frames are ASCII JSON, so also bytes).
 # Sized for a big, legitimate node; a real worker with 200 instances measured (see
@@ -262,6 +268,10 @@ class TerminalOpenCommand:
 
     The worker answers once the stream socket is up (or with the error that prevented it);
     the terminal's bytes then flow on that socket, never on the agent channel.
+    ``master_url`` (protocol 3) names the master to dial back when it is not the one the
+    worker is connected to (a terminal opened on another master, relayed by the owner);
+    the worker dials it only if its own ``connect.master_url`` lists it. Empty (the
+    default, and then not sent at all): the master the worker is connected to.
     """
 
     session_id: str
@@ -269,6 +279,7 @@ class TerminalOpenCommand:
     rows: int = 24
     cols: int = 80
     kind: Literal["terminal_open"] = "terminal_open"
+    master_url: str = ""
 
 
 Command = (
@@ -425,6 +436,13 @@ def _structure_command(data: Any, _: Any) -> Command:
 
 
 converter.register_structure_hook(Command, _structure_command)
+# ``master_url`` only when set: a worker older than protocol 3 refuses unknown keys.
+converter.register_unstructure_hook(
+    TerminalOpenCommand,
+    make_dict_unstructure_fn(
+        TerminalOpenCommand, converter, master_url=override(omit_if_default=True)
+    ),
+)
 
 
 def encode(message: Message) -> str:

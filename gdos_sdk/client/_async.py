@@ -174,7 +174,7 @@ class AsyncClient:
             try:
                 response = await self._http.request(
                     call.method,
-                    call.path,
+                    call.url(self.base_url),
                     params=call.params,
                     json=call.json,
                     content=content,
@@ -185,6 +185,8 @@ class AsyncClient:
                     await anyio.sleep(self.retry.delay(attempt))
                     continue
                 raise map_transport_error(exc) from exc
+            if response.status_code in call.answers:
+                return response
             if self.retry.retry_response(call, response, attempt):
                 await anyio.sleep(self.retry.delay(attempt, response))
                 continue
@@ -889,6 +891,7 @@ class AsyncClient:
     search_log = _endpoint(Calls.search_log)
     query_range = _endpoint(Calls.query_range)
     latest = _endpoint(Calls.latest)
+    master_health = _endpoint(Calls.master_health)
     ingest_status = _endpoint(Calls.ingest_status)
     list_alert_rules = _endpoint(Calls.list_alert_rules)
     create_alert_rule = _endpoint(Calls.create_alert_rule)

@@ -54,6 +54,9 @@ class Call(Generic[T]):
     """One HTTP request and how to turn its response into a ``T``.
 
     ``safe`` marks a POST that changes nothing (it may be retried like a GET).
+    ``root``: ``path`` is below the master's root, not below ``/api/v1`` (``/healthz``).
+    ``answers``: error statuses that are an answer to parse, neither raised nor retried
+    (``/healthz``'s 503 says what the master lost).
     """
 
     method: str
@@ -63,6 +66,12 @@ class Call(Generic[T]):
     json: Any = None
     headers: dict[str, str] | None = None
     safe: bool = False
+    root: bool = False
+    answers: frozenset[int] = frozenset()
+
+    def url(self, base_url: str) -> str:
+        """What to hand the client's ``httpx`` client: the path, or a full URL if ``root``."""
+        return base_url + self.path if self.root else self.path
 
     @property
     def mutating(self) -> bool:

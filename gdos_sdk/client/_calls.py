@@ -62,6 +62,7 @@ from gdos_sdk.models import (
     Instance,
     JoinToken,
     LoginRequest,
+    MasterHealth,
     Me,
     MetricLatest,
     MetricRange,
@@ -1262,6 +1263,22 @@ class Calls:
             ValidationError: ``target`` is not ``node:<id>`` or ``instance:<id>``.
         """
         return Call("GET", "/metrics/latest", _model(MetricLatest), params={"target": target})
+
+    def master_health(self) -> Call[MasterHealth]:
+        """Whether the master has what it needs to take changes (``GET /healthz``).
+
+        Needs no credential: load balancers and the console's outage banner read it
+        (:meth:`health` is the API's liveness call, which asks the database). Several
+        masters: a master that lost its database or the bus answers too (HTTP 503, not
+        raised), with ``status="unavailable"`` and what it lost.
+
+        Returns:
+            A :class:`~gdos_sdk.models.MasterHealth` (``.ok``, ``.lost``, ``.lost_since``).
+
+        Raises:
+            TransportError: the master cannot be reached.
+        """
+        return Call("GET", "/healthz", _model(MasterHealth), root=True, answers=frozenset({503}))
 
     def ingest_status(self) -> Call[IngestStatus]:
         """The master's metric ingest counters: samples, lag, series, nodes online.

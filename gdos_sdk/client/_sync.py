@@ -183,7 +183,7 @@ class Client:
             try:
                 response = self._http.request(
                     call.method,
-                    call.path,
+                    call.url(self.base_url),
                     params=call.params,
                     json=call.json,
                     content=content,
@@ -194,6 +194,8 @@ class Client:
                     time.sleep(self.retry.delay(attempt))
                     continue
                 raise map_transport_error(exc) from exc
+            if response.status_code in call.answers:
+                return response
             if self.retry.retry_response(call, response, attempt):
                 time.sleep(self.retry.delay(attempt, response))
                 continue
@@ -920,6 +922,7 @@ class Client:
     search_log = _endpoint(Calls.search_log)
     query_range = _endpoint(Calls.query_range)
     latest = _endpoint(Calls.latest)
+    master_health = _endpoint(Calls.master_health)
     ingest_status = _endpoint(Calls.ingest_status)
     list_alert_rules = _endpoint(Calls.list_alert_rules)
     create_alert_rule = _endpoint(Calls.create_alert_rule)

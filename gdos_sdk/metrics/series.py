@@ -40,6 +40,7 @@ __all__ = [
     "SeriesStore",
     "decode",
     "encode",
+    "encode_all",
 ]
 
 CHUNK = 600  # seconds per chunk of the 1 s tier (1.2 KB)
@@ -68,16 +69,41 @@ def encode(value: float) -> int:
     return code if code < _MAX else _MAX
 
 
-def encode_all(values: Iterable[float]) -> list[int]:
+def encode_all(values: Sequence[float]) -> list[int]:
     """:func:`encode` of every value, in one comprehension (the ingest's batch path)."""
+    if values:
+        # The usual column: no value negative, NaN or past the top code, checked in C
+        # (a NaN makes the sum NaN); then the formula alone, without a test per value
+        # (0 takes code 0 by the formula too).
+        total = sum(values)
+        if total == total and min(values) >= 0.0 and max(values) < _TOP:
+            log2 = _log2
+            return [int(log2(1.0 + v) * _SCALE + 0.5) for v in values]
     return [
         _MAX if v >= _TOP else int(_log2(1.0 + v) * _SCALE + 0.5) if v > 0.0 else 0 for v in values
     ]
 
 
+def _consecutive(seconds: Sequence[int]) -> bool:
+    """Whether ``seconds`` counts up by one from its first second."""
+    first = seconds[0]
+    return seconds[-1] - first == len(seconds) - 1 and list(seconds) == list(
+        range(first, first + len(seconds))
+    )
+
+
 def decode(code: int) -> float:
     """The value a code stands for."""
     return float(2.0 ** (code / _SCALE) - 1.0)
+
+
+@functools.cache
+def _powers() -> array[float]:
+    """``2 ** (code / 1000)`` of every code: one more than the value it stands for
+    (a table lookup is cheaper than the power; built on first use, 512 KB of doubles)."""
+    # From a generator: no list of 64 K float objects on the way (it would stay in the
+    # process's resident memory as free heap).
+    return array("d", (2.0 ** (code / _SCALE) for code in range(MISSING + 1)))
 
 
 @functools.cache
@@ -128,25 +154,25 @@ class Series:
                     self._close_minute(self._open_minute)
                 self._open_minute = minute
 
-    def add_many(self, seconds: Sequence[int], values: Sequence[float]) -> None:
+    def add_many(
+        self, seconds: Sequence[int], values: Sequence[float], *, consecutive: bool | None = None
+    ) -> None:
         """:meth:`add` of ``values[i]`` at ``seconds[i]``, for every i, in that order.
 
         A heartbeat brings a node's samples of consecutive seconds: those are encoded in
         one comprehension and copied into their chunk as one slice, and the minutes they
         close are aggregated once each. Anything else goes value by value.
+        ``consecutive``: whether ``seconds`` is known to count up by one (a caller storing
+        several metrics of the same seconds checks that once); None: check here.
         """
         count = len(seconds)
         if count == 0:
             return
         first, last = seconds[0], seconds[-1]
         index = first // CHUNK
-        if (
-            count == 1
-            or last - first != count - 1
-            or last // CHUNK != index
-            or first < self.last_ts
-            or list(seconds) != list(range(first, last + 1))
-        ):
+        if consecutive is None:
+            consecutive = _consecutive(seconds)
+        if count == 1 or not consecutive or last // CHUNK != index or first < self.last_ts:
             for ts, value in zip(seconds, values, strict=True):
                 self.add(ts, value)
             return
@@ -173,11 +199,14 @@ class Series:
         if chunk is None:
             return None
         first = minute * 60 - index * CHUNK
-        codes = [c for c in chunk[first : first + 60] if c != MISSING]
-        if not codes:
-            return None
-        # decode() of each code, inlined: this runs for every series once a minute.
-        total = sum([2.0 ** (c / _SCALE) for c in codes]) - len(codes)
+        codes = chunk[first : first + 60]
+        if MISSING in codes:
+            codes = array("H", [c for c in codes if c != MISSING])
+            if not codes:
+                return None
+        # This runs for every series once a minute: the powers come from a table, and
+        # min and max compare the codes (their order is the values' order).
+        total = sum(map(_powers().__getitem__, codes)) - len(codes)
         return total / len(codes), decode(min(codes)), decode(max(codes))
 
     def _close_minute(self, minute: int) -> None:
@@ -334,6 +363,7 @@ class SeriesStore:
         self.samples_ingested = 0
         self.refused = 0  # values refused because a cap was reached
         self._last_trim = 0
+        self._trim_queue: list[str] = []  # targets trim_some has yet to trim this round
 
     def add(self, target: str, values: Mapping[str, float], ts: float) -> int:
         """Record one sample of several metrics of ``target`` at time ``ts``.
@@ -374,6 +404,9 @@ class SeriesStore:
         if series is None:
             series = self._targets[target] = {}
         refused = stored = 0
+        # The metrics of a heartbeat share one list of seconds: check it once.
+        checked: Sequence[int] | None = None
+        consecutive = False
         for metric, seconds, values in columns:
             one = series.get(metric)
             if one is None:
@@ -382,7 +415,10 @@ class SeriesStore:
                     continue
                 one = series[metric] = Series()
                 self._series += 1
-            one.add_many(seconds, values)
+            if seconds is not checked:
+                checked = seconds
+                consecutive = bool(seconds) and _consecutive(seconds)
+            one.add_many(seconds, values, consecutive=consecutive)
             stored += len(values)
         if not series:
             del self._targets[target]
@@ -396,6 +432,26 @@ class SeriesStore:
             for one in series.values():
                 one.trim(int(now), self.window, self.minute_window, self.ahead)
         self._last_trim = int(now)
+        self._trim_queue = []
+
+    def trim_some(self, now: float, parts: int) -> None:
+        """:meth:`trim` of the next ``1/parts`` of the targets, in turn: called ``parts``
+        times, it trims every target once (those added meanwhile in the next round).
+
+        A full trim of 10,000 nodes' series (150,000) in one call is a stall of the
+        master's event loop; spread over a minute, each call does a small part of it.
+        """
+        if not self._trim_queue:
+            self._trim_queue = list(self._targets)
+        count = -(-len(self._targets) // max(1, parts))
+        second = int(now)
+        for target in self._trim_queue[-count:]:
+            for one in self._targets.get(target, {}).values():
+                one.trim(second, self.window, self.minute_window, self.ahead)
+        del self._trim_queue[-count:]
+        # Every target trimmed so far was trimmed at ``now`` or before: reads bound by it
+        # never reach into a freed chunk.
+        self._last_trim = max(self._last_trim, second)
 
     def drop(self, target: str) -> None:
         """Forget a target (a deleted node or destroyed instance): its memory is freed."""

@@ -86,6 +86,34 @@ async def test_a_cached_session_ends_at_logout(admin: AsyncClient, app: Quart) -
             await replay.list_nodes()
 
 
+async def test_a_deleted_users_cached_token_is_refused_at_once(
+    admin: AsyncClient, app: Quart
+) -> None:
+    user = await admin.create_user("dora", "password-1234", "viewer")
+    async with client_for(app) as dora:
+        await dora.login("dora", "password-1234")
+        secret = (await dora.create_token("t")).secret
+    async with client_for(app, secret) as token:
+        for _ in range(3):
+            await token.list_nodes()  # cached
+        await admin.delete_user(user.id)
+        with pytest.raises(AuthError):
+            await token.list_nodes()
+
+
+async def test_a_bad_bearer_token_is_refused_even_beside_a_good_session(
+    admin: AsyncClient, app: Quart
+) -> None:
+    # Cookies are read only when no bearer token is sent: a wrong token must not fall back
+    # to the browser's session, cached or not.
+    await admin.list_nodes()  # the admin's session, cached
+    cookies = dict(admin._http.cookies)  # type: ignore[attr-defined]
+    async with client_for(app, "gdos_not-a-real-token") as mixed:
+        mixed._http.cookies.update(cookies)  # type: ignore[attr-defined]
+        with pytest.raises(AuthError):
+            await mixed.list_nodes()
+
+
 def test_an_entry_expires_and_any_write_empties_the_cache(db_url: str, tmp_path: Path) -> None:
     from gdos_master.auth import CredentialCache  # here: the tests above run on older code
 

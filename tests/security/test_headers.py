@@ -130,3 +130,37 @@ async def test_json_with_a_charset_is_still_json(app: Quart) -> None:
             headers={"Content-Type": "application/json; charset=utf-8"},
         )
     assert response.status_code == 200 and "gdos_session=" in response.headers["set-cookie"]
+
+
+async def test_the_middleware_keeps_what_the_app_set_and_leaves_no_log_context() -> None:
+    """AnswerHeaders adds only missing security headers, always its own request id, and
+    leaves the caller's log context as it found it (httpx's ASGI transport runs the app in
+    the caller's task)."""
+    from quart import Response
+
+    from gdos_master.headers import AnswerHeaders, SecurityHeaders
+    from gdos_sdk.logformat import current_log_context
+
+    inner = Quart("inner")
+    seen: list[str] = []
+
+    @inner.get("/own")
+    async def own() -> Response:
+        seen.append(current_log_context()["request_id"])
+        response = Response("{}", content_type="application/json")
+        response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+        response.headers["X-Request-ID"] = "set-by-the-handler"
+        return response
+
+    inner.asgi_app = AnswerHeaders(inner.asgi_app, SecurityHeaders(console_csp="x"))  # type: ignore[method-assign]
+    async with inner.test_app(), _http(inner) as http:
+        answer = await http.get("/own", headers={"X-Request-ID": "edge-7"})
+        other = await http.get("/nothing-here")
+    assert answer.headers["Content-Security-Policy"] == "default-src 'none'; sandbox"
+    assert answer.headers.get_list("X-Request-ID") == ["edge-7"] and seen == ["edge-7"]
+    assert answer.headers["X-Frame-Options"] == "DENY"
+    assert answer.headers["Referrer-Policy"] == "no-referrer"
+    # Quart's own 404 page is HTML: it gets the console pages' policy, as index.html does.
+    assert other.status_code == 404 and other.headers["Content-Security-Policy"] == "x"
+    assert len(other.headers["X-Request-ID"]) == 16
+    assert "request_id" not in current_log_context()

@@ -1,9 +1,11 @@
 // Every REST call of the console. Errors carry the server's message, which is shown as is;
-// a 401 sends the page to the login form (see onUnauthorized in main.js).
+// a 401 sends the page to the login form (see onUnauthorized in main.js); a 503 refusal in an
+// outage raises the outage banner and says what the banner says (health.js).
 import { ElMessage } from 'element-plus'
 import 'element-plus/es/components/message/style/css'
 import { store } from './store'
 import { i18n } from './i18n'
+import { isOutageError, noteRefusal, refusedMessage } from './health'
 
 const { t } = i18n.global
 
@@ -57,6 +59,11 @@ function url(path, query) {
 
 function errorFrom(status, body, statusText) {
   const err = body && typeof body === 'object' ? body.error : null
+  if (err && isOutageError(status, err.details)) {
+    // The master lost its database or the bus: the banner says so; this call says the same.
+    noteRefusal(err.details.lost)
+    return new ApiError(status, err.code, refusedMessage(err.details.lost), err.details)
+  }
   if (err) return new ApiError(status, err.code, err.message, err.details)
   return new ApiError(status, 'http_error', `${status} ${statusText || ''}`.trim())
 }

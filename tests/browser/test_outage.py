@@ -1,0 +1,76 @@
+"""Issue 15, item 5: a master that loses PostgreSQL says so in the console, refuses changes
+with the banner's words, and the banner goes away by itself when the database is back.
+
+A master of a cluster (PostgreSQL and NATS, as in docs/scale-out.md) on a PostgreSQL server
+of the test's own: the test stops it (``LocalPostgres.halt``) and starts it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from gdos_sdk.localnats import LocalNats
+from gdos_sdk.localpg import LocalPostgres
+from gdos_sdk.testing import LocalCluster
+
+from .conftest import login
+
+
+@pytest.fixture
+def clustered(tmp_path: Path, nats: LocalNats) -> Iterator[tuple[LocalCluster, LocalPostgres]]:
+    """One master with -bus on a PostgreSQL server of its own; everything stopped after."""
+    with LocalPostgres() as server:
+        url = server.create_database("gdos")
+        local = LocalCluster(tmp_path / "cluster", db_url=url)
+        try:
+            local.start_master("-bus", nats.url, "-master_id", "m1")
+            yield local, server
+        finally:
+            local.close()
+
+
+def test_a_lost_database_shows_a_banner_refuses_changes_and_clears_by_itself(
+    page: Page, clustered: tuple[LocalCluster, LocalPostgres]
+) -> None:
+    cluster, server = clustered
+    login(page, cluster.url, cluster.admin_password)
+    page.click("[data-test=nav-systems]")
+    banner = page.locator("[data-test=outage-banner]")
+    expect(banner).to_have_count(0)
+
+    server.halt()
+    # The console asks /healthz every 5 s while all is well: the banner within ~6 s.
+    expect(banner).to_be_visible(timeout=15_000)
+    expect(banner).to_have_attribute("role", "alert")
+    expect(banner).to_have_attribute("data-lost", "database")
+    expect(banner).to_contain_text("This master lost the database.")
+    expect(banner).to_contain_text("Changes are refused until it is back")
+    expect(page.locator("[data-test=outage-since]")).to_contain_text("Since")
+
+    # A change made meanwhile is refused with the banner's words, not the master's English.
+    page.click("[data-test=new-system]")
+    page.fill("[data-test=system-name]", "during")
+    page.click("[data-test=system-submit]")
+    refusal = page.locator(".el-message--error")
+    expect(refusal).to_contain_text("Not done: this master lost the database")
+    expect(refusal).not_to_contain_text("unreachable")
+    page.keyboard.press("Escape")  # the dialog stays open with what was typed; close it
+
+    # In Chinese too, on another page.
+    page.click("[data-test=lang-toggle]")
+    page.click("[data-test=nav-nodes]")
+    expect(banner).to_contain_text("当前主控节点与数据库的连接已断开")
+
+    server.resume()
+    # Looked at every 2 s during an outage: gone by itself, no reload.
+    expect(banner).to_have_count(0, timeout=20_000)
+    page.click("[data-test=nav-systems]")
+    page.click("[data-test=new-system]")
+    page.fill("[data-test=system-name]", "after")
+    page.click("[data-test=system-submit]")
+    expect(page.locator("[data-test=system-after]")).to_be_visible()
+    expect(page.locator("[data-test=system-during]")).to_have_count(0)
