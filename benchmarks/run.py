@@ -18,6 +18,12 @@
    5, ``wait`` running) against 10 sequential restarts, and 10 restarts 5 at a time.
 8. REST speed (``bench_rest.py``): ``GET /api/v1/nodes`` with an API token, against a bare
    Quart app serving the same bytes on the same Hypercorn settings.
+9. heartbeat ingest (``bench_ingest.py``): the master's path for one heartbeat frame
+   (parse, check, store), in process, against ``json.loads`` of the same frame.
+10. several masters (``bench_masters.py``): one master against two on one PostgreSQL and
+    one NATS with the same simulated fleet (CPU per 1,000 nodes, lag, delay of a node on
+    the other master, the bus cost per sample), against a bare NATS publish/subscribe of
+    the same messages. Needs PostgreSQL's server binaries and ``nats-server``.
 
 The machine is shared and noisy; compare each figure with its baseline, not across runs.
 """
@@ -43,6 +49,8 @@ sys.path.insert(0, str(ROOT))
 
 import bench_batch  # noqa: E402
 import bench_fleet  # noqa: E402
+import bench_ingest  # noqa: E402
+import bench_masters  # noqa: E402
 import bench_metrics  # noqa: E402
 import bench_rest  # noqa: E402
 import bench_rollout  # noqa: E402
@@ -128,6 +136,12 @@ def main() -> int:
     )
     parser.add_argument("--fleet-hold", type=float, default=30.0)
     parser.add_argument("--metrics-runs", type=int, default=7, help="0: skip the metrics bench")
+    parser.add_argument(
+        "--masters-nodes",
+        type=int,
+        default=bench_masters.DEFAULT_NODES,
+        help="simulated fleet of the one-against-two-masters benchmark (0: skip it)",
+    )
     args = parser.parse_args()
 
     results: dict[str, object] = {
@@ -226,12 +240,21 @@ def main() -> int:
         rollout = bench_rollout.measure(Path(tmp))
     results["rollout"] = rollout
     bench_rollout.report(rollout)
+    # 9. heartbeat ingest per frame against json.loads (in process, before the fleet run)
+    ingest = bench_ingest.measure(nodes=300, rounds=6)
+    results["ingest"] = ingest
+    bench_ingest.report(ingest)
     # 4. fleet scale: simulated workers over real WebSockets against one master
     if args.fleet_sizes:
         print("fleet:")
         fleet = asyncio.run(bench_fleet.run(args.fleet_sizes, args.fleet_hold))
         results["fleet"] = fleet
         bench_fleet.report(fleet)
+    # 10. one master against two on one PostgreSQL and one NATS
+    if args.masters_nodes:
+        masters = asyncio.run(bench_masters.run(args.masters_nodes))
+        results["masters"] = masters
+        bench_masters.report(masters)
     # 5. metrics to a DataFrame: query_range of 100 nodes x 1 h against raw HTTP + JSON
     if args.metrics_runs:
         metrics = bench_metrics.measure(args.metrics_runs)
