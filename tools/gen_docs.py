@@ -118,8 +118,10 @@ def role_matrix() -> str:
     out += [f"| `{path}` | {who} | {audit} | {rule} |" for path, who, audit, rule in WEBSOCKETS]
     out += [
         "",
-        'Outside `/api/v1`: `GET /healthz` (none: `{"status": "ok"}` only), `GET /metrics`'
-        " (viewer: Prometheus text), the web console's files (none: no data in them).",
+        'Outside `/api/v1`: `GET /healthz` (none: `{"status": "ok"}` only; several masters'
+        " add their id, whether they lead and whether they lost the database or the bus),"
+        " `GET /metrics` (viewer: Prometheus text), the web console's files (none: no data"
+        " in them).",
         "",
     ]
     return "\n".join(out)
@@ -243,7 +245,16 @@ def api_reference() -> str:
         " many seconds to wait |",
         "| 502 | `worker_error`, `protocol_error` | the worker answered with an error |",
         "| 503 | `transport_error`, `storage_unavailable` | the worker or the package storage"
-        " cannot be reached |",
+        " cannot be reached; the master lost its database (PostgreSQL) or the bus"
+        ' (`details`: `{"lost": ["database", "bus"]}`, what is lost), nothing was'
+        " changed |",
+        "",
+        "Outside `/api/v1`: `GET /healthz` (no credential; `Client.master_health()`). A single"
+        ' master answers `{"status": "ok"}`. Several masters (`-bus`) answer'
+        ' `{"status", "master_id", "leader", "database", "bus", "lost_since"}`: `database`'
+        ' and `bus` are `"ok"` or `"lost"`; while one is lost the status is `"unavailable"`,'
+        " the answer is 503 and `lost_since` is the Unix time the outage began (the"
+        " console's outage banner reads it; [scale-out.md](scale-out.md)).",
         "",
         "| method | path | role | answers | summary |",
         "|---|---|---|---|---|",

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gdos_sdk.metrics.series import CHUNK, SeriesStore, decode, encode
+from gdos_sdk.metrics.series import CHUNK, Series, SeriesStore, decode, encode, encode_all
 
 T0 = 1_699_999_980  # a whole minute
 
@@ -131,3 +131,64 @@ def test_grid_is_the_query_on_a_regular_grid_with_gaps_as_none() -> None:
     points = store.query("node:a", "cpu", start=100, end=240, step=30, agg="max")
     assert step == 30 and [(first + i * step, v) for i, v in enumerate(values) if v] == points
     assert store.grid("node:b", "cpu", start=0, end=10) == (0, 1, [])
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [0.0, 1.0, 42.5, 1e6, 3],
+        [0.0, -0.0, 0, 2**40],
+        [5.0, -1.0, 7.0],
+        [1.0, math.nan, 2.0],
+        [math.nan, 1.0],
+        [1.0, math.inf],
+        [-math.inf, math.inf],
+        [1e30, 1e19, 1e300],
+        [],
+    ],
+)
+def test_encode_all_is_encode_of_each_value(values: list[float]) -> None:
+    assert encode_all(values) == [encode(v) for v in values]
+
+
+def test_minute_aggregates_from_the_table_are_those_of_the_codes() -> None:
+    values = [0.0, 1.5, 99.0, 1e9, 3.25, 0.001] * 9 + [2.0, 2.0]  # 56 of a minute's seconds
+    series = Series()
+    for i, value in enumerate(values):
+        series.add(T0 + i + (i > 30) * 4, value)  # four seconds missing
+    series.add(T0 + 60, 1.0)  # closes the minute
+    codes = [encode(v) for v in values]
+    total = sum(2.0 ** (c / 1000) for c in codes) - len(codes)
+    expected = {
+        "avg": decode(encode(total / len(codes))),
+        "min": decode(encode(decode(min(codes)))),
+        "max": decode(encode(decode(max(codes)))),
+    }
+    for agg, value in expected.items():
+        assert list(series.minutes(T0, T0 + 60, agg)) == [(T0, value)]  # type: ignore[arg-type]
+
+
+def test_trim_some_spreads_a_full_trim_over_its_calls() -> None:
+    def filled() -> SeriesStore:
+        store = SeriesStore(window=600, minute_window=3600)
+        for node in range(10):
+            for i in range(0, 1800, 7):
+                store.add(f"node:{node}", {"cpu": 50.0, "mem": 1.0}, T0 + i)
+        return store
+
+    whole, spread = filled(), filled()
+    whole.trim(T0 + 1800)
+    spread.trim_some(T0 + 1800, parts=4)  # 3 targets of 10
+    assert whole.nbytes() < spread.nbytes() < filled().nbytes()
+    for _ in range(3):
+        spread.trim_some(T0 + 1800, parts=4)
+    assert spread.nbytes() == whole.nbytes()
+    assert spread.sample_count() == whole.sample_count()
+    # A target added during a round is trimmed in the next one.
+    spread.add("node:new", {"cpu": 1.0}, T0)
+    spread.trim_some(T0 + 10_000, parts=4)  # a new round: node:new among the first three
+    assert "node:new" in spread.targets()
+    for _ in range(3):
+        spread.trim_some(T0 + 10_000, parts=4)
+    assert spread.sample_count() == 0
+    assert spread.query("node:0", "cpu", start=T0, end=T0 + 300, step=60) == []
