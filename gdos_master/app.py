@@ -38,6 +38,7 @@ from gdos_master.commands import CommandRuns
 from gdos_master.console import STATIC_DIR, register_console
 from gdos_master.db import Database, redact_url
 from gdos_master.destinations import DestinationPolicy
+from gdos_master.fastlane import FastLane
 from gdos_master.fleet import Fleet, SampleWindow
 from gdos_master.headers import AnswerHeaders, SecurityHeaders
 from gdos_master.heap import HeapKeeper
@@ -62,6 +63,7 @@ from gdos_master.routing import (
     close_if_body_sent,
     error_response,
     json_response,
+    unexpected_error,
 )
 from gdos_master.systems import Systems
 from gdos_master.terminal import TerminalRelay
@@ -492,7 +494,9 @@ def create_app(
     # Around the whole app (Quart's documented way to add ASGI middleware), so every answer
     # gets them, at a few list operations per request.
     security = SecurityHeaders.for_console(STATIC_DIR / "index.html", tls=master.tls)
-    app.asgi_app = AnswerHeaders(app.asgi_app, security)  # type: ignore[method-assign]
+    lane = FastLane(app, api, master)  # the API's plain reads, below Quart (fastlane.py)
+    app.extensions["gdos_fastlane"] = lane
+    app.asgi_app = AnswerHeaders(lane, security)  # type: ignore[method-assign]
 
     @app.route("/healthz")
     async def healthz() -> Response:
@@ -564,14 +568,6 @@ def create_app(
     return app
 
 
-def _database_lost(exc: BaseException) -> bool:
-    """Whether ``exc`` is PostgreSQL's driver reporting a lost or refused connection."""
-    return type(exc).__module__.startswith("psycopg") and type(exc).__name__ in {
-        "OperationalError",
-        "InterfaceError",
-    }
-
-
 def _register_errors(app: Quart) -> None:
     @app.errorhandler(GdosError)
     async def gdos_error(exc: GdosError) -> Response:
@@ -581,19 +577,7 @@ def _register_errors(app: Quart) -> None:
     async def unexpected(exc: Exception) -> Response:
         if isinstance(exc, HTTPException):
             return await http_error(exc)
-        if _database_lost(exc):  # PostgreSQL away: nothing was written; retry later
-            log.error("database unreachable on %s %s: %s", request.method, request.path, exc)
-            return error_response(
-                TransportError(
-                    "the database is unreachable; nothing was changed, retry later",
-                    details={"lost": ["database"]},
-                )
-            )
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return json_response(
-            {"error": {"code": "internal_error", "message": "internal error; see the master log"}},
-            500,
-        )
+        return unexpected_error(exc, request.method, request.path)
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 from quart import Request, request, websocket
+from werkzeug.http import parse_cookie
 
 from gdos_master.security import hash_secret
 from gdos_sdk.errors import AuthError, PermissionDenied, RateLimitedError
@@ -82,9 +83,13 @@ class Principal:
 
 
 def _bearer(headers: Any) -> str | None:
-    value = headers.get("Authorization", "")
-    if value[:7].lower() == "bearer ":
-        return str(value[7:].strip())
+    return bearer_token(headers.get("Authorization", ""))
+
+
+def bearer_token(authorization: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header's value, if it is one."""
+    if authorization[:7].lower() == "bearer ":
+        return authorization[7:].strip()
     return None
 
 
@@ -222,6 +227,16 @@ async def authenticate(master: Any, req: Request | None = None) -> Principal:
     token = _bearer(found.headers)
     # Cookies are parsed only for a caller without a bearer token (a browser).
     session = None if token is not None else found.cookies.get(SESSION_COOKIE)
+    return _principal(master.db, token, session, master.credentials)
+
+
+def authenticate_raw(master: Any, authorization: str, cookie: str) -> Principal:
+    """The caller whose request carries these raw ``Authorization`` and ``Cookie`` header
+    values (empty when absent); for code that answers below Quart (gdos_master.fastlane)."""
+    token = bearer_token(authorization)
+    session = None
+    if token is None and cookie:  # cookies parsed only without a bearer token
+        session = parse_cookie(cookie).get(SESSION_COOKIE)
     return _principal(master.db, token, session, master.credentials)
 
 

@@ -11,7 +11,9 @@ authenticated :class:`Ctx` and a parsed body::
         return ctx.master.nodes.patch(node_id, body)
 
 Because the wrapper is the only way in, no route can forget its role check
-or its audit entry.
+or its audit entry. (The API's plain reads are answered below Quart by
+gdos_master.fastlane, which applies the same declaration with the same functions:
+:func:`authorise`, :func:`render`, :func:`error_response`, :func:`unexpected_error`.)
 
 Query parameters are declared too (:class:`QueryParam`, with a type, a default and
 a :class:`~gdos_sdk.constraints.Check`); the wrapper parses and checks them before
@@ -28,6 +30,7 @@ added around the app, gdos_master.headers), and an empty query string is not par
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -47,6 +50,7 @@ from gdos_sdk.errors import (
     PasswordChangeRequired,
     PermissionDenied,
     TooLargeError,
+    TransportError,
     UnsupportedMediaType,
     ValidationError,
 )
@@ -66,6 +70,8 @@ __all__ = [
 ]
 
 Handler = Callable[..., Awaitable[Any]]
+
+log = logging.getLogger("gdos.master")
 
 
 @attrs.frozen
@@ -161,6 +167,35 @@ def error_response(exc: GdosError) -> Response:
     response = json_response(exc.to_body(), exc.status)
     response.headers.update(exc.http_headers())  # e.g. a 429's Retry-After
     return close_if_body_sent(response)
+
+
+def unexpected_error(exc: Exception, method: str, path: str) -> Response:
+    """The answer to a request whose handler raised ``exc``, not a :class:`GdosError`.
+
+    PostgreSQL away: 503 ``transport_error`` (nothing was written; retry later). Anything
+    else is a bug: logged with its traceback, answered 500 ``internal_error`` without details.
+    """
+    if _database_lost(exc):
+        log.error("database unreachable on %s %s: %s", method, path, exc)
+        return error_response(
+            TransportError(
+                "the database is unreachable; nothing was changed, retry later",
+                details={"lost": ["database"]},
+            )
+        )
+    log.exception("unhandled error on %s %s", method, path, exc_info=exc)
+    return json_response(
+        {"error": {"code": "internal_error", "message": "internal error; see the master log"}},
+        500,
+    )
+
+
+def _database_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` is PostgreSQL's driver reporting a lost or refused connection."""
+    return type(exc).__module__.startswith("psycopg") and type(exc).__name__ in {
+        "OperationalError",
+        "InterfaceError",
+    }
 
 
 def close_if_body_sent(response: Response) -> Response:
@@ -295,7 +330,7 @@ def _make_view(endpoint: Endpoint, app: Quart) -> Handler:
                     raise PermissionDenied("this endpoint is for workers (node credentials) only")
             elif role is not None:
                 ctx.principal = await authenticate(master, req)
-                _authorise(ctx.principal, endpoint)
+                authorise(ctx.principal, endpoint)
             if query:
                 ctx.query = {q.name: q.read(args) for q in query}
             if endpoint.body is not None:
@@ -303,7 +338,7 @@ def _make_view(endpoint: Endpoint, app: Quart) -> Handler:
                 params["body"] = redact(raw)
                 kwargs["body"] = structure(raw, endpoint.body)
             result = await endpoint.handler(ctx, **kwargs)
-            response = _render(result, endpoint.status)
+            response = render(result, endpoint.status)
         except GdosError as exc:
             response = error_response(exc)
             if endpoint.audit:
@@ -337,7 +372,7 @@ def check_password_fresh(principal: Principal, what: str = "") -> None:
         )
 
 
-def _authorise(principal: Principal, endpoint: Endpoint) -> None:
+def authorise(principal: Principal, endpoint: Endpoint) -> None:
     assert endpoint.role is not None
     if principal.kind == "node":
         raise PermissionDenied("node credentials are accepted only on agent endpoints")
@@ -398,7 +433,7 @@ async def _read_json() -> Any:
         ) from exc
 
 
-def _render(result: Any, status: int) -> Response:
+def render(result: Any, status: int) -> Response:
     if isinstance(result, Response):
         return result
     if result is None:
