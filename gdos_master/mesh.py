@@ -27,6 +27,11 @@ Started only with ``-bus``; a single master has none of this.
                             ``alerts`` subscribers.
 ``gdos.command_output``     a fleet command's output piece, from the node's owner to
                             the master running the command.
+``gdos.account``            a user's rights or credentials changed on a master (role,
+                            disabled, password, a revoked token, a logout): the others
+                            read credentials again at once and check that user's open
+                            live channels and terminals now, not at their periodic
+                            re-check.
 =========================== ===========================================================
 """
 
@@ -82,9 +87,11 @@ class Mesh:
         await bus.subscribe("gdos.samples", self._on_samples)
         await bus.subscribe("gdos.alerts", self._on_alert)
         await bus.subscribe("gdos.command_output", self._on_output)
+        await bus.subscribe("gdos.account", self._on_account)
         self.master.fleet.on_samples.append(self._samples_here)
         self.master.alerts.on_change.append(self._alert_here)
         self.master.commands.elsewhere = self._output_here
+        self.master.accounts.on_change.append(self._account_here)
 
     # --- the write signal -------------------------------------------------------------------
 
@@ -195,6 +202,23 @@ class Mesh:
         message = decode(str(data.get("message", "")))
         if isinstance(message, CommandOutput):
             self.master.commands.output(str(data.get("node_id", "")), message, relayed=True)
+
+    def _account_here(self, user_id: str) -> None:
+        self.master.spawn(self._publish("gdos.account", {"user_id": user_id}))
+
+    async def _on_account(self, subject: str, data: dict[str, Any]) -> None:
+        user_id = str(data.get("user_id", ""))
+        # The write is in the database already; its gdos.changed may come a moment later,
+        # so the credential cache is made stale now, before the user's sockets are checked.
+        self._foreign += 1
+        self.master.db.changed()
+        for listener in self.master.accounts.on_change:
+            if listener == self._account_here:  # told by another master: not again
+                continue
+            try:
+                listener(user_id)
+            except Exception:
+                log.exception("rights-change listener failed for user %s", user_id)
 
     async def _publish(self, subject: str, data: dict[str, Any]) -> None:
         try:
