@@ -37,7 +37,7 @@ from gdos_sdk.config import (
 )
 from gdos_sdk.errors import ConflictError, TransportError
 from gdos_sdk.localnats import LocalNats
-from gdos_sdk.models import DesiredState, InstanceState, NodeSample
+from gdos_sdk.models import DesiredState, InstanceState
 from gdos_sdk.protocol import (
     ErrorInfo,
     InstanceStatus,
@@ -49,6 +49,7 @@ from gdos_sdk.protocol import (
 
 from ..helpers.clock import FakeClock
 from ..helpers.webhook import WebhookReceiver
+from .test_fleet import sample
 
 pytestmark = pytest.mark.anyio
 
@@ -406,10 +407,7 @@ def test_samples_relayed_by_the_owner_are_kept_but_are_no_liveness() -> None:
     heard: list[tuple[str, int]] = []
     fleet.on_samples.append(lambda node_id, nodes, instances: heard.append((node_id, len(nodes))))
     now = time.time()
-    samples = [
-        {**unstructure(sample), "ts": now - 1 + n}
-        for n, sample in enumerate([_node_sample(), _node_sample()])
-    ]
+    samples = [unstructure(sample(now - 1 + n)) for n in range(2)]
     fleet.mirror("n1", samples, [])
     assert heard == [("n1", 2)]
     rt = fleet.nodes["n1"]
@@ -440,7 +438,7 @@ async def test_the_heartbeats_of_a_tick_cross_the_bus_in_one_message(
         for node_id in ids:  # 20 workers connected to a, each sending one heartbeat
             rt = a.fleet.runtime(node_id)
             rt.connection = AgentConnection(node_id, _Worker().send, _Worker().close)
-            a.fleet.heartbeat(node_id, [attrs.evolve(_node_sample(), ts=time.time())], [])
+            a.fleet.heartbeat(node_id, [sample(time.time())], [])
         await _until(lambda: all(b.fleet.store.latest(f"node:{n}") for n in ids), timeout=5)
         assert sent == [("gdos.samples", 20)]  # one message, not one per heartbeat
         assert not any(b.fleet.is_connected(n) for n in ids)  # kept there, not owned
@@ -449,30 +447,12 @@ async def test_the_heartbeats_of_a_tick_cross_the_bus_in_one_message(
         sent.clear()
         later = time.time() + 1
         for node_id in ids:
-            a.fleet.heartbeat(node_id, [attrs.evolve(_node_sample(), ts=later)], [])
+            a.fleet.heartbeat(node_id, [sample(later)], [])
         await _until(
             lambda: all(b.fleet.store.latest(f"node:{n}")["cpu"][0] == int(later) for n in ids),
             timeout=5,
         )
         assert sent == [("gdos.samples", 8), ("gdos.samples", 8), ("gdos.samples", 4)]
-
-
-def _node_sample() -> NodeSample:
-    return NodeSample(
-        ts=0.0,
-        cpu_percent=10.0,
-        load1=0,
-        load5=0,
-        load15=0,
-        mem_total=2,
-        mem_used=1,
-        mem_percent=50,
-        swap_total=0,
-        swap_used=0,
-        disk_read_bps=0,
-        disk_write_bps=0,
-        uptime_seconds=1,
-    )
 
 
 @pytest.mark.parametrize("db_engine", ["postgresql"])
