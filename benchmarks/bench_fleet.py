@@ -25,6 +25,7 @@ import tempfile
 import textwrap
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -575,11 +576,19 @@ def main() -> int:
             memory=not args.no_memory,
         )
     )
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    return finish(results, report, args.json)
+
+
+def finish(
+    results: dict[str, Any], show: Callable[[dict[str, Any]], None], json_path: Path | None
+) -> int:
+    """The end of ``main()`` here and in bench_masters.py: the figures to ``--json`` (when
+    given), then the machine and ``show(results)``, the benchmark's report; exit status 0."""
+    if json_path:
+        json_path.write_text(json.dumps(results, indent=2))
     print()
     print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}")
-    report(results)
+    show(results)
     return 0
 
 

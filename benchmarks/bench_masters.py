@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
-from bench_fleet import MasterUnderTest, fleet_step  # noqa: E402
+from bench_fleet import MasterUnderTest, finish, fleet_step  # noqa: E402
 from fleet_sim import node_sample  # noqa: E402
 
 from gdos_sdk.localnats import LocalNats  # noqa: E402
@@ -310,12 +310,7 @@ def main() -> int:
             profile=args.profile,
         )
     )
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
-    print()
-    print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}")
-    report(results)
-    return 0
+    return finish(results, report, args.json)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Shared fixtures: the anyio backend, the database engines and small package builders.
+"""Shared fixtures: the anyio backend, the database engines, a webhook receiver and small
+package builders. Shared test doubles that are not fixtures live in tests/helpers.
 
 Tests that take the ``db_url`` fixture (the in-process master of tests/master and
 tests/security, and the e2e tests marked ``both_engines``) run once per engine: ``sqlite`` (the
@@ -23,6 +24,8 @@ import pytest
 
 from gdos_sdk.localnats import LocalNats
 from gdos_sdk.localpg import LocalPostgres
+
+from .helpers.webhook import WebhookReceiver
 
 ENGINES = ("sqlite", "postgresql")
 TEMPLATE = "gdos_template"
@@ -160,6 +163,20 @@ def nats() -> Iterator[LocalNats]:
         yield server.start()
     finally:
         server.close()
+
+
+@pytest.fixture
+def hook() -> Iterator[WebhookReceiver]:
+    """A webhook receiver on a free loopback port, stopped after the test.
+
+    The master refuses loopback receivers unless ``alerts.webhook_allow`` lets them
+    (``OPS_MASTER_ALERTS_WEBHOOK_ALLOW=127.0.0.1/32``): a test that uses this one says so.
+    """
+    receiver = WebhookReceiver()
+    try:
+        yield receiver
+    finally:
+        receiver.close()
 
 
 @pytest.fixture

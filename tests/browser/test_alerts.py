@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from gdos_sdk.redaction import mask_url
-from gdos_sdk.testing import LocalCluster, free_port, wait_until
+from gdos_sdk.testing import LocalCluster, wait_until
 
+from ..helpers.webhook import WebhookReceiver
 from .conftest import login
 from .test_console import choose
 
@@ -43,50 +40,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         local.close()
 
 
-class Hook:
-    """A local webhook receiver recording each body and its signature header."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[bytes, str]] = []
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                hook.received.append((body, self.headers.get("X-GDOS-Signature", "")))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.port = free_port()
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    def bodies(self) -> list[dict[str, Any]]:
-        return [json.loads(body) for body, _ in self.received]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def hook() -> Iterator[Hook]:
-    receiver = Hook()
-    try:
-        yield receiver
-    finally:
-        receiver.close()
-
-
-def add_receiver(page: Page, hook: Hook) -> None:
+def add_receiver(page: Page, hook: WebhookReceiver) -> None:
     page.click("[data-test=tab-receivers]")
     page.click("[data-test=new-receiver]")
     page.fill("[data-test=receiver-name]", "hook")
@@ -102,10 +56,10 @@ def add_receiver(page: Page, hook: Hook) -> None:
     result = page.locator("[data-test=receiver-result-hook]")
     expect(result).to_have_attribute("data-ok", "true")
     expect(result).to_contain_text("200")
-    body, signature = hook.received[0]
-    assert json.loads(body)["status"] == "test"
-    expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-    assert signature == f"sha256={expected}"
+    test = hook.received[0]
+    assert test.json()["status"] == "test"
+    expected = hmac.new(SECRET.encode(), test.body, hashlib.sha256).hexdigest()
+    assert test.signature == f"sha256={expected}"
 
     # Editing shows the hidden URL as a hint and leaves it alone: the test still arrives.
     page.click("[data-test=edit-receiver-hook]")
@@ -119,7 +73,7 @@ def add_receiver(page: Page, hook: Hook) -> None:
 
 
 def test_alert_centre_fires_toasts_counts_and_resolves(
-    page: Page, cluster: LocalCluster, hook: Hook
+    page: Page, cluster: LocalCluster, hook: WebhookReceiver
 ) -> None:
     login(page, cluster.url, cluster.admin_password)
     expect(page.locator("[data-test=count-online]")).to_have_text("1")
@@ -158,7 +112,7 @@ def test_alert_centre_fires_toasts_counts_and_resolves(
     active = page.locator("[data-test=active-table]")
     expect(active).to_contain_text("memory in use")
     expect(active.locator("[data-state=firing]")).to_have_count(1)
-    wait_until(lambda: "firing" in [b["status"] for b in hook.bodies()], what="the webhook")
+    wait_until(lambda: "firing" in hook.statuses(), what="the webhook")
 
     # Deleting the rule resolves its alert: the bell clears, Active empties, History keeps it.
     page.click("[data-test=tab-rules]")
@@ -176,7 +130,7 @@ def test_alert_centre_fires_toasts_counts_and_resolves(
     choose(page, "[data-test=history-state]", "Firing")
     page.click("[data-test=history-search]")
     expect(history.locator(".el-table__row")).to_have_count(0)
-    wait_until(lambda: "resolved" in [b["status"] for b in hook.bodies()], what="the webhook")
+    wait_until(lambda: "resolved" in hook.statuses(), what="the webhook")
 
     # A silence for two hours (the default window) by label, then expired by hand.
     page.click("[data-test=tab-silences]")

@@ -26,9 +26,10 @@ from gdos_sdk.localnats import LocalNats
 from gdos_sdk.testing import wait_until
 
 from ..e2e.conftest import pack  # noqa: F401  (the fixture)
-from ..e2e.test_alerts import ALLOW_HOOK, Hook, add_rule
+from ..e2e.test_alerts import ALLOW_HOOK, add_rule
 from ..e2e.test_failover import OFFLINE_GRACE, PUSH_INTERVAL, connections, same_process
 from ..e2e.test_masters import LEADER_TTL, Masters
+from ..helpers.webhook import WebhookReceiver
 from .conftest import login
 from .test_console import points
 
@@ -42,15 +43,6 @@ def masters(tmp_path: Path, db_url: str, nats: LocalNats) -> Iterator[Masters]:
         yield group
     finally:
         group.close()
-
-
-@pytest.fixture
-def hook() -> Iterator[Hook]:
-    receiver = Hook()
-    try:
-        yield receiver
-    finally:
-        receiver.close()
 
 
 class OfflineWatch:
@@ -82,7 +74,7 @@ class OfflineWatch:
 @pytest.mark.parametrize("db_engine", ["postgresql"])
 def test_kill_9_of_master_a_under_a_fleet_watched_from_master_b(
     masters: Masters,
-    hook: Hook,
+    hook: WebhookReceiver,
     pack: Callable[..., Path],  # noqa: F811  (the fixture imported above)
     page: Page,
 ) -> None:
@@ -128,7 +120,7 @@ def test_kill_9_of_master_a_under_a_fleet_watched_from_master_b(
             ),
         )
         wait_until(lambda: len(hook.received) >= 2, timeout=20, what="two firing webhooks")
-        firing = sorted(body["labels"]["node_id"] for _, body in hook.received)
+        firing = sorted(body["labels"]["node_id"] for body in hook.bodies())
         assert firing == sorted(node_ids) and hook.statuses() == ["firing", "firing"]
 
         pids = {i.id: via_a.get_instance(i.id).pid for i in [*instances, batched]}

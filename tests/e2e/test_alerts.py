@@ -3,55 +3,20 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import attrs
 import pytest
 
 from gdos_sdk.alerts import AlertEvent, AlertRule, Receiver, RuleTarget
 from gdos_sdk.client import Client
-from gdos_sdk.testing import LocalCluster, free_port, wait_until
+from gdos_sdk.testing import LocalCluster, wait_until
+
+from ..helpers.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
-
-
-class Hook:
-    """A local webhook receiver that records what it is sent and when."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[float, dict[str, Any]]] = []
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                hook.received.append((time.time(), json.loads(body)))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.port = free_port()
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    def statuses(self) -> list[str]:
-        return [body["status"] for _, body in self.received]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 # The test receiver listens on loopback, which the destination policy denies by default.
@@ -64,15 +29,6 @@ def running(cluster: LocalCluster) -> LocalCluster:
     cluster.start_master(env=ALLOW_HOOK)
     cluster.start_worker()
     return cluster
-
-
-@pytest.fixture
-def hook() -> Iterator[Hook]:
-    receiver = Hook()
-    try:
-        yield receiver
-    finally:
-        receiver.close()
 
 
 def add_receiver(gdos: Client, url: str) -> Receiver:
@@ -91,7 +47,7 @@ def events(gdos: Client) -> list[AlertEvent]:
 
 
 def test_cpu_rule_debounces_fires_resolves_and_survives_restart(
-    running: LocalCluster, pack: Callable[..., Path], hook: Hook
+    running: LocalCluster, pack: Callable[..., Path], hook: WebhookReceiver
 ) -> None:
     burner = "#!/usr/bin/env python3\nwhile True:\n    pass\n"
     src = running.root / "burner"
@@ -130,7 +86,8 @@ def test_cpu_rule_debounces_fires_resolves_and_survives_restart(
         deployed_at = time.time()
         instance = gdos.deploy(module.id, node_id, wait="started")
         wait_until(lambda: "firing" in hook.statuses(), timeout=30, what="firing webhook")
-        fired_at, body = hook.received[0]
+        first = hook.received[0]
+        fired_at, body = first.at, first.json()
         assert fired_at - deployed_at >= 4  # not before `for` elapsed
         assert body["status"] == "firing" and body["target"] == f"instance:{instance.id}"
         assert body["rule"]["severity"] == "critical" and body["value"] > 40
@@ -153,7 +110,7 @@ def test_cpu_rule_debounces_fires_resolves_and_survives_restart(
 
 
 def test_node_offline_fires_within_interval_plus_grace_and_resolves(
-    cluster: LocalCluster, hook: Hook
+    cluster: LocalCluster, hook: WebhookReceiver
 ) -> None:
     cluster.start_master(
         env={
@@ -182,14 +139,14 @@ def test_node_offline_fires_within_interval_plus_grace_and_resolves(
         killed_at = time.time()
         wait_until(lambda: "firing" in hook.statuses(), timeout=20, what="offline alert")
         offline_after = gdos.get_settings().offline_after
-        assert hook.received[0][0] - killed_at <= offline_after + 2.0
-        assert hook.received[0][1]["labels"]["node_id"] == node_id
+        assert hook.received[0].at - killed_at <= offline_after + 2.0
+        assert hook.bodies()[0]["labels"]["node_id"] == node_id
         cluster.start_worker(work_dir=cluster.root / "worker0")
         wait_until(lambda: "resolved" in hook.statuses(), timeout=20, what="back online")
         assert [e.state for e in events(gdos)] == ["resolved"]
 
 
-def test_deleting_a_rule_resolves_its_alerts(cluster: LocalCluster, hook: Hook) -> None:
+def test_deleting_a_rule_resolves_its_alerts(cluster: LocalCluster, hook: WebhookReceiver) -> None:
     cluster.start_master(env={"OPS_MASTER_ALERTS_STARTUP_GRACE": "0", **ALLOW_HOOK})
     worker = cluster.start_worker()
     with cluster.client() as gdos:

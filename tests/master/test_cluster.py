@@ -37,7 +37,7 @@ from gdos_sdk.config import (
 )
 from gdos_sdk.errors import ConflictError, TransportError
 from gdos_sdk.localnats import LocalNats
-from gdos_sdk.models import DesiredState, InstanceState, NodeSample
+from gdos_sdk.models import DesiredState, InstanceState
 from gdos_sdk.protocol import (
     ErrorInfo,
     InstanceStatus,
@@ -47,15 +47,16 @@ from gdos_sdk.protocol import (
     decode,
 )
 
+from ..helpers.clock import FakeClock
+from ..helpers.webhook import WebhookReceiver
+from .test_fleet import sample
+
 pytestmark = pytest.mark.anyio
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(1_000_000.0)
 
 
 @pytest.fixture
@@ -67,7 +68,7 @@ def db(db_url: str, tmp_path: Path) -> Iterator[Database]:
         database.close()
 
 
-def _cluster(db: Database, master_id: str, clock: Clock, **kw: Any) -> Cluster:
+def _cluster(db: Database, master_id: str, clock: FakeClock, **kw: Any) -> Cluster:
     return Cluster(
         db,
         master_id=master_id,
@@ -87,9 +88,8 @@ def test_a_master_id_is_generated_per_process() -> None:
 
 
 def test_the_newest_connection_owns_the_node_and_a_lease_expires_after_the_grace(
-    db: Database,
+    db: Database, clock: FakeClock
 ) -> None:
-    clock = Clock()
     a, b = _cluster(db, "a", clock), _cluster(db, "b", clock)
     a.take_node("n1")
     assert b.refresh_remote() == {"n1": "a"} and a.refresh_remote() == {}
@@ -109,8 +109,7 @@ def test_the_newest_connection_owns_the_node_and_a_lease_expires_after_the_grace
     assert a.refresh_remote() == {} and a.owner("n1") is None  # expired after the grace
 
 
-def test_lease_writes_never_move_the_change_counter(db: Database) -> None:
-    clock = Clock()
+def test_lease_writes_never_move_the_change_counter(db: Database, clock: FakeClock) -> None:
     a = _cluster(db, "a", clock)
     before = db.changes
     a.take_node("n1")
@@ -131,8 +130,9 @@ def test_one_master_without_a_bus_writes_no_lease_and_leads(db: Database) -> Non
     assert one.live_masters() == {"solo"}
 
 
-async def test_one_leader_at_a_time_taken_over_when_its_lease_runs_out(db: Database) -> None:
-    clock = Clock()
+async def test_one_leader_at_a_time_taken_over_when_its_lease_runs_out(
+    db: Database, clock: FakeClock
+) -> None:
     a, b = _cluster(db, "a", clock), _cluster(db, "b", clock)
     seen: list[tuple[str, bool]] = []
 
@@ -163,8 +163,7 @@ async def test_one_leader_at_a_time_taken_over_when_its_lease_runs_out(db: Datab
     assert seen == [("a", True), ("b", True), ("a", False)]
 
 
-async def test_a_clean_shutdown_hands_the_lead_over_at_once(db: Database) -> None:
-    clock = Clock()
+async def test_a_clean_shutdown_hands_the_lead_over_at_once(db: Database, clock: FakeClock) -> None:
     a, b = _cluster(db, "a", clock), _cluster(db, "b", clock)
     await a.tick()
     await b.tick()
@@ -174,9 +173,8 @@ async def test_a_clean_shutdown_hands_the_lead_over_at_once(db: Database) -> Non
 
 
 async def test_a_leader_that_loses_the_database_steps_down_before_the_lease_ends(
-    db: Database,
+    db: Database, clock: FakeClock
 ) -> None:
-    clock = Clock()
     a = _cluster(db, "a", clock)
     await a.tick()
     assert a.leader
@@ -305,23 +303,60 @@ async def _until(predicate: Any, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.05)
 
 
+class _TwoMasters:
+    """Masters "a" and "b" in process on one database, over one in-process bus.
+
+    ``async with`` starts both as ``app.test_app()`` does (startup hooks, the cluster
+    loop); :meth:`stop` shuts one down cleanly before the end; leaving stops the rest, even
+    on failure. ``settings`` replace fields of both masters' settings (``attrs.evolve``).
+    """
+
+    def __init__(self, tmp_path: Path, db_url: str, **settings: Any) -> None:
+        network = LocalNetwork()
+        self.apps = {
+            name: create_app(
+                attrs.evolve(_settings(tmp_path, db_url, name), **settings),
+                bus=LocalBus(name, network),
+            )
+            for name in ("a", "b")
+        }
+        self.a: Master = self.apps["a"].extensions["gdos"]
+        self.b: Master = self.apps["b"].extensions["gdos"]
+        self._contexts = {name: app.test_app() for name, app in self.apps.items()}
+        self._running: list[str] = []
+
+    async def __aenter__(self) -> _TwoMasters:
+        try:
+            for name, context in self._contexts.items():
+                await context.__aenter__()
+                self._running.append(name)
+        except BaseException:
+            await self.__aexit__()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for name in list(self._running):
+            await self.stop(name)
+
+    async def stop(self, master: Master | str) -> None:
+        name = master if isinstance(master, str) else master.cluster.master_id
+        self._running.remove(name)
+        await self._contexts[name].__aexit__(None, None, None)
+
+    async def elected(self) -> tuple[Master, Master]:
+        """(the leader, the other one), once they agree on which leads."""
+        a, b = self.a, self.b
+        await _until(lambda: a.cluster.leader != b.cluster.leader)
+        return (a, b) if a.cluster.leader else (b, a)
+
+
 @pytest.mark.parametrize("db_engine", ["postgresql"])
 async def test_only_the_leader_runs_the_work_that_must_happen_once(
     tmp_path: Path, db_url: str
 ) -> None:
-    network = LocalNetwork()
-    app_a = create_app(_settings(tmp_path, db_url, "a"), bus=LocalBus("a", network))
-    app_b = create_app(_settings(tmp_path, db_url, "b"), bus=LocalBus("b", network))
-    a: Master = app_a.extensions["gdos"]
-    b: Master = app_b.extensions["gdos"]
-    contexts = {"a": app_a.test_app(), "b": app_b.test_app()}
-    running: list[str] = []
-    try:
-        for name, context in contexts.items():
-            await context.__aenter__()
-            running.append(name)
-        await _until(lambda: a.cluster.leader != b.cluster.leader)
-        leader, other = (a, b) if a.cluster.leader else (b, a)
+    async with _TwoMasters(tmp_path, db_url) as masters:
+        leader, other = await masters.elected()
         assert len(leader.leader_tasks) == 2 and not other.leader_tasks
         assert all(not t.done() for t in leader.leader_tasks)
         # a batch job left running by a master that is gone is closed by the leader; one
@@ -346,12 +381,8 @@ async def test_only_the_leader_runs_the_work_that_must_happen_once(
         other.alerts.reload()
         await _until(lambda: rule.id in {r.id for r in leader.alerts.rules}, timeout=5)
         # the leader shuts down (cleanly: it resigns): the other takes the lead at once
-        running.remove(leader.cluster.master_id)
-        await contexts[leader.cluster.master_id].__aexit__(None, None, None)
+        await masters.stop(leader)
         await _until(lambda: other.cluster.leader and len(other.leader_tasks) == 2, timeout=5)
-    finally:
-        for name in running:
-            await contexts[name].__aexit__(None, None, None)
 
 
 def _job(job_id: str, now: float) -> dict[str, Any]:
@@ -376,10 +407,7 @@ def test_samples_relayed_by_the_owner_are_kept_but_are_no_liveness() -> None:
     heard: list[tuple[str, int]] = []
     fleet.on_samples.append(lambda node_id, nodes, instances: heard.append((node_id, len(nodes))))
     now = time.time()
-    samples = [
-        {**unstructure(sample), "ts": now - 1 + n}
-        for n, sample in enumerate([_node_sample(), _node_sample()])
-    ]
+    samples = [unstructure(sample(now - 1 + n)) for n in range(2)]
     fleet.mirror("n1", samples, [])
     assert heard == [("n1", 2)]
     rt = fleet.nodes["n1"]
@@ -393,11 +421,8 @@ def test_samples_relayed_by_the_owner_are_kept_but_are_no_liveness() -> None:
 async def test_the_heartbeats_of_a_tick_cross_the_bus_in_one_message(
     tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    network = LocalNetwork()
-    app_a = create_app(_settings(tmp_path, db_url, "a"), bus=LocalBus("a", network))
-    app_b = create_app(_settings(tmp_path, db_url, "b"), bus=LocalBus("b", network))
-    a: Master = app_a.extensions["gdos"]
-    b: Master = app_b.extensions["gdos"]
+    masters = _TwoMasters(tmp_path, db_url)
+    a, b = masters.a, masters.b
     sent: list[tuple[str, int]] = []
     publish = a.bus.publish
 
@@ -408,12 +433,12 @@ async def test_the_heartbeats_of_a_tick_cross_the_bus_in_one_message(
         await publish(subject, data)
 
     a.bus.publish = counted  # type: ignore[method-assign]
-    async with app_a.test_app(), app_b.test_app():
+    async with masters:
         ids = [f"n{i}" for i in range(20)]
         for node_id in ids:  # 20 workers connected to a, each sending one heartbeat
             rt = a.fleet.runtime(node_id)
             rt.connection = AgentConnection(node_id, _Worker().send, _Worker().close)
-            a.fleet.heartbeat(node_id, [attrs.evolve(_node_sample(), ts=time.time())], [])
+            a.fleet.heartbeat(node_id, [sample(time.time())], [])
         await _until(lambda: all(b.fleet.store.latest(f"node:{n}") for n in ids), timeout=5)
         assert sent == [("gdos.samples", 20)]  # one message, not one per heartbeat
         assert not any(b.fleet.is_connected(n) for n in ids)  # kept there, not owned
@@ -422,7 +447,7 @@ async def test_the_heartbeats_of_a_tick_cross_the_bus_in_one_message(
         sent.clear()
         later = time.time() + 1
         for node_id in ids:
-            a.fleet.heartbeat(node_id, [attrs.evolve(_node_sample(), ts=later)], [])
+            a.fleet.heartbeat(node_id, [sample(later)], [])
         await _until(
             lambda: all(b.fleet.store.latest(f"node:{n}")["cpu"][0] == int(later) for n in ids),
             timeout=5,
@@ -430,103 +455,32 @@ async def test_the_heartbeats_of_a_tick_cross_the_bus_in_one_message(
         assert sent == [("gdos.samples", 8), ("gdos.samples", 8), ("gdos.samples", 4)]
 
 
-def _node_sample() -> NodeSample:
-    return NodeSample(
-        ts=0.0,
-        cpu_percent=10.0,
-        load1=0,
-        load5=0,
-        load15=0,
-        mem_total=2,
-        mem_used=1,
-        mem_percent=50,
-        swap_total=0,
-        swap_used=0,
-        disk_read_bps=0,
-        disk_write_bps=0,
-        uptime_seconds=1,
-    )
-
-
-class _Webhook:
-    """A real HTTP endpoint on loopback that counts the notifications it receives."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        self.server: asyncio.Server | None = None
-
-    async def start(self) -> str:
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = next(
-                int(line.split(b":", 1)[1])
-                for line in head.split(b"\r\n")
-                if line.lower().startswith(b"content-length:")
-            )
-            self.bodies.append(json.loads(await reader.readexactly(length)))
-            writer.write(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
-            await writer.drain()
-            writer.close()
-
-        self.server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        port = self.server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}/hook"
-
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
-
-
 @pytest.mark.parametrize("db_engine", ["postgresql"])
 async def test_a_firing_alert_stays_firing_across_a_new_leader_with_one_notification(
-    tmp_path: Path, db_url: str
+    tmp_path: Path, db_url: str, hook: WebhookReceiver
 ) -> None:
-    hook = _Webhook()
-    url = await hook.start()
-    network = LocalNetwork()
     alerts = MasterAlerts(startup_grace=0, webhook_allow="127.0.0.1/32")
-    apps = {
-        name: create_app(
-            attrs.evolve(_settings(tmp_path, db_url, name), alerts=alerts),
-            bus=LocalBus(name, network),
-        )
-        for name in ("a", "b")
-    }
-    masters: dict[str, Master] = {n: app.extensions["gdos"] for n, app in apps.items()}
-    contexts = {n: app.test_app() for n, app in apps.items()}
-    running: list[str] = []
-    try:
-        for name, context in contexts.items():
-            await context.__aenter__()
-            running.append(name)
-        a, b = masters["a"], masters["b"]
-        await _until(lambda: a.cluster.leader != b.cluster.leader)
-        leader, other = (a, b) if a.cluster.leader else (b, a)
+    async with _TwoMasters(tmp_path, db_url, alerts=alerts) as masters:
+        leader, other = await masters.elected()
         # a joined node whose worker is connected to no master: node_offline fires
         leader.db.execute(
             "INSERT INTO nodes(id, hostname, credential_hash, created_at) VALUES(?, ?, ?, ?)",
             ("n1", "web1", "hash-of-n1", time.time()),
         )
-        other.alert_store.create_receiver(ReceiverCreate(name="hook", url=url))
+        other.alert_store.create_receiver(ReceiverCreate(name="hook", url=hook.url))
         other.alert_store.create_rule(
             AlertRule(name="down", metric="node_offline", op=">", threshold=0.5)
         )
-        await _until(lambda: len(hook.bodies) == 1, timeout=10)
-        assert hook.bodies[0]["status"] == "firing"
+        await _until(lambda: len(hook.received) == 1, timeout=10)
+        assert hook.statuses() == ["firing"]
         # the leader goes; the other takes over with the alert still firing, not notified
-        running.remove(leader.cluster.master_id)
-        await contexts[leader.cluster.master_id].__aexit__(None, None, None)
+        await masters.stop(leader)
         await _until(lambda: other.cluster.leader and len(other.leader_tasks) == 2, timeout=5)
         await asyncio.sleep(3)  # several evaluations by the new leader
         assert other.alerts.firing_count() == 1
-        assert len(hook.bodies) == 1
+        assert len(hook.received) == 1
         firing = other.db.scalar("SELECT COUNT(*) FROM alert_events WHERE state = 'firing'")
         assert firing == 1
-    finally:
-        for name in running:
-            await contexts[name].__aexit__(None, None, None)
-        await hook.close()
 
 
 @pytest.mark.parametrize("db_engine", ["postgresql"])

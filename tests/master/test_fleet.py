@@ -9,15 +9,9 @@ import pytest
 from gdos_master.fleet import AgentConnection, Fleet
 from gdos_sdk.models import NodeSample
 
+from ..helpers.clock import FakeClock
+
 pytestmark = pytest.mark.anyio
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def sample(ts: float, cpu: float = 10.0) -> NodeSample:
@@ -51,7 +45,7 @@ async def channel(fleet: Fleet, node_id: str, sent: list[dict]) -> AgentConnecti
 
 
 async def test_offline_after_interval_plus_grace_and_sweep_closes() -> None:
-    clock = Clock()
+    clock = FakeClock()
     fleet = Fleet(heartbeat_interval=1, offline_grace=5, clock=clock)
     await channel(fleet, "n1", [])
     assert fleet.is_online("n1")
@@ -64,7 +58,7 @@ async def test_offline_after_interval_plus_grace_and_sweep_closes() -> None:
 
 
 async def test_a_lost_channel_counts_as_one_disconnect() -> None:
-    clock = Clock()
+    clock = FakeClock()
     fleet = Fleet(heartbeat_interval=1, offline_grace=5, clock=clock)
     swept = await channel(fleet, "n1", [])
     clock.now += 10
@@ -80,7 +74,7 @@ async def test_a_lost_channel_counts_as_one_disconnect() -> None:
 
 
 async def test_watch_switches_a_large_fleet_node_to_one_second() -> None:
-    clock = Clock()
+    clock = FakeClock()
     fleet = Fleet(
         heartbeat_interval=1,
         offline_grace=2,
@@ -119,7 +113,7 @@ async def test_heartbeat_batches_fill_the_series_and_latest() -> None:
 
 async def test_a_stalled_master_does_not_drop_nodes_that_kept_sending() -> None:
     """Issue 15: liveness is judged on the master's own clock, less its event loop's stalls."""
-    clock = Clock()
+    clock = FakeClock()
     fleet = Fleet(heartbeat_interval=1, offline_grace=5, clock=clock)
     await channel(fleet, "n1", [])
     await channel(fleet, "n2", [])
@@ -144,7 +138,7 @@ async def test_a_stalled_master_does_not_drop_nodes_that_kept_sending() -> None:
 async def test_a_longer_push_interval_starts_its_deadline_at_the_configure() -> None:
     """A worker told to push less often waits a random phase of the new interval from the
     Configure on; its last heartbeat (at the old pace) must not make it flap meanwhile."""
-    clock = Clock()
+    clock = FakeClock()
     fleet = Fleet(
         heartbeat_interval=1, offline_grace=2, heartbeat_budget=1, max_push_interval=10, clock=clock
     )

@@ -10,13 +10,7 @@ import pytest
 
 from gdos_master.heap import HeapKeeper
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from ..helpers.clock import FakeClock
 
 
 class Node:
@@ -27,12 +21,12 @@ class Node:
 
 
 @pytest.fixture
-def clock() -> Iterator[Clock]:
-    yield Clock()
+def clock() -> Iterator[FakeClock]:
+    yield FakeClock()
     gc.unfreeze()
 
 
-def test_disabled_keeper_leaves_gc_alone(clock: Clock) -> None:
+def test_disabled_keeper_leaves_gc_alone(clock: FakeClock) -> None:
     # Python 3.12+ starts with objects already frozen, 3.11 with none: compare, don't count.
     before = gc.get_freeze_count()
     keeper = HeapKeeper(enabled=False, clock=clock)
@@ -43,7 +37,7 @@ def test_disabled_keeper_leaves_gc_alone(clock: Clock) -> None:
     assert keeper.full_collections == 0
 
 
-def test_start_and_periodic_tick_freeze_survivors(clock: Clock) -> None:
+def test_start_and_periodic_tick_freeze_survivors(clock: FakeClock) -> None:
     keeper = HeapKeeper(clock=clock, freeze_every=60)
     before = gc.get_freeze_count()
     keeper.start()
@@ -59,7 +53,7 @@ def test_start_and_periodic_tick_freeze_survivors(clock: Clock) -> None:
     del kept
 
 
-def test_cycles_of_frozen_objects_wait_for_the_churn_collection(clock: Clock) -> None:
+def test_cycles_of_frozen_objects_wait_for_the_churn_collection(clock: FakeClock) -> None:
     keeper = HeapKeeper(clock=clock, churn_limit=100)
     node = Node()
     ref = weakref.ref(node)
@@ -78,7 +72,7 @@ def test_cycles_of_frozen_objects_wait_for_the_churn_collection(clock: Clock) ->
     assert keeper.full_collections == 1
 
 
-def test_full_collection_at_least_every_full_every(clock: Clock) -> None:
+def test_full_collection_at_least_every_full_every(clock: FakeClock) -> None:
     keeper = HeapKeeper(clock=clock, full_every=3600)
     keeper.start()
     clock.now += 3601
@@ -86,7 +80,7 @@ def test_full_collection_at_least_every_full_every(clock: Clock) -> None:
     assert keeper.full_collections == 1
 
 
-def test_a_big_fleet_waits_for_a_fleets_worth_of_churn(clock: Clock) -> None:
+def test_a_big_fleet_waits_for_a_fleets_worth_of_churn(clock: FakeClock) -> None:
     """A full collection walks every object (seconds at 10,000 nodes) to free a few KB
     per closed connection: with 10,000 open, it waits for 10,000 disconnects."""
     keeper = HeapKeeper(clock=clock, churn_limit=500)
@@ -100,7 +94,7 @@ def test_a_big_fleet_waits_for_a_fleets_worth_of_churn(clock: Clock) -> None:
 
 
 def test_the_frozen_count_costs_no_walk_of_the_heap(
-    clock: Clock, monkeypatch: pytest.MonkeyPatch
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Counting frozen objects walks all of them (0.2-0.36 s at 1.1-1.6 M objects); the
     ingest status asks every few seconds, so it reads the count of the last full one."""

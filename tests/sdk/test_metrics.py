@@ -25,15 +25,9 @@ from gdos_sdk.metrics import (
     local_addresses,
 )
 
+from ..helpers.clock import FakeClock
+
 MiB = 2**20
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Child:

@@ -10,9 +10,7 @@ and the audit trail masks them the same way.
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -25,8 +23,8 @@ from gdos_sdk.client import AsyncClient
 from gdos_sdk.codec import structure, unstructure
 from gdos_sdk.config import MasterAlerts, MasterAuth, MasterDatabase, MasterServer, MasterSettings
 from gdos_sdk.models import Module, ModuleCreate, ModulePatch
-from gdos_sdk.testing import free_port
 
+from ..helpers.webhook import WebhookReceiver
 from ..master.conftest import ADMIN_PASSWORD, token_for
 
 pytestmark = pytest.mark.anyio
@@ -157,43 +155,8 @@ def test_models_round_trip_with_the_new_fields() -> None:
     assert structure(unstructure(create), ModuleCreate) == create
 
 
-class Hook:
-    """A local webhook receiver recording the paths it is posted to."""
-
-    def __init__(self) -> None:
-        self.paths: list[str] = []
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["Content-Length"]))
-                hook.paths.append(self.path)
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.port = free_port()
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def hook() -> Iterator[Hook]:
-    receiver = Hook()
-    try:
-        yield receiver
-    finally:
-        receiver.close()
-
-
 async def test_receiver_urls_are_write_only_and_still_delivered_to(
-    admin: AsyncClient, app: Quart, master: Master, hook: Hook
+    admin: AsyncClient, app: Quart, master: Master, hook: WebhookReceiver
 ) -> None:
     url = f"http://alice:{PASSWORD}@127.0.0.1:{hook.port}/services/T0/B0/XXXXSECRET?token=abc123"
     created = await admin_send(
@@ -214,7 +177,7 @@ async def test_receiver_urls_are_write_only_and_still_delivered_to(
     # Delivery uses the real URL: path, query and credentials arrive.
     result = await admin_send(admin, "POST", f"/alerts/receivers/{receiver_id}/test", None)
     assert result["ok"] is True, result
-    assert hook.paths == ["/services/T0/B0/XXXXSECRET?token=abc123"]
+    assert hook.paths() == ["/services/T0/B0/XXXXSECRET?token=abc123"]
     # The audit entry of the create masks the URL as the API does.
     entries = (await admin.list_audit(action="receiver.", limit=10)).items
     assert PASSWORD not in json.dumps([unstructure(e) for e in entries])

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ from gdos_sdk.config import MasterAlerts, MasterAuth, MasterDatabase, MasterServ
 from gdos_sdk.errors import ConfigError, ValidationError
 from gdos_sdk.testing import free_port
 
+from ..helpers.webhook import WebhookReceiver
 from ..master.conftest import ADMIN_PASSWORD
 
 pytestmark = pytest.mark.anyio
@@ -97,55 +96,20 @@ async def test_an_update_to_a_denied_destination_is_refused(admin: AsyncClient) 
     assert info.value.details[0]["path"] == "$.url"
 
 
-class Hook:
-    """A local webhook receiver counting what it gets."""
-
-    def __init__(self) -> None:
-        self.hits: list[str] = []
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["Content-Length"]))
-                hook.hits.append(self.headers["Host"])
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.port = free_port()
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def hook() -> Iterator[Hook]:
-    receiver = Hook()
-    try:
-        yield receiver
-    finally:
-        receiver.close()
-
-
 @pytest.mark.parametrize("settings", ["127.0.0.1/32, hooks.internal"], indirect=True)
 async def test_the_allow_list_lets_an_admin_reach_a_local_receiver(
-    admin: AsyncClient, hook: Hook
+    admin: AsyncClient, hook: WebhookReceiver
 ) -> None:
     created = await create(admin, f"http://127.0.0.1:{hook.port}/alert")
     result = await send(admin, "POST", f"/alerts/receivers/{created['id']}/test")
-    assert result["ok"] is True and hook.hits == [f"127.0.0.1:{hook.port}"]
+    assert result["ok"] is True and hook.hosts() == [f"127.0.0.1:{hook.port}"]
     # Not on the list: still refused.
     with pytest.raises(ValidationError):
         await create(admin, "http://169.254.169.254/", name="meta")
 
 
 async def test_a_name_that_turns_into_loopback_is_refused_at_send_time(
-    admin: AsyncClient, master: Master, hook: Hook
+    admin: AsyncClient, master: Master, hook: WebhookReceiver
 ) -> None:
     """DNS rebinding: public when saved, 127.0.0.1 when the alert goes out."""
     answers = {"hooks.test": ["93.184.216.34"]}
@@ -160,16 +124,16 @@ async def test_a_name_that_turns_into_loopback_is_refused_at_send_time(
     result = await send(admin, "POST", f"/alerts/receivers/{created['id']}/test")
     assert result["ok"] is False and "not allowed" in result["error"]
     assert "127.0.0.1 is a loopback address" in result["error"]
-    assert hook.hits == []  # nothing was sent
+    assert hook.hosts() == []  # nothing was sent
     # A name with several addresses is refused when any of them is denied.
     answers["hooks.test"] = ["93.184.216.34", "169.254.169.254"]
     result = await send(admin, "POST", f"/alerts/receivers/{created['id']}/test")
-    assert "cloud metadata" in result["error"] and hook.hits == []
+    assert "cloud metadata" in result["error"] and hook.hosts() == []
 
 
 @pytest.mark.parametrize("settings", ["hooks.test"], indirect=True)
 async def test_delivery_goes_to_the_checked_address_not_a_fresh_lookup(
-    admin: AsyncClient, master: Master, hook: Hook
+    admin: AsyncClient, master: Master, hook: WebhookReceiver
 ) -> None:
     """hooks.test exists only in the policy's resolver: httpx never resolves it itself."""
 
@@ -181,7 +145,7 @@ async def test_delivery_goes_to_the_checked_address_not_a_fresh_lookup(
     created = await create(admin, f"http://hooks.test:{hook.port}/alert")
     result = await send(admin, "POST", f"/alerts/receivers/{created['id']}/test")
     assert result["ok"] is True, result
-    assert hook.hits == [f"hooks.test:{hook.port}"]  # the Host header keeps the name
+    assert hook.hosts() == [f"hooks.test:{hook.port}"]  # the Host header keeps the name
 
 
 def silent_server() -> tuple[socket.socket, int]:
