@@ -69,14 +69,16 @@ def test_cpu_rule_debounces_fires_resolves_and_survives_restart(
         uploaded = gdos.upload_package(out)
         system = gdos.create_system("hot")
         module = gdos.create_module(system.id, "burn", uploaded.name, uploaded.version)
-        # keep_firing_for rides out a dip when the restarting master competes for the CPU.
+        # keep_firing_for rides out a dip when the restarting master competes for the CPU;
+        # the threshold is low because on a busy 2-core machine (CI beside other jobs, load
+        # 5-6) the burner gets a third of a core, while an idle process stays near 0 %.
         add_rule(
             gdos,
             AlertRule(
                 name="instance cpu high",
                 metric="cpu",
                 op=">",
-                threshold=40,
+                threshold=10,
                 for_seconds=4,
                 keep_firing_for=6,
                 severity="critical",
@@ -90,7 +92,7 @@ def test_cpu_rule_debounces_fires_resolves_and_survives_restart(
         fired_at, body = first.at, first.json()
         assert fired_at - deployed_at >= 4  # not before `for` elapsed
         assert body["status"] == "firing" and body["target"] == f"instance:{instance.id}"
-        assert body["rule"]["severity"] == "critical" and body["value"] > 40
+        assert body["rule"]["severity"] == "critical" and body["value"] > 10
         assert [e.state for e in events(gdos)] == ["firing"]
 
     assert running.master is not None
