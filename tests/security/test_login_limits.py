@@ -8,14 +8,13 @@ plus a check, a known one only the check; and keys were never purged.
 
 from __future__ import annotations
 
-from pathlib import Path
-
+import attrs
 import httpx
 import pytest
 from quart import Quart
 
 from gdos_master.app import Master
-from gdos_sdk.config import MasterAuth, MasterDatabase, MasterServer, MasterSettings
+from gdos_sdk.config import MasterSettings
 from gdos_sdk.errors import AuthError, RateLimitedError
 
 from ..master.conftest import ADMIN_PASSWORD
@@ -24,19 +23,10 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def settings(tmp_path: Path, db_url: str) -> MasterSettings:
+def settings(settings: MasterSettings) -> MasterSettings:
     """Small limits, so that each test needs few (hashed) logins to reach them."""
-    return MasterSettings(
-        server=MasterServer(data_dir=str(tmp_path / "data")),
-        database=MasterDatabase(url=db_url),
-        auth=MasterAuth(
-            admin_password=ADMIN_PASSWORD,
-            join_token="join-token-for-tests",
-            password_cost=14,
-            login_attempts=4,
-            login_attempts_per_ip=6,
-        ),
-    )
+    auth = attrs.evolve(settings.auth, login_attempts=4, login_attempts_per_ip=6)
+    return attrs.evolve(settings, auth=auth)
 
 
 def _http(app: Quart, ip: str) -> httpx.AsyncClient:

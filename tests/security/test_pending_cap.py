@@ -8,35 +8,25 @@ them); now a join beyond the cap is refused, names the limit, and writes nothing
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
+import attrs
 import pytest
 from quart import Quart
 
 from gdos_master.app import Master
 from gdos_sdk.client import AsyncClient
-from gdos_sdk.config import MasterAuth, MasterDatabase, MasterServer, MasterSettings
+from gdos_sdk.config import MasterSettings
 from gdos_sdk.protocol import ErrorMessage, Welcome
 
-from ..master.conftest import ADMIN_PASSWORD
 from ..master.test_join import JOIN, hello, join
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def settings(tmp_path: Path, db_url: str) -> MasterSettings:
-    return MasterSettings(
-        server=MasterServer(data_dir=str(tmp_path / "data")),
-        database=MasterDatabase(url=db_url),
-        auth=MasterAuth(
-            admin_password=ADMIN_PASSWORD,
-            join_token=JOIN,
-            password_cost=14,
-            require_approval=True,
-            max_pending_nodes=3,
-        ),
-    )
+def settings(settings: MasterSettings) -> MasterSettings:
+    auth = attrs.evolve(settings.auth, join_token=JOIN, require_approval=True, max_pending_nodes=3)
+    return attrs.evolve(settings, auth=auth)
 
 
 async def test_joins_beyond_the_pending_cap_are_refused(

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 
+import attrs
 import httpx
 import pytest
 from quart import Quart
@@ -21,11 +21,11 @@ from gdos_master.app import Master
 from gdos_sdk.alerts import ReceiverCreate, ReceiverPatch
 from gdos_sdk.client import AsyncClient
 from gdos_sdk.codec import structure, unstructure
-from gdos_sdk.config import MasterAlerts, MasterAuth, MasterDatabase, MasterServer, MasterSettings
+from gdos_sdk.config import MasterAlerts, MasterSettings
 from gdos_sdk.models import Module, ModuleCreate, ModulePatch
 
 from ..helpers.webhook import WebhookReceiver
-from ..master.conftest import ADMIN_PASSWORD, token_for
+from ..master.conftest import token_for
 
 pytestmark = pytest.mark.anyio
 
@@ -33,13 +33,9 @@ PASSWORD = "hunter2-very-secret"
 
 
 @pytest.fixture
-def settings(tmp_path: Path, db_url: str) -> MasterSettings:
-    return MasterSettings(
-        server=MasterServer(data_dir=str(tmp_path / "data")),
-        database=MasterDatabase(url=db_url),
-        auth=MasterAuth(admin_password=ADMIN_PASSWORD, join_token="join-token-for-tests"),
-        alerts=MasterAlerts(webhook_allow="127.0.0.1/32"),  # the test receiver is local
-    )
+def settings(settings: MasterSettings) -> MasterSettings:
+    # The test receiver is on loopback, which the destination policy refuses unless allowed.
+    return attrs.evolve(settings, alerts=MasterAlerts(webhook_allow="127.0.0.1/32"))
 
 
 async def raw(app: Quart, token: str, path: str) -> str:

@@ -10,15 +10,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import attrs
 import httpx
 import pytest
 from quart import Quart
 
 from gdos_master.app import Master
 from gdos_sdk.config import (
-    MasterAuth,
-    MasterDatabase,
-    MasterServer,
     MasterSettings,
     load_master_settings,
 )
@@ -33,18 +31,10 @@ PROXY = "10.1.2.3"
 
 
 @pytest.fixture
-def settings(tmp_path: Path, db_url: str) -> MasterSettings:
-    return MasterSettings(
-        server=MasterServer(data_dir=str(tmp_path / "data"), trusted_proxies="10.0.0.0/8"),
-        database=MasterDatabase(url=db_url),
-        auth=MasterAuth(
-            admin_password=ADMIN_PASSWORD,
-            join_token="join-token-for-tests",
-            password_cost=14,
-            login_attempts=50,
-            login_attempts_per_ip=3,
-        ),
-    )
+def settings(settings: MasterSettings) -> MasterSettings:
+    auth = attrs.evolve(settings.auth, login_attempts=50, login_attempts_per_ip=3)
+    server = attrs.evolve(settings.server, trusted_proxies="10.0.0.0/8")
+    return attrs.evolve(settings, auth=auth, server=server)
 
 
 async def _login(

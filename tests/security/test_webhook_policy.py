@@ -25,25 +25,19 @@ from gdos_sdk.alerts import ReceiverCreate, ReceiverPatch
 from gdos_sdk.client import AsyncClient
 from gdos_sdk.client._base import Call, _json
 from gdos_sdk.codec import unstructure
-from gdos_sdk.config import MasterAlerts, MasterAuth, MasterDatabase, MasterServer, MasterSettings
+from gdos_sdk.config import MasterAlerts, MasterSettings
 from gdos_sdk.errors import ConfigError, ValidationError
 from gdos_sdk.testing import free_port
 
 from ..helpers.webhook import WebhookReceiver
-from ..master.conftest import ADMIN_PASSWORD
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def settings(tmp_path: Path, request: pytest.FixtureRequest, db_url: str) -> MasterSettings:
+def settings(settings: MasterSettings, request: pytest.FixtureRequest) -> MasterSettings:
     allow = getattr(request, "param", "")
-    return MasterSettings(
-        server=MasterServer(data_dir=str(tmp_path / "data")),
-        database=MasterDatabase(url=db_url),
-        auth=MasterAuth(admin_password=ADMIN_PASSWORD, join_token="join-token-for-tests"),
-        alerts=MasterAlerts(webhook_allow=allow, webhook_timeout=2.0),
-    )
+    return attrs.evolve(settings, alerts=MasterAlerts(webhook_allow=allow, webhook_timeout=2.0))
 
 
 async def send(admin: AsyncClient, method: str, path: str, body: Any = None) -> Any:
