@@ -565,11 +565,17 @@ def create_app(
 
 
 def _database_lost(exc: BaseException) -> bool:
-    """Whether ``exc`` is PostgreSQL's driver reporting a lost or refused connection."""
-    return type(exc).__module__.startswith("psycopg") and type(exc).__name__ in {
-        "OperationalError",
-        "InterfaceError",
-    }
+    """Whether ``exc`` is PostgreSQL's driver reporting a lost or refused connection.
+
+    Subclasses count: a server shutting down ends its sessions with ``AdminShutdown``
+    (an ``OperationalError``), which the request running at that moment meets. psycopg is
+    not imported for this (a master on SQLite may not have it).
+    """
+    return any(
+        kind.__module__.startswith("psycopg")
+        and kind.__name__ in {"OperationalError", "InterfaceError"}
+        for kind in type(exc).__mro__
+    )
 
 
 def _register_errors(app: Quart) -> None:

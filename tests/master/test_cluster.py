@@ -650,3 +650,17 @@ async def test_terminal_sessions_of_a_live_master_stay_open_and_count_against_th
         assert states()["t-b"] == "closed"
     finally:
         await master.close()
+
+
+def test_a_database_shutting_down_under_a_request_is_a_503_not_a_500() -> None:
+    # A server shutting down ends the session a request is using with AdminShutdown (a
+    # subclass of OperationalError): found by tests/e2e/test_outage_load.py as a 500.
+    import psycopg
+
+    from gdos_master.app import _database_lost
+
+    assert _database_lost(psycopg.errors.AdminShutdown("terminating connection"))
+    assert _database_lost(psycopg.OperationalError("connection failed"))
+    assert _database_lost(psycopg.InterfaceError("the connection is closed"))
+    assert not _database_lost(psycopg.errors.UniqueViolation("duplicate key"))
+    assert not _database_lost(ValueError("not the database"))
