@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import os
 import threading
 import time
 from collections import Counter
@@ -50,7 +51,6 @@ pytestmark = pytest.mark.e2e
 
 FLEET_SIM = Path(__file__).resolve().parents[2] / "tools" / "fleet_sim.py"
 SIM_NODES = 300
-OUTAGE = 5.0  # seconds PostgreSQL or NATS stays away
 WRITE_PAUSE = 0.05  # between a writer's rounds (create, describe, maybe delete)
 # Bounds, about three times what a quiet run measures (given in each test's comments).
 NOTICED_WITHIN = 6.0  # from the server stopped to /healthz saying so on both masters
@@ -272,9 +272,11 @@ def rig(tmp_path: Path, nats: LocalNats, pack: Callable[..., Path]) -> Iterator[
             group.close()
 
 
-def _outage(rig: Rig, what: str, stop: Callable[[], None], start: Callable[[], None]) -> float:
-    """Load, then ``stop`` the server for OUTAGE seconds, then ``start`` it; checks /healthz
-    on the way. Returns the time (``time.time()``) both masters said ``ok`` again."""
+def _outage(
+    rig: Rig, what: str, stop: Callable[[], object], start: Callable[[], object], outage: float
+) -> float:
+    """Load, then ``stop`` the server for ``outage`` seconds, then ``start`` it; checks
+    /healthz on the way. Returns the time (``time.time()``) both masters said ``ok`` again."""
     wait_until(lambda: all(_oks(w) >= 10 for w in rig.writers), timeout=20, what="writes")
     wait_until(lambda: len(rig.follower.times) >= 3, timeout=20, what="live frames on b")
     stop()
@@ -293,11 +295,11 @@ def _outage(rig: Rig, what: str, stop: Callable[[], None], start: Callable[[], N
         assert stopped_at - 1 <= health["lost_since"] <= time.time()
     # writes go on meanwhile: each master refuses them (below: nothing was left behind)
     wait_until(
-        lambda: all(_refusals(w) >= 3 for w in rig.writers), timeout=OUTAGE + 10, what="refusals"
+        lambda: all(_refusals(w) >= 3 for w in rig.writers), timeout=outage + 10, what="refusals"
     )
-    left = OUTAGE - (time.time() - stopped_at)
+    left = outage - (time.time() - stopped_at)
     if left > 0:
-        time.sleep(left)  # the outage lasts OUTAGE seconds, under load
+        time.sleep(left)  # the outage lasts that long, under load
     assert rig.a.worker_health(rig.a.workers[0])["connected"]  # a worker does not leave
     start()
     back_at = time.time()
@@ -326,6 +328,13 @@ def _refusals(writer: Writer) -> int:
 
 def _after_recovery(rig: Rig, what: str, recovered: float) -> None:
     """What must hold once both masters are back (shared by both tests)."""
+    # from the moment both say ok, no node is shown offline on either (looked at for 3 s)
+    seen: list[tuple[float, str, int]] = []
+    while time.time() < recovered + 3:
+        seen += [(round(time.time() - recovered, 1), n, rig.nodes_online(n)) for n in "ab"]
+        time.sleep(0.1)
+    offline = [s for s in seen if s[2] != SIM_NODES + 1]
+    assert not offline, f"(seconds after ok, master, nodes online): {offline}"
     # writes succeed again on both masters, by themselves
     wait_until(
         lambda: all(
@@ -359,6 +368,7 @@ def _after_recovery(rig: Rig, what: str, recovered: float) -> None:
     with rig.a.client() as gdos:
         instance = gdos.get_instance(rig.instance_id)
         assert instance.state == InstanceState.RUNNING and instance.pid == rig.pid
+    os.kill(rig.pid, 0)  # the very process still runs
     # every node (the simulated ones too) is online on both masters
     for name in ("a", "b"):
         wait_until(
@@ -412,7 +422,8 @@ def _check_the_database(rig: Rig, outcomes: list[Outcome]) -> None:
 def test_postgresql_restarted_under_load(rig: Rig) -> None:
     # Quiet figures (2 cores, idle): noticed in ~1 s (one lease round), both ok ~0.5-1.5 s
     # after the server accepts connections again.
-    recovered = _outage(rig, "database", rig.pg.halt, rig.pg.resume)
+    # 8 s: longer than a node lease's grace (1 + 5 s), so every lease runs out meanwhile
+    recovered = _outage(rig, "database", rig.pg.halt, rig.pg.resume, 8.0)
     _after_recovery(rig, "database", recovered)
     for name in ("a", "b"):
         log = (rig.masters.root / name / "master.log").read_text()
@@ -422,7 +433,7 @@ def test_postgresql_restarted_under_load(rig: Rig) -> None:
 def test_nats_restarted_under_load(rig: Rig) -> None:
     # Quiet figures (2 cores, idle): noticed at once (the socket closes), both ok ~1-2 s
     # after the server is back (the client tries every second).
-    recovered = _outage(rig, "bus", rig.nats.stop, rig.nats.start)
+    recovered = _outage(rig, "bus", rig.nats.stop, rig.nats.start, 5.0)
     _after_recovery(rig, "bus", recovered)
     for name in ("a", "b"):
         log = (rig.masters.root / name / "master.log").read_text()
