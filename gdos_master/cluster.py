@@ -97,6 +97,9 @@ class Cluster:
         self.db_lost_since: float | None = None
         #: Nodes connected here whose lease could not be written (the database was away).
         self.untaken: set[str] = set()
+        #: After an outage of the database: (when it was lost, until when) leases that ran
+        #: out meanwhile are still believed (see :meth:`refresh_remote`).
+        self._after_outage: tuple[float, float] | None = None
         #: Seconds between two rounds of :meth:`tick`.
         self.period = min(leader_ttl / 3, node_ttl / 3, 1.0)
 
@@ -145,12 +148,27 @@ class Cluster:
         )
 
     def refresh_remote(self) -> dict[str, str]:
-        """Read the fresh leases other masters hold: ``{node id: master id}``."""
+        """Read the fresh leases other masters hold: ``{node id: master id}``.
+
+        For one ``node_ttl`` after an outage of the database, a lease that ran out while the
+        database was away counts as fresh: its master could not renew it either, and renews
+        it in its own first round after the outage, which may come up to a round after
+        ours. Without this, the other masters' nodes were shown offline here for up to a
+        second after an outage longer than the grace.
+        """
         if not self.clustered:
             return self.remote
+        now = self._clock()
+        fresh_after = now
+        if self._after_outage is not None:
+            lost_at, until = self._after_outage
+            if now < until:
+                fresh_after = min(now, lost_at)
+            else:
+                self._after_outage = None
         rows = self.db.all(
             "SELECT node_id, master_id FROM node_leases WHERE master_id <> ? AND expires_at > ?",
-            (self.master_id, self._clock()),
+            (self.master_id, fresh_after),
         )
         self.remote = {r["node_id"]: r["master_id"] for r in rows}
         return self.remote
@@ -259,6 +277,8 @@ class Cluster:
         """One round: renew node leases, read others', take or renew the leader lease."""
         try:
             self.renew_self()
+            if not self.db_ok and self.db_lost_since is not None:  # back after an outage
+                self._after_outage = (self.db_lost_since, self._clock() + self.node_ttl)
             self.renew_nodes()
             self.refresh_remote()
             held = self.try_lead()

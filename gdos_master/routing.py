@@ -175,7 +175,7 @@ def unexpected_error(exc: Exception, method: str, path: str) -> Response:
     PostgreSQL away: 503 ``transport_error`` (nothing was written; retry later). Anything
     else is a bug: logged with its traceback, answered 500 ``internal_error`` without details.
     """
-    if _database_lost(exc):
+    if database_lost(exc):
         log.error("database unreachable on %s %s: %s", method, path, exc)
         return error_response(
             TransportError(
@@ -190,12 +190,18 @@ def unexpected_error(exc: Exception, method: str, path: str) -> Response:
     )
 
 
-def _database_lost(exc: BaseException) -> bool:
-    """Whether ``exc`` is PostgreSQL's driver reporting a lost or refused connection."""
-    return type(exc).__module__.startswith("psycopg") and type(exc).__name__ in {
-        "OperationalError",
-        "InterfaceError",
-    }
+def database_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` is PostgreSQL's driver reporting a lost or refused connection.
+
+    Subclasses count: a server shutting down ends its sessions with ``AdminShutdown``
+    (an ``OperationalError``), which the request running at that moment meets. psycopg is
+    not imported for this (a master on SQLite may not have it).
+    """
+    return any(
+        kind.__module__.startswith("psycopg")
+        and kind.__name__ in {"OperationalError", "InterfaceError"}
+        for kind in type(exc).__mro__
+    )
 
 
 def close_if_body_sent(response: Response) -> Response:

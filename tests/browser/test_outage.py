@@ -1,8 +1,9 @@
-"""Issue 15, item 5: a master that loses PostgreSQL says so in the console, refuses changes
-with the banner's words, and the banner goes away by itself when the database is back.
+"""Issue 15, item 5: a master that loses PostgreSQL or NATS says so in the console, refuses
+changes with the banner's words, and the banner goes away by itself when it is back.
 
 A master of a cluster (PostgreSQL and NATS, as in docs/scale-out.md) on a PostgreSQL server
-of the test's own: the test stops it (``LocalPostgres.halt``) and starts it again.
+and a NATS server of the test's own: the test stops one (``LocalPostgres.halt``,
+``LocalNats.stop``) and starts it again (on the same port).
 """
 
 from __future__ import annotations
@@ -67,6 +68,51 @@ def test_a_lost_database_shows_a_banner_refuses_changes_and_clears_by_itself(
 
     server.resume()
     # Looked at every 2 s during an outage: gone by itself, no reload.
+    expect(banner).to_have_count(0, timeout=20_000)
+    page.click("[data-test=nav-systems]")
+    page.click("[data-test=new-system]")
+    page.fill("[data-test=system-name]", "after")
+    page.click("[data-test=system-submit]")
+    expect(page.locator("[data-test=system-after]")).to_be_visible()
+    expect(page.locator("[data-test=system-during]")).to_have_count(0)
+
+
+def test_a_lost_bus_shows_a_banner_refuses_changes_and_clears_by_itself(
+    page: Page, clustered: tuple[LocalCluster, LocalPostgres], nats: LocalNats
+) -> None:
+    cluster, _ = clustered
+    login(page, cluster.url, cluster.admin_password)
+    page.click("[data-test=nav-systems]")
+    banner = page.locator("[data-test=outage-banner]")
+    expect(banner).to_have_count(0)
+
+    nats.stop()
+    # The master notices at once (the socket closes); the console within its 5 s poll.
+    expect(banner).to_be_visible(timeout=15_000)
+    expect(banner).to_have_attribute("role", "alert")
+    expect(banner).to_have_attribute("data-lost", "bus")
+    expect(banner).to_contain_text("This master lost the message bus.")
+    expect(banner).to_contain_text("Changes are refused until it is back")
+    expect(banner).to_contain_text("Master: m1.")
+    expect(page.locator("[data-test=outage-since]")).to_contain_text("Since")
+
+    # A change made meanwhile is refused with the banner's words, not the master's English.
+    page.click("[data-test=new-system]")
+    page.fill("[data-test=system-name]", "during")
+    page.click("[data-test=system-submit]")
+    refusal = page.locator(".el-message--error")
+    expect(refusal).to_contain_text("Not done: this master lost the message bus")
+    expect(refusal).not_to_contain_text("writes are refused")
+    page.keyboard.press("Escape")  # the dialog stays open with what was typed; close it
+
+    # Reading goes on: another page loads while the bus is away.
+    page.click("[data-test=nav-nodes]")
+    expect(banner).to_be_visible()
+    page.click("[data-test=lang-toggle]")
+    expect(banner).to_contain_text("当前主控节点与消息总线的连接已断开")
+    page.click("[data-test=lang-toggle]")
+
+    nats.start()  # the same port: the master's client finds it again by itself
     expect(banner).to_have_count(0, timeout=20_000)
     page.click("[data-test=nav-systems]")
     page.click("[data-test=new-system]")

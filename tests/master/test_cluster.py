@@ -604,3 +604,53 @@ async def test_terminal_sessions_of_a_live_master_stay_open_and_count_against_th
         assert states()["t-b"] == "closed"
     finally:
         await master.close()
+
+
+def test_a_database_shutting_down_under_a_request_is_a_503_not_a_500() -> None:
+    # A server shutting down ends the session a request is using with AdminShutdown (a
+    # subclass of OperationalError): found by tests/e2e/test_outage_load.py as a 500.
+    import psycopg
+
+    from gdos_master.routing import database_lost
+
+    assert database_lost(psycopg.errors.AdminShutdown("terminating connection"))
+    assert database_lost(psycopg.OperationalError("connection failed"))
+    assert database_lost(psycopg.InterfaceError("the connection is closed"))
+    assert not database_lost(psycopg.errors.UniqueViolation("duplicate key"))
+    assert not database_lost(ValueError("not the database"))
+
+
+async def test_after_a_database_outage_the_other_masters_leases_get_a_round_to_be_renewed(
+    db: Database, clock: FakeClock
+) -> None:
+    # Found by tests/e2e/test_outage_load.py: after an outage longer than the grace, the
+    # master that came back first showed the other's nodes offline until that one renewed.
+    a, b = _cluster(db, "a", clock), _cluster(db, "b", clock)
+    b.take_node("n1")
+    b.take_node("gone")
+    b.release_node("gone")  # its lease runs out at +6, before the outage
+    clock.now += 6.5
+    b.renew_nodes()
+    await a.tick()
+    assert a.remote == {"n1": "b"}  # "gone" ran out before the outage
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("connection refused")
+
+    a.db = type("Broken", (), {"write_unseen": broken, "all": broken, "one": broken})()  # type: ignore[assignment]
+    clock.now += 0.5
+    await a.tick()  # the outage begins
+    assert not a.db_ok and a.remote == {"n1": "b"}  # what a knew: kept meanwhile
+    clock.now += 8  # b's lease on n1 ran out while the database was away
+    a.db = db
+    await a.tick()  # a is back before b renewed: n1 stays online here, "gone" stays gone
+    assert a.db_ok and a.remote == {"n1": "b"}
+    assert a.owner("n1") is None  # a command still asks the lease as it is
+    clock.now += 1
+    b.renew_nodes()  # b's first round after the outage
+    await a.tick()
+    assert a.remote == {"n1": "b"} and a.owner("n1") == "b"
+    b.release_node("n1")
+    clock.now += 6.5  # past the grace after the outage: plain expiry again
+    await a.tick()
+    assert a.remote == {}
