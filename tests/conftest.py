@@ -25,6 +25,7 @@ import pytest
 from gdos_sdk.localnats import LocalNats
 from gdos_sdk.localpg import LocalPostgres
 
+from .helpers.masters import Masters
 from .helpers.webhook import WebhookReceiver
 
 ENGINES = ("sqlite", "postgresql")
@@ -163,6 +164,16 @@ def nats() -> Iterator[LocalNats]:
         yield server.start()
     finally:
         server.close()
+
+
+@pytest.fixture
+def masters(tmp_path: Path, db_url: str, nats: LocalNats) -> Iterator[Masters]:
+    """Masters a, b, c ... (started by the test) on one PostgreSQL and one NATS, stopped after."""
+    group = Masters(tmp_path, db_url, nats.url)
+    try:
+        yield group
+    finally:
+        group.close()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -22,27 +22,17 @@ from playwright.sync_api import Page, expect
 
 from gdos_sdk.alerts import AlertRule, RuleTarget
 from gdos_sdk.batches import BatchJob, BatchState
-from gdos_sdk.localnats import LocalNats
 from gdos_sdk.testing import wait_until
 
 from ..e2e.conftest import pack  # noqa: F401  (the fixture)
 from ..e2e.test_alerts import ALLOW_HOOK, add_rule
 from ..e2e.test_failover import OFFLINE_GRACE, PUSH_INTERVAL, connections, same_process
-from ..e2e.test_masters import LEADER_TTL, Masters
+from ..helpers.masters import LEADER_TTL, Masters
 from ..helpers.webhook import WebhookReceiver
 from .conftest import login
 from .test_console import points
 
 CHART = "[data-test=node-cpu-chart]"
-
-
-@pytest.fixture
-def masters(tmp_path: Path, db_url: str, nats: LocalNats) -> Iterator[Masters]:
-    group = Masters(tmp_path, db_url, nats.url)
-    try:
-        yield group
-    finally:
-        group.close()
 
 
 class OfflineWatch:

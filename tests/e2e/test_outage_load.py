@@ -44,8 +44,8 @@ from gdos_sdk.localnats import LocalNats
 from gdos_sdk.localpg import LocalPostgres
 from gdos_sdk.testing import LocalCluster, wait_until
 
+from ..helpers.masters import Masters
 from .test_lifecycle import setup_module_instance
-from .test_masters import Masters
 
 pytestmark = pytest.mark.e2e
 
