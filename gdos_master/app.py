@@ -577,7 +577,7 @@ def _register_errors(app: Quart) -> None:
     async def unexpected(exc: Exception) -> Response:
         if isinstance(exc, HTTPException):
             return await http_error(exc)
-        return unexpected_error(exc, request.method, request.path)
+        return unexpected_error(exc, request.method, request.path, current_master())
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:

@@ -273,6 +273,18 @@ class Cluster:
             except Exception:
                 log.exception("leader change handler failed")
 
+    def note_db_lost(self, exc: BaseException) -> None:
+        """A request met the database away: report the outage now, not at the next round.
+
+        Without this, a refusal (503, ``lost: database``) and ``/healthz`` could disagree
+        for up to a round, and the console's banner would come and go. The next round that
+        reaches the database ends it as usual. A single master keeps no such state.
+        """
+        if self.clustered and self.db_ok:
+            log.error("lease renewal failed (database unreachable?): %s", exc)
+            self.db_lost_since = self._clock()
+            self.db_ok = False
+
     async def tick(self) -> None:
         """One round: renew node leases, read others', take or renew the leader lease."""
         try:

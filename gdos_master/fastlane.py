@@ -159,7 +159,7 @@ class FastLane:
         except GdosError as exc:
             response = error_response(exc)
         except Exception as exc:
-            response = unexpected_error(exc, "GET", scope["path"])
+            response = unexpected_error(exc, "GET", scope["path"], master)
         return await _raw(response)
 
 

@@ -169,13 +169,17 @@ def error_response(exc: GdosError) -> Response:
     return close_if_body_sent(response)
 
 
-def unexpected_error(exc: Exception, method: str, path: str) -> Response:
+def unexpected_error(exc: Exception, method: str, path: str, master: Any = None) -> Response:
     """The answer to a request whose handler raised ``exc``, not a :class:`GdosError`.
 
-    PostgreSQL away: 503 ``transport_error`` (nothing was written; retry later). Anything
-    else is a bug: logged with its traceback, answered 500 ``internal_error`` without details.
+    PostgreSQL away: 503 ``transport_error`` (nothing was written; retry later), and
+    ``master``'s cluster reports the outage at once (``/healthz`` agrees with the refusal).
+    Anything else is a bug: logged with its traceback, answered 500 ``internal_error``
+    without details.
     """
     if database_lost(exc):
+        if master is not None:
+            master.cluster.note_db_lost(exc)
         log.error("database unreachable on %s %s: %s", method, path, exc)
         return error_response(
             TransportError(

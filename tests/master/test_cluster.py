@@ -654,3 +654,37 @@ async def test_after_a_database_outage_the_other_masters_leases_get_a_round_to_b
     clock.now += 6.5  # past the grace after the outage: plain expiry again
     await a.tick()
     assert a.remote == {}
+
+
+@pytest.mark.parametrize("db_engine", ["postgresql"])
+async def test_a_request_that_meets_the_database_away_reports_the_outage_at_once(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by the console's banner coming and going: a refusal said "database lost" while
+    # /healthz still said ok until the next lease round.
+    import psycopg
+
+    app = create_app(_settings(tmp_path, db_url, "a"), bus=LocalBus("a", LocalNetwork()))
+    master: Master = app.extensions["gdos"]
+    async with app.test_app():
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        async with AsyncClient("http://master.test", transport=transport, retries=0) as gdos:
+            await gdos.login("admin", "admin-password-1")
+            assert (await gdos.master_health()).ok
+
+            def away(**_: Any) -> str:
+                raise psycopg.OperationalError("connection failed: Connection refused")
+
+            async def no_round() -> None:  # no lease round in between to end it early
+                return None
+
+            monkeypatch.setattr(master.cluster, "tick", no_round)
+            monkeypatch.setattr(master.nodes, "list_json", away)
+            with pytest.raises(TransportError, match="database is unreachable") as refused:
+                await gdos.list_nodes()
+            assert refused.value.details == {"lost": ["database"]}
+            health = await gdos.master_health()  # at once, not at the next round
+            assert health.lost == ["database"] and health.lost_since is not None
+            monkeypatch.undo()
+            await master.cluster.tick()  # a round that reaches the database ends it
+            assert (await gdos.master_health()).ok
