@@ -325,8 +325,13 @@ async def fleet_step(
     profile: Path | None = None,
     watch_seconds: float = 30.0,
     others: dict[str, psutil.Process] | None = None,
+    profile_steady: bool = False,
 ) -> dict[str, Any]:
     """Connect ``size`` simulated nodes spread over ``masters``, let them settle, observe.
+
+    ``profile``: py-spy each master into this folder, from the start (the connect storm
+    included), or with ``profile_steady`` from the end of the settle time on (the steady
+    state alone).
 
     Every disconnect and refused hello counts, from the first connection on: a node that
     the master drops during the connect storm or the settle time is flapping too.
@@ -352,8 +357,9 @@ async def fleet_step(
     ]
     try:
         with contextlib.ExitStack() as stack:
-            for one in profiles:
-                stack.enter_context(one)
+            if not profile_steady:
+                for one in profiles:
+                    stack.enter_context(one)
             try:
                 result["connect_seconds"] = round(await sim.start(wait=300), 1)
             except TimeoutError:
@@ -363,6 +369,9 @@ async def fleet_step(
             # Let push intervals settle (rebalance runs every 5 s) and the join storm drain
             # out of the lag window (the master reports the largest lag of the last 10-20 s).
             await asyncio.sleep(settle)
+            if profile_steady:
+                for one in profiles:
+                    stack.enter_context(one)
             result["storm_disconnects"] = sim.disconnects()
             before = sim.disconnects()
             hold_watch = Watch([m.process for m in masters] + [bench, *extra.values()])

@@ -129,7 +129,8 @@ async def run(
 ) -> dict[str, Any]:
     """The three steps and the baseline (see the module docstring).
 
-    ``profile``: record the masters of the pair with py-spy into this folder.
+    ``profile``: record the masters of the pair with py-spy into this folder, from the end
+    of the settle time on (the steady state, not the connect storm).
     """
     results: dict[str, Any] = {"nodes": nodes, "load_before": list(os.getloadavg())}
     steps: list[dict[str, Any]] = []
@@ -163,6 +164,7 @@ async def run(
                     watch_seconds=watch_seconds,
                     others={"nats": server} if count > 1 else None,
                     profile=profile if count > 1 else None,
+                    profile_steady=True,
                 )
             finally:
                 for master in masters:
@@ -298,7 +300,7 @@ def main() -> int:
     parser.add_argument("--hold", type=float, default=20.0, help="seconds observed per step")
     parser.add_argument("--settle", type=float, default=15.0, help="seconds before observing")
     parser.add_argument("--watch", type=float, default=15.0, help="seconds of live delays")
-    parser.add_argument("--profile", type=Path, help="py-spy the pair into this folder")
+    parser.add_argument("--profile", type=Path, help="py-spy the pair, steady state")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     results = asyncio.run(

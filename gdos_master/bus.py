@@ -36,6 +36,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
+
 from gdos_sdk.errors import ConfigError, TransportError
 
 __all__ = [
@@ -68,8 +70,32 @@ def subject_matches(pattern: str, subject: str) -> bool:
     return len(want) == len(have)
 
 
-def _encode(data: dict[str, Any]) -> bytes:
+def _encode(data: dict[str, Any], *, finite: bool = False) -> bytes:
+    """``data`` as compact UTF-8 JSON.
+
+    ``finite``: the caller knows ``data`` holds no NaN or infinity (checked samples), so
+    orjson may write it (it would write those as ``null``); it is several times faster
+    than ``json.dumps`` on the large ``gdos.samples`` documents. An integer past 64 bits
+    or a key that is not a string falls back to ``json.dumps``.
+    """
+    if finite:
+        try:
+            return orjson.dumps(data)
+        except TypeError:
+            pass
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _decode(raw: bytes) -> Any:
+    """A message's document: orjson (faster), or ``json.loads`` for what orjson refuses.
+
+    orjson refuses ``NaN``/``Infinity`` and integers past 64 bits, which ``json.dumps``
+    writes: those messages decode as before.
+    """
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
 
 
 class Subscription(abc.ABC):
@@ -109,8 +135,11 @@ class Bus(abc.ABC):
         """Stop every subscription and disconnect."""
 
     @abc.abstractmethod
-    async def publish(self, subject: str, data: dict[str, Any]) -> None:
-        """Send ``data`` to every other master subscribed to ``subject`` (no answer)."""
+    async def publish(self, subject: str, data: dict[str, Any], *, finite: bool = False) -> None:
+        """Send ``data`` to every other master subscribed to ``subject`` (no answer).
+
+        ``finite``: ``data`` holds no NaN or infinity (checked samples): encoded faster.
+        """
 
     @abc.abstractmethod
     async def subscribe(self, subject: str, handler: Handler) -> Subscription:
@@ -183,7 +212,7 @@ class LocalBus(Bus):
             if s.owner is not self and not s.owner.closed and subject_matches(s.pattern, subject)
         ]
 
-    async def publish(self, subject: str, data: dict[str, Any]) -> None:
+    async def publish(self, subject: str, data: dict[str, Any], *, finite: bool = False) -> None:
         if self.closed:
             raise TransportError("the bus is closed")
         if not self.network.subscriptions:  # a lone master: nobody to tell
@@ -193,7 +222,7 @@ class LocalBus(Bus):
                 continue
             # A copy, as a NATS message would be: the receiver may keep or change it.
             try:
-                await sub.handler(subject, json.loads(_encode(data)))
+                await sub.handler(subject, _decode(_encode(data, finite=finite)))
             except Exception:
                 log.exception("bus handler for %s failed", subject)
 
@@ -213,10 +242,10 @@ class LocalBus(Bus):
         responder = serving[0].responder
         assert responder is not None
         try:
-            reply = await asyncio.wait_for(responder(json.loads(_encode(data))), timeout)
+            reply = await asyncio.wait_for(responder(_decode(_encode(data))), timeout)
         except TimeoutError:
             raise TransportError(f"no answer to {subject} within {timeout:g} s") from None
-        return dict(json.loads(_encode(reply)))
+        return dict(_decode(_encode(reply)))
 
     async def serve(self, subject: str, responder: Responder) -> Subscription:
         sub = _LocalSubscription(self.network, self, subject, None, responder)
@@ -319,9 +348,9 @@ class NatsBus(Bus):
             raise TransportError("the bus is not connected")
         return self._nc
 
-    async def publish(self, subject: str, data: dict[str, Any]) -> None:
+    async def publish(self, subject: str, data: dict[str, Any], *, finite: bool = False) -> None:
         try:
-            await self._client().publish(subject, _encode(data))
+            await self._client().publish(subject, _encode(data, finite=finite))
         except TransportError:
             raise
         except Exception as exc:
@@ -330,7 +359,7 @@ class NatsBus(Bus):
     async def subscribe(self, subject: str, handler: Handler) -> Subscription:
         async def deliver(msg: Any) -> None:
             try:
-                await handler(msg.subject, json.loads(msg.data))
+                await handler(msg.subject, _decode(msg.data))
             except Exception:
                 log.exception("bus handler for %s failed", msg.subject)
 
@@ -353,12 +382,12 @@ class NatsBus(Bus):
             raise
         except Exception as exc:
             raise TransportError(f"bus request to {subject} failed: {exc}") from None
-        return dict(json.loads(msg.data))
+        return dict(_decode(msg.data))
 
     async def serve(self, subject: str, responder: Responder) -> Subscription:
         async def answer(msg: Any) -> None:
             try:
-                reply = await responder(json.loads(msg.data))
+                reply = await responder(_decode(msg.data))
             except Exception:
                 log.exception("bus responder for %s failed", msg.subject)
                 reply = {"error": {"code": "internal_error", "message": "see the master log"}}

@@ -473,7 +473,8 @@ class Fleet:
         comes from the node's lease (:attr:`remote`), not from these.
         """
         rt = self.runtime(node_id)
-        self._keep(rt, nodes, instances, self._wall(), checked=False, lag=False)
+        # checked there (no NaN or infinity): the latest-sample text may be written by orjson
+        self._keep(rt, nodes, instances, self._wall(), checked=True, lag=False)
         if self.on_samples:
             for callback in self.on_samples:
                 callback(node_id, nodes, instances)

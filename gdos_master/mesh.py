@@ -169,7 +169,9 @@ class Mesh:
             part.append(entry)
             size += len(entry["nodes"]) + len(entry["instances"])
             if size >= SAMPLES_PER_MESSAGE or entry is batch[-1]:
-                await self._publish("gdos.samples", {"from": self.bus.master_id, "batch": part})
+                data = {"from": self.bus.master_id, "batch": part}
+                # checked samples: no NaN or infinity, so the fast encoder may write them
+                await self._publish("gdos.samples", data, finite=True)
                 messages, part, size = messages + 1, [], 0
         return messages
 
@@ -220,9 +222,9 @@ class Mesh:
             except Exception:
                 log.exception("rights-change listener failed for user %s", user_id)
 
-    async def _publish(self, subject: str, data: dict[str, Any]) -> None:
+    async def _publish(self, subject: str, data: dict[str, Any], *, finite: bool = False) -> None:
         try:
-            await self.bus.publish(subject, data)
+            await self.bus.publish(subject, data, finite=finite)
         except Exception as exc:  # the bus is away: live views elsewhere miss this one
             log.debug("bus publish to %s failed: %s", subject, exc)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import subprocess
 import sys
 from collections.abc import Callable
@@ -36,6 +37,13 @@ def test_the_default_master_never_imports_the_nats_client() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+async def _wait(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
 
 
 async def _received(
@@ -75,6 +83,22 @@ async def _received(
         # b serves n1, but its own request does not come back to itself
         with pytest.raises(TransportError, match="no master answers"):
             await b.request("gdos.node.n1.command", {"n": 1}, timeout=2)
+        # What orjson refuses or writes otherwise crosses as json.dumps wrote it (NaN, an
+        # integer past 64 bits, text outside ASCII); checked samples take the fast encoder.
+        odd = {"value": math.nan, "big": 2**70, "name": "hôte-π"}
+        sample = {"ts": 1.5, "cpu": 12.25, "net": [{"interface": "eth0", "rx_bps": 3.0}]}
+        arrived.clear()
+        await a.publish("gdos.live.odd", odd)
+        await a.publish("gdos.live.samples", {"batch": [sample]}, finite=True)
+        await a.publish("gdos.live.big", {"ts": 2**70}, finite=True)
+        await _wait(lambda: len(got_b) == 4)
+        subject, data = got_b[1]
+        assert subject == "gdos.live.odd" and math.isnan(data["value"])
+        assert (data["big"], data["name"]) == (2**70, "hôte-π")
+        assert got_b[2:] == [
+            ("gdos.live.samples", {"batch": [sample]}),
+            ("gdos.live.big", {"ts": 2**70}),
+        ]
         await asyncio.sleep(0.1)
         assert got_a == []  # a published, b did not: a heard nothing, not even itself
     finally:

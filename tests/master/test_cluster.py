@@ -426,11 +426,11 @@ async def test_the_heartbeats_of_a_tick_cross_the_bus_in_one_message(
     sent: list[tuple[str, int]] = []
     publish = a.bus.publish
 
-    async def counted(subject: str, data: dict[str, Any]) -> None:
+    async def counted(subject: str, data: dict[str, Any], **options: Any) -> None:
         if subject.startswith("gdos.samples"):
             entries = data.get("batch") or [data]  # (one heartbeat a message before)
             sent.append((subject, sum(len(e["nodes"]) for e in entries)))
-        await publish(subject, data)
+        await publish(subject, data, **options)
 
     a.bus.publish = counted  # type: ignore[method-assign]
     async with masters:
