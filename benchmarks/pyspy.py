@@ -98,7 +98,8 @@ class Profile:
 
     def __enter__(self) -> Profile:
         spy = _py_spy()
-        if spy is None:
+        if spy is None:  # said, not silently skipped: an empty profile reads as no work
+            print(f"py-spy is not installed (pip install py-spy): no profile in {self.out}")
             return self
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self._proc = subprocess.Popen(
