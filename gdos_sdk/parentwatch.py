@@ -13,6 +13,12 @@ Two ways to notice, so neither is relied on alone:
 * everywhere: a check every ``interval`` seconds: the parent no longer exists, is a
   zombie, or is another process (its start time changed), or we were re-parented.
 
+A start time read as wall-clock time moves when the clock is stepped (NTP, a virtual
+machine resumed): Linux derives it from the boot time, which it reports as "now minus
+uptime". On Linux the start time is therefore the kernel's own count of clock ticks since
+boot (``/proc/<pid>/stat``), which no clock step moves; a master once shut itself down
+under a live test run because a step made its parent look like another process.
+
 Example::
 
     await parent_gone(parent_pid)   # returns once the parent has ended
@@ -30,7 +36,7 @@ import sys
 
 import psutil
 
-__all__ = ["PARENT_SIGNAL", "ParentWatch", "parent_gone"]
+__all__ = ["PARENT_SIGNAL", "ParentWatch", "parent_gone", "started"]
 
 #: what the Linux kernel sends us when the parent ends (only wakes the check)
 if sys.platform == "win32":
@@ -46,10 +52,7 @@ class ParentWatch:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.direct = sys.platform != "win32" and os.getppid() == pid
-        try:
-            self.created: float | None = psutil.Process(pid).create_time()
-        except psutil.Error:
-            self.created = None
+        self.created = started(pid)
 
     def alive(self) -> bool:
         """False once the parent has ended (gone, a zombie, or its pid taken by another)."""
@@ -57,11 +60,34 @@ class ParentWatch:
             return False
         if self.direct and os.getppid() != self.pid:
             return False  # re-parented: the parent ended, even if nobody reaped it yet
+        if started(self.pid) != self.created:
+            return False  # gone, or its pid now belongs to another process
         try:
-            proc = psutil.Process(self.pid)
-            return proc.create_time() == self.created and proc.status() != psutil.STATUS_ZOMBIE
+            return psutil.Process(self.pid).status() != psutil.STATUS_ZOMBIE
         except psutil.Error:
             return False
+
+
+def started(pid: int) -> float | None:
+    """When process ``pid`` started, in a measure no wall-clock step moves where one exists
+    (Linux: clock ticks since boot); None when there is no such process."""
+    if sys.platform == "linux":
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                data = stat.read()
+        except OSError:
+            return None
+        # Field 2, the command name, may hold spaces and parentheses: count from its end.
+        # Field 22 (starttime) is then the 20th after the ")".
+        try:
+            return float(data[data.rindex(b")") + 2 :].split()[19])
+        except (ValueError, IndexError):
+            return None
+    else:
+        try:
+            return psutil.Process(pid).create_time()
+        except psutil.Error:
+            return None
 
 
 def _ask_kernel(sig: int) -> bool:
