@@ -24,6 +24,7 @@ from gdos_sdk.client import AsyncClient
 from gdos_sdk.protocol import (
     Command,
     DeployCommand,
+    InstanceSpec,
     InstanceStatus,
     Response,
     UpgradeCommand,
@@ -45,7 +46,8 @@ class Workers:
     An upgrade is answered after ``delay`` seconds; a version in ``crashing`` "crashes"
     ``crash_after`` seconds after it starts (a ``backoff`` report). ``moving`` counts the
     upgrades under way and ``most`` the most at once. ``health`` gives a version's health
-    check result (none by default).
+    check result (none by default). Like a real worker, the upgrades of one instance run
+    one after the other, in the order they were sent.
     """
 
     def __init__(self, master: Master, count: int = 2) -> None:
@@ -64,6 +66,7 @@ class Workers:
         self.most = 0
         self.upgrades: list[tuple[str, str]] = []  # (instance id, version) as asked
         self._asked = asyncio.Event()
+        self._queues: dict[str, asyncio.Lock] = {}  # per instance; asyncio.Lock is FIFO
 
     async def asked(self, count: int, timeout: float = 5) -> None:
         """Return once ``count`` upgrades were asked for in all."""
@@ -99,17 +102,26 @@ class Workers:
                 return Response(id="", ok=True, result=self.status(command.spec.instance_id))
             if isinstance(command, UpgradeCommand):
                 request_id = worker.received[-1].id
-                asyncio.get_running_loop().create_task(self._upgrade(worker, request_id, command))
+                queue = self._queues.setdefault(command.spec.instance_id, asyncio.Lock())
+                asyncio.get_running_loop().create_task(
+                    self._upgrade(worker, request_id, command, queue)
+                )
                 return None
             instance_id = getattr(command, "instance_id", "")
             return Response(id="", ok=True, result=self.status(instance_id))
 
         return answer
 
-    async def _upgrade(self, worker: ScriptedWorker, request_id: str, cmd: UpgradeCommand) -> None:
+    async def _upgrade(
+        self, worker: ScriptedWorker, request_id: str, cmd: UpgradeCommand, queue: asyncio.Lock
+    ) -> None:
         spec = cmd.spec
         self.upgrades.append((spec.instance_id, spec.version))
         self._asked.set()
+        async with queue:
+            await self._switch(worker, request_id, spec)
+
+    async def _switch(self, worker: ScriptedWorker, request_id: str, spec: InstanceSpec) -> None:
         self.moving += 1
         self.most = max(self.most, self.moving)
         try:
