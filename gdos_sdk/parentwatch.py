@@ -36,6 +36,8 @@ import sys
 
 import psutil
 
+from gdos_sdk.executors.base import start_ticks
+
 __all__ = ["PARENT_SIGNAL", "ParentWatch", "parent_gone", "started"]
 
 #: what the Linux kernel sends us when the parent ends (only wakes the check)
@@ -72,17 +74,8 @@ def started(pid: int) -> float | None:
     """When process ``pid`` started, in a measure no wall-clock step moves where one exists
     (Linux: clock ticks since boot); None when there is no such process."""
     if sys.platform == "linux":
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as stat:
-                data = stat.read()
-        except OSError:
-            return None
-        # Field 2, the command name, may hold spaces and parentheses: count from its end.
-        # Field 22 (starttime) is then the 20th after the ")".
-        try:
-            return float(data[data.rindex(b")") + 2 :].split()[19])
-        except (ValueError, IndexError):
-            return None
+        ticks = start_ticks(pid)
+        return None if ticks is None else float(ticks)
     else:
         try:
             return psutil.Process(pid).create_time()

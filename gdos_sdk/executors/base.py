@@ -47,6 +47,7 @@ __all__ = [
     "SpawnSpec",
     "StopResult",
     "TreeScan",
+    "start_mark",
 ]
 
 TAG_ENV = "GDOS_INSTANCE_ID"
@@ -101,14 +102,18 @@ class ProcessRef:
     """Everything needed to find a running instance process again after a worker restart.
 
     ``create_time`` (seconds since the epoch, as :mod:`psutil` reports it) is what
-    tells a live process from a recycled pid. The ref is JSON-persistable through
-    :data:`gdos_sdk.codec.converter`.
+    tells a live process from a recycled pid. That time moves when the wall clock is
+    stepped (NTP, a resumed virtual machine), so on Linux ``start_mark`` also records
+    the kernel's own start of the process (:func:`start_mark`), which no clock step
+    moves; where both sides have it, it decides. The ref is JSON-persistable through
+    :data:`gdos_sdk.codec.converter` (a ref stored without ``start_mark`` still loads).
 
     Parameters:
         pid: the main process id.
         create_time: the main process's start time.
         pgid: its process group (equal to ``pid``: the executor starts a new session).
         tag: the instance id carried in ``GDOS_INSTANCE_ID``.
+        start_mark: the boot and clock-tick start of the process (Linux), or ``None``.
 
     Example::
 
@@ -120,6 +125,52 @@ class ProcessRef:
     create_time: float
     pgid: int
     tag: str
+    start_mark: str | None = None
+
+
+def start_mark(pid: int) -> str | None:
+    """When process ``pid`` started, as ``"<boot id>/<clock ticks since boot>"`` (Linux).
+
+    Both come from the kernel (``/proc/sys/kernel/random/boot_id`` and field 22 of
+    ``/proc/<pid>/stat``), so no wall-clock step moves the mark, and the boot id keeps a
+    pid and tick count repeated after a reboot from passing for the old process. ``None``
+    on other systems or when the process or the files cannot be read.
+
+    Example::
+
+        start_mark(os.getpid())  # '5f0c…-…/123456'
+    """
+    ticks = start_ticks(pid)
+    boot = _boot_id()
+    return None if ticks is None or boot is None else f"{boot}/{ticks}"
+
+
+def start_ticks(pid: int) -> int | None:
+    """Clock ticks from boot to the start of process ``pid`` (Linux), or ``None``."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            data = stat.read()
+    except OSError:
+        return None
+    # Field 2, the command name, may hold spaces and parentheses: count from its end.
+    # Field 22 (starttime) is then the 20th after the ")".
+    try:
+        return int(data[data.rindex(b")") + 2 :].split()[19])
+    except (ValueError, IndexError):
+        return None
+
+
+_BOOT_ID: list[str | None] = []  # read once: it cannot change while we run
+
+
+def _boot_id() -> str | None:
+    if not _BOOT_ID:
+        try:
+            with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as file:
+                _BOOT_ID.append(file.read().strip() or None)
+        except OSError:
+            _BOOT_ID.append(None)
+    return _BOOT_ID[0]
 
 
 @attrs.frozen

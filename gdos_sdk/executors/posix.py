@@ -47,6 +47,7 @@ from gdos_sdk.executors.base import (
     SpawnSpec,
     StopResult,
     TreeScan,
+    start_mark,
 )
 
 # POSIX only: default_executor() never imports this module on Windows, and the
@@ -89,9 +90,15 @@ def _is_zombie(proc: psutil.Process) -> bool:
 
 
 def _verified(ref: ProcessRef) -> psutil.Process | None:
-    """The process ``ref`` names (zombie included), or ``None`` if the pid is gone or reused."""
+    """The process ``ref`` names (zombie included), or ``None`` if the pid is gone or reused.
+
+    The kernel's start mark decides where the ref has one and it can be read now (a
+    wall-clock step cannot move it); else the create time, within a boot-time step.
+    """
     try:
         proc = psutil.Process(ref.pid)
+        if ref.start_mark is not None and (mark := start_mark(ref.pid)) is not None:
+            return proc if mark == ref.start_mark else None
         if same_create_time(proc.create_time(), ref.create_time):
             return proc
     except psutil.Error:
@@ -458,7 +465,13 @@ class PosixExecutor:
                 f"{spec.argv[0]!r} started but vanished before it could be identified",
                 details={"argv0": spec.argv[0], "pid": popen.pid},
             ) from exc
-        ref = ProcessRef(pid=popen.pid, create_time=create_time, pgid=popen.pid, tag=spec.tag)
+        ref = ProcessRef(
+            pid=popen.pid,
+            create_time=create_time,
+            pgid=popen.pid,
+            tag=spec.tag,
+            start_mark=start_mark(popen.pid),
+        )
         return PosixProcessHandle(ref, proc, popen=popen, poll_interval=self._poll_interval)
 
     def attach(self, ref: ProcessRef) -> PosixProcessHandle | None:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anyio
+import attrs
 import psutil
 import pytest
 from hypothesis import given, settings
@@ -32,6 +33,7 @@ from gdos_sdk.executors import (
     default_executor,
     posix,
 )
+from gdos_sdk.executors.base import start_mark
 from gdos_sdk.executors.posix import PosixExecutor, same_create_time
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX executor")
@@ -479,12 +481,39 @@ def test_attach_refuses_a_reused_pid_or_a_foreign_tag(
 ) -> None:
     ref = detached()
     assert executor.attach(converter.structure({**converter.unstructure(ref)}, ProcessRef))
-    moved = ProcessRef(ref.pid, ref.create_time + 12.34, ref.pgid, ref.tag)
+    moved = ProcessRef(ref.pid, ref.create_time + 12.34, ref.pgid, ref.tag)  # no start mark
     assert executor.attach(moved) is None
     other_tag = ProcessRef(ref.pid, ref.create_time, ref.pgid, "someone-else")
     assert executor.attach(other_tag) is None
     no_such = ProcessRef(2**22 + 1, ref.create_time, 2**22 + 1, ref.tag)  # above pid_max
     assert executor.attach(no_such) is None
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the kernel start mark is read from /proc")
+def test_attach_survives_a_wall_clock_step_and_refuses_another_start(
+    detached: Callable[[], ProcessRef], executor: PosixExecutor
+) -> None:
+    ref = detached()
+    assert ref.start_mark is not None and ref.start_mark == start_mark(ref.pid)
+    # The clock was stepped 7 s between the record and now: psutil's create time moved,
+    # the kernel's mark did not; the process is still ours.
+    stepped = attrs.evolve(ref, create_time=ref.create_time + 7.0)
+    handle = executor.attach(stepped)
+    assert handle is not None and handle.pid == ref.pid
+    # Another start (or another boot) behind the same pid: refused, whatever the time says.
+    boot, ticks = ref.start_mark.split("/")
+    assert executor.attach(attrs.evolve(ref, start_mark=f"{boot}/{int(ticks) + 1}")) is None
+    assert executor.attach(attrs.evolve(ref, start_mark=f"another-boot/{ticks}")) is None
+    # A ref stored before the mark existed still loads and attaches by its create time.
+    old = converter.unstructure(ref)
+    del old["start_mark"]
+    assert executor.attach(converter.structure(old, ProcessRef)) is not None
+    assert (
+        executor.attach(
+            converter.structure({**old, "create_time": ref.create_time + 7.0}, ProcessRef)
+        )
+        is None
+    )
 
 
 @pytest.mark.anyio
