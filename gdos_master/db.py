@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import contextvars
 import functools
 import os
 import sqlite3
@@ -53,8 +54,49 @@ __all__ = [
     "PostgresDatabase",
     "Row",
     "SqliteDatabase",
+    "WriteMark",
     "redact_url",
+    "watch_writes",
+    "writes_sent",
 ]
+
+
+class WriteMark:
+    """Whether the request under way sent PostgreSQL something that may have committed.
+
+    Set (:attr:`sent`) just before a ``COMMIT`` or an autocommitted write goes out, so a
+    connection lost after that point leaves the change's fate unknown to the master,
+    while one lost before it means nothing was changed (:func:`watch_writes`).
+    """
+
+    __slots__ = ("sent",)
+
+    def __init__(self) -> None:
+        self.sent = False
+
+
+_WRITES: contextvars.ContextVar[WriteMark | None] = contextvars.ContextVar(
+    "gdos_db_writes", default=None
+)
+
+
+def watch_writes() -> WriteMark:
+    """Start watching the current task's writes (each API request calls it first)."""
+    mark = WriteMark()
+    _WRITES.set(mark)
+    return mark
+
+
+def writes_sent() -> bool:
+    """Whether the current request may have committed a change (see :class:`WriteMark`)."""
+    mark = _WRITES.get()
+    return mark is not None and mark.sent
+
+
+def _sending_write() -> None:
+    mark = _WRITES.get()
+    if mark is not None:
+        mark.sent = True
 
 
 class Row(Protocol):
@@ -437,13 +479,17 @@ class PostgresDatabase(Database):
         try:
             with conn.transaction():
                 yield
+                _sending_write()  # the COMMIT goes out as the block ends
         finally:
             if self._changes != before:
                 self._changes += 1
 
     def _run(self, sql: str, params: Sequence[Any]) -> psycopg.Cursor[PgRow]:
         statement, writes = _pg_statement(sql)
-        cursor = self._connection().execute(statement, params)
+        conn = self._connection()
+        if writes and conn.info.transaction_status == self._idle:
+            _sending_write()  # autocommitted: done once the server has it
+        cursor = conn.execute(statement, params)
         if writes and cursor.rowcount:  # -1 for DDL: counted
             self._changes += 1
         return cursor
@@ -452,8 +498,11 @@ class PostgresDatabase(Database):
         return self._run(sql, params)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        statement, _ = _pg_statement(sql)
-        with self._connection().cursor() as cursor:
+        statement, writes = _pg_statement(sql)
+        conn = self._connection()
+        if writes and conn.info.transaction_status == self._idle:
+            _sending_write()
+        with conn.cursor() as cursor:
             cursor.executemany(statement, rows)
             if cursor.rowcount:
                 self._changes += 1

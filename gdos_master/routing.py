@@ -39,6 +39,7 @@ from quart import Quart, Request, Response, has_request_context, request
 
 from gdos_master.audit import record_audit
 from gdos_master.auth import Principal, authenticate, check_csrf
+from gdos_master.db import watch_writes, writes_sent
 from gdos_master.query import PAGE, Instant, QueryParam
 from gdos_master.security import redact
 from gdos_sdk.codec import parse_json, structure, unstructure
@@ -172,8 +173,11 @@ def error_response(exc: GdosError) -> Response:
 def unexpected_error(exc: Exception, method: str, path: str, master: Any = None) -> Response:
     """The answer to a request whose handler raised ``exc``, not a :class:`GdosError`.
 
-    PostgreSQL away: 503 ``transport_error`` (nothing was written; retry later), and
-    ``master``'s cluster reports the outage at once (``/healthz`` agrees with the refusal).
+    PostgreSQL away: 503 ``transport_error``, and ``master``'s cluster reports the outage
+    at once (``/healthz`` agrees with the refusal). Lost before the request sent a commit
+    or an autocommitted write: nothing was changed (``details.changed`` false; retry
+    later). Lost after: the change may have been made, and the answer says so
+    (``details.changed`` ``"unknown"``: look before retrying).
     Anything else is a bug: logged with its traceback, answered 500 ``internal_error``
     without details.
     """
@@ -181,10 +185,18 @@ def unexpected_error(exc: Exception, method: str, path: str, master: Any = None)
         if master is not None:
             master.cluster.note_db_lost(exc)
         log.error("database unreachable on %s %s: %s", method, path, exc)
+        if writes_sent():
+            return error_response(
+                TransportError(
+                    "the database was lost after this request sent it a change, which may"
+                    " have been made: look before retrying",
+                    details={"lost": ["database"], "changed": "unknown"},
+                )
+            )
         return error_response(
             TransportError(
                 "the database is unreachable; nothing was changed, retry later",
-                details={"lost": ["database"]},
+                details={"lost": ["database"], "changed": False},
             )
         )
     log.exception("unhandled error on %s %s", method, path, exc_info=exc)
@@ -324,6 +336,7 @@ def _make_view(endpoint: Endpoint, app: Quart) -> Handler:
         # proxy looks up the context again (this wrapper runs on every API request).
         req = current_request()
         master = extensions["gdos"]
+        watch_writes()  # a database lost mid-request: was a change sent? (unexpected_error)
         if names_ids:  # the node or instance the route names joins its log lines
             set_log_context(node_id=kwargs.get("node_id"), instance_id=kwargs.get("instance_id"))
         ctx = Ctx(master=master, principal=None, ip=client_ip(master, req))
