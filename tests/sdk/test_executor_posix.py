@@ -164,8 +164,15 @@ def read_ready(path: Path) -> list[int] | None:
     return [int(word) for word in words if word != "ready"]
 
 
-async def wait_ready(path: Path) -> list[int]:
-    await eventually(lambda: read_ready(path) is not None)
+async def wait_ready(path: Path, within: float = 30.0) -> list[int]:
+    """The pids a service recorded; a generous bound, since a loaded machine forks slowly."""
+    try:
+        await eventually(lambda: read_ready(path) is not None, within)
+    except TimeoutError:
+        written = path.read_text() if path.exists() else "(no file)"
+        raise AssertionError(
+            f"the service did not write ready within {within} s: {written!r}"
+        ) from None
     pids = read_ready(path)
     assert pids is not None
     return pids

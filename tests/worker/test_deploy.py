@@ -125,6 +125,14 @@ async def test_processes_of_an_instance_without_a_record_are_reported_then_destr
     env = {**os.environ, "GDOS_INSTANCE_ID": "lost-1"}
     proc = await asyncio.create_subprocess_exec("sleep", "300", env=env, start_new_session=True)
     try:
+        # The parent may run again before the kernel has finished the child's exec (vfork
+        # returns at the switch of address space), when its environment still reads empty:
+        # wait until the tag can be seen, as it can for any process that has been running.
+        environ = Path(f"/proc/{proc.pid}/environ")
+        for _ in range(500):
+            if b"GDOS_INSTANCE_ID=lost-1" in environ.read_bytes():
+                break
+            await asyncio.sleep(0.01)
         supervisor.load()
         [stray] = supervisor.inventory()
         assert (stray.instance_id, stray.state, stray.pid) == ("lost-1", "unknown", proc.pid)
