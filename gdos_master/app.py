@@ -522,7 +522,9 @@ def create_app(
         lost = master.outage()
         if lost and request.path.startswith("/api/"):
             message = f"this master lost {lost}; writes are refused until it is back"
-            return error_response(TransportError(message, details={"lost": master.lost()}))
+            return error_response(
+                TransportError(message, details={"lost": master.lost(), "changed": False})
+            )
         return None
 
     if master.cluster.clustered:  # one master: no hook on the request path at all

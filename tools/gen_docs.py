@@ -246,8 +246,10 @@ def api_reference() -> str:
         "| 502 | `worker_error`, `protocol_error` | the worker answered with an error |",
         "| 503 | `transport_error`, `storage_unavailable` | the worker or the package storage"
         " cannot be reached; the master lost its database (PostgreSQL) or the bus"
-        ' (`details`: `{"lost": ["database", "bus"]}`, what is lost), nothing was'
-        " changed |",
+        ' (`details`: `{"lost": ["database", "bus"], "changed": false}`, what is lost),'
+        " nothing was changed; when the database was lost after the request had sent it a"
+        ' change, `details.changed` is `"unknown"` and the message says the change may have'
+        " been made: look before retrying |",
         "",
         "Outside `/api/v1`: `GET /healthz` (no credential; `Client.master_health()`). A single"
         ' master answers `{"status": "ok"}`. Several masters (`-bus`) answer'

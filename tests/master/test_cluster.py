@@ -552,7 +552,7 @@ async def test_health_says_what_is_lost_since_when_and_refusals_name_it(
             assert health.lost_since == pytest.approx(lost_at)
             with pytest.raises(TransportError, match="lost the bus") as refused:
                 await gdos.create_token("during")
-            assert refused.value.details == {"lost": ["bus"]}
+            assert refused.value.details == {"lost": ["bus"], "changed": False}
             bus.closed, bus.lost_since = False, None
             assert (await gdos.master_health()).ok
             await gdos.create_token("after")

@@ -62,7 +62,12 @@ function errorFrom(status, body, statusText) {
   if (err && isOutageError(status, err.details)) {
     // The master lost its database or the bus: the banner says so; this call says the same.
     noteRefusal(err.details.lost)
-    return new ApiError(status, err.code, refusedMessage(err.details.lost), err.details)
+    return new ApiError(
+      status,
+      err.code,
+      refusedMessage(err.details.lost, err.details.changed),
+      err.details,
+    )
   }
   if (err) return new ApiError(status, err.code, err.message, err.details)
   return new ApiError(status, 'http_error', `${status} ${statusText || ''}`.trim())

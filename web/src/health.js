@@ -43,9 +43,14 @@ export function isOutageError(status, details) {
   return status === 503 && Array.isArray(details?.lost) && details.lost.length > 0
 }
 
-/** The message shown for a call refused in an outage (instead of the master's English). */
-export function refusedMessage(lost) {
-  return t('outage.refused_call', { what: lostText(lost) })
+/**
+ * The message shown for a call refused in an outage (instead of the master's English). A
+ * call whose change had reached the database before it was lost (details.changed "unknown")
+ * may have been made: it says so rather than "not done".
+ */
+export function refusedMessage(lost, changed = false) {
+  const key = changed === 'unknown' ? 'outage.unknown_call' : 'outage.refused_call'
+  return t(key, { what: lostText(lost) })
 }
 
 /** A call was refused because the master lost `lost`: show the banner now, look again soon. */
