@@ -7,9 +7,10 @@ refused on SQLite by its configuration (tests/sdk/test_config.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -656,6 +657,20 @@ async def test_after_a_database_outage_the_other_masters_leases_get_a_round_to_b
     assert a.remote == {}
 
 
+@contextlib.asynccontextmanager
+async def _clustered_master(
+    tmp_path: Path, db_url: str
+) -> AsyncIterator[tuple[Master, AsyncClient]]:
+    """A master with a bus on ``db_url`` (in process), and an admin's client to it."""
+    app = create_app(_settings(tmp_path, db_url, "a"), bus=LocalBus("a", LocalNetwork()))
+    master: Master = app.extensions["gdos"]
+    async with app.test_app():
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        async with AsyncClient("http://master.test", transport=transport, retries=0) as gdos:
+            await gdos.login("admin", "admin-password-1")
+            yield master, gdos
+
+
 @pytest.mark.parametrize("db_engine", ["postgresql"])
 async def test_a_request_that_meets_the_database_away_reports_the_outage_at_once(
     tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
@@ -664,30 +679,25 @@ async def test_a_request_that_meets_the_database_away_reports_the_outage_at_once
     # /healthz still said ok until the next lease round.
     import psycopg
 
-    app = create_app(_settings(tmp_path, db_url, "a"), bus=LocalBus("a", LocalNetwork()))
-    master: Master = app.extensions["gdos"]
-    async with app.test_app():
-        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
-        async with AsyncClient("http://master.test", transport=transport, retries=0) as gdos:
-            await gdos.login("admin", "admin-password-1")
-            assert (await gdos.master_health()).ok
+    async with _clustered_master(tmp_path, db_url) as (master, gdos):
+        assert (await gdos.master_health()).ok
 
-            def away(**_: Any) -> str:
-                raise psycopg.OperationalError("connection failed: Connection refused")
+        def away(**_: Any) -> str:
+            raise psycopg.OperationalError("connection failed: Connection refused")
 
-            async def no_round() -> None:  # no lease round in between to end it early
-                return None
+        async def no_round() -> None:  # no lease round in between to end it early
+            return None
 
-            monkeypatch.setattr(master.cluster, "tick", no_round)
-            monkeypatch.setattr(master.nodes, "list_json", away)
-            with pytest.raises(TransportError, match="database is unreachable") as refused:
-                await gdos.list_nodes()
-            assert refused.value.details == {"lost": ["database"], "changed": False}
-            health = await gdos.master_health()  # at once, not at the next round
-            assert health.lost == ["database"] and health.lost_since is not None
-            monkeypatch.undo()
-            await master.cluster.tick()  # a round that reaches the database ends it
-            assert (await gdos.master_health()).ok
+        monkeypatch.setattr(master.cluster, "tick", no_round)
+        monkeypatch.setattr(master.nodes, "list_json", away)
+        with pytest.raises(TransportError, match="database is unreachable") as refused:
+            await gdos.list_nodes()
+        assert refused.value.details == {"lost": ["database"], "changed": False}
+        health = await gdos.master_health()  # at once, not at the next round
+        assert health.lost == ["database"] and health.lost_since is not None
+        monkeypatch.undo()
+        await master.cluster.tick()  # a round that reaches the database ends it
+        assert (await gdos.master_health()).ok
 
 
 @pytest.mark.parametrize("db_engine", ["postgresql"])
@@ -698,47 +708,42 @@ async def test_a_database_lost_after_a_commit_was_sent_says_the_change_may_be_ma
     # by the read that answers it failing, was answered "nothing was changed".
     import psycopg
 
-    app = create_app(_settings(tmp_path, db_url, "a"), bus=LocalBus("a", LocalNetwork()))
-    master: Master = app.extensions["gdos"]
-    async with app.test_app():
-        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
-        async with AsyncClient("http://master.test", transport=transport, retries=0) as gdos:
-            await gdos.login("admin", "admin-password-1")
-            system = await gdos.create_system("shop", description="v1")
-            real = master.systems.get_system
-            calls: list[str] = []
+    async with _clustered_master(tmp_path, db_url) as (master, gdos):
+        system = await gdos.create_system("shop", description="v1")
+        real = master.systems.get_system
+        calls: list[str] = []
 
-            def lost_at(call: int) -> Callable[[str], Any]:
-                def get_system(system_id: str) -> Any:
-                    calls.append(system_id)
-                    if len(calls) == call:
-                        raise psycopg.OperationalError("server closed the connection")
-                    return real(system_id)
+        def lost_at(call: int) -> Callable[[str], Any]:
+            def get_system(system_id: str) -> Any:
+                calls.append(system_id)
+                if len(calls) == call:
+                    raise psycopg.OperationalError("server closed the connection")
+                return real(system_id)
 
-                return get_system
+            return get_system
 
-            async def no_round() -> None:
-                return None
+        async def no_round() -> None:
+            return None
 
-            a_round = master.cluster.tick
-            monkeypatch.setattr(master.cluster, "tick", no_round)
-            # Lost at the first read, before anything was sent: nothing changed.
-            monkeypatch.setattr(master.systems, "get_system", lost_at(1))
-            with pytest.raises(TransportError, match="nothing was changed") as refused:
-                await gdos.update_system(system.id, description="v2")
-            assert refused.value.details == {"lost": ["database"], "changed": False}
-            assert real(system.id).description == "v1"
-            await a_round()  # the database is back: writes are taken again
-            # Lost at the read after the commit: the change is there, and the answer says
-            # it may be.
-            calls.clear()
-            monkeypatch.setattr(master.systems, "get_system", lost_at(2))
-            with pytest.raises(TransportError, match="may have been made") as unsure:
-                await gdos.update_system(system.id, description="v3")
-            assert unsure.value.status == 503
-            assert unsure.value.details == {"lost": ["database"], "changed": "unknown"}
-            assert real(system.id).description == "v3"
-            # The next request starts with a clean slate.
-            monkeypatch.undo()
-            await master.cluster.tick()
-            assert (await gdos.get_system(system.id)).description == "v3"
+        a_round = master.cluster.tick
+        monkeypatch.setattr(master.cluster, "tick", no_round)
+        # Lost at the first read, before anything was sent: nothing changed.
+        monkeypatch.setattr(master.systems, "get_system", lost_at(1))
+        with pytest.raises(TransportError, match="nothing was changed") as refused:
+            await gdos.update_system(system.id, description="v2")
+        assert refused.value.details == {"lost": ["database"], "changed": False}
+        assert real(system.id).description == "v1"
+        await a_round()  # the database is back: writes are taken again
+        # Lost at the read after the commit: the change is there, and the answer says
+        # it may be.
+        calls.clear()
+        monkeypatch.setattr(master.systems, "get_system", lost_at(2))
+        with pytest.raises(TransportError, match="may have been made") as unsure:
+            await gdos.update_system(system.id, description="v3")
+        assert unsure.value.status == 503
+        assert unsure.value.details == {"lost": ["database"], "changed": "unknown"}
+        assert real(system.id).description == "v3"
+        # The next request starts with a clean slate.
+        monkeypatch.undo()
+        await master.cluster.tick()
+        assert (await gdos.get_system(system.id)).description == "v3"
