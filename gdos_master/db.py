@@ -484,11 +484,17 @@ class PostgresDatabase(Database):
             if self._changes != before:
                 self._changes += 1
 
-    def _run(self, sql: str, params: Sequence[Any]) -> psycopg.Cursor[PgRow]:
-        statement, writes = _pg_statement(sql)
+    def _writing(self, writes: bool) -> psycopg.Connection[PgRow]:
+        """The connection, with the request marked if ``writes`` goes out autocommitted
+        (done once the server has it; in a transaction, the COMMIT marks it)."""
         conn = self._connection()
         if writes and conn.info.transaction_status == self._idle:
-            _sending_write()  # autocommitted: done once the server has it
+            _sending_write()
+        return conn
+
+    def _run(self, sql: str, params: Sequence[Any]) -> psycopg.Cursor[PgRow]:
+        statement, writes = _pg_statement(sql)
+        conn = self._writing(writes)
         cursor = conn.execute(statement, params)
         if writes and cursor.rowcount:  # -1 for DDL: counted
             self._changes += 1
@@ -499,10 +505,7 @@ class PostgresDatabase(Database):
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         statement, writes = _pg_statement(sql)
-        conn = self._connection()
-        if writes and conn.info.transaction_status == self._idle:
-            _sending_write()
-        with conn.cursor() as cursor:
+        with self._writing(writes).cursor() as cursor:
             cursor.executemany(statement, rows)
             if cursor.rowcount:
                 self._changes += 1
